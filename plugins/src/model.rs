@@ -1,0 +1,260 @@
+//! The metric model: InfluxDB's line-protocol model plus a value-type hint.
+
+use std::fmt;
+
+/// Small-string type used for names, tag keys/values and field keys: strings up to 24 bytes
+/// live inline, so cloning a typical tag does not allocate.
+pub type Str = compact_str::CompactString;
+
+/// A typed field value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FieldValue {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    String(Str),
+}
+
+impl FieldValue {
+    /// The value as a float, for numeric aggregation; strings have none, bools are 0/1.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            FieldValue::Float(v) => Some(v),
+            FieldValue::Int(v) => Some(v as f64),
+            FieldValue::UInt(v) => Some(v as f64),
+            FieldValue::Bool(v) => Some(if v { 1.0 } else { 0.0 }),
+            FieldValue::String(_) => None,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Float(_) => "float",
+            FieldValue::Int(_) => "integer",
+            FieldValue::UInt(_) => "unsigned",
+            FieldValue::Bool(_) => "boolean",
+            FieldValue::String(_) => "string",
+        }
+    }
+}
+
+impl From<f64> for FieldValue {
+    fn from(v: f64) -> Self {
+        FieldValue::Float(v)
+    }
+}
+impl From<i64> for FieldValue {
+    fn from(v: i64) -> Self {
+        FieldValue::Int(v)
+    }
+}
+impl From<u64> for FieldValue {
+    fn from(v: u64) -> Self {
+        FieldValue::UInt(v)
+    }
+}
+impl From<bool> for FieldValue {
+    fn from(v: bool) -> Self {
+        FieldValue::Bool(v)
+    }
+}
+impl From<&str> for FieldValue {
+    fn from(v: &str) -> Self {
+        FieldValue::String(v.into())
+    }
+}
+impl From<String> for FieldValue {
+    fn from(v: String) -> Self {
+        FieldValue::String(v.into())
+    }
+}
+
+/// What kind of value a metric carries, for outputs (Prometheus) that care.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ValueType {
+    #[default]
+    Untyped,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+}
+
+/// One measurement: name, sorted tags, a non-empty field list, a nanosecond timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Metric {
+    pub name: Str,
+    /// Sorted by key, keys unique. Use [`Metric::add_tag`] to keep that true.
+    pub tags: Vec<(Str, Str)>,
+    /// In insertion order, keys unique. Use [`Metric::add_field`] to keep that true.
+    pub fields: Vec<(Str, FieldValue)>,
+    /// Nanoseconds since the Unix epoch.
+    pub time: i64,
+    pub kind: ValueType,
+}
+
+impl Metric {
+    pub fn new(name: impl Into<Str>, time: i64) -> Self {
+        Metric {
+            name: name.into(),
+            tags: Vec::new(),
+            fields: Vec::new(),
+            time,
+            kind: ValueType::Untyped,
+        }
+    }
+
+    pub fn with_kind(mut self, kind: ValueType) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    pub fn with_tag(mut self, key: impl Into<Str>, value: impl Into<Str>) -> Self {
+        self.add_tag(key, value);
+        self
+    }
+
+    pub fn with_field(mut self, key: impl Into<Str>, value: impl Into<FieldValue>) -> Self {
+        self.add_field(key, value);
+        self
+    }
+
+    /// Sets a tag, replacing any tag with the same key, keeping tags sorted.
+    pub fn add_tag(&mut self, key: impl Into<Str>, value: impl Into<Str>) {
+        let key = key.into();
+        let value = value.into();
+        match self
+            .tags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key.as_str()))
+        {
+            Ok(i) => self.tags[i].1 = value,
+            Err(i) => self.tags.insert(i, (key, value)),
+        }
+    }
+
+    /// Sets a tag only if the metric does not have it yet (global tags, host tag).
+    pub fn add_tag_if_absent(&mut self, key: &str, value: &str) {
+        if let Err(i) = self.tags.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            self.tags.insert(i, (key.into(), value.into()));
+        }
+    }
+
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.tags[i].1.as_str())
+    }
+
+    pub fn remove_tag(&mut self, key: &str) -> Option<Str> {
+        self.tags
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.tags.remove(i).1)
+    }
+
+    /// Sets a field, replacing any field with the same key.
+    pub fn add_field(&mut self, key: impl Into<Str>, value: impl Into<FieldValue>) {
+        let key = key.into();
+        let value = value.into();
+        match self.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.fields.push((key, value)),
+        }
+    }
+
+    pub fn field(&self, key: &str) -> Option<&FieldValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    pub fn remove_field(&mut self, key: &str) -> Option<FieldValue> {
+        let i = self.fields.iter().position(|(k, _)| k == key)?;
+        Some(self.fields.remove(i).1)
+    }
+
+    /// Approximate heap + inline size in bytes, for byte-bounded buffers.
+    pub fn estimated_size(&self) -> usize {
+        fn s(x: &Str) -> usize {
+            if x.is_heap_allocated() {
+                24 + x.len()
+            } else {
+                24
+            }
+        }
+        let mut n = std::mem::size_of::<Metric>() + s(&self.name);
+        for (k, v) in &self.tags {
+            n += s(k) + s(v);
+        }
+        for (k, v) in &self.fields {
+            n += s(k) + std::mem::size_of::<FieldValue>();
+            if let FieldValue::String(x) = v {
+                n += s(x);
+            }
+        }
+        n
+    }
+
+    /// A key identifying the series (name + tags), for aggregators and caches.
+    pub fn series_key(&self) -> SeriesKey {
+        SeriesKey {
+            name: self.name.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// Name and tags: what identifies a series.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub name: Str,
+    pub tags: Vec<(Str, Str)>,
+}
+
+impl fmt::Display for Metric {
+    /// Line protocol, for logs and tests.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::new();
+        crate::codec::influx::write_metric(&mut out, self, &Default::default());
+        f.write_str(String::from_utf8_lossy(&out).trim_end())
+    }
+}
+
+/// Current time in nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_stay_sorted_and_unique() {
+        let mut m = Metric::new("m", 0);
+        m.add_tag("b", "1");
+        m.add_tag("a", "2");
+        m.add_tag("b", "3");
+        assert_eq!(
+            m.tags,
+            vec![("a".into(), "2".into()), ("b".into(), "3".into())]
+        );
+        m.add_tag_if_absent("a", "x");
+        assert_eq!(m.tag("a"), Some("2"));
+        assert_eq!(m.remove_tag("a").as_deref(), Some("2"));
+        assert_eq!(m.tag("a"), None);
+    }
+
+    #[test]
+    fn fields_replace_in_place() {
+        let mut m = Metric::new("m", 0)
+            .with_field("x", 1i64)
+            .with_field("y", 2.0);
+        m.add_field("x", true);
+        assert_eq!(m.fields[0], ("x".into(), FieldValue::Bool(true)));
+        assert_eq!(m.fields.len(), 2);
+    }
+}

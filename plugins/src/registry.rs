@@ -1,0 +1,126 @@
+//! The catalogue of plugins: name, one-line description, sample config and constructor.
+
+use crate::plugin::{Aggregator, BuildContext, InputPlugin, Output, Processor};
+
+/// Whether the agent should build a `data_format` parser or serializer for the plugin from the
+/// format keys of its table (Telegraf's `data_format`, `influx_*`, `json_*`, … options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    None,
+    /// Parses with a format; the string is the default `data_format`.
+    Parser(&'static str),
+    /// Serializes with a format; the string is the default `data_format`.
+    Serializer(&'static str),
+}
+
+/// A configuration error inside a plugin's own table.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    /// Path of keys (and array indexes as strings) inside the plugin's table, e.g. `["commands", "0"]`.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// Why a plugin could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Deserializes a plugin's table into its config struct, keeping the path of a bad key.
+pub fn parse_config<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, BuildError> {
+    let de = toml::Value::Table(table);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        BuildError::Config(ConfigError {
+            path,
+            message: e.into_inner().to_string(),
+        })
+    })
+}
+
+pub struct Spec<T> {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The commented sample config (the plugin's `sample.toml`).
+    pub sample: &'static str,
+    pub format: Format,
+    pub build: fn(toml::Table, &BuildContext) -> Result<T, BuildError>,
+}
+
+pub type InputSpec = Spec<InputPlugin>;
+pub type ProcessorSpec = Spec<Box<dyn Processor>>;
+pub type AggregatorSpec = Spec<Box<dyn Aggregator>>;
+pub type OutputSpec = Spec<Box<dyn Output>>;
+
+pub fn inputs() -> &'static [InputSpec] {
+    crate::inputs::ALL
+}
+pub fn processors() -> &'static [ProcessorSpec] {
+    crate::processors::ALL
+}
+pub fn aggregators() -> &'static [AggregatorSpec] {
+    crate::aggregators::ALL
+}
+pub fn outputs() -> &'static [OutputSpec] {
+    crate::outputs::ALL
+}
+
+pub fn find<'a, T>(specs: &'a [Spec<T>], name: &str) -> Option<&'a Spec<T>> {
+    specs.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every sample config parses as TOML and its tables build a plugin (the samples are the docs).
+    #[test]
+    fn every_sample_parses() {
+        fn check<T>(kind: &str, specs: &[Spec<T>]) {
+            for s in specs {
+                let doc: toml::Table = toml::from_str(s.sample)
+                    .unwrap_or_else(|e| panic!("{kind}.{} sample.toml: {e}", s.name));
+                let section = doc
+                    .get(kind)
+                    .and_then(|v| v.get(s.name))
+                    .unwrap_or_else(|| {
+                        panic!("{kind}.{} sample has no [[{kind}.{}]]", s.name, s.name)
+                    });
+                assert!(
+                    section.is_array(),
+                    "{kind}.{}: sample must use [[{kind}.{}]]",
+                    s.name,
+                    s.name
+                );
+                assert!(!s.description.is_empty());
+            }
+        }
+        check("inputs", inputs());
+        check("processors", processors());
+        check("aggregators", aggregators());
+        check("outputs", outputs());
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = inputs().iter().map(|s| s.name).collect();
+        names.sort();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(n, names.len());
+    }
+}
