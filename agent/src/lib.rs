@@ -1,0 +1,5 @@
+//! The sonde agent: configuration, filters and the running pipeline. `main.rs` is the CLI.
+
+pub mod config;
+pub mod filter;
+pub mod pipeline;

@@ -1,0 +1,348 @@
+//! Running inputs: the per-input modifiers (name, tags, filters, precision) and scheduling.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sonde_plugins::plugin::{Accumulator, Input, InputPlugin, MetricSink, ServiceContext};
+use sonde_plugins::selfstat::{self, Stat, Stats};
+use sonde_plugins::{Metric, Str};
+use tokio::sync::watch;
+use tracing::{debug, error, warn};
+
+use crate::config::InputConfig;
+use crate::filter::Filter;
+
+/// What the agent does to every metric an input produces, in Telegraf's order: select on the
+/// original metric, rename, add tags (never overriding the metric's own), trim, round time.
+pub struct Modifiers {
+    pub filter: Filter,
+    pub name_override: Option<Str>,
+    pub name_prefix: Option<Str>,
+    pub name_suffix: Option<Str>,
+    /// Plugin tags first, then global tags, then `host`: earlier ones win.
+    pub tags: Vec<(Str, Str)>,
+    /// Round timestamps to this many nanoseconds (0 or 1 = leave them).
+    pub precision_ns: i64,
+}
+
+impl Modifiers {
+    pub fn apply(&self, batch: &mut Vec<Metric>) {
+        batch.retain_mut(|m| {
+            if !self.filter.selects(m) {
+                return false;
+            }
+            if let Some(n) = &self.name_override {
+                m.name = n.clone();
+            }
+            if let Some(p) = &self.name_prefix {
+                m.name.insert_str(0, p);
+            }
+            if let Some(s) = &self.name_suffix {
+                m.name.push_str(s);
+            }
+            for (k, v) in &self.tags {
+                m.add_tag_if_absent(k, v);
+            }
+            if !self.filter.trim(m) {
+                return false;
+            }
+            if self.precision_ns > 1 {
+                m.time = round_to(m.time, self.precision_ns);
+            }
+            true
+        });
+    }
+}
+
+fn round_to(t: i64, unit: i64) -> i64 {
+    let half = unit / 2;
+    (t + half).div_euclid(unit) * unit
+}
+
+/// Telegraf's default precision: the order of the interval, at most one second.
+pub fn default_precision(interval: Duration) -> Duration {
+    if interval >= Duration::from_secs(1) {
+        Duration::from_secs(1)
+    } else if interval >= Duration::from_millis(1) {
+        Duration::from_millis(1)
+    } else if interval >= Duration::from_micros(1) {
+        Duration::from_micros(1)
+    } else {
+        Duration::from_nanos(1)
+    }
+}
+
+/// Counters of one input, Telegraf's `internal_gather` fields.
+pub struct GatherStats {
+    _stats: Arc<Stats>,
+    pub gathered: Stat,
+    pub errors: Stat,
+    pub time_ns: Stat,
+    pub timeouts: Stat,
+    pub agent_gathered: Stat,
+    pub agent_errors: Stat,
+}
+
+impl GatherStats {
+    pub fn new(name: &str, alias: Option<&str>, agent_gathered: Stat, agent_errors: Stat) -> Self {
+        let mut tags = vec![("input", name)];
+        if let Some(a) = alias {
+            tags.push(("alias", a));
+        }
+        let stats = selfstat::register("internal_gather", &tags);
+        GatherStats {
+            gathered: stats.stat("metrics_gathered"),
+            errors: stats.stat("errors"),
+            time_ns: stats.stat("gather_time_ns"),
+            timeouts: stats.stat("gather_timeouts"),
+            agent_gathered,
+            agent_errors,
+            _stats: stats,
+        }
+    }
+
+    fn error(&self) {
+        self.errors.incr();
+        self.agent_errors.incr();
+    }
+}
+
+/// A configured input ready to run: its plugin, schedule and modifiers.
+pub struct PreparedInput {
+    pub id: String,
+    pub interval: Duration,
+    pub jitter: Duration,
+    pub offset: Duration,
+    pub round_interval: bool,
+    pub modifiers: Arc<Modifiers>,
+    pub stats: GatherStats,
+    pub plugin: InputPlugin,
+}
+
+impl PreparedInput {
+    pub fn new(
+        cfg: InputConfig,
+        agent: &crate::config::AgentConfig,
+        global_tags: &[(String, String)],
+        agent_gathered: Stat,
+        agent_errors: Stat,
+    ) -> Self {
+        let id = match &cfg.alias {
+            Some(a) => format!("inputs.{}::{}", cfg.name, a),
+            None => format!("inputs.{}", cfg.name),
+        };
+        let mut tags: Vec<(Str, Str)> = cfg
+            .tags
+            .iter()
+            .chain(global_tags.iter())
+            .map(|(k, v)| (Str::from(k.as_str()), Str::from(v.as_str())))
+            .collect();
+        if !agent.omit_hostname {
+            tags.push(("host".into(), agent.hostname.as_str().into()));
+        }
+        let precision = if cfg.precision.is_zero() {
+            if agent.precision.is_zero() {
+                default_precision(cfg.interval)
+            } else {
+                agent.precision
+            }
+        } else {
+            cfg.precision
+        };
+        let stats = GatherStats::new(
+            &cfg.name,
+            cfg.alias.as_deref(),
+            agent_gathered,
+            agent_errors,
+        );
+        // Telegraf leaves the timestamps of service inputs (listeners) as they came.
+        let precision_ns = match cfg.plugin {
+            InputPlugin::Polled(_) => precision.as_nanos() as i64,
+            InputPlugin::Service(_) => 0,
+        };
+        PreparedInput {
+            id,
+            interval: cfg.interval,
+            jitter: cfg.collection_jitter,
+            offset: cfg.collection_offset,
+            round_interval: agent.round_interval,
+            modifiers: Arc::new(Modifiers {
+                filter: cfg.filter,
+                name_override: cfg.name_override.map(Str::from),
+                name_prefix: cfg.name_prefix.map(Str::from),
+                name_suffix: cfg.name_suffix.map(Str::from),
+                tags,
+                precision_ns,
+            }),
+            stats,
+            plugin: cfg.plugin,
+        }
+    }
+}
+
+/// Gathers once, bounded by `timeout`; returns the prepared metrics.
+pub async fn gather_once(
+    id: &str,
+    plugin: &mut dyn Input,
+    modifiers: &Modifiers,
+    stats: &GatherStats,
+    timeout: Duration,
+) -> Vec<Metric> {
+    let started = std::time::Instant::now();
+    let mut acc = Accumulator::new(sonde_plugins::model::now_ns());
+    match tokio::time::timeout(timeout, plugin.gather(&mut acc)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            stats.error();
+            error!(input = id, error = %format!("{e:#}"), "gather failed");
+        }
+        Err(_) => {
+            stats.error();
+            stats.timeouts.incr();
+            error!(input = id, ?timeout, "gather timed out");
+        }
+    }
+    for e in &acc.errors {
+        stats.error();
+        error!(input = id, error = %e, "gather error");
+    }
+    stats.time_ns.set(started.elapsed().as_nanos() as i64);
+    let mut metrics = acc.metrics;
+    modifiers.apply(&mut metrics);
+    stats.gathered.add(metrics.len() as i64);
+    stats.agent_gathered.add(metrics.len() as i64);
+    debug!(input = id, metrics = metrics.len(), elapsed = ?started.elapsed(), "gathered");
+    metrics
+}
+
+/// When the next gather is due: the next interval boundary (aligned to wall-clock time when
+/// `round_interval`), plus offset and a random jitter.
+fn next_due(interval: Duration, round: bool, offset: Duration, jitter: Duration) -> Duration {
+    let wait = if round && !interval.is_zero() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let i = interval.as_nanos();
+        let into = now.as_nanos() % i;
+        Duration::from_nanos((i - into) as u64)
+    } else {
+        interval
+    };
+    wait + offset + jitter.mul_f64(fastrand::f64())
+}
+
+/// Runs an input until `shutdown` turns true. Polled inputs gather on their schedule (the first
+/// gather at once, as the fastest path to data); service inputs run continuously.
+pub async fn run(
+    input: PreparedInput,
+    tx: flume::Sender<Vec<Metric>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let PreparedInput {
+        id,
+        interval,
+        jitter,
+        offset,
+        round_interval,
+        modifiers,
+        stats,
+        plugin,
+    } = input;
+    match plugin {
+        InputPlugin::Service(service) => {
+            let m = modifiers.clone();
+            let gathered = stats.gathered.clone();
+            let agent_gathered = stats.agent_gathered.clone();
+            let prepare = Arc::new(move |b: &mut Vec<Metric>| {
+                m.apply(b);
+                gathered.add(b.len() as i64);
+                agent_gathered.add(b.len() as i64);
+            });
+            let ctx = ServiceContext {
+                sink: MetricSink::new(tx, prepare),
+                shutdown,
+            };
+            if let Err(e) = service.run(ctx).await {
+                stats.error();
+                error!(input = %id, error = %format!("{e:#}"), "service input stopped with an error");
+            }
+        }
+        InputPlugin::Polled(mut plugin) => {
+            let timeout = interval.max(Duration::from_millis(100));
+            let mut first = true;
+            loop {
+                if !first {
+                    let wait = next_due(interval, round_interval, offset, jitter);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                first = false;
+                if *shutdown.borrow() {
+                    return;
+                }
+                let metrics = gather_once(&id, plugin.as_mut(), &modifiers, &stats, timeout).await;
+                if !metrics.is_empty() && tx.send_async(metrics).await.is_err() {
+                    warn!(input = %id, "pipeline closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_and_default_precision() {
+        assert_eq!(round_to(1_499_999_999, 1_000_000_000), 1_000_000_000);
+        assert_eq!(round_to(1_500_000_000, 1_000_000_000), 2_000_000_000);
+        assert_eq!(
+            default_precision(Duration::from_secs(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            default_precision(Duration::from_millis(500)),
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn modifiers_rename_and_tag_without_overriding() {
+        let m = Modifiers {
+            filter: Filter::default(),
+            name_override: None,
+            name_prefix: Some("p_".into()),
+            name_suffix: Some("_s".into()),
+            tags: vec![("host".into(), "h".into()), ("dc".into(), "x".into())],
+            precision_ns: 1_000_000_000,
+        };
+        let mut batch = vec![
+            Metric::new("cpu", 1_700_000_000_400_000_000)
+                .with_tag("dc", "own")
+                .with_field("v", 1i64),
+        ];
+        m.apply(&mut batch);
+        assert_eq!(batch[0].name, "p_cpu_s");
+        assert_eq!(batch[0].tag("dc"), Some("own"));
+        assert_eq!(batch[0].tag("host"), Some("h"));
+        assert_eq!(batch[0].time, 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn round_interval_aligns_to_the_boundary() {
+        let d = next_due(
+            Duration::from_secs(10),
+            true,
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert!(d <= Duration::from_secs(10));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + d;
+        // Within a few ms of a 10s boundary.
+        assert!(now.as_millis() % 10_000 < 50 || now.as_millis() % 10_000 > 9_950);
+    }
+}

@@ -1,0 +1,564 @@
+//! The running pipeline: inputs → processors → aggregators → per-output buffers → outputs.
+
+mod buffer;
+pub mod input;
+mod output;
+mod process;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sonde_plugins::Metric;
+use sonde_plugins::model::now_ns;
+use sonde_plugins::plugin::InputPlugin;
+use sonde_plugins::selfstat::{self, Stats};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use input::PreparedInput;
+use output::{AgentWriteStats, RunningOutput};
+use process::{RunningAggregator, RunningProcessor, run_processors};
+
+/// Batches waiting between the inputs and the processor task. Bounded so a stuck pipeline
+/// pushes back on listeners instead of growing without limit.
+const QUEUE_BATCHES: usize = 256;
+/// How long inputs get to stop before they are abandoned.
+const INPUT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn jittered(base: Duration, jitter: Duration) -> Duration {
+    base + jitter.mul_f64(fastrand::f64())
+}
+
+/// Agent-wide self-metrics (`internal_agent`).
+struct AgentStats {
+    _stats: Arc<Stats>,
+    write: AgentWriteStats,
+    gathered: selfstat::Stat,
+    gather_errors: selfstat::Stat,
+}
+
+impl AgentStats {
+    fn register() -> Self {
+        let stats = selfstat::register("internal_agent", &[("version", env!("CARGO_PKG_VERSION"))]);
+        AgentStats {
+            write: AgentWriteStats {
+                written: stats.stat("metrics_written"),
+                dropped: stats.stat("metrics_dropped"),
+            },
+            gathered: stats.stat("metrics_gathered"),
+            gather_errors: stats.stat("gather_errors"),
+            _stats: stats,
+        }
+    }
+}
+
+/// Identity of an output across a reload: its name, alias and how many came before it with
+/// the same name and alias. Buffered metrics move to the output with the same identity.
+type OutputKey = (String, Option<String>, usize);
+
+fn output_keys<'a>(outputs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<OutputKey> {
+    let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
+    outputs
+        .map(|(n, a)| {
+            let k = (n.to_string(), a.map(str::to_string));
+            let i = seen.entry(k.clone()).or_default();
+            *i += 1;
+            (k.0, k.1, *i - 1)
+        })
+        .collect()
+}
+
+/// A started pipeline.
+pub struct Running {
+    outputs: Arc<Vec<RunningOutput>>,
+    stop_inputs: watch::Sender<bool>,
+    inputs: Vec<JoinHandle<()>>,
+    processor: JoinHandle<()>,
+    shutdown_timeout: Duration,
+    _stats: AgentStats,
+}
+
+impl Running {
+    pub fn start(cfg: Config) -> Running {
+        Self::start_with(cfg, HashMap::new())
+    }
+
+    /// Starts the pipeline; `carried` holds metrics buffered by a previous configuration.
+    fn start_with(cfg: Config, mut carried: HashMap<OutputKey, Vec<Metric>>) -> Running {
+        let stats = AgentStats::register();
+        let keys = output_keys(
+            cfg.outputs
+                .iter()
+                .map(|o| (o.name.as_str(), o.alias.as_deref())),
+        );
+        let outputs: Vec<RunningOutput> = cfg
+            .outputs
+            .into_iter()
+            .zip(keys)
+            .map(|(o, key)| {
+                let out = RunningOutput::start(o, &stats.write);
+                if let Some(metrics) = carried.remove(&key) {
+                    info!(output = %key.0, metrics = metrics.len(), "kept buffered metrics across reload");
+                    out.add_owned(metrics);
+                }
+                out
+            })
+            .collect();
+        for (key, metrics) in carried {
+            if !metrics.is_empty() {
+                warn!(output = %key.0, lost = metrics.len(), "output removed by reload: its buffered metrics are dropped");
+                stats.write.dropped.add(metrics.len() as i64);
+            }
+        }
+        let outputs = Arc::new(outputs);
+
+        let (tx, rx) = flume::bounded::<Vec<Metric>>(QUEUE_BATCHES);
+        let now = now_ns();
+        let processors: Vec<_> = cfg
+            .processors
+            .into_iter()
+            .map(RunningProcessor::new)
+            .collect();
+        let aggregators: Vec<_> = cfg
+            .aggregators
+            .into_iter()
+            .map(|a| RunningAggregator::new(a, now))
+            .collect();
+        let processor = tokio::spawn(process_loop(rx, processors, aggregators, outputs.clone()));
+
+        let (stop_inputs, stop_rx) = watch::channel(false);
+        let inputs = cfg
+            .inputs
+            .into_iter()
+            .map(|i| {
+                let p = PreparedInput::new(
+                    i,
+                    &cfg.agent,
+                    &cfg.global_tags,
+                    stats.gathered.clone(),
+                    stats.gather_errors.clone(),
+                );
+                tokio::spawn(input::run(p, tx.clone(), stop_rx.clone()))
+            })
+            .collect();
+        Running {
+            outputs,
+            stop_inputs,
+            inputs,
+            processor,
+            shutdown_timeout: cfg.agent.shutdown_timeout,
+            _stats: stats,
+        }
+    }
+
+    /// SIGUSR1: every output writes what it has now.
+    pub fn flush_now(&self) {
+        for o in self.outputs.iter() {
+            o.flush_now();
+        }
+    }
+
+    /// Stops the inputs and lets everything in flight reach the output buffers.
+    async fn stop_inputs(self) -> Vec<RunningOutput> {
+        let _ = self.stop_inputs.send(true);
+        for mut task in self.inputs {
+            if tokio::time::timeout(INPUT_STOP_TIMEOUT, &mut task)
+                .await
+                .is_err()
+            {
+                warn!("an input did not stop in time; abandoning it");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+        // Every sender is gone now, so the processor task drains the queue and ends.
+        let _ = self.processor.await;
+        match Arc::try_unwrap(self.outputs) {
+            Ok(v) => v,
+            Err(_) => unreachable!("the processor task has ended and released the outputs"),
+        }
+    }
+
+    /// Graceful stop: inputs stop, the queue drains, every output flushes within the deadline.
+    pub async fn shutdown(self) {
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let outputs = self.stop_inputs().await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for o in outputs {
+            tasks.spawn(o.drain(deadline));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Replaces the running configuration, carrying each output's buffer over to the output
+    /// with the same identity in the new configuration.
+    pub async fn reload(self, cfg: Config) -> Running {
+        let outputs = self.stop_inputs().await;
+        let keys = output_keys(
+            outputs
+                .iter()
+                .map(|o| (o.name.as_str(), o.alias.as_deref())),
+        );
+        let mut carried = HashMap::new();
+        for (o, key) in outputs.into_iter().zip(keys) {
+            carried.insert(key, o.hand_over().await);
+        }
+        Running::start_with(cfg, carried)
+    }
+}
+
+/// The processor task: runs each batch through processors and aggregators, then fans it out.
+async fn process_loop(
+    rx: flume::Receiver<Vec<Metric>>,
+    mut processors: Vec<RunningProcessor>,
+    mut aggregators: Vec<RunningAggregator>,
+    outputs: Arc<Vec<RunningOutput>>,
+) {
+    loop {
+        let next_push = aggregators.iter().map(|a| a.due()).min();
+        let wait = next_push.map(|due| Duration::from_nanos((due - now_ns()).max(0) as u64));
+        let received = tokio::select! {
+            r = rx.recv_async() => r.ok(),
+            _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
+                let now = now_ns();
+                let mut aggregates = Vec::new();
+                for a in aggregators.iter_mut().filter(|a| a.due() <= now) {
+                    a.push(now, &mut aggregates);
+                }
+                let aggregates = run_processors(&mut processors, aggregates);
+                fan_out(&outputs, aggregates);
+                continue;
+            }
+        };
+        let Some(batch) = received else { break };
+        let batch = run_processors(&mut processors, batch);
+        let batch = aggregate(&mut aggregators, batch);
+        fan_out(&outputs, batch);
+    }
+    // Inputs are gone: emit the open windows so nothing aggregated is lost.
+    let now = now_ns();
+    let mut aggregates = Vec::new();
+    for a in &mut aggregators {
+        a.push(now, &mut aggregates);
+    }
+    let aggregates = run_processors(&mut processors, aggregates);
+    fan_out(&outputs, aggregates);
+}
+
+/// Offers every metric to every aggregator; drops originals an aggregator with
+/// `drop_original` selected.
+fn aggregate(aggregators: &mut [RunningAggregator], mut batch: Vec<Metric>) -> Vec<Metric> {
+    if aggregators.is_empty() {
+        return batch;
+    }
+    batch.retain(|m| {
+        let mut keep = true;
+        for a in aggregators.iter_mut() {
+            if a.add(m) && a.drop_original {
+                keep = false;
+            }
+        }
+        keep
+    });
+    batch
+}
+
+/// Gives every output its copy; the last one takes the batch itself.
+pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
+    if batch.is_empty() {
+        return;
+    }
+    let Some((last, rest)) = outputs.split_last() else {
+        return;
+    };
+    for o in rest {
+        o.add(batch.clone());
+    }
+    last.add(batch);
+}
+
+/// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
+/// the result: `--test` and `--once`.
+pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
+    let stats = AgentStats::register();
+    let inputs: Vec<_> = std::mem::take(&mut cfg.inputs)
+        .into_iter()
+        .map(|i| {
+            PreparedInput::new(
+                i,
+                &cfg.agent,
+                &cfg.global_tags,
+                stats.gathered.clone(),
+                stats.gather_errors.clone(),
+            )
+        })
+        .collect();
+    let (tx, rx) = flume::unbounded::<Vec<Metric>>();
+    let (stop, stop_rx) = watch::channel(false);
+    let mut services = Vec::new();
+    let mut polled = Vec::new();
+    for p in inputs {
+        if matches!(p.plugin, InputPlugin::Service(_)) {
+            services.push(tokio::spawn(input::run(p, tx.clone(), stop_rx.clone())));
+        } else {
+            polled.push(p);
+        }
+    }
+    let mut gathers = tokio::task::JoinSet::new();
+    for mut p in polled {
+        let tx = tx.clone();
+        gathers.spawn(async move {
+            if let InputPlugin::Polled(plugin) = &mut p.plugin {
+                let timeout = p.interval.max(Duration::from_millis(100));
+                let m = input::gather_once(&p.id, plugin.as_mut(), &p.modifiers, &p.stats, timeout)
+                    .await;
+                let _ = tx.send(m);
+            }
+        });
+    }
+    while gathers.join_next().await.is_some() {}
+    if !services.is_empty() {
+        tokio::time::sleep(wait).await;
+    }
+    let _ = stop.send(true);
+    for s in services {
+        let _ = tokio::time::timeout(INPUT_STOP_TIMEOUT, s).await;
+    }
+    drop(tx);
+    let mut processors: Vec<_> = std::mem::take(&mut cfg.processors)
+        .into_iter()
+        .map(RunningProcessor::new)
+        .collect();
+    let now = now_ns();
+    let mut aggregators: Vec<_> = std::mem::take(&mut cfg.aggregators)
+        .into_iter()
+        .map(|a| RunningAggregator::new(a, now))
+        .collect();
+    let mut all = Vec::new();
+    while let Ok(batch) = rx.try_recv() {
+        let batch = run_processors(&mut processors, batch);
+        all.extend(aggregate(&mut aggregators, batch));
+    }
+    let mut aggregates = Vec::new();
+    for a in &mut aggregators {
+        a.push(now_ns(), &mut aggregates);
+    }
+    all.extend(run_processors(&mut processors, aggregates));
+    all
+}
+
+/// `--once`: gathers once, writes everything to the outputs and waits for that (up to the
+/// shutdown timeout). Returns how many metrics could not be written.
+pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
+    let metrics = gather_once(&mut cfg, wait).await;
+    let stats = AgentStats::register();
+    let outputs: Vec<RunningOutput> = cfg
+        .outputs
+        .into_iter()
+        .map(|o| RunningOutput::start(o, &stats.write))
+        .collect();
+    fan_out(&outputs, metrics);
+    let deadline = Instant::now() + cfg.agent.shutdown_timeout;
+    let mut tasks = tokio::task::JoinSet::new();
+    for o in outputs {
+        tasks.spawn(o.drain(deadline));
+    }
+    while tasks.join_next().await.is_some() {}
+    stats.write.dropped.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AgentConfig, InputConfig, OutputConfig};
+    use crate::filter::Filter;
+    use async_trait::async_trait;
+    use sonde_plugins::plugin::{Accumulator, Input, Output, WriteError};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Emits `n` metrics on its first gather only.
+    struct Burst(usize, bool);
+    #[async_trait]
+    impl Input for Burst {
+        async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+            if !self.1 {
+                self.1 = true;
+                for i in 0..self.0 {
+                    acc.add(Metric::new("burst", i as i64).with_field("i", i as i64));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Fails with the scripted errors first, then records what it is given.
+    struct Scripted {
+        fail: Arc<Mutex<Vec<WriteError>>>,
+        got: Arc<Mutex<Vec<Metric>>>,
+        calls: Arc<AtomicUsize>,
+    }
+    #[async_trait]
+    impl Output for Scripted {
+        async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(e) = self.fail.lock().unwrap().pop() {
+                return Err(e);
+            }
+            self.got.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+    }
+
+    struct Probe {
+        fail: Arc<Mutex<Vec<WriteError>>>,
+        got: Arc<Mutex<Vec<Metric>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    fn retry() -> WriteError {
+        WriteError::Retry {
+            reason: "503".into(),
+            retry_after: Some(Duration::from_millis(20)),
+        }
+    }
+
+    fn config(n: usize, fail: Vec<WriteError>, limit: usize) -> (Config, Probe) {
+        let probe = Probe {
+            fail: Arc::new(Mutex::new(fail)),
+            got: Arc::default(),
+            calls: Arc::default(),
+        };
+        let agent = AgentConfig {
+            omit_hostname: true,
+            shutdown_timeout: Duration::from_secs(2),
+            ..Default::default()
+        };
+        let input = InputConfig {
+            name: "burst".into(),
+            alias: None,
+            interval: Duration::from_secs(3600),
+            collection_jitter: Duration::ZERO,
+            collection_offset: Duration::ZERO,
+            precision: Duration::from_nanos(1),
+            name_override: None,
+            name_prefix: None,
+            name_suffix: None,
+            tags: vec![("src".into(), "test".into())],
+            filter: Filter::default(),
+            plugin: InputPlugin::Polled(Box::new(Burst(n, false))),
+        };
+        let output = OutputConfig {
+            name: "scripted".into(),
+            alias: None,
+            flush_interval: Duration::from_millis(30),
+            flush_jitter: Duration::ZERO,
+            metric_batch_size: 4,
+            metric_buffer_limit: limit,
+            metric_buffer_limit_bytes: u64::MAX,
+            filter: Filter::default(),
+            plugin: Box::new(Scripted {
+                fail: probe.fail.clone(),
+                got: probe.got.clone(),
+                calls: probe.calls.clone(),
+            }),
+            fingerprint: String::new(),
+        };
+        let cfg = Config {
+            agent,
+            global_tags: vec![],
+            inputs: vec![input],
+            processors: vec![],
+            aggregators: vec![],
+            outputs: vec![output],
+        };
+        (cfg, probe)
+    }
+
+    async fn wait_for(mut cond: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached in 2s");
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_deliver_everything_exactly_once() {
+        let (cfg, probe) = config(10, vec![retry(), retry()], 100);
+        let running = Running::start(cfg);
+        wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
+        running.shutdown().await;
+        let got = probe.got.lock().unwrap();
+        let mut times: Vec<i64> = got.iter().map(|m| m.time).collect();
+        times.sort();
+        assert_eq!(times, (0..10).collect::<Vec<_>>());
+        assert_eq!(got[0].tag("src"), Some("test"));
+        assert!(probe.calls.load(Ordering::SeqCst) >= 5);
+    }
+
+    #[tokio::test]
+    async fn rejected_batch_is_dropped_not_retried() {
+        let (cfg, probe) = config(
+            3,
+            vec![WriteError::Reject {
+                reason: "400 bad".into(),
+            }],
+            100,
+        );
+        let running = Running::start(cfg);
+        wait_for(|| probe.calls.load(Ordering::SeqCst) >= 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running.shutdown().await;
+        assert_eq!(
+            probe.calls.load(Ordering::SeqCst),
+            1,
+            "a rejected batch is not retried"
+        );
+        assert!(probe.got.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn overflow_drops_oldest_and_shutdown_flushes_the_rest() {
+        let (mut cfg, probe) = config(10, vec![], 6);
+        // Flush only at shutdown, so the whole burst sits in the buffer.
+        cfg.outputs[0].flush_interval = Duration::from_secs(3600);
+        cfg.outputs[0].metric_batch_size = 100;
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        running.shutdown().await;
+        let got = probe.got.lock().unwrap();
+        let times: Vec<i64> = got.iter().map(|m| m.time).collect();
+        assert_eq!(
+            times,
+            vec![4, 5, 6, 7, 8, 9],
+            "the oldest four were dropped"
+        );
+    }
+
+    #[tokio::test]
+    async fn reload_carries_buffered_metrics_to_the_new_output() {
+        let failing = (0..1000).map(|_| retry()).collect();
+        let (cfg, old) = config(8, failing, 100);
+        let running = Running::start(cfg);
+        wait_for(|| old.calls.load(Ordering::SeqCst) >= 2).await;
+        let (new_cfg, new) = config(0, vec![], 100);
+        let running = running.reload(new_cfg).await;
+        wait_for(|| new.got.lock().unwrap().len() >= 8).await;
+        running.shutdown().await;
+        assert!(old.got.lock().unwrap().is_empty());
+        assert_eq!(new.got.lock().unwrap().len(), 8);
+    }
+
+    #[test]
+    fn output_identity_counts_duplicates() {
+        let keys = output_keys([("http", None), ("http", None), ("http", Some("a"))].into_iter());
+        assert_eq!(keys[1], ("http".into(), None, 1));
+        assert_eq!(keys[2], ("http".into(), Some("a".into()), 0));
+    }
+}
