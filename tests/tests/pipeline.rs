@@ -1,0 +1,308 @@
+//! End-to-end: the real binary, a real exec script, real files and a local HTTP server.
+
+use std::time::Duration;
+
+use sonde_tests::http::{Reply, Server};
+use sonde_tests::{Agent, SIGHUP, SIGTERM, TempDir, run, sorted_lines, wait_until};
+
+const LINES: &str = r#"weather,city=Berlin temp=21.5,hum=40i 1700000000000000000
+weather,city=Paris\ Nord temp=-3e2,ok=true,note="say \"hi\"" 1700000001000000000
+"#;
+
+/// What the LINES become after `processors.override` adds env=e2e.
+const EXPECTED: &[&str] = &[
+    "weather,city=Berlin,env=e2e temp=21.5,hum=40i 1700000000000000000",
+    r#"weather,city=Paris\ Nord,env=e2e temp=-300,ok=true,note="say \"hi\"" 1700000001000000000"#,
+];
+
+fn printing_script(dir: &TempDir, lines: &str) -> String {
+    let data = dir.write("lines.txt", lines);
+    dir.script("emit.sh", &format!("cat {}", data.display()))
+        .display()
+        .to_string()
+}
+
+fn exec_to_file_config(dir: &TempDir, out: &str) -> std::path::PathBuf {
+    let script = printing_script(dir, LINES);
+    dir.write(
+        "sonde.toml",
+        &format!(
+            r#"
+[agent]
+  omit_hostname = true
+  interval = "1h"
+  flush_interval = "100ms"
+
+[[inputs.exec]]
+  commands = ["{script}"]
+  data_format = "influx"
+
+[[processors.override]]
+  [processors.override.tags]
+    env = "e2e"
+
+[[outputs.file]]
+  files = ["{out}"]
+"#
+        ),
+    )
+}
+
+#[test]
+fn exec_through_processor_to_file_gives_exact_lines() {
+    let dir = TempDir::new("exec-file");
+    let out = dir.join("out.lp");
+    let cfg = exec_to_file_config(&dir, &out.display().to_string());
+    let r = run(&["--once", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(sorted_lines(&written), EXPECTED);
+}
+
+#[test]
+fn test_mode_prints_only_line_protocol_on_stdout() {
+    let dir = TempDir::new("test-mode");
+    let out = dir.join("never.lp");
+    let cfg = exec_to_file_config(&dir, &out.display().to_string());
+    let r = run(&["--test", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert_eq!(sorted_lines(&r.stdout), EXPECTED);
+    assert!(!out.exists(), "--test must not write to outputs");
+}
+
+#[test]
+fn bad_config_names_file_line_column_and_suggests() {
+    let dir = TempDir::new("bad-config");
+    let cfg = dir.write(
+        "bad.toml",
+        "[agent]\n  interval = \"10s\"\n\n[[inputs.exec]]\n  comands = [\"true\"]\n",
+    );
+    let r = run(&["--test", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1));
+    let want = format!("{}:5:3", cfg.display());
+    assert!(r.stderr.contains(&want), "no {want} in: {}", r.stderr);
+    assert!(r.stderr.contains("inputs.exec"), "{}", r.stderr);
+    assert!(r.stderr.contains("commands"), "no suggestion in: {}", r.stderr);
+    assert!(r.stdout.is_empty());
+    let check = run(&["config", "check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(check.code, Some(1));
+}
+
+fn http_config(dir: &TempDir, lines: &str, extra_output: &str, extra: &str) -> std::path::PathBuf {
+    let script = printing_script(dir, lines);
+    dir.write(
+        "sonde.toml",
+        &format!(
+            r#"
+[agent]
+  omit_hostname = true
+  interval = "1h"
+  flush_interval = "100ms"
+  shutdown_timeout = "10s"
+
+[[inputs.exec]]
+  commands = ["{script}"]
+
+{extra}
+
+[[outputs.http]]
+  namedrop = ["internal*"]
+{extra_output}
+"#
+        ),
+    )
+}
+
+#[test]
+fn http_output_retries_503_and_delivers_exactly_once() {
+    let dir = TempDir::new("http-503");
+    let server = Server::start(vec![Reply::status(503), Reply::status(503)], Reply::status(204));
+    let cfg = http_config(&dir, LINES, &format!("  url = \"{}\"", server.url("/write")), "");
+    let r = run(&["--once", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3, "two 503s then one 204");
+    let delivered: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.answered == 204)
+        .flat_map(|r| sorted_lines(&r.text()))
+        .collect();
+    assert_eq!(delivered, sorted_lines(LINES));
+    assert!(reqs.iter().all(|r| r.method == "POST" && r.path == "/write"));
+}
+
+/// Lines `m i=<k>i` for k in 0..n, at distinct whole-second timestamps.
+fn numbered_lines(n: usize) -> String {
+    (0..n)
+        .map(|k| format!("m i={k}i {}\n", 1_700_000_000_000_000_000i64 + k as i64 * 1_000_000_000))
+        .collect()
+}
+
+fn internal_to_file(out: &std::path::Path) -> String {
+    format!(
+        r#"
+[[inputs.internal]]
+  interval = "200ms"
+
+[[outputs.file]]
+  files = ["{}"]
+  namepass = ["internal_write"]
+"#,
+        out.display()
+    )
+}
+
+/// The last value of `field` in internal_write lines for output=http.
+fn last_http_stat(file: &std::path::Path, field: &str) -> Option<i64> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("internal_write,") && l.contains("output=http"))
+        .filter_map(|l| {
+            let fields = l.split(' ').nth(1)?;
+            fields.split(',').find_map(|kv| {
+                let v = kv.strip_prefix(&format!("{field}="))?;
+                v.trim_end_matches('i').parse().ok()
+            })
+        })
+        .last()
+}
+
+#[test]
+fn http_400_drops_the_batch_and_counts_it() {
+    let dir = TempDir::new("http-400");
+    let server = Server::start(vec![], Reply::status(400).with_body("field type conflict"));
+    let stats = dir.join("stats.lp");
+    let cfg = http_config(
+        &dir,
+        &numbered_lines(5),
+        &format!("  url = \"{}\"", server.url("/write")),
+        &internal_to_file(&stats),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(10), || last_http_stat(&stats, "metrics_rejected") == Some(5)));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.requests().len(), 1, "a rejected batch is never retried");
+    agent.wait_log_line(&["field type conflict"], Duration::from_secs(1));
+}
+
+#[test]
+fn overflow_drops_oldest_and_counts_metrics_dropped() {
+    let dir = TempDir::new("overflow");
+    let server = Server::start(vec![], Reply::status(503));
+    let stats = dir.join("stats.lp");
+    let cfg = http_config(
+        &dir,
+        &numbered_lines(20),
+        &format!(
+            "  url = \"{}\"\n  metric_buffer_limit = 5\n  metric_batch_size = 5",
+            server.url("/write")
+        ),
+        &internal_to_file(&stats),
+    );
+    let _agent = Agent::start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(10), || last_http_stat(&stats, "metrics_dropped") == Some(15)));
+    // What is retried is the newest five.
+    assert!(wait_until(Duration::from_secs(5), || !server.requests().is_empty()));
+    let body = server.requests()[0].text();
+    assert_eq!(sorted_lines(&body), sorted_lines(&numbered_lines(20).lines().skip(15).map(|l| format!("{l}\n")).collect::<String>()));
+}
+
+#[test]
+fn sighup_reload_keeps_buffered_metrics() {
+    let dir = TempDir::new("sighup");
+    let server = Server::start(vec![], Reply::status(503));
+    // Each run of the script prints lines tagged with its run number.
+    let counter = dir.join("runs");
+    let script = dir.script(
+        "count.sh",
+        &format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\nfor i in 1 2 3 4; do echo \"m,run=$n i=${{i}}i 170000000${{i}}000000000\"; done",
+            c = counter.display()
+        ),
+    );
+    let write_cfg = |extra: &str| {
+        dir.write(
+            "sonde.toml",
+            &format!(
+                r#"
+[agent]
+  omit_hostname = true
+  interval = "1h"
+  flush_interval = "100ms"
+
+[[inputs.exec]]
+  commands = ["{}"]
+
+[[outputs.http]]
+  url = "{}"
+{extra}
+"#,
+                script.display(),
+                server.url("/write")
+            ),
+        )
+    };
+    let cfg = write_cfg("");
+    let agent = Agent::start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(10), || !server.requests().is_empty()));
+    // The first run's lines are buffered behind the 503s. Change the config and reload.
+    write_cfg("  [outputs.http.headers]\n    X-Reloaded = \"yes\"");
+    server.set_default(Reply::status(204));
+    agent.signal(SIGHUP);
+    assert!(wait_until(Duration::from_secs(15), || {
+        let delivered: usize = server
+            .requests()
+            .iter()
+            .filter(|r| r.answered == 204)
+            .map(|r| sorted_lines(&r.text()).len())
+            .sum();
+        delivered >= 8
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut delivered: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 204)
+        .flat_map(|r| {
+            assert_eq!(r.header("x-reloaded"), Some("yes"), "written by the reloaded output");
+            sorted_lines(&r.text())
+        })
+        .collect();
+    delivered.sort();
+    let mut want: Vec<String> = (1..=2)
+        .flat_map(|run| (1..=4).map(move |i| format!("m,run={run} i={i}i 170000000{i}000000000")))
+        .collect();
+    want.sort();
+    assert_eq!(delivered, want, "both runs, each line exactly once");
+}
+
+#[test]
+fn sigterm_flushes_what_is_buffered() {
+    let dir = TempDir::new("sigterm");
+    let out = dir.join("out.lp");
+    let script = printing_script(&dir, LINES);
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"
+[agent]
+  omit_hostname = true
+  interval = "1h"
+  flush_interval = "1h"
+
+[[inputs.exec]]
+  commands = ["{script}"]
+
+[[outputs.file]]
+  files = ["{}"]
+"#,
+            out.display()
+        ),
+    );
+    let mut agent = Agent::start(&dir, &cfg);
+    agent.wait_log_line(&["gathered", "inputs.exec"], Duration::from_secs(10));
+    assert!(std::fs::read_to_string(&out).unwrap_or_default().is_empty(), "nothing written before the flush");
+    agent.signal(SIGTERM);
+    assert_eq!(agent.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(sorted_lines(&std::fs::read_to_string(&out).unwrap()), sorted_lines(LINES));
+}
