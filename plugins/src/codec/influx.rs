@@ -554,10 +554,11 @@ fn parse_value(tok: &str, key: &str) -> Result<FieldValue, String> {
         }
         b'u' => {
             let num = &tok[..tok.len() - 1];
-            if !num.is_empty() && num.bytes().all(|c| c.is_ascii_digit()) {
-                if let Ok(v) = num.parse() {
-                    return Ok(FieldValue::UInt(v));
-                }
+            if !num.is_empty()
+                && num.bytes().all(|c| c.is_ascii_digit())
+                && let Ok(v) = num.parse()
+            {
+                return Ok(FieldValue::UInt(v));
             }
             return Err(format!("invalid unsigned integer {tok:?} in field {key:?}"));
         }
