@@ -1,6 +1,21 @@
 //! InfluxDB line protocol: parser and serializer.
+//!
+//! Escaping follows InfluxDB's documented rules (which InfluxDB 3's parser implements):
+//! - measurement: `\,` `\ ` `\\` are escapes;
+//! - tag keys, tag values, field keys: `\,` `\=` `\ ` `\\` are escapes;
+//! - string field values: `\"` and `\\` are escapes;
+//! - a backslash before any other character is a literal backslash.
+//!
+//! The serializer writes a backslash as `\\` only where it would otherwise be read as an escape
+//! (before an escapable character or at the end of a token), so paths like `C:\temp` come out
+//! unchanged and are read the same by InfluxDB 1.x/2.x (whose Go parser does not unescape `\\`).
+//! Newline, carriage return, tab and form feed cannot appear raw in names, tags or field keys;
+//! like Telegraf the serializer writes them as the two characters `\n`, `\r`, `\t`, `\f`.
 
-use crate::model::Metric;
+use memchr::memchr;
+
+use super::{ParseError, Parser, Serializer};
+use crate::model::{FieldValue, Metric, Str};
 
 /// Serializer options (Telegraf's `influx_*` keys).
 #[derive(Clone, Debug)]
@@ -22,8 +37,850 @@ impl Default for InfluxOptions {
     }
 }
 
-/// Appends one metric as a line (with trailing `\n`).
+// ---------------------------------------------------------------------------------------------
+// Serializer
+// ---------------------------------------------------------------------------------------------
+
+/// Which characters need a backslash in a token.
+#[derive(Clone, Copy)]
+enum Token {
+    Measurement,
+    /// Tag keys, tag values and field keys.
+    Key,
+}
+
+impl Token {
+    #[inline]
+    fn needs_escape(self, b: u8) -> bool {
+        match self {
+            Token::Measurement => b == b',' || b == b' ' || b == b'\\',
+            Token::Key => b == b',' || b == b' ' || b == b'=' || b == b'\\',
+        }
+    }
+}
+
+#[inline]
+fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
+    let bytes = s.as_bytes();
+    let special = |b: u8| kind.needs_escape(b) || matches!(b, b'\n' | b'\r' | b'\t' | 0x0c);
+    if !bytes.iter().any(|&b| special(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'\\' => {
+                // A backslash is only ambiguous before an escapable character or at the end.
+                let next = bytes.get(i + 1).copied();
+                if next.is_none_or(|n| kind.needs_escape(n)) {
+                    out.extend_from_slice(b"\\\\");
+                } else {
+                    out.push(b'\\');
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b if kind.needs_escape(b) => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            b => out.push(b),
+        }
+    }
+}
+
+fn write_string_value(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+    } else {
+        for &b in bytes {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+    }
+    out.push(b'"');
+}
+
+/// Writes `key=value`; returns false (writing nothing) for fields line protocol cannot carry.
+#[inline]
+fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOptions) -> bool {
+    if key.is_empty() {
+        return false;
+    }
+    if let FieldValue::Float(v) = value
+        && !v.is_finite()
+    {
+        return false;
+    }
+    write_token(out, key, Token::Key);
+    out.push(b'=');
+    match value {
+        FieldValue::Float(v) => {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(*v).as_bytes())
+        }
+        FieldValue::Int(v) => {
+            out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+            out.push(b'i');
+        }
+        FieldValue::UInt(v) => {
+            if opts.uint_support {
+                out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
+                out.push(b'u');
+            } else {
+                let clamped = (*v).min(i64::MAX as u64);
+                out.extend_from_slice(itoa::Buffer::new().format(clamped).as_bytes());
+                out.push(b'i');
+            }
+        }
+        FieldValue::Bool(v) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        FieldValue::String(s) => write_string_value(out, s),
+    }
+    true
+}
+
+/// Appends one metric as a line (with trailing `\n`); several lines when `max_line_bytes`
+/// requires it. Writes nothing for a metric line protocol cannot carry (empty name, a name
+/// starting with `#`, no writable field: NaN and infinite floats are dropped).
 pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
-    let _ = (out, metric, opts);
-    todo!("codec helper")
+    if metric.name.is_empty() || metric.name.starts_with('#') {
+        return;
+    }
+    let start = out.len();
+    write_token(out, &metric.name, Token::Measurement);
+    for (k, v) in &metric.tags {
+        // Empty keys or values are not encodable; Telegraf drops such tags too.
+        if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        out.push(b',');
+        write_token(out, k, Token::Key);
+        out.push(b'=');
+        write_token(out, v, Token::Key);
+    }
+    out.push(b' ');
+    let header_end = out.len();
+
+    let mut ts = itoa::Buffer::new();
+    let ts = ts.format(metric.time).as_bytes();
+    // " <timestamp>\n"
+    let footer_len = ts.len() + 2;
+
+    let mut line_start = start;
+    let mut on_line = 0usize;
+    let mut written = 0usize;
+    let mut emit = |out: &mut Vec<u8>, key: &str, value: &FieldValue| {
+        let field_start = out.len();
+        if on_line > 0 {
+            out.push(b',');
+        }
+        if !write_field(out, key, value, opts) {
+            out.truncate(field_start);
+            return;
+        }
+        if opts.max_line_bytes > 0
+            && on_line > 0
+            && out.len() - line_start + footer_len > opts.max_line_bytes
+        {
+            // Move this field to a fresh line with the same header.
+            let field: Vec<u8> = out[field_start + 1..].to_vec();
+            out.truncate(field_start);
+            out.push(b' ');
+            out.extend_from_slice(ts);
+            out.push(b'\n');
+            line_start = out.len();
+            out.extend_from_within(start..header_end);
+            out.extend_from_slice(&field);
+            on_line = 0;
+        }
+        on_line += 1;
+        written += 1;
+    };
+    if opts.sort_fields {
+        let mut idx: Vec<usize> = (0..metric.fields.len()).collect();
+        idx.sort_by(|&a, &b| metric.fields[a].0.cmp(&metric.fields[b].0));
+        for i in idx {
+            let (k, v) = &metric.fields[i];
+            emit(out, k, v);
+        }
+    } else {
+        for (k, v) in &metric.fields {
+            emit(out, k, v);
+        }
+    }
+    if written == 0 {
+        out.truncate(start);
+        return;
+    }
+    out.push(b' ');
+    out.extend_from_slice(ts);
+    out.push(b'\n');
+}
+
+/// The `influx` serializer.
+#[derive(Clone, Debug, Default)]
+pub struct InfluxSerializer {
+    pub opts: InfluxOptions,
+}
+
+impl Serializer for InfluxSerializer {
+    fn serialize(&self, batch: &[Metric], out: &mut Vec<u8>) {
+        for m in batch {
+            write_metric(out, m, &self.opts);
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        "text/plain; charset=utf-8"
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+// ---------------------------------------------------------------------------------------------
+
+/// The `influx` parser. `precision` multiplies timestamps into nanoseconds
+/// (1 for ns, 1_000 for us, 1_000_000 for ms, 1_000_000_000 for s).
+#[derive(Clone, Debug)]
+pub struct InfluxParser {
+    pub precision: i64,
+}
+
+impl Default for InfluxParser {
+    fn default() -> Self {
+        InfluxParser { precision: 1 }
+    }
+}
+
+impl Parser for InfluxParser {
+    fn parse(&self, input: &[u8], now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
+        parse(input, self.precision, now, out)
+    }
+}
+
+/// Parses line protocol, appending good metrics to `out` and returning one error per bad line.
+/// Lines without a timestamp get `now`; given timestamps are multiplied by `precision`.
+pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
+    let mut errors = Vec::new();
+    let mut scratch = String::new();
+    let mut pos = 0;
+    let mut line_no = 1;
+    while pos < input.len() {
+        let (end, newlines) = line_end(input, pos);
+        let mut line = &input[pos..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        match parse_line(line, precision, now, &mut scratch) {
+            Ok(Some(m)) => out.push(m),
+            Ok(None) => {}
+            Err(message) => errors.push(ParseError {
+                line: line_no,
+                message,
+            }),
+        }
+        line_no += newlines;
+        pos = end + 1;
+    }
+    errors
+}
+
+/// Finds the end of the line starting at `start` (index of its `\n`, or input length) and the
+/// number of newlines it spans. String field values may contain raw newlines, so when the line
+/// has a quote this scans like InfluxDB's `scanLine`.
+fn line_end(input: &[u8], start: usize) -> (usize, usize) {
+    let rest = &input[start..];
+    let nl = memchr(b'\n', rest).unwrap_or(rest.len());
+    if memchr(b'"', &rest[..nl]).is_none() {
+        return (start + nl, 1);
+    }
+    let body = rest.iter().position(|&b| b != b' ' && b != b'\t');
+    if body.is_none_or(|i| rest[i] == b'#') {
+        return (start + nl, 1);
+    }
+    let (mut quoted, mut fields, mut escaped) = (false, false, false);
+    let (mut equals, mut commas, mut newlines) = (0usize, 0usize, 1usize);
+    for (i, &c) in rest.iter().enumerate().skip(body.unwrap_or(0)) {
+        if escaped {
+            escaped = false;
+            if c == b'\n' {
+                newlines += 1;
+            }
+            continue;
+        }
+        match c {
+            b'\\' => escaped = true,
+            b' ' => fields = true,
+            b'=' if fields && !quoted => equals += 1,
+            b',' if fields && !quoted => commas += 1,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            b'\n' if !quoted => return (start + i, newlines),
+            b'\n' => newlines += 1,
+            _ => {}
+        }
+    }
+    (input.len(), newlines)
+}
+
+#[inline]
+fn is_key_escape(b: u8) -> bool {
+    matches!(b, b',' | b'=' | b' ' | b'\\')
+}
+
+#[inline]
+fn is_measurement_escape(b: u8) -> bool {
+    matches!(b, b',' | b' ' | b'\\')
+}
+
+/// Scans a token from `i` up to the first unescaped byte in `stop`. Returns its end and whether
+/// it contains a backslash.
+#[inline]
+fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
+    let mut esc = false;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'\\' {
+            esc = true;
+            i += 2;
+            continue;
+        }
+        if stop(c) {
+            return (i, esc);
+        }
+        i += 1;
+    }
+    (b.len(), esc)
+}
+
+fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
+    if !has_escape {
+        return Str::from(tok);
+    }
+    scratch.clear();
+    let mut rest = tok;
+    while let Some(p) = rest.find('\\') {
+        scratch.push_str(&rest[..p]);
+        match rest.as_bytes().get(p + 1) {
+            Some(&c) if is_escape(c) => {
+                scratch.push(c as char);
+                rest = &rest[p + 2..];
+            }
+            _ => {
+                scratch.push('\\');
+                rest = &rest[p + 1..];
+            }
+        }
+    }
+    scratch.push_str(rest);
+    Str::from(scratch.as_str())
+}
+
+/// Parses one line (without its newline). `Ok(None)` for blank lines and comments.
+fn parse_line(
+    line: &[u8],
+    precision: i64,
+    now: i64,
+    scratch: &mut String,
+) -> Result<Option<Metric>, String> {
+    let Some(first) = line.iter().position(|&b| b != b' ' && b != b'\t') else {
+        return Ok(None);
+    };
+    if line[first] == b'#' {
+        return Ok(None);
+    }
+    let s = std::str::from_utf8(line).map_err(|_| "invalid UTF-8".to_string())?;
+    let b = s.as_bytes();
+
+    // Measurement.
+    let (i, esc) = scan(b, first, |c| c == b',' || c == b' ');
+    if i == first {
+        return Err("missing measurement".into());
+    }
+    let mut m = Metric::new(
+        unescape(&s[first..i], esc, is_measurement_escape, scratch),
+        now,
+    );
+    let mut i = i;
+
+    // Tags.
+    while i < b.len() && b[i] == b',' {
+        let ks = i + 1;
+        let (ke, kesc) = scan(b, ks, |c| c == b'=' || c == b',' || c == b' ');
+        if ke == ks {
+            return Err("missing tag key".into());
+        }
+        if ke >= b.len() || b[ke] != b'=' {
+            return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
+        }
+        let vs = ke + 1;
+        let (ve, vesc) = scan(b, vs, |c| c == b',' || c == b' ');
+        if ve == vs {
+            return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
+        }
+        let key = unescape(&s[ks..ke], kesc, is_key_escape, scratch);
+        let value = unescape(&s[vs..ve], vesc, is_key_escape, scratch);
+        m.add_tag(key, value);
+        i = ve;
+    }
+
+    // Fields.
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    if i >= b.len() {
+        return Err("missing fields".into());
+    }
+    loop {
+        let ks = i;
+        let (ke, kesc) = scan(b, ks, |c| c == b'=' || c == b',' || c == b' ');
+        if ke == ks {
+            return Err("missing field key".into());
+        }
+        let key_raw = &s[ks..ke];
+        if ke >= b.len() || b[ke] != b'=' {
+            return Err(format!("missing field value for field {key_raw:?}"));
+        }
+        let vs = ke + 1;
+        let (value, ve) = if b.get(vs) == Some(&b'"') {
+            let (close, vesc) = scan(b, vs + 1, |c| c == b'"');
+            if close >= b.len() {
+                return Err(format!("unterminated string in field {key_raw:?}"));
+            }
+            let text = unescape(
+                &s[vs + 1..close],
+                vesc,
+                |c| c == b'"' || c == b'\\',
+                scratch,
+            );
+            (FieldValue::String(text), close + 1)
+        } else {
+            let ve = memchr::memchr2(b',', b' ', &b[vs..]).map_or(b.len(), |p| vs + p);
+            (parse_value(&s[vs..ve], key_raw)?, ve)
+        };
+        m.add_field(unescape(key_raw, kesc, is_key_escape, scratch), value);
+        i = ve;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b' ') => break,
+            None => break,
+            Some(_) => {
+                return Err(format!(
+                    "invalid field value for field {key_raw:?}: unexpected text after string"
+                ));
+            }
+        }
+    }
+
+    // Timestamp.
+    while i < b.len() && b[i] == b' ' {
+        i += 1;
+    }
+    if i < b.len() {
+        let te = b[i..]
+            .iter()
+            .position(|&c| c == b' ' || c == b'\t')
+            .map_or(b.len(), |p| i + p);
+        let tok = &s[i..te];
+        let t = parse_int_strict(tok).ok_or_else(|| format!("invalid timestamp {tok:?}"))?;
+        m.time = t
+            .checked_mul(precision)
+            .ok_or_else(|| format!("invalid timestamp {tok:?}: out of range"))?;
+        if b[te..].iter().any(|&c| c != b' ' && c != b'\t') {
+            return Err(format!("unexpected text after timestamp {tok:?}"));
+        }
+    }
+    Ok(Some(m))
+}
+
+/// `-?[0-9]+` as i64.
+fn parse_int_strict(tok: &str) -> Option<i64> {
+    let digits = tok.strip_prefix('-').unwrap_or(tok);
+    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    tok.parse().ok()
+}
+
+fn is_float_syntax(tok: &str) -> bool {
+    let b = tok.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let mut digits = 0;
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+        digits += 1;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+            digits += 1;
+        }
+    }
+    if digits == 0 {
+        return false;
+    }
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+            i += 1;
+        }
+        let exp_start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == exp_start {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn parse_value(tok: &str, key: &str) -> Result<FieldValue, String> {
+    let bytes = tok.as_bytes();
+    let Some(&last) = bytes.last() else {
+        return Err(format!("missing field value for field {key:?}"));
+    };
+    match last {
+        b'i' => {
+            let num = &tok[..tok.len() - 1];
+            return parse_int_strict(num)
+                .map(FieldValue::Int)
+                .ok_or_else(|| format!("invalid integer {tok:?} in field {key:?}"));
+        }
+        b'u' => {
+            let num = &tok[..tok.len() - 1];
+            if !num.is_empty()
+                && num.bytes().all(|c| c.is_ascii_digit())
+                && let Ok(v) = num.parse()
+            {
+                return Ok(FieldValue::UInt(v));
+            }
+            return Err(format!("invalid unsigned integer {tok:?} in field {key:?}"));
+        }
+        _ => {}
+    }
+    match tok {
+        "t" | "T" | "true" | "True" | "TRUE" => return Ok(FieldValue::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Ok(FieldValue::Bool(false)),
+        _ => {}
+    }
+    if is_float_syntax(tok)
+        && let Ok(v) = tok.parse::<f64>()
+        && v.is_finite()
+    {
+        return Ok(FieldValue::Float(v));
+    }
+    if bytes[0].is_ascii_digit() || bytes[0] == b'-' || bytes[0] == b'.' {
+        Err(format!("invalid float {tok:?} in field {key:?}"))
+    } else {
+        Err(format!("invalid field value {tok:?} in field {key:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(input: impl AsRef<[u8]>) -> (Vec<Metric>, Vec<ParseError>) {
+        let mut out = Vec::new();
+        let errs = parse(input.as_ref(), 1, 42, &mut out);
+        (out, errs)
+    }
+
+    fn one(input: &str) -> Metric {
+        let (m, e) = p(input);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(m.len(), 1, "{m:?}");
+        m.into_iter().next().unwrap()
+    }
+
+    fn ser(m: &Metric) -> String {
+        let mut out = Vec::new();
+        write_metric(&mut out, m, &InfluxOptions::default());
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn basic_line() {
+        let m = one("cpu,host=a,cpu=cpu0 usage=1.5,n=3i,u=4u,ok=true,s=\"hi\" 1700000000000000000");
+        assert_eq!(m.name, "cpu");
+        assert_eq!(
+            m.tags,
+            vec![("cpu".into(), "cpu0".into()), ("host".into(), "a".into())]
+        );
+        assert_eq!(m.field("usage"), Some(&FieldValue::Float(1.5)));
+        assert_eq!(m.field("n"), Some(&FieldValue::Int(3)));
+        assert_eq!(m.field("u"), Some(&FieldValue::UInt(4)));
+        assert_eq!(m.field("ok"), Some(&FieldValue::Bool(true)));
+        assert_eq!(m.field("s"), Some(&FieldValue::String("hi".into())));
+        assert_eq!(m.time, 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn no_timestamp_gets_now_and_precision_scales() {
+        assert_eq!(one("m v=1").time, 42);
+        let mut out = Vec::new();
+        assert!(parse(b"m v=1 1700000000", 1_000_000_000, 0, &mut out).is_empty());
+        assert_eq!(out[0].time, 1_700_000_000_000_000_000);
+        let errs = parse(b"m v=1 99999999999999", 1_000_000_000, 0, &mut out);
+        assert!(errs[0].message.contains("invalid timestamp"), "{errs:?}");
+        assert_eq!(one("m v=1 -5").time, -5);
+    }
+
+    #[test]
+    fn escapes_in_names_and_tags() {
+        let m = one(r"my\ meas\,ure=x,t\ k\=1=v\,a\ l\=ue f\,i\=e\ ld=1");
+        assert_eq!(m.name, "my meas,ure=x");
+        assert_eq!(m.tags, vec![("t k=1".into(), "v,a l=ue".into())]);
+        assert_eq!(m.fields[0].0, "f,i=e ld");
+        // `\\` is one backslash; a backslash before anything else is literal.
+        let m = one(r"a\\b,p=C:\temp\\ x\y=1");
+        assert_eq!(m.name, r"a\b");
+        assert_eq!(m.tag("p"), Some(r"C:\temp\"));
+        assert_eq!(m.fields[0].0, r"x\y");
+        // `=` needs no escape in a measurement; `\=` there stays literal.
+        assert_eq!(one(r"a=b\=c v=1").name, r"a=b\=c");
+    }
+
+    #[test]
+    fn string_fields() {
+        let m = one(r#"m s="a \"q\" b\\c \d",t="""#);
+        assert_eq!(
+            m.field("s"),
+            Some(&FieldValue::String(r#"a "q" b\c \d"#.into()))
+        );
+        assert_eq!(m.field("t"), Some(&FieldValue::String("".into())));
+        // Separators inside strings do not split fields; newlines do not split lines.
+        let (ms, e) = p("m s=\"a, b=c d\nnext\" 5\nm v=2\n");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(ms.len(), 2);
+        assert_eq!(
+            ms[0].field("s"),
+            Some(&FieldValue::String("a, b=c d\nnext".into()))
+        );
+        assert_eq!(ms[0].time, 5);
+        let (_, e) = p("m v=1\nm s=\"abc\nm v=3");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].line, 2);
+        assert!(e[0].message.contains("unterminated string"), "{e:?}");
+    }
+
+    #[test]
+    fn numbers() {
+        let m = one(
+            "m a=1,b=-1.5e3,c=2E-2,d=.5,e=-0,f=9223372036854775807i,g=-9223372036854775808i,h=18446744073709551615u,k=1e+2",
+        );
+        assert_eq!(m.field("a"), Some(&FieldValue::Float(1.0)));
+        assert_eq!(m.field("b"), Some(&FieldValue::Float(-1500.0)));
+        assert_eq!(m.field("c"), Some(&FieldValue::Float(0.02)));
+        assert_eq!(m.field("d"), Some(&FieldValue::Float(0.5)));
+        assert_eq!(m.field("f"), Some(&FieldValue::Int(i64::MAX)));
+        assert_eq!(m.field("g"), Some(&FieldValue::Int(i64::MIN)));
+        assert_eq!(m.field("h"), Some(&FieldValue::UInt(u64::MAX)));
+        assert_eq!(m.field("k"), Some(&FieldValue::Float(100.0)));
+        for (line, reason) in [
+            ("m v=9223372036854775808i", "invalid integer"),
+            ("m v=1.5i", "invalid integer"),
+            ("m v=-1u", "invalid unsigned"),
+            ("m v=18446744073709551616u", "invalid unsigned"),
+            ("m v=1x", "invalid float"),
+            ("m v=1e", "invalid float"),
+            ("m v=NaN", "invalid field value"),
+            ("m v=inf", "invalid field value"),
+            ("m v=+1", "invalid field value"),
+            ("m v=1e999", "invalid float"),
+            ("m v=yes", "invalid field value"),
+        ] {
+            let (ms, e) = p(line);
+            assert!(ms.is_empty(), "{line}");
+            assert!(e[0].message.contains(reason), "{line}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn booleans() {
+        for t in ["t", "T", "true", "True", "TRUE"] {
+            assert_eq!(one(&format!("m v={t}")).fields[0].1, FieldValue::Bool(true));
+        }
+        for f in ["f", "F", "false", "False", "FALSE"] {
+            assert_eq!(
+                one(&format!("m v={f}")).fields[0].1,
+                FieldValue::Bool(false)
+            );
+        }
+        assert!(!p("m v=tRUE").1.is_empty());
+    }
+
+    #[test]
+    fn comments_blank_lines_crlf_and_line_numbers() {
+        let input =
+            "# comment \"quoted\n\r\n   \n  # indented\nm v=1 10\r\nbad\r\nm,t=1 v=2\r\nm v=\r\n";
+        let (ms, e) = p(input);
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[0].time, 10);
+        assert_eq!(ms[1].tag("t"), Some("1"));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!((e[0].line, e[0].message.as_str()), (6, "missing fields"));
+        assert_eq!(e[1].line, 8);
+        assert!(e[1].message.contains("missing field value"));
+    }
+
+    #[test]
+    fn errors_carry_on() {
+        let (ms, e) = p(b"m,t= v=1\nm,=x v=1\nm,t v=1\n,t=1 v=1\nm v=1 abc\nm v=1 1 2\nm v=\"x\"y\nm =1\nm\xff v=1\nok v=1");
+        assert_eq!(ms.len(), 1);
+        assert_eq!(ms[0].name, "ok");
+        let reasons: Vec<_> = e.iter().map(|e| (e.line, e.message.clone())).collect();
+        assert_eq!(reasons.len(), 9, "{reasons:?}");
+        assert!(reasons[0].1.starts_with("missing tag value"));
+        assert!(reasons[1].1.starts_with("missing tag key"));
+        assert!(reasons[2].1.starts_with("missing tag value"));
+        assert!(reasons[3].1.starts_with("missing measurement"));
+        assert!(reasons[4].1.starts_with("invalid timestamp"));
+        assert!(reasons[5].1.starts_with("unexpected text after timestamp"));
+        assert!(reasons[6].1.contains("unexpected text after string"));
+        assert!(reasons[7].1.starts_with("missing field key"));
+        assert_eq!(reasons[8], (9, "invalid UTF-8".to_string()));
+    }
+
+    #[test]
+    fn duplicate_fields_last_wins_and_tags_sorted() {
+        let m = one("m,z=1,a=2 v=1,w=2,v=3");
+        assert_eq!(m.tags[0].0, "a");
+        assert_eq!(
+            m.fields,
+            vec![
+                ("v".into(), FieldValue::Float(3.0)),
+                ("w".into(), FieldValue::Float(2.0))
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_spaces_and_trailing_whitespace() {
+        let m = one("  m,t=1   v=1   7  \t");
+        assert_eq!((m.name.as_str(), m.time), ("m", 7));
+    }
+
+    #[test]
+    fn serialize_escapes_and_round_trips() {
+        let m = Metric::new("my meas,ure=x", 7)
+            .with_tag("t k=1", "v,a l=ue")
+            .with_tag("path", r"C:\temp\")
+            .with_field("f,i=e ld", 1.0)
+            .with_field(r"x\y", 2i64)
+            .with_field("s", r#"a "q" b\c"#)
+            .with_field("u", u64::MAX)
+            .with_field("b", false);
+        let line = ser(&m);
+        assert_eq!(
+            line,
+            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1.0,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
+        );
+        assert_eq!(one(&line), m);
+    }
+
+    #[test]
+    fn serialize_skips_non_finite_and_unencodable() {
+        let m = Metric::new("m", 1)
+            .with_field("a", f64::NAN)
+            .with_field("b", 2.0);
+        assert_eq!(ser(&m), "m b=2.0 1\n");
+        let m = Metric::new("m", 1).with_field("a", f64::INFINITY);
+        assert_eq!(ser(&m), "");
+        assert_eq!(ser(&Metric::new("", 1).with_field("a", 1.0)), "");
+        assert_eq!(ser(&Metric::new("#x", 1).with_field("a", 1.0)), "");
+        let m = Metric::new("m", 1).with_tag("e", "").with_field("a", 1.0);
+        assert_eq!(ser(&m), "m a=1.0 1\n");
+        let m = Metric::new("m\nx", 1)
+            .with_tag("t", "a\tb")
+            .with_field("a", 1.0);
+        assert_eq!(ser(&m), "m\\nx,t=a\\tb a=1.0 1\n");
+    }
+
+    #[test]
+    fn serialize_floats_round_trip() {
+        for v in [
+            0.1,
+            1e21,
+            1e-7,
+            -0.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            123456789.123,
+        ] {
+            let line = ser(&Metric::new("m", 0).with_field("v", v));
+            assert_eq!(one(&line).fields[0].1, FieldValue::Float(v), "{line}");
+        }
+    }
+
+    #[test]
+    fn serialize_uint_without_support_clamps() {
+        let opts = InfluxOptions {
+            uint_support: false,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        write_metric(
+            &mut out,
+            &Metric::new("m", 0)
+                .with_field("a", u64::MAX)
+                .with_field("b", 5u64),
+            &opts,
+        );
+        assert_eq!(out, b"m a=9223372036854775807i,b=5i 0\n");
+    }
+
+    #[test]
+    fn serialize_sort_fields_and_max_line_bytes() {
+        let m = Metric::new("m", 5)
+            .with_tag("t", "1")
+            .with_field("c", 3i64)
+            .with_field("a", 1i64)
+            .with_field("b", 2i64);
+        let mut out = Vec::new();
+        write_metric(
+            &mut out,
+            &m,
+            &InfluxOptions {
+                sort_fields: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(out, b"m,t=1 a=1i,b=2i,c=3i 5\n");
+        out.clear();
+        // "m,t=1 c=3i,a=1i 5\n" is 18 bytes: a limit of 18 fits two fields per line.
+        write_metric(
+            &mut out,
+            &m,
+            &InfluxOptions {
+                max_line_bytes: 18,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "m,t=1 c=3i,a=1i 5\nm,t=1 b=2i 5\n"
+        );
+        for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            assert!(line.len() < 18);
+        }
+        // A field longer than the limit still goes out, alone on its line.
+        out.clear();
+        write_metric(
+            &mut out,
+            &m,
+            &InfluxOptions {
+                max_line_bytes: 5,
+                ..Default::default()
+            },
+        );
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
 }

@@ -97,17 +97,38 @@ pub const SERIALIZER_KEYS: &[&str] = &[
     "prometheus_string_as_label",
 ];
 
+/// Builds the parser for `data_format` (or `default_format` when unset).
 pub fn build_parser(cfg: &ParserConfig, default_format: &str) -> anyhow::Result<Arc<dyn Parser>> {
     let format = cfg.data_format.as_deref().unwrap_or(default_format);
-    let _ = format;
-    todo!("codec helper: build the parser for influx|json|prometheus|value")
+    match format {
+        "influx" => {
+            let precision = cfg
+                .influx_timestamp_precision
+                .map_or(1, |d| d.get().as_nanos().clamp(1, i64::MAX as u128) as i64);
+            Ok(Arc::new(influx::InfluxParser { precision }))
+        }
+        other => anyhow::bail!(
+            "unknown data_format {other:?} for a parser (expected influx, json, prometheus or value)"
+        ),
+    }
 }
 
+/// Builds the serializer for `data_format` (or `default_format` when unset).
 pub fn build_serializer(
     cfg: &SerializerConfig,
     default_format: &str,
 ) -> anyhow::Result<Arc<dyn Serializer>> {
     let format = cfg.data_format.as_deref().unwrap_or(default_format);
-    let _ = format;
-    todo!("codec helper: build the serializer for influx|json|prometheus")
+    match format {
+        "influx" => Ok(Arc::new(influx::InfluxSerializer {
+            opts: influx::InfluxOptions {
+                sort_fields: cfg.influx_sort_fields.unwrap_or(false),
+                uint_support: cfg.influx_uint_support.unwrap_or(true),
+                max_line_bytes: cfg.influx_max_line_bytes.unwrap_or(0),
+            },
+        })),
+        other => anyhow::bail!(
+            "unknown data_format {other:?} for a serializer (expected influx, json or prometheus)"
+        ),
+    }
 }
