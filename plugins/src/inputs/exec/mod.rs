@@ -470,6 +470,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn line_protocol_output_with_a_bad_line() {
+        let dir = temp_dir("influx");
+        let s = script(
+            &dir,
+            "lp.sh",
+            "echo 'scenario,name=login ok=true,ms=12.5'\necho 'not line protocol'\necho 'scenario ms=3i 5'",
+        );
+        let ctx = BuildContext {
+            parser: Some(crate::codec::build_parser(&Default::default(), "influx").unwrap()),
+            ..Default::default()
+        };
+        let table = toml::from_str(&format!("commands = ['{s}']")).unwrap();
+        let InputPlugin::Polled(mut input) = build(table, &ctx).unwrap() else {
+            panic!("exec is polled");
+        };
+        let acc = gather(&mut input).await;
+        let lines: Vec<String> = acc.metrics.iter().map(|m| m.to_string()).collect();
+        assert_eq!(
+            lines,
+            ["scenario,name=login ok=true,ms=12.5 7", "scenario ms=3i 5"]
+        );
+        assert_eq!(acc.errors.len(), 1);
+        assert!(acc.errors[0].contains("line 2"), "{}", acc.errors[0]);
+    }
+
+    #[tokio::test]
     async fn missing_program_is_an_error() {
         let mut input = exec("commands = ['/nonexistent/sonde-test-prog']").unwrap();
         let acc = gather(&mut input).await;
