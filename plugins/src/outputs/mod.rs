@@ -1,6 +1,10 @@
 //! The outputs, one folder each.
 
+pub mod discard;
+pub mod file;
+pub mod http;
+
 use crate::registry::OutputSpec;
 
 /// Every outputs plugin, in name order.
-pub static ALL: &[OutputSpec] = &[];
+pub static ALL: &[OutputSpec] = &[discard::SPEC, file::SPEC, http::SPEC];
