@@ -446,6 +446,15 @@ mod tests {
         token: Option<u64>,
         #[serde(default)]
         tls: Option<Tls>,
+        #[serde(default)]
+        encoding: Option<Encoding>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Encoding {
+        Gzip,
+        Identity,
     }
 
     #[derive(Deserialize)]
@@ -577,6 +586,15 @@ mod tests {
             build: build_exec,
         },
     ];
+    /// Like exec, but with a `data_format` parser.
+    static PARSING: &[InputSpec] = &[Spec {
+        name: "exec",
+        description: "Runs commands",
+        sample: "",
+        format: Format::Parser("influx"),
+        build: build_exec,
+    }];
+
     static PROCESSORS: &[ProcessorSpec] = &[Spec {
         name: "rename",
         description: "Renames",
@@ -871,6 +889,34 @@ mod tests {
         assert_eq!(
             error("[[inputs.cpu]]\n[[inputs.exec]]\n  commands = [\"fail\"]\n"),
             "test.toml:2:1: inputs.exec[0]: cannot prepare command \"fail\""
+        );
+    }
+
+    #[test]
+    fn unknown_variant_suggests_the_nearest() {
+        assert_eq!(
+            error("[[inputs.exec]]\n  commands = [\"a\"]\n  encoding = \"gzp\"\n"),
+            "test.toml:3:14: inputs.exec[0]: encoding: unknown variant `gzp`, expected `gzip` or `identity`; did you mean \"gzip\"?"
+        );
+    }
+
+    #[test]
+    fn format_keys_are_taken_for_parser_plugins() {
+        let registry = Registry {
+            inputs: PARSING,
+            ..FAKES
+        };
+        let text =
+            "[[inputs.exec]]\n  commands = [\"a\"]\n  data_format = 5\n  json_qery = \"x\"\n";
+        let texts = [("t.toml".to_string(), text.to_string())];
+        let e = load_texts(&texts, &Selection::default(), &registry, &env, Vec::new())
+            .unwrap_err()
+            .to_string();
+        // The plugin never sees data_format; typos are matched against the format keys too.
+        assert_eq!(
+            e,
+            "t.toml:3:17: inputs.exec[0]: data_format: invalid type: integer `5`, expected a string\n\
+             t.toml:4:3: inputs.exec[0]: unknown key \"json_qery\"; did you mean \"json_query\"?"
         );
     }
 

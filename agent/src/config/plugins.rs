@@ -493,7 +493,15 @@ fn plugin_error(
         .find(|s| s.parse::<usize>().is_err())
         .cloned()
         .unwrap_or_default();
-    let msg = redact(&last_key, lookup(table, &path), message.to_string());
+    let mut msg = redact(&last_key, lookup(table, &path), message.to_string());
+    // "unknown variant `gzp`, expected `gzip` or `identity`": suggest the nearest too.
+    if let Some(variant) = between(message, "unknown variant `", "`") {
+        let expected = message.split_once("expected").map_or("", |(_, e)| e);
+        msg.push_str(&did_you_mean(suggest(
+            variant,
+            expected.split('`').skip(1).step_by(2),
+        )));
+    }
     let msg = if path.is_empty() {
         msg
     } else {
