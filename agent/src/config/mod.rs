@@ -846,6 +846,18 @@ mod tests {
     }
 
     #[test]
+    fn plugin_sections_must_be_tables() {
+        assert_eq!(
+            error("outputs = 5\n"),
+            "test.toml:1:11: outputs: expected tables like [[outputs.NAME]], found integer"
+        );
+        assert_eq!(
+            error("[inputs]\ncpu = \"yes\"\n"),
+            "test.toml:2:7: inputs.cpu: expected a table like [[inputs.cpu]], found string"
+        );
+    }
+
+    #[test]
     fn unknown_plugin_keys_are_all_reported_with_suggestions() {
         assert_eq!(
             errors("[[inputs.exec]]\n  comands = [\"a\"]\n  timout = \"1s\"\n  intervl = \"5s\"\n"),

@@ -148,7 +148,10 @@ fn for_each<T>(
         sec.error(
             &[kind.into()],
             true,
-            format!("{kind}: expected tables like [[{kind}.NAME]]"),
+            format!(
+                "expected tables like [[{kind}.NAME]], found {}",
+                value.type_str()
+            ),
         );
         diags.extend(sec.errors);
         return;
