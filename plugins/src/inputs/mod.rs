@@ -2,5 +2,11 @@
 
 use crate::registry::InputSpec;
 
+pub mod host;
+
+pub mod cpu;
+pub mod mem;
+pub mod swap;
+
 /// Every inputs plugin, in name order.
-pub static ALL: &[InputSpec] = &[];
+pub static ALL: &[InputSpec] = &[cpu::SPEC, mem::SPEC, swap::SPEC];
