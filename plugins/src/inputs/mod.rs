@@ -5,8 +5,18 @@ use crate::registry::InputSpec;
 pub mod host;
 
 pub mod cpu;
+pub mod kernel;
 pub mod mem;
+pub mod processes;
 pub mod swap;
+pub mod system;
 
 /// Every inputs plugin, in name order.
-pub static ALL: &[InputSpec] = &[cpu::SPEC, mem::SPEC, swap::SPEC];
+pub static ALL: &[InputSpec] = &[
+    cpu::SPEC,
+    kernel::SPEC,
+    mem::SPEC,
+    processes::SPEC,
+    swap::SPEC,
+    system::SPEC,
+];
