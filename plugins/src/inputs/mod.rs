@@ -7,6 +7,8 @@ pub mod host;
 pub mod cpu;
 pub mod kernel;
 pub mod mem;
+pub mod net;
+pub mod netstat;
 pub mod processes;
 pub mod swap;
 pub mod system;
@@ -16,6 +18,8 @@ pub static ALL: &[InputSpec] = &[
     cpu::SPEC,
     kernel::SPEC,
     mem::SPEC,
+    net::SPEC,
+    netstat::SPEC,
     processes::SPEC,
     swap::SPEC,
     system::SPEC,
