@@ -188,3 +188,35 @@ mod tests {
         assert!(e.contains("/nonexistent/x"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod sample_tests {
+    /// Every host input builds from its own sample config (the samples are the docs).
+    #[test]
+    fn host_samples_build() {
+        for name in [
+            "cpu",
+            "disk",
+            "diskio",
+            "kernel",
+            "mem",
+            "net",
+            "netstat",
+            "processes",
+            "swap",
+            "system",
+        ] {
+            let spec = crate::registry::find(crate::registry::inputs(), name).unwrap();
+            let doc: toml::Table = toml::from_str(spec.sample).unwrap();
+            let table = doc["inputs"][name].as_array().unwrap()[0]
+                .as_table()
+                .unwrap()
+                .clone();
+            let ctx = crate::plugin::BuildContext::default();
+            assert!((spec.build)(table, &ctx).is_ok(), "{name}");
+        }
+        let spec = crate::registry::find(crate::registry::inputs(), "cpu").unwrap();
+        let bad: toml::Table = toml::from_str("percpus = true").unwrap();
+        assert!((spec.build)(bad, &Default::default()).is_err());
+    }
+}

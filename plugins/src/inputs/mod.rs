@@ -5,6 +5,8 @@ use crate::registry::InputSpec;
 pub mod host;
 
 pub mod cpu;
+pub mod disk;
+pub mod diskio;
 pub mod kernel;
 pub mod mem;
 pub mod net;
@@ -16,6 +18,8 @@ pub mod system;
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
     cpu::SPEC,
+    disk::SPEC,
+    diskio::SPEC,
     kernel::SPEC,
     mem::SPEC,
     net::SPEC,
