@@ -1,9 +1,35 @@
 //! The inputs, one folder each.
 
-pub mod exec;
-pub mod internal;
-
 use crate::registry::InputSpec;
 
+/// Host paths (HOST_PROC, HOST_SYS, …) and small helpers shared by the host inputs.
+pub mod host;
+
+pub mod cpu;
+pub mod disk;
+pub mod diskio;
+pub mod exec;
+pub mod internal;
+pub mod kernel;
+pub mod mem;
+pub mod net;
+pub mod netstat;
+pub mod processes;
+pub mod swap;
+pub mod system;
+
 /// Every inputs plugin, in name order.
-pub static ALL: &[InputSpec] = &[exec::SPEC, internal::SPEC];
+pub static ALL: &[InputSpec] = &[
+    cpu::SPEC,
+    disk::SPEC,
+    diskio::SPEC,
+    exec::SPEC,
+    internal::SPEC,
+    kernel::SPEC,
+    mem::SPEC,
+    net::SPEC,
+    netstat::SPEC,
+    processes::SPEC,
+    swap::SPEC,
+    system::SPEC,
+];
