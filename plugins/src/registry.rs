@@ -151,7 +151,10 @@ mod readme {
     fn readme_plugin_table_is_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
         let readme = std::fs::read_to_string(path).expect("README.md");
-        let start = readme.find(START).expect("README has the plugins:start marker") + START.len();
+        let start = readme
+            .find(START)
+            .expect("README has the plugins:start marker")
+            + START.len();
         let end = readme.find(END).expect("README has the plugins:end marker");
         let want = super::markdown_table();
         if readme[start..end] != want {
