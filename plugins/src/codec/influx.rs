@@ -360,6 +360,7 @@ fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
     (b.len(), esc)
 }
 
+#[inline]
 fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
     if !has_escape {
         return Str::from(tok);
