@@ -4,6 +4,7 @@
 //! small context the traits give them.
 
 pub mod codec;
+pub mod common;
 pub mod config_types;
 pub mod model;
 pub mod plugin;

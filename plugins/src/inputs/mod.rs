@@ -1,6 +1,9 @@
 //! The inputs, one folder each.
 
+pub mod exec;
+pub mod internal;
+
 use crate::registry::InputSpec;
 
 /// Every inputs plugin, in name order.
-pub static ALL: &[InputSpec] = &[];
+pub static ALL: &[InputSpec] = &[exec::SPEC, internal::SPEC];

@@ -1,6 +1,9 @@
 //! The outputs, one folder each.
 
+pub mod discard;
+pub mod file;
+
 use crate::registry::OutputSpec;
 
 /// Every outputs plugin, in name order.
-pub static ALL: &[OutputSpec] = &[];
+pub static ALL: &[OutputSpec] = &[discard::SPEC, file::SPEC];

@@ -1,0 +1,377 @@
+//! The HTTP client shared by plugins that talk HTTP(S): Telegraf's client TLS options and a
+//! reqwest client built from them.
+//!
+//! The TLS keys (`tls_ca`, `tls_cert`, ...) sit flat in a plugin's table, as in Telegraf. A
+//! plugin does not declare them: it calls [`TlsClientConfig::take`] on its table first, which
+//! removes and parses them, then parses the rest into its own struct. Both structs keep
+//! `deny_unknown_fields` (which `#[serde(flatten)]` would defeat).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::Deserialize;
+
+use crate::registry::{BuildError, parse_config};
+
+/// Telegraf's client-side TLS options.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsClientConfig {
+    /// PEM file of the CA(s) to trust instead of the system's roots.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM files of the client certificate (chain) and its key, for mutual TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The name to check the server's certificate against (and send as SNI) instead of the
+    /// URL's host.
+    pub tls_server_name: Option<String>,
+    /// Skip every check of the server's certificate. Dangerous.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// The keys of [`TlsClientConfig`].
+pub const TLS_CLIENT_KEYS: &[&str] = &[
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_server_name",
+    "insecure_skip_verify",
+];
+
+impl TlsClientConfig {
+    /// Removes the TLS keys from a plugin's table and parses them.
+    pub fn take(table: &mut toml::Table) -> Result<Self, BuildError> {
+        let mut tls = toml::Table::new();
+        for key in TLS_CLIENT_KEYS {
+            if let Some(v) = table.remove(*key) {
+                tls.insert((*key).to_string(), v);
+            }
+        }
+        parse_config(tls)
+    }
+}
+
+/// How to build a client.
+pub struct ClientOptions<'a> {
+    /// Whole-request timeout (connect, send, response).
+    pub timeout: Duration,
+    /// How long an idle pooled connection is kept; `None` for reqwest's default.
+    pub idle_conn_timeout: Option<Duration>,
+    pub tls: &'a TlsClientConfig,
+}
+
+/// Installs the ring provider as rustls's process default (reqwest is built without one).
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, BuildError> {
+    std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("reading {what} {}: {e}", path.display()).into())
+}
+
+/// Builds a reqwest client with the given timeouts and TLS options.
+pub fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, BuildError> {
+    install_crypto_provider();
+    let tls = opts.tls;
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("sonde/", env!("CARGO_PKG_VERSION")))
+        .timeout(opts.timeout)
+        .connect_timeout(opts.timeout);
+    if let Some(idle) = opts.idle_conn_timeout {
+        b = b.pool_idle_timeout(idle);
+    }
+    if tls.tls_cert.is_some() != tls.tls_key.is_some() {
+        return Err(anyhow::anyhow!("tls_cert and tls_key must be given together").into());
+    }
+    if tls.tls_server_name.is_some() {
+        // reqwest cannot check against another name: hand it a rustls config that does.
+        b = b.tls_backend_preconfigured(server_name_config(tls)?);
+    } else {
+        if let Some(ca) = &tls.tls_ca {
+            let pem = read(ca, "tls_ca")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("tls_ca {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(anyhow::anyhow!("tls_ca {}: no certificate", ca.display()).into());
+            }
+            b = b.tls_certs_only(certs);
+        }
+        if let (Some(cert), Some(key)) = (&tls.tls_cert, &tls.tls_key) {
+            let mut pem = read(cert, "tls_cert")?;
+            pem.push(b'\n');
+            pem.extend(read(key, "tls_key")?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("tls_cert/tls_key: {e}"))?;
+            b = b.identity(id);
+        }
+        b = b.tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
+    }
+    b.build()
+        .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}").into())
+}
+
+/// A rustls config that checks the server's certificate against `tls_server_name`.
+fn server_name_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfig, BuildError> {
+    let name = tls.tls_server_name.clone().unwrap_or_default();
+    let name = ServerName::try_from(name.clone())
+        .map_err(|e| anyhow::anyhow!("tls_server_name {name:?}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let inner: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(AcceptAny(provider.clone()))
+    } else if let Some(ca) = &tls.tls_ca {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&read(ca, "tls_ca")?) {
+            let cert = cert.map_err(|e| anyhow::anyhow!("tls_ca {}: {e}", ca.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| anyhow::anyhow!("tls_ca {}: {e}", ca.display()))?;
+        }
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| anyhow::anyhow!("tls_ca {}: {e}", ca.display()))?
+    } else {
+        Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone())
+                .map_err(|e| anyhow::anyhow!("loading the system's CA roots: {e}"))?,
+        )
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(FixedName { name, inner }));
+    let mut config = match (&tls.tls_cert, &tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_slice_iter(&read(cert, "tls_cert")?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("tls_cert {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(&read(key, "tls_key")?)
+                .map_err(|e| anyhow::anyhow!("tls_key {}: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| anyhow::anyhow!("tls_cert/tls_key: {e}"))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Verifies as `inner` would, but against a fixed server name.
+#[derive(Debug)]
+struct FixedName {
+    name: ServerName<'static>,
+    inner: Arc<dyn ServerCertVerifier>,
+}
+
+impl ServerCertVerifier for FixedName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `insecure_skip_verify`: accepts any certificate (signatures are still checked).
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Parses a `Retry-After` header: delay-seconds or an HTTP date (IMF-fixdate, as RFC 9110
+/// requires senders to use). A date in the past gives zero.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = parse_http_date(v)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
+    let rest = s.split_once(", ")?.1;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let day: i64 = day.parse().ok()?;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms[..] else {
+        return None;
+    };
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    let secs = days * 86400 + h * 3600 + m * 60 + sec;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(784111777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(UNIX_EPOCH)
+        );
+        assert_eq!(
+            parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),
+            Some(UNIX_EPOCH + Duration::from_secs(951825600))
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn take_removes_tls_keys_and_checks_them() {
+        let mut t: toml::Table =
+            toml::from_str("url = 'x'\ntls_ca = '/ca.pem'\ninsecure_skip_verify = true").unwrap();
+        let tls = TlsClientConfig::take(&mut t).unwrap();
+        assert_eq!(tls.tls_ca, Some(PathBuf::from("/ca.pem")));
+        assert!(tls.insecure_skip_verify);
+        assert_eq!(t.keys().collect::<Vec<_>>(), ["url"]);
+        let mut bad: toml::Table = toml::from_str("insecure_skip_verify = 'yes'").unwrap();
+        match TlsClientConfig::take(&mut bad) {
+            Err(BuildError::Config(c)) => assert_eq!(c.path, ["insecure_skip_verify"]),
+            _ => panic!("a string for a bool must be refused"),
+        }
+    }
+
+    #[test]
+    fn client_builds_with_and_without_tls_options() {
+        let none = TlsClientConfig::default();
+        let opts = |tls| ClientOptions {
+            timeout: Duration::from_secs(1),
+            idle_conn_timeout: Some(Duration::from_secs(5)),
+            tls,
+        };
+        assert!(build_client(&opts(&none)).is_ok());
+        let named = TlsClientConfig {
+            tls_server_name: Some("metrics.internal".into()),
+            insecure_skip_verify: true,
+            ..Default::default()
+        };
+        assert!(build_client(&opts(&named)).is_ok());
+        let missing_ca = TlsClientConfig {
+            tls_ca: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let err = build_client(&opts(&missing_ca)).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+        let half = TlsClientConfig {
+            tls_cert: Some("/c.pem".into()),
+            ..Default::default()
+        };
+        assert!(build_client(&opts(&half)).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+//! Code shared by several plugins.
+
+pub mod http;
