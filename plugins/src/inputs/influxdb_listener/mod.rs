@@ -110,12 +110,25 @@ impl WriteCore {
         }
     }
 
-    /// Reads, parses and queues one write. `tags` are added to every metric.
+    /// Reads, parses and queues one write. `tags` are added to every metric. Returns the
+    /// outcome and the number of metrics queued.
     pub async fn write(
         &self,
         req: Request<Incoming>,
         precision: i64,
         tags: &[(&str, &str)],
+    ) -> (WriteOutcome, usize) {
+        let mut queued = 0;
+        let outcome = self.write_inner(req, precision, tags, &mut queued).await;
+        (outcome, queued)
+    }
+
+    async fn write_inner(
+        &self,
+        req: Request<Incoming>,
+        precision: i64,
+        tags: &[(&str, &str)],
+        queued: &mut usize,
     ) -> WriteOutcome {
         self.writes.incr();
         let body = match server::read_body(req, self.max_body, self.read_timeout).await {
@@ -147,8 +160,9 @@ impl WriteCore {
             }
         }
         if !metrics.is_empty() {
+            let n = metrics.len();
             match tokio::time::timeout(self.write_timeout, self.sink.send(metrics)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => *queued = n,
                 Ok(Err(_)) => {
                     return WriteOutcome::Failed(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -394,7 +408,7 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
     if !st.cfg.retention_policy_tag.is_empty() && !rp.is_empty() {
         tags.push((&st.cfg.retention_policy_tag, &rp));
     }
-    match st.core.write(req, precision, &tags).await {
+    match st.core.write(req, precision, &tags).await.0 {
         WriteOutcome::Ok => server::empty(StatusCode::NO_CONTENT),
         WriteOutcome::BadLines(m) => json_error(StatusCode::BAD_REQUEST, &m),
         WriteOutcome::Failed(status, m) => {
