@@ -71,9 +71,11 @@ pub(crate) enum Answer {
     Ok,
     /// 413: the body was too large.
     TooLarge,
-    /// Bad data: drop it. `dropped` is the server's count when it wrote the rest.
+    /// Bad data: drop it. `dropped` (v1) or `written` (v2) is the server's count when it
+    /// wrote part of the request.
     Rejected {
         dropped: Option<usize>,
+        written: Option<usize>,
         message: String,
     },
     /// v1's 404 "database not found".
@@ -281,6 +283,7 @@ impl Writer {
             },
             400..=499 => Answer::Rejected {
                 dropped: dropped_count(&message),
+                written: written_count(&message),
                 message: reason,
             },
             _ => Answer::Retry {
@@ -321,8 +324,15 @@ impl Writer {
                         "a single metric is larger than the server accepts (413)".to_string()
                     });
                 }
-                Answer::Rejected { dropped, message } => {
-                    rejected += dropped.unwrap_or(chunk.len()).min(chunk.len());
+                Answer::Rejected {
+                    dropped,
+                    written,
+                    message,
+                } => {
+                    let refused = dropped
+                        .or(written.map(|w| chunk.len().saturating_sub(w)))
+                        .unwrap_or(chunk.len());
+                    rejected += refused.min(chunk.len());
                     reason.get_or_insert(message);
                 }
                 stop @ (Answer::NoDatabase(_) | Answer::Retry { .. }) => return Err(stop),
@@ -406,6 +416,13 @@ fn dropped_count(message: &str) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// InfluxDB 2.x reports a partial write as "partial write error (N written): ...".
+fn written_count(message: &str) -> Option<usize> {
+    let i = message.find(" written)")?;
+    let start = message[..i].rfind('(')? + 1;
+    message[start..i].trim().parse().ok()
 }
 
 struct InfluxDb {
@@ -823,6 +840,10 @@ pub(crate) mod tests {
         assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
         assert_eq!(dropped_count("partial write: x dropped=12"), Some(12));
         assert_eq!(dropped_count("nope"), None);
+        assert_eq!(
+            written_count("partial write error (5 written): bad"),
+            Some(5)
+        );
         let mut out = b"keep\ncpu v=1 123\n".to_vec();
         omit_timestamp(&mut out, 5);
         assert_eq!(out, b"keep\ncpu v=1\n");
