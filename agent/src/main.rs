@@ -1,3 +1,356 @@
-fn main() {
-    println!("sonde");
+//! The sonde command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use sonde::config::{self, Config, Registry, Selection, Sources};
+use sonde::pipeline::{self, Running};
+use tracing::{error, info};
+
+/// Where sonde looks for a config when none is given.
+const SYSTEM_CONFIG: &str = "/etc/sonde/sonde.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "sonde",
+    version,
+    about = "A metrics agent: inputs, processors, aggregators and outputs in one small binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Default)]
+struct Filters {
+    /// Only these inputs, separated by ':'.
+    #[arg(long, value_name = "a:b", global = true)]
+    input_filter: Option<String>,
+    /// Only these outputs, separated by ':'.
+    #[arg(long, value_name = "a:b", global = true)]
+    output_filter: Option<String>,
+    /// Only these processors, separated by ':'.
+    #[arg(long, value_name = "a:b", global = true)]
+    processor_filter: Option<String>,
+    /// Only these aggregators, separated by ':'.
+    #[arg(long, value_name = "a:b", global = true)]
+    aggregator_filter: Option<String>,
+}
+
+impl Filters {
+    fn selection(&self) -> Selection {
+        fn split(s: &Option<String>) -> Vec<String> {
+            s.as_deref()
+                .map(|s| {
+                    s.split(':')
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+        Selection {
+            inputs: split(&self.input_filter),
+            outputs: split(&self.output_filter),
+            processors: split(&self.processor_filter),
+            aggregators: split(&self.aggregator_filter),
+        }
+    }
+}
+
+#[derive(Args, Default)]
+struct RunArgs {
+    /// Configuration file (repeatable). Default: /etc/sonde/sonde.toml, else the embedded default.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Vec<PathBuf>,
+    /// Directory whose *.toml and *.conf files are merged in name order (repeatable).
+    #[arg(long, value_name = "DIR", global = true)]
+    config_directory: Vec<PathBuf>,
+    /// Gather once, run processors and aggregators, print line protocol to stdout and exit.
+    #[arg(long)]
+    test: bool,
+    /// Gather once, write to the outputs, and exit.
+    #[arg(long, conflicts_with = "test")]
+    once: bool,
+    /// How long service inputs (listeners) run in --test/--once mode.
+    #[arg(long, value_name = "DUR", default_value = "0s", value_parser = parse_duration)]
+    test_wait: Duration,
+    /// Log at debug level.
+    #[arg(long)]
+    debug: bool,
+    /// Log only errors.
+    #[arg(long)]
+    quiet: bool,
+    /// Log format: text or json (overrides [agent] logformat).
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+    #[command(flatten)]
+    filters: Filters,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a sample configuration built from each plugin's sample.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+    },
+    /// List the plugins with a one-line description.
+    Plugins,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration and exit (0 when valid).
+    Check,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    sonde_plugins::config_types::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let registry = Registry::builtin();
+    let selection = cli.run.filters.selection();
+    match cli.command {
+        Some(Command::Version) => {
+            println!("sonde {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Plugins) => {
+            print_plugins();
+            ExitCode::SUCCESS
+        }
+        Some(Command::Config { action: None }) => {
+            print!("{}", config::sample_config(&selection, &registry));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Config {
+            action: Some(ConfigAction::Check),
+        }) => match load(&cli.run, &selection, &registry) {
+            Ok((_, origin)) => {
+                println!("configuration is valid ({origin})");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => run(cli.run, selection, registry),
+    }
+}
+
+fn print_plugins() {
+    use sonde_plugins::registry;
+    fn list<T>(kind: &str, specs: &[registry::Spec<T>]) {
+        for s in specs {
+            println!("{kind}.{:<24} {}", s.name, s.description);
+        }
+    }
+    list("inputs", registry::inputs());
+    list("processors", registry::processors());
+    list("aggregators", registry::aggregators());
+    list("outputs", registry::outputs());
+}
+
+/// The files sonde loads: the ones given, else the system config, else none (embedded).
+fn sources(args: &RunArgs) -> Sources {
+    if args.config.is_empty() && args.config_directory.is_empty() {
+        if Path::new(SYSTEM_CONFIG).exists() {
+            return Sources {
+                files: vec![SYSTEM_CONFIG.into()],
+                directories: vec![],
+            };
+        }
+        return Sources::default();
+    }
+    Sources {
+        files: args.config.clone(),
+        directories: args.config_directory.clone(),
+    }
+}
+
+/// Loads the configuration; also says where it came from.
+fn load(
+    args: &RunArgs,
+    selection: &Selection,
+    registry: &Registry,
+) -> Result<(Config, String), config::ConfigError> {
+    let src = sources(args);
+    if src.files.is_empty() && src.directories.is_empty() {
+        let cfg = config::load_str(
+            config::DEFAULT_CONFIG,
+            "<embedded default>",
+            selection,
+            registry,
+        )?;
+        return Ok((
+            cfg,
+            "no config file found: running the embedded default config".into(),
+        ));
+    }
+    let cfg = config::load(&src, selection, registry)?;
+    let names: Vec<String> = src
+        .files
+        .iter()
+        .chain(src.directories.iter())
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok((cfg, format!("loaded config from {}", names.join(", "))))
+}
+
+fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let level = if args.debug || cfg.agent.debug {
+        "debug"
+    } else if args.quiet || cfg.agent.quiet {
+        "error"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_env("SONDE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let json = args.log_format.as_deref().unwrap_or(&cfg.agent.logformat) == "json";
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match &cfg.agent.logfile {
+        Some(path) if !path.as_os_str().is_empty() => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
+            let builder = builder
+                .with_writer(std::sync::Mutex::new(file))
+                .with_ansi(false);
+            if json {
+                builder.json().init()
+            } else {
+                builder.init()
+            }
+        }
+        _ => {
+            let builder = builder.with_writer(std::io::stderr);
+            if json {
+                builder.json().init()
+            } else {
+                builder.init()
+            }
+        }
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs, selection: Selection, registry: Registry) -> ExitCode {
+    if let Some(f) = &args.log_format
+        && f != "json"
+        && f != "text"
+    {
+        eprintln!("--log-format must be \"text\" or \"json\", not {f:?}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Plugins may bind sockets or spawn tasks while being built.
+    let _guard = runtime.enter();
+    let (mut cfg, origin) = match load(&args, &selection, &registry) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = init_logging(&args, &cfg) {
+        eprintln!("cannot open the log file: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    info!("{origin}");
+    runtime.block_on(async move {
+        if args.test {
+            let metrics = pipeline::gather_once(&mut cfg, args.test_wait).await;
+            let mut out = Vec::new();
+            for m in &metrics {
+                sonde_plugins::codec::influx::write_metric(&mut out, m, &Default::default());
+            }
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
+                return ExitCode::FAILURE;
+            }
+            return ExitCode::SUCCESS;
+        }
+        if args.once {
+            let lost = pipeline::run_once(cfg, args.test_wait).await;
+            return if lost == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        serve(cfg, &args, &selection, &registry).await
+    })
+}
+
+/// Runs until SIGINT/SIGTERM; SIGHUP reloads, SIGUSR1 flushes.
+async fn serve(
+    cfg: Config,
+    args: &RunArgs,
+    selection: &Selection,
+    registry: &Registry,
+) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut sigint, mut sigterm, mut sighup, mut sigusr1) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        _ => {
+            error!("cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut running = Running::start(cfg);
+    info!("started");
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sigusr1.recv() => {
+                info!("SIGUSR1: flushing outputs");
+                running.flush_now();
+            }
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading the configuration");
+                match load(args, selection, registry) {
+                    Ok((cfg, origin)) => {
+                        running = running.reload(cfg).await;
+                        info!("reloaded: {origin}");
+                    }
+                    Err(e) => error!("reload failed, keeping the running configuration:\n{e}"),
+                }
+            }
+        }
+    }
+    info!("shutting down");
+    running.shutdown().await;
+    info!("stopped");
+    ExitCode::SUCCESS
 }

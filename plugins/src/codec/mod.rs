@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::model::Metric;
+use crate::model::{self, Metric};
 
 /// One bad line (or record) of an input, 1-based.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -97,9 +97,22 @@ pub const SERIALIZER_KEYS: &[&str] = &[
     "prometheus_string_as_label",
 ];
 
-/// Builds the parser for `data_format` (or `default_format` when unset).
+/// Builds the parser for `data_format` (or `default_format` when unset). Formats that name
+/// their metrics themselves (`json`, `value`) use the format's name; see
+/// [`build_parser_with_name`].
 pub fn build_parser(cfg: &ParserConfig, default_format: &str) -> anyhow::Result<Arc<dyn Parser>> {
+    build_parser_with_name(cfg, default_format, None)
+}
+
+/// Like [`build_parser`], with the measurement name `json` and `value` payloads get (Telegraf
+/// uses the plugin's name, e.g. "exec"); `None` keeps "json"/"value".
+pub fn build_parser_with_name(
+    cfg: &ParserConfig,
+    default_format: &str,
+    default_name: Option<&str>,
+) -> anyhow::Result<Arc<dyn Parser>> {
     let format = cfg.data_format.as_deref().unwrap_or(default_format);
+    let name = |fallback: &str| model::Str::from(default_name.unwrap_or(fallback));
     match format {
         "influx" => {
             let precision = cfg
@@ -107,6 +120,29 @@ pub fn build_parser(cfg: &ParserConfig, default_format: &str) -> anyhow::Result<
                 .map_or(1, |d| d.get().as_nanos().clamp(1, i64::MAX as u128) as i64);
             Ok(Arc::new(influx::InfluxParser { precision }))
         }
+        "json" => Ok(Arc::new(json::JsonParser {
+            name: name("json"),
+            name_key: cfg.json_name_key.clone(),
+            query: cfg.json_query.clone(),
+            time_key: cfg.json_time_key.clone(),
+            time_format: match &cfg.json_time_format {
+                Some(f) => json::TimeFormat::from_name(f)?,
+                None if cfg.json_time_key.is_some() => {
+                    anyhow::bail!(
+                        "json_time_key needs json_time_format (e.g. \"unix\" or \"RFC3339\")"
+                    )
+                }
+                None => json::TimeFormat::Unix(1_000_000_000),
+            },
+            string_fields: cfg.json_string_fields.clone().unwrap_or_default(),
+            tag_keys: cfg.tag_keys.clone().unwrap_or_default(),
+        })),
+        "prometheus" => Ok(Arc::new(prometheus::PrometheusParser)),
+        "value" => Ok(Arc::new(value::ValueParser {
+            data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or("float"))?,
+            field: cfg.value_field_name.as_deref().unwrap_or("value").into(),
+            name: name("value"),
+        })),
         other => anyhow::bail!(
             "unknown data_format {other:?} for a parser (expected influx, json, prometheus or value)"
         ),
@@ -126,6 +162,15 @@ pub fn build_serializer(
                 uint_support: cfg.influx_uint_support.unwrap_or(true),
                 max_line_bytes: cfg.influx_max_line_bytes.unwrap_or(0),
             },
+        })),
+        "json" => Ok(Arc::new(json::JsonSerializer::with_units(
+            cfg.json_timestamp_units
+                .map_or(std::time::Duration::from_secs(1), |d| d.get()),
+        ))),
+        "prometheus" => Ok(Arc::new(prometheus::PrometheusSerializer {
+            export_timestamp: cfg.prometheus_export_timestamp.unwrap_or(false),
+            sort_metrics: cfg.prometheus_sort_metrics.unwrap_or(false),
+            string_as_label: cfg.prometheus_string_as_label.unwrap_or(false),
         })),
         other => anyhow::bail!(
             "unknown data_format {other:?} for a serializer (expected influx, json or prometheus)"

@@ -1,0 +1,222 @@
+//! Shared helpers for the host inputs (cpu, mem, disk, …): where the host's /proc, /sys, /etc
+//! live (Telegraf's `HOST_*` variables, so a sidecar container can report its host), and small
+//! allocation-free parsing helpers.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::model::{FieldValue, Metric, Str, ValueType};
+use crate::plugin::Accumulator;
+
+/// Roots of the host's pseudo file systems, as Telegraf and gopsutil take them from the
+/// environment: `HOST_PROC`, `HOST_SYS`, `HOST_ETC`, `HOST_VAR`, `HOST_RUN`, `HOST_DEV` and
+/// `HOST_MOUNT_PREFIX`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPaths {
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    pub etc: PathBuf,
+    pub var: PathBuf,
+    pub run: PathBuf,
+    pub dev: PathBuf,
+    /// Prefix under which the host's mount points are visible (disk: statvfs the prefixed path,
+    /// report the unprefixed one). Empty when unset.
+    pub mount_prefix: String,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        HostPaths {
+            proc: "/proc".into(),
+            sys: "/sys".into(),
+            etc: "/etc".into(),
+            var: "/var".into(),
+            run: "/run".into(),
+            dev: "/dev".into(),
+            mount_prefix: String::new(),
+        }
+    }
+}
+
+impl HostPaths {
+    /// Reads the `HOST_*` variables; unset or empty ones keep the defaults.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Like [`HostPaths::from_env`] with a custom lookup (tests must not touch the process env).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let d = HostPaths::default();
+        let pick = |key: &str, default: PathBuf| match get(key) {
+            Some(v) if !v.is_empty() => PathBuf::from(v),
+            _ => default,
+        };
+        HostPaths {
+            proc: pick("HOST_PROC", d.proc),
+            sys: pick("HOST_SYS", d.sys),
+            etc: pick("HOST_ETC", d.etc),
+            var: pick("HOST_VAR", d.var),
+            run: pick("HOST_RUN", d.run),
+            dev: pick("HOST_DEV", d.dev),
+            mount_prefix: get("HOST_MOUNT_PREFIX")
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_string(),
+        }
+    }
+
+    /// A fixture tree: `<root>/proc`, `<root>/sys`, … with no mount prefix.
+    pub fn under(root: impl AsRef<Path>) -> Self {
+        let r = root.as_ref();
+        HostPaths {
+            proc: r.join("proc"),
+            sys: r.join("sys"),
+            etc: r.join("etc"),
+            var: r.join("var"),
+            run: r.join("run"),
+            dev: r.join("dev"),
+            mount_prefix: String::new(),
+        }
+    }
+
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.proc.join(rel)
+    }
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sys.join(rel)
+    }
+}
+
+/// Reads a whole (small) file into `buf`, reusing its allocation across gathers.
+pub fn read_to(path: &Path, buf: &mut String) -> std::io::Result<()> {
+    buf.clear();
+    File::open(path)?.read_to_string(buf)?;
+    Ok(())
+}
+
+/// Reads a file into `buf` and names the file in the error, for `acc.add_error`.
+pub fn read_or_err(path: &Path, buf: &mut String) -> Result<(), String> {
+    read_to(path, buf).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// A `Metric` for this gather with room for `n` fields.
+pub fn metric(acc: &Accumulator, name: &'static str, kind: ValueType, n: usize) -> Metric {
+    let mut m = Metric::new(name, acc.time()).with_kind(kind);
+    m.fields.reserve(n);
+    m
+}
+
+/// Appends a field whose key is known to be unique in the metric (skips `add_field`'s scan).
+#[inline]
+pub fn push(m: &mut Metric, key: impl Into<Str>, value: impl Into<FieldValue>) {
+    m.fields.push((key.into(), value.into()));
+}
+
+/// The system's clock ticks per second (USER_HZ), the unit of /proc/stat times.
+pub fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// The system's page size in bytes.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as u64 } else { 4096 }
+}
+
+/// Compiles glob patterns (Telegraf's filter syntax: `*`, `?`, `[...]`), naming a bad one.
+pub fn compile_globs(key: &str, pats: &[String]) -> Result<Vec<glob::Pattern>, String> {
+    pats.iter()
+        .map(|p| glob::Pattern::new(p).map_err(|e| format!("{key}: bad pattern {p:?}: {e}")))
+        .collect()
+}
+
+pub fn glob_match(pats: &[glob::Pattern], s: &str) -> bool {
+    pats.iter().any(|p| p.matches(s))
+}
+
+/// Value of a `Key: value` line from files like /proc/meminfo or /proc/stat: the first
+/// whitespace-separated token after the key, parsed as u64.
+pub fn first_u64(rest: &str) -> Option<u64> {
+    rest.split_ascii_whitespace().next()?.parse().ok()
+}
+
+/// Builds a `ConfigError` for a plugin whose option is invalid.
+pub fn config_error(key: &str, message: String) -> crate::registry::BuildError {
+    crate::registry::BuildError::Config(crate::registry::ConfigError {
+        path: vec![key.to_string()],
+        message,
+    })
+}
+
+/// Root of the committed fixture trees, for tests.
+#[cfg(test)]
+pub fn fixture(variant: &str) -> HostPaths {
+    HostPaths::under(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/host")
+            .join(variant),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_and_defaults() {
+        let p = HostPaths::from_lookup(|k| match k {
+            "HOST_PROC" => Some("/hostfs/proc".into()),
+            "HOST_SYS" => Some(String::new()),
+            "HOST_MOUNT_PREFIX" => Some("/hostfs/".into()),
+            _ => None,
+        });
+        assert_eq!(p.proc, PathBuf::from("/hostfs/proc"));
+        assert_eq!(p.sys, PathBuf::from("/sys"));
+        assert_eq!(p.etc, PathBuf::from("/etc"));
+        assert_eq!(p.mount_prefix, "/hostfs");
+        assert_eq!(p.proc("stat"), PathBuf::from("/hostfs/proc/stat"));
+    }
+
+    #[test]
+    fn missing_file_error_names_path() {
+        let mut buf = String::new();
+        let e = read_or_err(Path::new("/nonexistent/x"), &mut buf).unwrap_err();
+        assert!(e.contains("/nonexistent/x"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod sample_tests {
+    /// Every host input builds from its own sample config (the samples are the docs).
+    #[test]
+    fn host_samples_build() {
+        for name in [
+            "cpu",
+            "disk",
+            "diskio",
+            "kernel",
+            "mem",
+            "net",
+            "netstat",
+            "processes",
+            "swap",
+            "system",
+        ] {
+            let spec = crate::registry::find(crate::registry::inputs(), name).unwrap();
+            let doc: toml::Table = toml::from_str(spec.sample).unwrap();
+            let table = doc["inputs"][name].as_array().unwrap()[0]
+                .as_table()
+                .unwrap()
+                .clone();
+            let ctx = crate::plugin::BuildContext::default();
+            assert!((spec.build)(table, &ctx).is_ok(), "{name}");
+        }
+        let spec = crate::registry::find(crate::registry::inputs(), "cpu").unwrap();
+        let bad: toml::Table = toml::from_str("percpus = true").unwrap();
+        assert!((spec.build)(bad, &Default::default()).is_err());
+    }
+}

@@ -1,0 +1,349 @@
+//! `inputs.mem`: memory from /proc/meminfo with Telegraf's (gopsutil's) Linux fields and formulas.
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use crate::inputs::host::{self, HostPaths, metric, push};
+use crate::model::ValueType;
+use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
+use crate::registry::{BuildError, Format, InputSpec, parse_config};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {}
+
+/// /proc/meminfo keys read, with how many bytes one unit is (kB lines, or bare counts).
+const KEYS: &[(&str, u64)] = &[
+    ("MemTotal", 1024),
+    ("MemFree", 1024),
+    ("MemAvailable", 1024),
+    ("Buffers", 1024),
+    ("Cached", 1024),
+    ("Active", 1024),
+    ("Inactive", 1024),
+    ("Active(file)", 1024),
+    ("Inactive(file)", 1024),
+    ("Writeback", 1024),
+    ("WritebackTmp", 1024),
+    ("Dirty", 1024),
+    ("Shmem", 1024),
+    ("Slab", 1024),
+    ("SReclaimable", 1024),
+    ("SUnreclaim", 1024),
+    ("PageTables", 1024),
+    ("SwapCached", 1024),
+    ("CommitLimit", 1024),
+    ("Committed_AS", 1024),
+    ("HighTotal", 1024),
+    ("HighFree", 1024),
+    ("LowTotal", 1024),
+    ("LowFree", 1024),
+    ("SwapTotal", 1024),
+    ("SwapFree", 1024),
+    ("Mapped", 1024),
+    ("VmallocTotal", 1024),
+    ("VmallocUsed", 1024),
+    ("VmallocChunk", 1024),
+    ("HugePages_Total", 1),
+    ("HugePages_Free", 1),
+    ("Hugepagesize", 1024),
+];
+
+/// Index of a key in [`KEYS`] (checked by a test).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum K {
+    MemTotal,
+    MemFree,
+    MemAvailable,
+    Buffers,
+    Cached,
+    Active,
+    Inactive,
+    ActiveFile,
+    InactiveFile,
+    Writeback,
+    WritebackTmp,
+    Dirty,
+    Shmem,
+    Slab,
+    SReclaimable,
+    SUnreclaim,
+    PageTables,
+    SwapCached,
+    CommitLimit,
+    CommittedAs,
+    HighTotal,
+    HighFree,
+    LowTotal,
+    LowFree,
+    SwapTotal,
+    SwapFree,
+    Mapped,
+    VmallocTotal,
+    VmallocUsed,
+    VmallocChunk,
+    HugePagesTotal,
+    HugePagesFree,
+    Hugepagesize,
+}
+
+/// Parsed /proc/meminfo values in bytes (counts for HugePages_*), `None` when absent.
+pub(crate) struct MemInfo([Option<u64>; KEYS.len()]);
+
+impl MemInfo {
+    pub(crate) fn parse(text: &str) -> MemInfo {
+        let mut v = [None; KEYS.len()];
+        for line in text.lines() {
+            let Some((key, rest)) = line.split_once(':') else {
+                continue;
+            };
+            if let Some(i) = KEYS.iter().position(|(k, _)| *k == key)
+                && let Some(n) = host::first_u64(rest)
+            {
+                v[i] = Some(n.saturating_mul(KEYS[i].1));
+            }
+        }
+        MemInfo(v)
+    }
+    fn get(&self, k: K) -> Option<u64> {
+        self.0[k as usize]
+    }
+    fn or0(&self, k: K) -> u64 {
+        self.get(k).unwrap_or(0)
+    }
+    pub(crate) fn swap(&self) -> (Option<u64>, Option<u64>) {
+        (self.get(K::SwapTotal), self.get(K::SwapFree))
+    }
+}
+
+struct Mem {
+    meminfo: PathBuf,
+    zoneinfo: PathBuf,
+    page_size: u64,
+    buf: String,
+}
+
+impl Mem {
+    fn new(paths: &HostPaths) -> Self {
+        Mem {
+            meminfo: paths.proc("meminfo"),
+            zoneinfo: paths.proc("zoneinfo"),
+            page_size: host::page_size(),
+            buf: String::new(),
+        }
+    }
+
+    fn gather_sync(&mut self, acc: &mut Accumulator) {
+        if let Err(e) = host::read_or_err(&self.meminfo, &mut self.buf) {
+            acc.add_error(e);
+            return;
+        }
+        let mi = MemInfo::parse(&self.buf);
+        let Some(total) = mi.get(K::MemTotal).filter(|t| *t > 0) else {
+            acc.add_error(format!("{}: no MemTotal", self.meminfo.display()));
+            return;
+        };
+        let free = mi.or0(K::MemFree);
+        let buffers = mi.or0(K::Buffers);
+        // gopsutil counts reclaimable slab as cache.
+        let cached = mi.or0(K::Cached) + mi.or0(K::SReclaimable);
+        let available = match mi.get(K::MemAvailable) {
+            Some(a) => a,
+            None => self.estimate_available(&mi, free, cached),
+        };
+        let used = total.saturating_sub(free + buffers + cached);
+
+        let mut m = metric(acc, "mem", ValueType::Gauge, 34);
+        push(&mut m, "total", total);
+        push(&mut m, "available", available);
+        push(&mut m, "used", used);
+        push(
+            &mut m,
+            "available_percent",
+            100.0 * available as f64 / total as f64,
+        );
+        push(&mut m, "used_percent", 100.0 * used as f64 / total as f64);
+        push(&mut m, "active", mi.or0(K::Active));
+        push(&mut m, "buffered", buffers);
+        push(&mut m, "cached", cached);
+        push(&mut m, "commit_limit", mi.or0(K::CommitLimit));
+        push(&mut m, "committed_as", mi.or0(K::CommittedAs));
+        push(&mut m, "dirty", mi.or0(K::Dirty));
+        push(&mut m, "free", free);
+        push(&mut m, "high_free", mi.or0(K::HighFree));
+        push(&mut m, "high_total", mi.or0(K::HighTotal));
+        push(&mut m, "huge_pages_free", mi.or0(K::HugePagesFree));
+        push(&mut m, "huge_page_size", mi.or0(K::Hugepagesize));
+        push(&mut m, "huge_pages_total", mi.or0(K::HugePagesTotal));
+        push(&mut m, "inactive", mi.or0(K::Inactive));
+        push(&mut m, "low_free", mi.or0(K::LowFree));
+        push(&mut m, "low_total", mi.or0(K::LowTotal));
+        push(&mut m, "mapped", mi.or0(K::Mapped));
+        push(&mut m, "page_tables", mi.or0(K::PageTables));
+        push(&mut m, "shared", mi.or0(K::Shmem));
+        push(&mut m, "slab", mi.or0(K::Slab));
+        push(&mut m, "sreclaimable", mi.or0(K::SReclaimable));
+        push(&mut m, "sunreclaim", mi.or0(K::SUnreclaim));
+        push(&mut m, "swap_cached", mi.or0(K::SwapCached));
+        push(&mut m, "swap_free", mi.or0(K::SwapFree));
+        push(&mut m, "swap_total", mi.or0(K::SwapTotal));
+        push(&mut m, "vmalloc_chunk", mi.or0(K::VmallocChunk));
+        push(&mut m, "vmalloc_total", mi.or0(K::VmallocTotal));
+        push(&mut m, "vmalloc_used", mi.or0(K::VmallocUsed));
+        push(&mut m, "write_back", mi.or0(K::Writeback));
+        push(&mut m, "write_back_tmp", mi.or0(K::WritebackTmp));
+        acc.add(m);
+    }
+
+    /// Kernels before 3.14 have no MemAvailable: gopsutil estimates it the way the kernel
+    /// does (free + page cache + reclaimable slab, less the low watermarks) when the inputs
+    /// exist, and falls back to free + cached otherwise.
+    fn estimate_available(&mut self, mi: &MemInfo, free: u64, cached: u64) -> u64 {
+        let (Some(af), Some(inf), Some(sr)) = (
+            mi.get(K::ActiveFile),
+            mi.get(K::InactiveFile),
+            mi.get(K::SReclaimable),
+        ) else {
+            return free + cached;
+        };
+        let mut zi = String::new();
+        if host::read_to(&self.zoneinfo, &mut zi).is_err() {
+            return free + cached;
+        }
+        let low: u64 = zi
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_ascii_whitespace();
+                (it.next() == Some("low") && it.clone().count() == 1)
+                    .then(|| it.next()?.parse::<u64>().ok())?
+            })
+            .sum::<u64>()
+            * self.page_size;
+        let page_cache = af + inf;
+        let page_cache = page_cache - (page_cache / 2).min(low);
+        let slab = sr - (sr / 2).min(low);
+        (free as i128 - low as i128 + page_cache as i128 + slab as i128).max(0) as u64
+    }
+}
+
+#[async_trait]
+impl Input for Mem {
+    async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+        self.gather_sync(acc);
+        Ok(())
+    }
+}
+
+fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
+    let _cfg: Config = parse_config(table)?;
+    Ok(InputPlugin::Polled(Box::new(Mem::new(
+        &HostPaths::from_env(),
+    ))))
+}
+
+pub const SPEC: InputSpec = InputSpec {
+    name: "mem",
+    description: "Memory usage from /proc/meminfo (Telegraf's mem)",
+    sample: include_str!("sample.toml"),
+    format: Format::None,
+    build,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::host::fixture;
+    use crate::model::FieldValue;
+
+    fn gather(paths: &HostPaths) -> Accumulator {
+        let mut m = Mem::new(paths);
+        m.page_size = 4096;
+        let mut acc = Accumulator::new(1);
+        m.gather_sync(&mut acc);
+        acc
+    }
+
+    fn u(m: &crate::model::Metric, k: &str) -> u64 {
+        match m.field(k) {
+            Some(FieldValue::UInt(v)) => *v,
+            other => panic!("{k}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn key_table_matches_enum() {
+        assert_eq!(KEYS[K::Hugepagesize as usize].0, "Hugepagesize");
+        assert_eq!(KEYS[K::ActiveFile as usize].0, "Active(file)");
+        assert_eq!(KEYS[K::CommittedAs as usize].0, "Committed_AS");
+    }
+
+    #[test]
+    fn modern_kernel() {
+        let acc = gather(&fixture("modern"));
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let m = &acc.metrics[0];
+        assert_eq!(m.fields.len(), 34);
+        assert_eq!(u(m, "total"), 8_000_000 * 1024);
+        assert_eq!(u(m, "available"), 5_000_000 * 1024);
+        // cached = Cached + SReclaimable; used = total - free - buffers - cached
+        assert_eq!(u(m, "cached"), (2_000_000 + 100_000) * 1024);
+        assert_eq!(
+            u(m, "used"),
+            (8_000_000 - 3_000_000 - 200_000 - 2_100_000) * 1024
+        );
+        assert_eq!(u(m, "huge_pages_total"), 4);
+        assert_eq!(u(m, "huge_page_size"), 2048 * 1024);
+        assert_eq!(u(m, "high_free"), 0);
+        assert_eq!(m.field("used_percent"), Some(&FieldValue::Float(33.75)));
+        assert_eq!(m.field("available_percent"), Some(&FieldValue::Float(62.5)));
+    }
+
+    #[test]
+    fn old_kernel_without_memavailable_falls_back_to_free_plus_cached() {
+        let acc = gather(&fixture("old"));
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let m = &acc.metrics[0];
+        assert_eq!(u(m, "available"), (500_000 + 300_000) * 1024);
+        assert_eq!(u(m, "sreclaimable"), 0);
+    }
+
+    #[test]
+    fn kernel_without_memavailable_uses_watermarks() {
+        let acc = gather(&fixture("extra"));
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let m = &acc.metrics[0];
+        // low = (100 + 200) pages = 1_228_800 bytes
+        let low = 300 * 4096u64;
+        let (free, af, inf, sr) = (
+            1_000_000 * 1024u64,
+            400_000 * 1024u64,
+            600_000 * 1024u64,
+            50_000 * 1024u64,
+        );
+        let pc = af + inf - ((af + inf) / 2).min(low);
+        let want = free - low + pc + sr - (sr / 2).min(low);
+        assert_eq!(u(m, "available"), want);
+    }
+
+    #[test]
+    fn missing_memtotal_is_an_error() {
+        let acc = gather(&fixture("broken"));
+        assert_eq!(acc.errors.len(), 1, "{:?}", acc.errors);
+        assert!(acc.metrics.is_empty());
+    }
+
+    #[test]
+    fn real_total_matches_kernel_memtotal() {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kb: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        let acc = gather(&HostPaths::default());
+        assert_eq!(u(&acc.metrics[0], "total"), kb * 1024);
+    }
+}
