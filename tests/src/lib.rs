@@ -2,6 +2,7 @@
 //! HTTP server whose answers a test scripts.
 
 pub mod http;
+pub mod servers;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -128,15 +129,25 @@ impl Agent {
     /// Waits until the log contains `needle` `count` times.
     pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) {
         let ok = wait_until(timeout, || self.log().matches(needle).count() >= count);
-        assert!(ok, "sonde did not log {needle:?} {count} times in {timeout:?}; log:\n{}", self.log());
+        assert!(
+            ok,
+            "sonde did not log {needle:?} {count} times in {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     /// Waits until some log line contains every one of `parts`.
     pub fn wait_log_line(&self, parts: &[&str], timeout: Duration) {
         let ok = wait_until(timeout, || {
-            self.log().lines().any(|l| parts.iter().all(|p| l.contains(p)))
+            self.log()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
         });
-        assert!(ok, "sonde logged no line with {parts:?} in {timeout:?}; log:\n{}", self.log());
+        assert!(
+            ok,
+            "sonde logged no line with {parts:?} in {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn signal(&self, sig: i32) {
@@ -153,7 +164,10 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("sonde did not exit within {timeout:?}; log:\n{}", self.log());
+        panic!(
+            "sonde did not exit within {timeout:?}; log:\n{}",
+            self.log()
+        );
     }
 }
 
@@ -189,7 +203,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Sorted non-empty lines, for comparing line-protocol output regardless of order.
 pub fn sorted_lines(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s.lines().filter(|l| !l.trim().is_empty()).map(String::from).collect();
+    let mut v: Vec<String> = s
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect();
     v.sort();
     v
 }
