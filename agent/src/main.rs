@@ -152,7 +152,7 @@ fn print_plugins() {
     use sonde_plugins::registry;
     fn list<T>(kind: &str, specs: &[registry::Spec<T>]) {
         for s in specs {
-            println!("{kind}.{:<24} {}", s.name, s.description);
+            println!("{:<28} {}", format!("{kind}.{}", s.name), s.description);
         }
     }
     list("inputs", registry::inputs());
@@ -237,7 +237,10 @@ fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
             }
         }
         _ => {
-            let builder = builder.with_writer(std::io::stderr);
+            use std::io::IsTerminal;
+            let builder = builder
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal());
             if json {
                 builder.json().init()
             } else {

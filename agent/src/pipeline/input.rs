@@ -9,6 +9,7 @@ use sonde_plugins::{Metric, Str};
 use tokio::sync::watch;
 use tracing::{debug, error, warn};
 
+use super::Rename;
 use crate::config::InputConfig;
 use crate::filter::Filter;
 
@@ -16,9 +17,7 @@ use crate::filter::Filter;
 /// original metric, rename, add tags (never overriding the metric's own), trim, round time.
 pub struct Modifiers {
     pub filter: Filter,
-    pub name_override: Option<Str>,
-    pub name_prefix: Option<Str>,
-    pub name_suffix: Option<Str>,
+    pub rename: Rename,
     /// Plugin tags first, then global tags, then `host`: earlier ones win.
     pub tags: Vec<(Str, Str)>,
     /// Round timestamps to this many nanoseconds (0 or 1 = leave them).
@@ -31,15 +30,7 @@ impl Modifiers {
             if !self.filter.selects(m) {
                 return false;
             }
-            if let Some(n) = &self.name_override {
-                m.name = n.clone();
-            }
-            if let Some(p) = &self.name_prefix {
-                m.name.insert_str(0, p);
-            }
-            if let Some(s) = &self.name_suffix {
-                m.name.push_str(s);
-            }
+            self.rename.apply(m);
             for (k, v) in &self.tags {
                 m.add_tag_if_absent(k, v);
             }
@@ -168,9 +159,7 @@ impl PreparedInput {
             round_interval: agent.round_interval,
             modifiers: Arc::new(Modifiers {
                 filter: cfg.filter,
-                name_override: cfg.name_override.map(Str::from),
-                name_prefix: cfg.name_prefix.map(Str::from),
-                name_suffix: cfg.name_suffix.map(Str::from),
+                rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
                 tags,
                 precision_ns,
             }),
@@ -314,9 +303,7 @@ mod tests {
     fn modifiers_rename_and_tag_without_overriding() {
         let m = Modifiers {
             filter: Filter::default(),
-            name_override: None,
-            name_prefix: Some("p_".into()),
-            name_suffix: Some("_s".into()),
+            rename: Rename::new(None, Some("p_".into()), Some("_s".into())),
             tags: vec![("host".into(), "h".into()), ("dc".into(), "x".into())],
             precision_ns: 1_000_000_000,
         };

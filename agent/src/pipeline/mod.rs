@@ -1,7 +1,7 @@
 //! The running pipeline: inputs → processors → aggregators → per-output buffers → outputs.
 
 mod buffer;
-pub mod input;
+mod input;
 mod output;
 mod process;
 
@@ -27,6 +27,44 @@ use process::{RunningAggregator, RunningProcessor, run_processors};
 const QUEUE_BATCHES: usize = 256;
 /// How long inputs get to stop before they are abandoned.
 const INPUT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A plugin's name_override, name_prefix and name_suffix, applied in Telegraf's order.
+#[derive(Default)]
+pub(crate) struct Rename {
+    name_override: Option<sonde_plugins::Str>,
+    name_prefix: Option<sonde_plugins::Str>,
+    name_suffix: Option<sonde_plugins::Str>,
+}
+
+impl Rename {
+    pub fn new(
+        name_override: Option<String>,
+        prefix: Option<String>,
+        suffix: Option<String>,
+    ) -> Self {
+        Rename {
+            name_override: name_override.map(Into::into),
+            name_prefix: prefix.map(Into::into),
+            name_suffix: suffix.map(Into::into),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.name_override.is_none() && self.name_prefix.is_none() && self.name_suffix.is_none()
+    }
+
+    pub fn apply(&self, m: &mut Metric) {
+        if let Some(n) = &self.name_override {
+            m.name = n.clone();
+        }
+        if let Some(p) = &self.name_prefix {
+            m.name.insert_str(0, p);
+        }
+        if let Some(s) = &self.name_suffix {
+            m.name.push_str(s);
+        }
+    }
+}
 
 pub(crate) fn jittered(base: Duration, jitter: Duration) -> Duration {
     base + jitter.mul_f64(fastrand::f64())
@@ -459,6 +497,9 @@ mod tests {
             metric_batch_size: 4,
             metric_buffer_limit: limit,
             metric_buffer_limit_bytes: u64::MAX,
+            name_override: None,
+            name_prefix: None,
+            name_suffix: None,
             filter: Filter::default(),
             plugin: Box::new(Scripted {
                 fail: probe.fail.clone(),

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::buffer::Buffer;
-use super::jittered;
+use super::{Rename, jittered};
 use crate::config::OutputConfig;
 use crate::filter::Filter;
 
@@ -53,6 +53,7 @@ pub struct RunningOutput {
     pub name: String,
     pub alias: Option<String>,
     filter: Filter,
+    rename: Rename,
     shared: Arc<Shared>,
     mode: watch::Sender<Mode>,
     task: Option<JoinHandle<()>>,
@@ -125,6 +126,7 @@ impl RunningOutput {
             name: cfg.name,
             alias: cfg.alias,
             filter: cfg.filter,
+            rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
             shared,
             mode: mode_tx,
             task: Some(task),
@@ -140,6 +142,11 @@ impl RunningOutput {
                 .stats
                 .filtered
                 .add((before - metrics.len()) as i64);
+        }
+        if !self.rename.is_empty() {
+            for m in &mut metrics {
+                self.rename.apply(m);
+            }
         }
         self.add_owned(metrics);
     }
@@ -356,10 +363,8 @@ async fn drain(
         shared.stats.agent_dropped.add(left as i64);
         error!(output = %shared.id, lost = left, "shutdown deadline passed before everything was written");
     }
-    if *connected {
-        if let Err(e) = output.close().await {
-            warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
-        }
+    if *connected && let Err(e) = output.close().await {
+        warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
     }
     info!(output = %shared.id, "stopped");
 }

@@ -4,6 +4,7 @@ use sonde_plugins::plugin::{Aggregator, Processor};
 use sonde_plugins::{Metric, Str};
 use tracing::debug;
 
+use super::Rename;
 use crate::config::{AggregatorConfig, ProcessorConfig};
 use crate::filter::Filter;
 
@@ -54,9 +55,7 @@ pub struct RunningAggregator {
     delay_ns: i64,
     grace_ns: i64,
     pub drop_original: bool,
-    name_override: Option<Str>,
-    name_prefix: Option<Str>,
-    name_suffix: Option<Str>,
+    rename: Rename,
     tags: Vec<(Str, Str)>,
     filter: Filter,
     plugin: Box<dyn Aggregator>,
@@ -77,9 +76,7 @@ impl RunningAggregator {
             delay_ns: cfg.delay.as_nanos() as i64,
             grace_ns: cfg.grace.as_nanos() as i64,
             drop_original: cfg.drop_original,
-            name_override: cfg.name_override.map(Str::from),
-            name_prefix: cfg.name_prefix.map(Str::from),
-            name_suffix: cfg.name_suffix.map(Str::from),
+            rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
             tags: cfg
                 .tags
                 .iter()
@@ -123,15 +120,7 @@ impl RunningAggregator {
         self.plugin.push(self.end, out);
         self.plugin.reset();
         for m in &mut out[first..] {
-            if let Some(n) = &self.name_override {
-                m.name = n.clone();
-            }
-            if let Some(p) = &self.name_prefix {
-                m.name.insert_str(0, p);
-            }
-            if let Some(s) = &self.name_suffix {
-                m.name.push_str(s);
-            }
+            self.rename.apply(m);
             for (k, v) in &self.tags {
                 m.add_tag(k.clone(), v.clone());
             }
