@@ -430,8 +430,8 @@ fn statsd_udp_packets_become_telegraf_shaped_aggregates() {
         got,
         [
             "jobs_done,env=ci,metric_type=counter value=9i",
-            "queue_depth,metric_type=gauge value=7.0",
-            "step_time,metric_type=timing mean=5.5,median=5.5,stddev=2.8722813232690143,sum=55.0,upper=10.0,lower=1.0,count=10i,90_percentile=10.0",
+            "queue_depth,metric_type=gauge value=7",
+            "step_time,metric_type=timing mean=5.5,median=5.5,stddev=2.8722813232690143,sum=55,upper=10,lower=1,count=10i,90_percentile=10",
             "users,metric_type=set value=2i",
         ]
     );
