@@ -596,6 +596,27 @@ mod tests {
         assert_eq!(new.got.lock().unwrap().len(), 8);
     }
 
+    /// Never finishes a write.
+    struct Hang;
+    #[async_trait]
+    impl Output for Hang {
+        async fn write(&mut self, _batch: &[Metric]) -> Result<(), WriteError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_off_at_shutdown_is_counted_as_dropped() {
+        let (mut cfg, _probe) = config(5, vec![], 100);
+        cfg.outputs[0].plugin = Box::new(Hang);
+        cfg.agent.shutdown_timeout = Duration::from_millis(300);
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let dropped = running._stats.write.dropped.clone();
+        running.shutdown().await;
+        assert_eq!(dropped.get(), 5);
+    }
+
     #[test]
     fn output_identity_counts_duplicates() {
         let keys = output_keys([("http", None), ("http", None), ("http", Some("a"))].into_iter());

@@ -47,6 +47,9 @@ struct Shared {
     flush_now: Notify,
     stats: WriteStats,
     last_drop_warning: Mutex<Option<Instant>>,
+    /// The batch being written: out of the buffer but not yet delivered. Kept here so that a
+    /// write cut off (shutdown deadline, reload) is handed over or counted, never lost unseen.
+    in_flight: Mutex<Option<Arc<Vec<Metric>>>>,
 }
 
 pub struct RunningOutput {
@@ -70,6 +73,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A server's Retry-After is honoured up to this long.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// How long a reload waits for an output's write in progress.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Overflow warnings are logged at most this often per output.
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -113,6 +118,7 @@ impl RunningOutput {
             flush_now: Notify::new(),
             stats: ws,
             last_drop_warning: Mutex::new(None),
+            in_flight: Mutex::new(None),
         });
         let (mode_tx, mode_rx) = watch::channel(Mode::Run);
         let task = tokio::spawn(flush_loop(
@@ -193,18 +199,58 @@ impl RunningOutput {
     /// Writes everything buffered (until `deadline`), closes the output and waits for that.
     pub async fn drain(mut self, deadline: Instant) {
         let _ = self.mode.send(Mode::Drain(deadline));
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        // A write that hangs past its own timeout must not hold shutdown past the deadline.
+        if !self.join(deadline + Duration::from_secs(1)).await {
+            self.shared.count_lost();
         }
     }
 
-    /// Stops the flush task after any write in progress and returns what is still buffered.
+    /// Stops the flush task after any write in progress and returns what is still buffered,
+    /// including a batch whose write had to be abandoned.
     pub async fn hand_over(mut self) -> Vec<Metric> {
         let _ = self.mode.send(Mode::HandOver);
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        self.join(Instant::now() + HAND_OVER_TIMEOUT).await;
+        let mut metrics = self.shared.take_in_flight();
+        metrics.extend(self.shared.buffer.lock().unwrap().drain_all());
+        metrics
+    }
+
+    /// Waits for the flush task until `limit`, then aborts it. Returns whether it finished.
+    async fn join(&mut self, limit: Instant) -> bool {
+        let Some(mut task) = self.task.take() else {
+            return true;
+        };
+        if tokio::time::timeout_at(limit.into(), &mut task)
+            .await
+            .is_ok()
+        {
+            return true;
         }
-        self.shared.buffer.lock().unwrap().drain_all()
+        warn!(output = %self.shared.id, "output did not stop in time; abandoning its write");
+        task.abort();
+        let _ = task.await;
+        false
+    }
+}
+
+impl Shared {
+    fn take_in_flight(&self) -> Vec<Metric> {
+        self.in_flight
+            .lock()
+            .unwrap()
+            .take()
+            .map(Arc::unwrap_or_clone)
+            .unwrap_or_default()
+    }
+
+    /// Counts everything not yet written as dropped: shutdown gave up on it.
+    fn count_lost(&self) {
+        let lost = self.take_in_flight().len() + self.buffer.lock().unwrap().drain_all().len();
+        if lost > 0 {
+            self.stats.dropped.add(lost as i64);
+            self.stats.agent_dropped.add(lost as i64);
+            error!(output = %self.id, lost, "shutdown deadline passed before everything was written");
+        }
     }
 }
 
@@ -290,7 +336,10 @@ async fn write_batches(
         };
         let n = batch.len() as i64;
         let started = Instant::now();
+        let batch = Arc::new(batch);
+        *shared.in_flight.lock().unwrap() = Some(batch.clone());
         let result = output.write(&batch).await;
+        shared.in_flight.lock().unwrap().take();
         shared
             .stats
             .write_time_ns
@@ -308,7 +357,7 @@ async fn write_batches(
                 shared.stats.errors.incr();
                 let buffered = {
                     let mut buf = shared.buffer.lock().unwrap();
-                    buf.put_back(batch);
+                    buf.put_back(Arc::unwrap_or_clone(batch));
                     let drops = std::mem::take(&mut buf.unreported_drops);
                     shared.stats.agent_dropped.add(drops as i64);
                     buf.len()
@@ -364,11 +413,8 @@ async fn drain(
         }
     })
     .await;
-    let left = shared.buffer.lock().unwrap().drain_all().len();
-    if finished.is_err() || left > 0 {
-        shared.stats.dropped.add(left as i64);
-        shared.stats.agent_dropped.add(left as i64);
-        error!(output = %shared.id, lost = left, "shutdown deadline passed before everything was written");
+    if finished.is_err() {
+        shared.count_lost();
     }
     if *connected && let Err(e) = output.close().await {
         warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
