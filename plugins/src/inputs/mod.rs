@@ -9,6 +9,8 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod exec;
+pub mod influxdb_listener;
+pub mod influxdb_v2_listener;
 pub mod internal;
 pub mod kernel;
 pub mod mem;
@@ -24,6 +26,8 @@ pub static ALL: &[InputSpec] = &[
     disk::SPEC,
     diskio::SPEC,
     exec::SPEC,
+    influxdb_listener::SPEC,
+    influxdb_v2_listener::SPEC,
     internal::SPEC,
     kernel::SPEC,
     mem::SPEC,
