@@ -5,6 +5,7 @@ pub mod file;
 pub mod http;
 pub mod influxdb;
 pub mod influxdb_v2;
+pub mod prometheus_client;
 
 use crate::registry::OutputSpec;
 
@@ -15,4 +16,5 @@ pub static ALL: &[OutputSpec] = &[
     http::SPEC,
     influxdb::SPEC,
     influxdb_v2::SPEC,
+    prometheus_client::SPEC,
 ];
