@@ -6,6 +6,7 @@ pub mod http;
 pub mod influxdb;
 pub mod influxdb_v2;
 pub mod prometheus_client;
+pub mod prometheus_remote_write;
 
 use crate::registry::OutputSpec;
 
@@ -17,4 +18,5 @@ pub static ALL: &[OutputSpec] = &[
     influxdb::SPEC,
     influxdb_v2::SPEC,
     prometheus_client::SPEC,
+    prometheus_remote_write::SPEC,
 ];

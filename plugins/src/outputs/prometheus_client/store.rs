@@ -93,7 +93,7 @@ pub struct Store {
     labels: Vec<(String, String)>,
 }
 
-fn is_bound(key: &str) -> Option<f64> {
+pub(crate) fn is_bound(key: &str) -> Option<f64> {
     if key == "+Inf" {
         return Some(f64::INFINITY);
     }
@@ -102,7 +102,7 @@ fn is_bound(key: &str) -> Option<f64> {
 
 /// `<measurement>_<field>`, or the field alone for the prometheus input's `prometheus`
 /// measurement (Telegraf's metric_version 2 naming).
-fn join_name(measurement: &str, field: &str) -> String {
+pub(crate) fn join_name(measurement: &str, field: &str) -> String {
     if measurement == "prometheus" {
         sanitize_metric_name(field)
     } else {
@@ -116,13 +116,13 @@ fn join_name(measurement: &str, field: &str) -> String {
 
 /// Where one field goes: family name, sample suffix, and the bound label it takes from a tag
 /// (`le`/`quantile`, removed from the labels) or from the field key.
-struct Place {
-    family: String,
-    suffix: &'static str,
-    bound: Option<(&'static str, String)>,
+pub(crate) struct Place {
+    pub family: String,
+    pub suffix: &'static str,
+    pub bound: Option<(&'static str, String)>,
 }
 
-fn place(m: &Metric, key: &str, version: u8) -> Option<Place> {
+pub(crate) fn place(m: &Metric, key: &str, version: u8) -> Option<Place> {
     let name = m.name.as_str();
     let p = |family, suffix, bound| {
         Some(Place {
