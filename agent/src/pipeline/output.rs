@@ -365,10 +365,8 @@ async fn drain(
         shared.stats.agent_dropped.add(left as i64);
         error!(output = %shared.id, lost = left, "shutdown deadline passed before everything was written");
     }
-    if *connected {
-        if let Err(e) = output.close().await {
-            warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
-        }
+    if *connected && let Err(e) = output.close().await {
+        warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
     }
     info!(output = %shared.id, "stopped");
 }
