@@ -17,6 +17,7 @@ pub mod mem;
 pub mod net;
 pub mod netstat;
 pub mod processes;
+pub mod prometheus;
 pub mod swap;
 pub mod system;
 
@@ -34,6 +35,7 @@ pub static ALL: &[InputSpec] = &[
     net::SPEC,
     netstat::SPEC,
     processes::SPEC,
+    prometheus::SPEC,
     swap::SPEC,
     system::SPEC,
 ];
