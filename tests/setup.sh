@@ -11,6 +11,9 @@ need_pkgs=()
 want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
 # Nothing beyond the base machine is needed by the foundation's tests yet; servers for later
 # suites are added here with `want <debian-package>`.
+want prometheus
+want prometheus-node-exporter
+want victoria-metrics
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
