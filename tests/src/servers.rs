@@ -1,34 +1,219 @@
-//! Real servers for end-to-end tests: start a program, wait until an HTTP URL answers, kill it
-//! when dropped. Plus a tiny blocking HTTP GET for talking to them.
+//! Real servers for the end-to-end tests, each started in its own temp dir on a free loopback
+//! port and stopped when dropped: InfluxDB 1.x (`influxd`) and VictoriaMetrics. Installed by
+//! tests/setup.sh; a missing binary fails the test with a pointer to it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the server to take).
+use crate::{TempDir, wait_until};
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
+        .unwrap()
+        .local_addr()
+        .unwrap()
         .port()
 }
 
-/// A server process; killed (and reaped) when dropped.
+fn binary(name: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = format!("{dir}/{name}");
+        if std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run tests/setup.sh (it installs the servers the tests need)");
+}
+
+/// A running server process; killed when dropped.
+pub struct Proc {
+    child: Child,
+    pub dir: TempDir,
+    pub addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+    fn wait_ready(self, path: &str) -> Proc {
+        let ok = wait_until(Duration::from_secs(30), || {
+            matches!(
+                request(&self.addr, "GET", path, &[], b""),
+                Ok((200..=299, _))
+            )
+        });
+        assert!(
+            ok,
+            "server on {} did not become ready; log:\n{}",
+            self.addr,
+            self.log()
+        );
+        self
+    }
+}
+
+fn spawn(dir: TempDir, addr: String, cmd: &mut Command) -> Proc {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start server");
+    Proc { child, dir, addr }
+}
+
+/// InfluxDB 1.x with its own data dir, HTTP on a free port; ready once /ping answers.
+pub fn influxd() -> Proc {
+    let bin = binary("influxd");
+    let dir = TempDir::new("influxd");
+    let (http, rpc) = (free_port(), free_port());
+    let d = dir.path().display();
+    let cfg = dir.write(
+        "influxdb.conf",
+        &format!(
+            r#"reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{d}/meta"
+[data]
+  dir = "{d}/data"
+  wal-dir = "{d}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+"#
+        ),
+    );
+    let addr = format!("127.0.0.1:{http}");
+    spawn(
+        dir,
+        addr,
+        Command::new(bin).arg("run").arg("-config").arg(cfg),
+    )
+    .wait_ready("/ping")
+}
+
+/// VictoriaMetrics single-node with its own data dir; ready once /health answers.
+pub fn victoria_metrics() -> Proc {
+    let bin = binary("victoria-metrics");
+    let dir = TempDir::new("vm");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let data = dir.join("data");
+    spawn(
+        dir,
+        addr.clone(),
+        Command::new(bin)
+            .arg(format!("-storageDataPath={}", data.display()))
+            .arg(format!("-httpListenAddr={addr}"))
+            .arg("-loggerLevel=ERROR"),
+    )
+    .wait_ready("/health")
+}
+
+/// A blocking HTTP/1.1 request (`Connection: close`); returns status and the body
+/// (chunked transfer encoding decoded).
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
+    }
+    out
+}
+
+/// Percent-encodes a query component.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs an InfluxQL query against `db`; returns the JSON text (timestamps in ns).
+pub fn influxql(server: &Proc, db: &str, q: &str) -> String {
+    let path = format!("/query?db={}&epoch=ns&q={}", enc(db), enc(q));
+    let (status, body) = request(&server.addr, "GET", &path, &[], b"").unwrap();
+    assert_eq!(status, 200, "query {q:?}: {body}");
+    body
+}
+
+/// Any server program: started with `args`, output to `log`, ready once `ready_url` answers
+/// 200; killed (and reaped) when dropped.
 pub struct Process {
     child: Child,
-    name: String,
-    log: PathBuf,
+    log: std::path::PathBuf,
 }
 
 impl Process {
-    /// Starts `program` with `args`, output to `log`, and waits up to `timeout` until
-    /// `ready_url` answers 200. Panics with the program's log when it does not.
+    /// Panics with the program's log when it exits or is not ready within `timeout`.
     pub fn start(
         program: &str,
         args: &[String],
-        log: PathBuf,
+        log: std::path::PathBuf,
         ready_url: &str,
         timeout: Duration,
     ) -> Process {
@@ -37,20 +222,15 @@ impl Process {
             "{program} is missing: run tests/setup.sh (it installs the Debian packages)"
         );
         let out = std::fs::File::create(&log).expect("server log");
-        let err = out.try_clone().expect("server log");
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
+            .stdout(out.try_clone().expect("server log"))
+            .stderr(out)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        let mut p = Process {
-            child,
-            name: program.to_string(),
-            log,
-        };
-        let deadline = Instant::now() + timeout;
+        let mut p = Process { child, log };
+        let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("{program} exited with {status}; log:\n{}", p.log());
@@ -58,7 +238,7 @@ impl Process {
             if get(ready_url).is_ok_and(|(code, _)| code == 200) {
                 return p;
             }
-            if Instant::now() > deadline {
+            if std::time::Instant::now() > deadline {
                 panic!(
                     "{program} not ready at {ready_url} in {timeout:?}; log:\n{}",
                     p.log()
@@ -71,10 +251,6 @@ impl Process {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
 }
 
 impl Drop for Process {
@@ -84,55 +260,12 @@ impl Drop for Process {
     }
 }
 
-/// `GET url` (plain http) with HTTP/1.0, so the body is neither chunked nor compressed.
-/// Returns the status and the body.
+/// `GET` a plain `http://host:port/path` URL; returns status and body.
 pub fn get(url: &str) -> std::io::Result<(u16, String)> {
-    get_with(url, &[])
-}
-
-/// [`get`] with extra request headers.
-pub fn get_with(url: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("only http:// URLs"))?;
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "only http:// URLs")
+    })?;
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
-    let mut s = TcpStream::connect(host)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("no status"))?;
-    Ok((
-        code,
-        String::from_utf8_lossy(&raw[split + 4..]).into_owned(),
-    ))
-}
-
-/// Percent-encodes a query-string component.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    request(addr, "GET", path, &[], b"")
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use sonde_tests::servers::{Process, free_port, get, urlencode};
+use sonde_tests::servers::{Process, enc as urlencode, free_port, get};
 use sonde_tests::{Agent, TempDir, run, wait_until};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";

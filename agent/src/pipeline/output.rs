@@ -231,7 +231,14 @@ async fn flush_loop(
         };
         let current = *mode.borrow();
         match current {
-            Mode::HandOver => return,
+            Mode::HandOver => {
+                // Release what the output holds (a listening socket, connections) so its
+                // successor can take them over.
+                if connected && let Err(e) = output.close().await {
+                    warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
+                }
+                return;
+            }
             Mode::Drain(deadline) => {
                 drain(&mut output, &shared, &mut connected, deadline).await;
                 return;

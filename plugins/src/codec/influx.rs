@@ -122,7 +122,11 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
     out.push(b'=');
     match value {
         FieldValue::Float(v) => {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(*v).as_bytes())
+            // Shortest round-trip digits; whole numbers without ".0", as Telegraf writes them
+            // (a number without suffix is a float in line protocol).
+            let mut buf = ryu::Buffer::new();
+            let s = buf.format_finite(*v);
+            out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
         }
         FieldValue::Int(v) => {
             out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
@@ -890,7 +894,7 @@ mod tests {
         let line = ser(&m);
         assert_eq!(
             line,
-            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1.0,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
+            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
         );
         assert_eq!(one(&line), m);
     }
@@ -900,17 +904,17 @@ mod tests {
         let m = Metric::new("m", 1)
             .with_field("a", f64::NAN)
             .with_field("b", 2.0);
-        assert_eq!(ser(&m), "m b=2.0 1\n");
+        assert_eq!(ser(&m), "m b=2 1\n");
         let m = Metric::new("m", 1).with_field("a", f64::INFINITY);
         assert_eq!(ser(&m), "");
         assert_eq!(ser(&Metric::new("", 1).with_field("a", 1.0)), "");
         assert_eq!(ser(&Metric::new("#x", 1).with_field("a", 1.0)), "");
         let m = Metric::new("m", 1).with_tag("e", "").with_field("a", 1.0);
-        assert_eq!(ser(&m), "m a=1.0 1\n");
+        assert_eq!(ser(&m), "m a=1 1\n");
         let m = Metric::new("m\nx", 1)
             .with_tag("t", "a\tb")
             .with_field("a", 1.0);
-        assert_eq!(ser(&m), "m\\nx,t=a\\tb a=1.0 1\n");
+        assert_eq!(ser(&m), "m\\nx,t=a\\tb a=1 1\n");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod net;
 pub mod netstat;
 pub mod processes;
 pub mod prometheus;
+pub mod statsd;
 pub mod swap;
 pub mod system;
 
@@ -36,6 +37,7 @@ pub static ALL: &[InputSpec] = &[
     netstat::SPEC,
     processes::SPEC,
     prometheus::SPEC,
+    statsd::SPEC,
     swap::SPEC,
     system::SPEC,
 ];
