@@ -13,6 +13,8 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
 want influxdb
 want victoria-metrics
 want python3-venv
+want prometheus
+want prometheus-node-exporter
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

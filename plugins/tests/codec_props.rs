@@ -192,7 +192,7 @@ proptest! {
     #[test]
     fn other_parsers_never_panic(input in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut out = Vec::new();
-        let _ = prometheus::PrometheusParser.parse(&input, 0, &mut out);
+        let _ = prometheus::PrometheusParser::default().parse(&input, 0, &mut out);
         let _ = json::JsonParser { tag_keys: vec!["*".into()], ..Default::default() }.parse(&input, 0, &mut out);
         let _ = value::ValueParser::default().parse(&input, 0, &mut out);
     }
@@ -200,6 +200,6 @@ proptest! {
     #[test]
     fn prometheus_text_never_panics(text in "[a-z_{}=\",\\\\ #\n0-9.+ITNEaf-]{0,120}") {
         let mut out = Vec::new();
-        let _ = prometheus::PrometheusParser.parse(text.as_bytes(), 0, &mut out);
+        let _ = prometheus::PrometheusParser::default().parse(text.as_bytes(), 0, &mut out);
     }
 }

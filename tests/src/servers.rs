@@ -200,3 +200,72 @@ pub fn influxql(server: &Proc, db: &str, q: &str) -> String {
     assert_eq!(status, 200, "query {q:?}: {body}");
     body
 }
+
+/// Any server program: started with `args`, output to `log`, ready once `ready_url` answers
+/// 200; killed (and reaped) when dropped.
+pub struct Process {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Process {
+    /// Panics with the program's log when it exits or is not ready within `timeout`.
+    pub fn start(
+        program: &str,
+        args: &[String],
+        log: std::path::PathBuf,
+        ready_url: &str,
+        timeout: Duration,
+    ) -> Process {
+        assert!(
+            std::path::Path::new(program).exists(),
+            "{program} is missing: run tests/setup.sh (it installs the Debian packages)"
+        );
+        let out = std::fs::File::create(&log).expect("server log");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("server log"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        let mut p = Process { child, log };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = p.child.try_wait() {
+                panic!("{program} exited with {status}; log:\n{}", p.log());
+            }
+            if get(ready_url).is_ok_and(|(code, _)| code == 200) {
+                return p;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "{program} not ready at {ready_url} in {timeout:?}; log:\n{}",
+                    p.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET` a plain `http://host:port/path` URL; returns status and body.
+pub fn get(url: &str) -> std::io::Result<(u16, String)> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "only http:// URLs")
+    })?;
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    request(addr, "GET", path, &[], b"")
+}

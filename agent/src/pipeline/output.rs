@@ -263,7 +263,9 @@ async fn flush_loop(
 ) {
     let mut connected = false;
     let mut failures: u32 = 0;
-    let mut retry_in: Option<Duration> = None;
+    // Connect at once rather than after the first flush interval: an output that serves
+    // (prometheus_client) listens from the start, and a bad endpoint is reported right away.
+    let mut retry_in: Option<Duration> = Some(Duration::ZERO);
     loop {
         let wait = retry_in.unwrap_or_else(|| jittered(flush_interval, flush_jitter));
         let batch_trigger = retry_in.is_none();

@@ -137,7 +137,7 @@ pub fn build_parser_with_name(
             string_fields: cfg.json_string_fields.clone().unwrap_or_default(),
             tag_keys: cfg.tag_keys.clone().unwrap_or_default(),
         })),
-        "prometheus" => Ok(Arc::new(prometheus::PrometheusParser)),
+        "prometheus" => Ok(Arc::new(prometheus::PrometheusParser::default())),
         "value" => Ok(Arc::new(value::ValueParser {
             data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or("float"))?,
             field: cfg.value_field_name.as_deref().unwrap_or("value").into(),

@@ -265,8 +265,26 @@ impl Serializer for PrometheusSerializer {
 // Parser
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, Default)]
-pub struct PrometheusParser;
+/// Parses the Prometheus text format 0.0.4 and OpenMetrics 1.0 text.
+#[derive(Clone, Debug)]
+pub struct PrometheusParser {
+    /// Telegraf's metric_version: 1 (one metric per family and series, fields `counter`,
+    /// `gauge`, `value`, `sum`, `count`, bounds) or 2 (measurement `prometheus`, one field per
+    /// sample name; buckets and quantiles keep their `le`/`quantile` label as a tag).
+    pub metric_version: u8,
+    /// Timestamps are OpenMetrics' (seconds, possibly fractional) rather than 0.0.4's
+    /// milliseconds. `None`: OpenMetrics when the payload ends with `# EOF`.
+    pub openmetrics: Option<bool>,
+}
+
+impl Default for PrometheusParser {
+    fn default() -> Self {
+        PrometheusParser {
+            metric_version: 1,
+            openmetrics: None,
+        }
+    }
+}
 
 struct Sample<'a> {
     name: &'a str,
@@ -297,7 +315,7 @@ fn is_name_char(c: u8, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == b'_' || c == b':' || (!first && c.is_ascii_digit())
 }
 
-fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
+fn parse_sample(line: &str, openmetrics: bool) -> Result<Sample<'_>, String> {
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() && is_name_char(b[i], i == 0) {
@@ -388,7 +406,14 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
             }
         }
     }
-    let rest = line[i..].trim();
+    let mut rest = line[i..].trim();
+    // An OpenMetrics exemplar (`# {trace_id="..."} 1.0 1.5`) follows the sample: not kept.
+    if let Some(hash) = rest.find('#') {
+        if !rest[hash + 1..].trim_start().starts_with('{') {
+            return Err(format!("invalid exemplar after sample {name:?}"));
+        }
+        rest = rest[..hash].trim_end();
+    }
     let mut parts = rest.split_ascii_whitespace();
     let vtext = parts
         .next()
@@ -397,12 +422,20 @@ fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
         parse_float(vtext).ok_or_else(|| format!("invalid value {vtext:?} for {name:?}"))?;
     let time_ms = match parts.next() {
         None => None,
-        Some(t) => Some(
-            t.parse::<i64>()
-                .ok()
-                .filter(|ms| ms.checked_mul(1_000_000).is_some())
-                .ok_or_else(|| format!("invalid timestamp {t:?} for {name:?}"))?,
-        ),
+        Some(t) => {
+            let ms = if openmetrics {
+                parse_float(t)
+                    .map(|secs| secs * 1000.0)
+                    .filter(|ms| ms.is_finite() && ms.abs() < 9.2e15)
+                    .map(|ms| ms.round() as i64)
+            } else {
+                t.parse::<i64>().ok()
+            };
+            Some(
+                ms.filter(|ms| ms.checked_mul(1_000_000).is_some())
+                    .ok_or_else(|| format!("invalid timestamp {t:?} for {name:?}"))?,
+            )
+        }
     };
     if parts.next().is_some() {
         return Err(format!("unexpected text after sample {name:?}"));
@@ -430,6 +463,10 @@ fn bound_key(text: &str) -> Option<Str> {
 
 impl Parser for PrometheusParser {
     fn parse(&self, input: &[u8], now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
+        let start = out.len();
+        let openmetrics = self
+            .openmetrics
+            .unwrap_or_else(|| input.trim_ascii_end().ends_with(b"# EOF"));
         let mut errors = Vec::new();
         let mut types: HashMap<String, ValueType> = HashMap::new();
         // Histogram/summary series being assembled: (family, labels) -> index into `out`.
@@ -454,16 +491,19 @@ impl Parser for PrometheusParser {
                 {
                     let kind = match kind {
                         "counter" => ValueType::Counter,
-                        "gauge" => ValueType::Gauge,
+                        // OpenMetrics' info and stateset samples are 0/1 gauges.
+                        "gauge" | "info" | "stateset" => ValueType::Gauge,
                         "histogram" => ValueType::Histogram,
                         "summary" => ValueType::Summary,
+                        // untyped, unknown, and gaugehistogram (whose _gsum/_gcount samples
+                        // are kept one by one).
                         _ => ValueType::Untyped,
                     };
                     types.insert(name.to_string(), kind);
                 }
                 continue;
             }
-            let s = match parse_sample(line) {
+            let s = match parse_sample(line, openmetrics) {
                 Ok(s) => s,
                 Err(message) => {
                     errors.push(ParseError {
@@ -478,6 +518,23 @@ impl Parser for PrometheusParser {
             let mut family = s.name;
             let mut kind = types.get(s.name).copied();
             let mut suffix = "";
+            if kind.is_none() {
+                // OpenMetrics: a counter family `x` has samples `x_total`; `x_created` (of
+                // counters, histograms, summaries) is a start time, not a value: skipped.
+                if let Some(base) = s.name.strip_suffix("_total")
+                    && types.get(base) == Some(&ValueType::Counter)
+                {
+                    kind = Some(ValueType::Counter);
+                }
+                if let Some(base) = s.name.strip_suffix("_created")
+                    && matches!(
+                        types.get(base),
+                        Some(ValueType::Counter | ValueType::Histogram | ValueType::Summary)
+                    )
+                {
+                    continue;
+                }
+            }
             if kind.is_none() {
                 for suf in ["_bucket", "_sum", "_count"] {
                     if let Some(base) = s.name.strip_suffix(suf)
@@ -565,7 +622,58 @@ impl Parser for PrometheusParser {
                 }
             }
         }
+        if self.metric_version == 2 {
+            let v1: Vec<Metric> = out.drain(start..).collect();
+            to_version_2(v1, out);
+        }
         errors
+    }
+}
+
+/// Telegraf's metric_version 2 shape of metric_version 1 metrics: measurement `prometheus`,
+/// the sample name as the field; a histogram series becomes `<x>_sum`/`<x>_count` fields on
+/// one metric and one metric per bucket with field `<x>_bucket` and tag `le`; a summary the
+/// same with field `<x>` and tag `quantile`.
+pub fn to_version_2(v1: Vec<Metric>, out: &mut Vec<Metric>) {
+    for m in v1 {
+        let family = m.name.as_str();
+        let base = |time| {
+            let mut x = Metric::new("prometheus", time).with_kind(m.kind);
+            x.tags = m.tags.clone();
+            x
+        };
+        match m.kind {
+            ValueType::Histogram | ValueType::Summary => {
+                let histo = m.kind == ValueType::Histogram;
+                let mut totals = base(m.time);
+                for (k, v) in &m.fields {
+                    match k.as_str() {
+                        "sum" | "count" => totals.add_field(format!("{family}_{k}"), v.clone()),
+                        bound => {
+                            let mut b = base(m.time);
+                            let (tag, field) = if histo {
+                                ("le", format!("{family}_bucket"))
+                            } else {
+                                ("quantile", family.to_string())
+                            };
+                            b.add_tag(tag, bound);
+                            b.add_field(field, v.clone());
+                            out.push(b);
+                        }
+                    }
+                }
+                if !totals.fields.is_empty() {
+                    out.push(totals);
+                }
+            }
+            _ => {
+                let mut x = base(m.time);
+                for (_, v) in &m.fields {
+                    x.add_field(family, v.clone());
+                }
+                out.push(x);
+            }
+        }
     }
 }
 
@@ -581,7 +689,7 @@ mod tests {
 
     fn parse(text: &str) -> (Vec<Metric>, Vec<ParseError>) {
         let mut out = Vec::new();
-        let e = PrometheusParser.parse(text.as_bytes(), 5_000_000, &mut out);
+        let e = PrometheusParser::default().parse(text.as_bytes(), 5_000_000, &mut out);
         (out, e)
     }
 

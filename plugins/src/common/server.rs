@@ -133,7 +133,7 @@ pub async fn serve<F, Fut>(
         if *shutdown.borrow() {
             break;
         }
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -153,9 +153,13 @@ pub async fn serve<F, Fut>(
         let read_timeout = opts.read_timeout;
         conns.spawn(async move {
             match tls {
-                None => serve_conn(TokioIo::new(stream), handler, read_timeout, shutdown).await,
+                None => {
+                    serve_conn(TokioIo::new(stream), peer, handler, read_timeout, shutdown).await
+                }
                 Some(acc) => match tokio::time::timeout(read_timeout, acc.accept(stream)).await {
-                    Ok(Ok(s)) => serve_conn(TokioIo::new(s), handler, read_timeout, shutdown).await,
+                    Ok(Ok(s)) => {
+                        serve_conn(TokioIo::new(s), peer, handler, read_timeout, shutdown).await
+                    }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 },
@@ -169,8 +173,13 @@ pub async fn serve<F, Fut>(
     .await;
 }
 
+/// The client's address, put in every request's extensions by [`serve`] (for allow-lists).
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 async fn serve_conn<I, F, Fut>(
     io: I,
+    peer: std::net::SocketAddr,
     handler: F,
     read_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -179,7 +188,8 @@ async fn serve_conn<I, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Resp> + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| {
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
         let f = handler(req);
         async move { Ok::<_, std::convert::Infallible>(f.await) }
     });

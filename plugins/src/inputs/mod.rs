@@ -17,6 +17,7 @@ pub mod mem;
 pub mod net;
 pub mod netstat;
 pub mod processes;
+pub mod prometheus;
 pub mod statsd;
 pub mod swap;
 pub mod system;
@@ -35,6 +36,7 @@ pub static ALL: &[InputSpec] = &[
     net::SPEC,
     netstat::SPEC,
     processes::SPEC,
+    prometheus::SPEC,
     statsd::SPEC,
     swap::SPEC,
     system::SPEC,

@@ -5,6 +5,8 @@ pub mod file;
 pub mod http;
 pub mod influxdb;
 pub mod influxdb_v2;
+pub mod prometheus_client;
+pub mod prometheus_remote_write;
 
 use crate::registry::OutputSpec;
 
@@ -15,4 +17,6 @@ pub static ALL: &[OutputSpec] = &[
     http::SPEC,
     influxdb::SPEC,
     influxdb_v2::SPEC,
+    prometheus_client::SPEC,
+    prometheus_remote_write::SPEC,
 ];
