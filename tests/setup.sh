@@ -9,12 +9,21 @@ rustup show active-toolchain >/dev/null
 
 need_pkgs=()
 want() { dpkg -s "$1" >/dev/null 2>&1 || need_pkgs+=("$1"); }
-# Nothing beyond the base machine is needed by the foundation's tests yet; servers for later
-# suites are added here with `want <debian-package>`.
+# Servers the end-to-end tests start themselves (tests/src/servers.rs), one per test.
+want influxdb
+want victoria-metrics
+want python3-venv
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# The Python InfluxDB client the listener tests write with, in a venv of its own.
+if [ ! -x tests/.venv/bin/python ] || ! tests/.venv/bin/python -c 'import influxdb_client' 2>/dev/null; then
+    echo "== installing influxdb-client into tests/.venv"
+    python3 -m venv tests/.venv
+    tests/.venv/bin/pip install -q influxdb-client
 fi

@@ -78,8 +78,11 @@ pub trait Input: Send {
 #[derive(Clone)]
 pub struct MetricSink {
     tx: flume::Sender<Vec<Metric>>,
-    prepare: Arc<dyn Fn(&mut Vec<Metric>) + Send + Sync>,
+    prepare: PrepareFn,
 }
+
+/// What the agent does to a batch before it enters the pipeline (its per-input modifiers).
+pub type PrepareFn = Arc<dyn Fn(&mut Vec<Metric>) + Send + Sync>;
 
 /// The pipeline has shut down; the batch was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -87,10 +90,7 @@ pub struct MetricSink {
 pub struct SinkClosed;
 
 impl MetricSink {
-    pub fn new(
-        tx: flume::Sender<Vec<Metric>>,
-        prepare: Arc<dyn Fn(&mut Vec<Metric>) + Send + Sync>,
-    ) -> Self {
+    pub fn new(tx: flume::Sender<Vec<Metric>>, prepare: PrepareFn) -> Self {
         MetricSink { tx, prepare }
     }
 

@@ -124,3 +124,46 @@ mod tests {
         assert_eq!(n, names.len());
     }
 }
+
+/// The README's plugin table, generated from the registry.
+pub fn markdown_table() -> String {
+    fn rows<T>(kind: &str, specs: &[Spec<T>], out: &mut String) {
+        for s in specs {
+            out.push_str(&format!("| `{kind}.{}` | {} |\n", s.name, s.description));
+        }
+    }
+    let mut out = String::from("| plugin | what it does |\n|---|---|\n");
+    rows("inputs", inputs(), &mut out);
+    rows("processors", processors(), &mut out);
+    rows("aggregators", aggregators(), &mut out);
+    rows("outputs", outputs(), &mut out);
+    out
+}
+
+#[cfg(test)]
+mod readme {
+    const START: &str = "<!-- plugins:start (generated: SONDE_UPDATE_README=1 cargo test -p sonde-plugins readme) -->\n";
+    const END: &str = "<!-- plugins:end -->";
+
+    /// The README lists exactly the registered plugins. Run with SONDE_UPDATE_README=1 to
+    /// rewrite the table.
+    #[test]
+    fn readme_plugin_table_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).expect("README.md");
+        let start = readme
+            .find(START)
+            .expect("README has the plugins:start marker")
+            + START.len();
+        let end = readme.find(END).expect("README has the plugins:end marker");
+        let want = super::markdown_table();
+        if readme[start..end] != want {
+            if std::env::var_os("SONDE_UPDATE_README").is_some() {
+                let new = format!("{}{}{}", &readme[..start], want, &readme[end..]);
+                std::fs::write(path, new).unwrap();
+            } else {
+                panic!("README's plugin table is out of date; expected:\n{want}");
+            }
+        }
+    }
+}

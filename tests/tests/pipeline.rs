@@ -181,6 +181,7 @@ fn internal_to_file(out: &std::path::Path) -> String {
 fn last_http_stat(file: &std::path::Path, field: &str) -> Option<i64> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     text.lines()
+        .rev()
         .filter(|l| l.starts_with("internal_write,") && l.contains("output=http"))
         .filter_map(|l| {
             let fields = l.split(' ').nth(1)?;
@@ -189,7 +190,7 @@ fn last_http_stat(file: &std::path::Path, field: &str) -> Option<i64> {
                 v.trim_end_matches('i').parse().ok()
             })
         })
-        .last()
+        .next()
 }
 
 #[test]
@@ -361,6 +362,6 @@ fn sigterm_flushes_what_is_buffered() {
     assert_eq!(agent.wait_exit(Duration::from_secs(10)), Some(0));
     assert_eq!(
         sorted_lines(&std::fs::read_to_string(&out).unwrap()),
-        sorted_lines(LINES)
+        lines_out()
     );
 }

@@ -229,7 +229,14 @@ async fn flush_loop(
         };
         let current = *mode.borrow();
         match current {
-            Mode::HandOver => return,
+            Mode::HandOver => {
+                // Release what the output holds (a listening socket, connections) so its
+                // successor can take them over.
+                if connected && let Err(e) = output.close().await {
+                    warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
+                }
+                return;
+            }
             Mode::Drain(deadline) => {
                 drain(&mut output, &shared, &mut connected, deadline).await;
                 return;
@@ -363,10 +370,8 @@ async fn drain(
         shared.stats.agent_dropped.add(left as i64);
         error!(output = %shared.id, lost = left, "shutdown deadline passed before everything was written");
     }
-    if *connected {
-        if let Err(e) = output.close().await {
-            warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
-        }
+    if *connected && let Err(e) = output.close().await {
+        warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");
     }
     info!(output = %shared.id, "stopped");
 }

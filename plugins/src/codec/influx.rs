@@ -122,7 +122,11 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
     out.push(b'=');
     match value {
         FieldValue::Float(v) => {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(*v).as_bytes())
+            // Shortest round-trip digits; whole numbers without ".0", as Telegraf writes them
+            // (a number without suffix is a float in line protocol).
+            let mut buf = ryu::Buffer::new();
+            let s = buf.format_finite(*v);
+            out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
         }
         FieldValue::Int(v) => {
             out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
@@ -267,7 +271,7 @@ impl Parser for InfluxParser {
 /// Lines without a timestamp get `now`; given timestamps are multiplied by `precision`.
 pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
     let mut errors = Vec::new();
-    let mut scratch = String::new();
+    let mut scratch = Scratch::default();
     let mut pos = 0;
     let mut line_no = 1;
     while pos < input.len() {
@@ -276,7 +280,10 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
         if let [rest @ .., b'\r'] = line {
             line = rest;
         }
-        match parse_line(line, precision, now, &mut scratch) {
+        let parsed = parse_line(line, precision, now, &mut scratch);
+        scratch.tags.clear();
+        scratch.fields.clear();
+        match parsed {
             Ok(Some(m)) => out.push(m),
             Ok(None) => {}
             Err(message) => errors.push(ParseError {
@@ -357,6 +364,7 @@ fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
     (b.len(), esc)
 }
 
+#[inline]
 fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
     if !has_escape {
         return Str::from(tok);
@@ -380,12 +388,21 @@ fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mu
     Str::from(scratch.as_str())
 }
 
+/// Buffers reused across lines so a metric costs exactly one allocation for its tags and one
+/// for its fields (plus any string longer than compact_str keeps inline).
+#[derive(Default)]
+struct Scratch {
+    text: String,
+    tags: Vec<(Str, Str)>,
+    fields: Vec<(Str, FieldValue)>,
+}
+
 /// Parses one line (without its newline). `Ok(None)` for blank lines and comments.
 fn parse_line(
     line: &[u8],
     precision: i64,
     now: i64,
-    scratch: &mut String,
+    sc: &mut Scratch,
 ) -> Result<Option<Metric>, String> {
     let Some(first) = line.iter().position(|&b| b != b' ' && b != b'\t') else {
         return Ok(None);
@@ -402,7 +419,7 @@ fn parse_line(
         return Err("missing measurement".into());
     }
     let mut m = Metric::new(
-        unescape(&s[first..i], esc, is_measurement_escape, scratch),
+        unescape(&s[first..i], esc, is_measurement_escape, &mut sc.text),
         now,
     );
     let mut i = i;
@@ -422,9 +439,9 @@ fn parse_line(
         if ve == vs {
             return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
         }
-        let key = unescape(&s[ks..ke], kesc, is_key_escape, scratch);
-        let value = unescape(&s[vs..ve], vesc, is_key_escape, scratch);
-        m.add_tag(key, value);
+        let key = unescape(&s[ks..ke], kesc, is_key_escape, &mut sc.text);
+        let value = unescape(&s[vs..ve], vesc, is_key_escape, &mut sc.text);
+        sc.tags.push((key, value));
         i = ve;
     }
 
@@ -455,14 +472,19 @@ fn parse_line(
                 &s[vs + 1..close],
                 vesc,
                 |c| c == b'"' || c == b'\\',
-                scratch,
+                &mut sc.text,
             );
             (FieldValue::String(text), close + 1)
         } else {
             let ve = memchr::memchr2(b',', b' ', &b[vs..]).map_or(b.len(), |p| vs + p);
             (parse_value(&s[vs..ve], key_raw)?, ve)
         };
-        m.add_field(unescape(key_raw, kesc, is_key_escape, scratch), value);
+        let key = unescape(key_raw, kesc, is_key_escape, &mut sc.text);
+        // Duplicate keys: the last value wins, in the first one's place.
+        match sc.fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => sc.fields.push((key, value)),
+        }
         i = ve;
         match b.get(i) {
             Some(b',') => i += 1,
@@ -494,16 +516,86 @@ fn parse_line(
             return Err(format!("unexpected text after timestamp {tok:?}"));
         }
     }
+    if sc.tags.windows(2).all(|w| w[0].0 < w[1].0) {
+        m.tags = sc.tags.drain(..).collect();
+    } else {
+        m.tags.reserve_exact(sc.tags.len());
+        for (k, v) in sc.tags.drain(..) {
+            m.add_tag(k, v);
+        }
+    }
+    m.fields = sc.fields.drain(..).collect();
     Ok(Some(m))
 }
 
 /// `-?[0-9]+` as i64.
 fn parse_int_strict(tok: &str) -> Option<i64> {
-    let digits = tok.strip_prefix('-').unwrap_or(tok);
-    if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+    let (neg, digits) = match tok.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, tok),
+    };
+    let v = parse_u64_digits(digits.as_bytes())?;
+    if neg {
+        // -(2^63) is the one value whose magnitude exceeds i64::MAX.
+        (v <= i64::MAX as u64 + 1).then(|| (v as i64).wrapping_neg())
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+/// `[0-9]+` as u64.
+#[inline]
+fn parse_u64_digits(d: &[u8]) -> Option<u64> {
+    if d.is_empty() {
         return None;
     }
-    tok.parse().ok()
+    let mut v: u64 = 0;
+    for &c in d {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    Some(v)
+}
+
+/// Exact float parse for the common case (no exponent, at most 19 digits, mantissa below
+/// 2^53, at most 22 decimals): one correctly rounded division (Clinger's fast path). `None`
+/// sends the token to the general parser.
+#[inline]
+fn fast_float(b: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let neg = b.first() == Some(&b'-');
+    let mut i = usize::from(neg);
+    let (mut mant, mut nd, mut frac) = (0u64, 0u32, 0i32);
+    while i < b.len() && b[i].is_ascii_digit() {
+        mant = mant.wrapping_mul(10).wrapping_add(u64::from(b[i] - b'0'));
+        nd += 1;
+        i += 1;
+    }
+    if i < b.len() && b[i] == b'.' {
+        i += 1;
+        while i < b.len() && b[i].is_ascii_digit() {
+            mant = mant.wrapping_mul(10).wrapping_add(u64::from(b[i] - b'0'));
+            nd += 1;
+            frac += 1;
+            i += 1;
+        }
+    }
+    if nd == 0 || nd > 19 || i != b.len() || mant >> 53 != 0 {
+        return None;
+    }
+    let m = mant as f64;
+    let v = match frac {
+        0 => m,
+        f if f <= 22 => m / POW10[f as usize],
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
 }
 
 fn is_float_syntax(tok: &str) -> bool {
@@ -553,16 +645,15 @@ fn parse_value(tok: &str, key: &str) -> Result<FieldValue, String> {
                 .ok_or_else(|| format!("invalid integer {tok:?} in field {key:?}"));
         }
         b'u' => {
-            let num = &tok[..tok.len() - 1];
-            if !num.is_empty()
-                && num.bytes().all(|c| c.is_ascii_digit())
-                && let Ok(v) = num.parse()
-            {
+            if let Some(v) = parse_u64_digits(&bytes[..bytes.len() - 1]) {
                 return Ok(FieldValue::UInt(v));
             }
             return Err(format!("invalid unsigned integer {tok:?} in field {key:?}"));
         }
         _ => {}
+    }
+    if let Some(v) = fast_float(bytes) {
+        return Ok(FieldValue::Float(v));
     }
     match tok {
         "t" | "T" | "true" | "True" | "TRUE" => return Ok(FieldValue::Bool(true)),
@@ -703,6 +794,29 @@ mod tests {
     }
 
     #[test]
+    fn fast_float_matches_std() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..100_000 {
+            let bits = rng.u32(1..53);
+            let int = rng.u64(0..1 << bits);
+            let decimals = rng.usize(0..12);
+            let frac: String = (0..decimals).map(|_| rng.digit(10)).collect();
+            let tok = if decimals == 0 {
+                format!("-{int}")
+            } else {
+                format!("{int}.{frac}")
+            };
+            let want: f64 = tok.parse().unwrap();
+            if let Some(got) = fast_float(tok.as_bytes()) {
+                assert_eq!(got.to_bits(), want.to_bits(), "{tok}");
+            }
+        }
+        assert_eq!(fast_float(b"-"), None);
+        assert_eq!(fast_float(b"1e5"), None);
+        assert_eq!(fast_float(b"12345678901234567890"), None);
+    }
+
+    #[test]
     fn booleans() {
         for t in ["t", "T", "true", "True", "TRUE"] {
             assert_eq!(one(&format!("m v={t}")).fields[0].1, FieldValue::Bool(true));
@@ -780,7 +894,7 @@ mod tests {
         let line = ser(&m);
         assert_eq!(
             line,
-            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1.0,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
+            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
         );
         assert_eq!(one(&line), m);
     }
@@ -790,17 +904,17 @@ mod tests {
         let m = Metric::new("m", 1)
             .with_field("a", f64::NAN)
             .with_field("b", 2.0);
-        assert_eq!(ser(&m), "m b=2.0 1\n");
+        assert_eq!(ser(&m), "m b=2 1\n");
         let m = Metric::new("m", 1).with_field("a", f64::INFINITY);
         assert_eq!(ser(&m), "");
         assert_eq!(ser(&Metric::new("", 1).with_field("a", 1.0)), "");
         assert_eq!(ser(&Metric::new("#x", 1).with_field("a", 1.0)), "");
         let m = Metric::new("m", 1).with_tag("e", "").with_field("a", 1.0);
-        assert_eq!(ser(&m), "m a=1.0 1\n");
+        assert_eq!(ser(&m), "m a=1 1\n");
         let m = Metric::new("m\nx", 1)
             .with_tag("t", "a\tb")
             .with_field("a", 1.0);
-        assert_eq!(ser(&m), "m\\nx,t=a\\tb a=1.0 1\n");
+        assert_eq!(ser(&m), "m\\nx,t=a\\tb a=1 1\n");
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! Code shared by several plugins.
 
 pub mod http;
+pub mod server;

@@ -9,12 +9,15 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod exec;
+pub mod influxdb_listener;
+pub mod influxdb_v2_listener;
 pub mod internal;
 pub mod kernel;
 pub mod mem;
 pub mod net;
 pub mod netstat;
 pub mod processes;
+pub mod statsd;
 pub mod swap;
 pub mod system;
 
@@ -24,12 +27,15 @@ pub static ALL: &[InputSpec] = &[
     disk::SPEC,
     diskio::SPEC,
     exec::SPEC,
+    influxdb_listener::SPEC,
+    influxdb_v2_listener::SPEC,
     internal::SPEC,
     kernel::SPEC,
     mem::SPEC,
     net::SPEC,
     netstat::SPEC,
     processes::SPEC,
+    statsd::SPEC,
     swap::SPEC,
     system::SPEC,
 ];

@@ -1,0 +1,369 @@
+//! The HTTP server shared by listener plugins: hyper 1 over tokio, optional TLS (Telegraf's
+//! `tls_cert`/`tls_key`/`tls_allowed_cacerts`), bounded body reading with gzip, and a
+//! graceful stop when the service context's shutdown flag flips.
+
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::registry::{BuildError, parse_config};
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Telegraf's server-side TLS options.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CAs whose client certificates are accepted; set means client certificates are required.
+    #[serde(default)]
+    pub tls_allowed_cacerts: Vec<PathBuf>,
+}
+
+pub const TLS_SERVER_KEYS: &[&str] = &["tls_cert", "tls_key", "tls_allowed_cacerts"];
+
+impl TlsServerConfig {
+    /// Removes the TLS keys from a plugin's table and parses them.
+    pub fn take(table: &mut toml::Table) -> Result<Self, BuildError> {
+        let mut tls = toml::Table::new();
+        for key in TLS_SERVER_KEYS {
+            if let Some(v) = table.remove(*key) {
+                tls.insert((*key).to_string(), v);
+            }
+        }
+        parse_config(tls)
+    }
+
+    /// The rustls config, or `None` for plain HTTP.
+    pub fn build(&self) -> Result<Option<Arc<rustls::ServerConfig>>, BuildError> {
+        let (cert, key) = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c, k),
+            _ => return Err(anyhow::anyhow!("tls_cert and tls_key must be given together").into()),
+        };
+        crate::common::http::install_crypto_provider();
+        let read = |p: &PathBuf, what: &str| {
+            std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {what} {}: {e}", p.display()))
+        };
+        let certs = CertificateDer::pem_slice_iter(&read(cert, "tls_cert")?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("tls_cert {}: {e}", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_slice(&read(key, "tls_key")?)
+            .map_err(|e| anyhow::anyhow!("tls_key {}: {e}", key.display()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
+        let builder = if self.tls_allowed_cacerts.is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in &self.tls_allowed_cacerts {
+                for c in CertificateDer::pem_slice_iter(&read(ca, "tls_allowed_cacerts")?) {
+                    let c = c.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+                }
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| anyhow::anyhow!("tls_allowed_cacerts: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| anyhow::anyhow!("tls_cert/tls_key: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
+    }
+}
+
+/// Telegraf's `service_address` form: ":8186" means every interface.
+pub fn normalize_address(addr: &str) -> String {
+    match addr.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.to_string(),
+    }
+}
+
+/// Binds a TCP listener, with an error that names the address.
+pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let a = normalize_address(addr);
+    TcpListener::bind(&a)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+pub struct ServerOptions {
+    /// Limit on reading a request's headers (the body is bounded by the handler).
+    pub read_timeout: Duration,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` becomes true, then stops accepting, lets
+/// in-flight requests finish (up to 5s) and returns.
+pub async fn serve<F, Fut>(
+    listener: TcpListener,
+    opts: ServerOptions,
+    handler: F,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => continue,
+        };
+        while conns.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        let read_timeout = opts.read_timeout;
+        conns.spawn(async move {
+            match tls {
+                None => serve_conn(TokioIo::new(stream), handler, read_timeout, shutdown).await,
+                Some(acc) => match tokio::time::timeout(read_timeout, acc.accept(stream)).await {
+                    Ok(Ok(s)) => serve_conn(TokioIo::new(s), handler, read_timeout, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn serve_conn<I, F, Fut>(
+    io: I,
+    handler: F,
+    read_timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let f = handler(req);
+        async move { Ok::<_, std::convert::Infallible>(f.await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    builder.header_read_timeout(read_timeout);
+    let conn = builder.serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}
+
+/// Why a request body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    TooLarge,
+    Timeout,
+    Bad(String),
+}
+
+/// Reads a request body of at most `limit` bytes (after gunzipping when the request says
+/// `Content-Encoding: gzip`), within `timeout`.
+pub async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let gzip = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let body = Limited::new(req.into_body(), limit);
+    let bytes = match tokio::time::timeout(timeout, body.collect()).await {
+        Err(_) => return Err(BodyError::Timeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(Err(e)) => return Err(BodyError::Bad(format!("reading the body: {e}"))),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    if !gzip {
+        return Ok(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 4);
+    let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]).take(limit as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| BodyError::Bad(format!("bad gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(out.into())
+}
+
+/// A response with a body and content type.
+pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// A response without a body.
+pub fn empty(status: StatusCode) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+/// The value of query parameter `key` (percent-decoded), if present.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (percent_decode(k) == key).then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding) of a query component.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (
+                    b.get(i + 1).and_then(|&c| hex(c)),
+                    b.get(i + 2).and_then(|&c| hex(c)),
+                ) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes a `Basic` Authorization header into (user, password).
+pub fn basic_auth(req: &Request<Incoming>) -> Option<(String, String)> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let enc = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let dec = base64_decode(enc.trim())?;
+    let s = String::from_utf8(dec).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let s = s.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    for chunk in s.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= val(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        match chunk.len() {
+            4 => out.extend_from_slice(&bytes[1..4]),
+            3 => out.extend_from_slice(&bytes[1..3]),
+            2 => out.push(bytes[1]),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Compares secrets without leaking their contents through timing.
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_and_base64() {
+        assert_eq!(
+            query_param(Some("db=my%20db&precision=s"), "db").as_deref(),
+            Some("my db")
+        );
+        assert_eq!(query_param(Some("db=x"), "rp"), None);
+        assert_eq!(
+            query_param(Some("q=SHOW+DATABASES"), "q").as_deref(),
+            Some("SHOW DATABASES")
+        );
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(base64_decode("dXNlcjpwYXNz").unwrap(), b"user:pass");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert!(base64_decode("@@").is_none());
+        assert!(secret_eq("abc", "abc") && !secret_eq("abc", "abd") && !secret_eq("a", "ab"));
+        assert_eq!(normalize_address(":8186"), "0.0.0.0:8186");
+    }
+}

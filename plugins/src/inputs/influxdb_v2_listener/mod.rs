@@ -1,0 +1,393 @@
+//! `inputs.influxdb_v2_listener`: accepts InfluxDB 2.x writes (`/api/v2/write`) with token
+//! auth, and answers `/health`, `/ready` and `/ping`. Shares the write path with
+//! `inputs.influxdb_listener`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use http::{Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
+use crate::config_types::{Duration as Dur, Size};
+use crate::inputs::influxdb_listener::{WriteCore, WriteOutcome, default_body, ping};
+use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
+use crate::registry::{BuildError, Format, InputSpec, parse_config};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_address")]
+    service_address: String,
+    /// Answer 429 while about this many metrics wait in the pipeline's queue (0: never).
+    #[serde(default = "default_undelivered")]
+    max_undelivered_metrics: u64,
+    #[serde(default = "default_timeout")]
+    read_timeout: Dur,
+    #[serde(default = "default_timeout")]
+    write_timeout: Dur,
+    #[serde(default = "default_body")]
+    max_body_size: Size,
+    #[serde(default)]
+    bucket_tag: String,
+    token: Option<String>,
+    #[serde(default)]
+    parser_type: Option<String>,
+}
+
+fn default_address() -> String {
+    ":8086".into()
+}
+fn default_undelivered() -> u64 {
+    10_000
+}
+fn default_timeout() -> Dur {
+    Dur::from_secs(10)
+}
+
+struct Listener {
+    cfg: Config,
+    id: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+struct State {
+    core: WriteCore,
+    cfg: Config,
+    started: String,
+    /// Metrics per batch this listener queued, as a moving average (x1000, for atomics):
+    /// turns the queue's length in batches into an estimate in metrics.
+    avg_batch_milli: AtomicU64,
+}
+
+#[async_trait]
+impl ServiceInput for Listener {
+    async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
+        let Listener { cfg, id, tls } = *self;
+        let listener = server::bind(&cfg.service_address).await?;
+        tracing::info!(input = %id, address = %listener.local_addr()?, "influxdb_v2_listener listening");
+        let core = WriteCore::new(
+            "internal_influxdb_v2_listener",
+            &id,
+            &cfg.service_address,
+            ctx.sink,
+            cfg.max_body_size.0,
+            0,
+            cfg.read_timeout.get(),
+            cfg.write_timeout.get(),
+        );
+        let opts = ServerOptions {
+            read_timeout: cfg.read_timeout.get(),
+            tls,
+        };
+        let state = Arc::new(State {
+            core,
+            cfg,
+            started: rfc3339_now(),
+            avg_batch_milli: AtomicU64::new(0),
+        });
+        let handler = move |req| {
+            let st = state.clone();
+            async move { handle(&st, req).await }
+        };
+        server::serve(listener, opts, handler, ctx.shutdown).await;
+        Ok(())
+    }
+}
+
+fn v2_error(status: StatusCode, code: &str, message: &str) -> Resp {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    server::respond(status, "application/json; charset=utf-8", body)
+}
+
+async fn handle(st: &State, req: Request<Incoming>) -> Resp {
+    st.core.requests.incr();
+    let path = req.uri().path().to_string();
+    let resp = match (req.method(), path.as_str()) {
+        (_, "/ping") => ping(&req),
+        (&Method::GET, "/health") => server::respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            serde_json::json!({
+                "name": "sonde", "message": "ready for queries and writes", "status": "pass",
+                "checks": [], "version": crate::inputs::influxdb_listener::VERSION,
+            })
+            .to_string(),
+        ),
+        (&Method::GET, "/ready") => server::respond(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            serde_json::json!({ "status": "ready", "started": st.started }).to_string(),
+        ),
+        (&Method::POST, "/api/v2/write") => {
+            if authorized(st, &req) {
+                write(st, req).await
+            } else {
+                v2_error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "unauthorized access",
+                )
+            }
+        }
+        (_, "/api/v2/write") => v2_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+            "method not allowed",
+        ),
+        _ => v2_error(StatusCode::NOT_FOUND, "not found", "path not found"),
+    };
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        st.core.rejected_requests.incr();
+    }
+    resp
+}
+
+fn authorized(st: &State, req: &Request<Incoming>) -> bool {
+    let Some(token) = &st.cfg.token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Token ")
+                .or_else(|| v.strip_prefix("Bearer "))
+        });
+    given.is_some_and(|g| server::secret_eq(g.trim(), token))
+}
+
+async fn write(st: &State, req: Request<Incoming>) -> Resp {
+    if st.cfg.max_undelivered_metrics > 0 {
+        let avg = st.avg_batch_milli.load(Ordering::Relaxed) / 1000;
+        let undelivered = st.core.sink.queued() as u64 * avg.max(1);
+        if undelivered >= st.cfg.max_undelivered_metrics {
+            let mut r = v2_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests",
+                &format!(
+                    "about {undelivered} metrics are waiting in the pipeline (max_undelivered_metrics is {})",
+                    st.cfg.max_undelivered_metrics
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            return r;
+        }
+    }
+    let q = req.uri().query().map(str::to_string);
+    let q = q.as_deref();
+    let precision = match server::query_param(q, "precision")
+        .as_deref()
+        .unwrap_or("ns")
+    {
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        p => {
+            return v2_error(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                &format!("invalid precision {p:?}: expected ns, us, ms or s"),
+            );
+        }
+    };
+    let bucket = server::query_param(q, "bucket").unwrap_or_default();
+    if bucket.is_empty() {
+        return v2_error(StatusCode::BAD_REQUEST, "invalid", "bucket is required");
+    }
+    let mut tags: Vec<(&str, &str)> = Vec::new();
+    if !st.cfg.bucket_tag.is_empty() {
+        tags.push((&st.cfg.bucket_tag, &bucket));
+    }
+    let (outcome, queued) = st.core.write(req, precision, &tags).await;
+    if queued > 0 {
+        note_batch(st, queued);
+    }
+    match outcome {
+        WriteOutcome::Ok => server::empty(StatusCode::NO_CONTENT),
+        WriteOutcome::BadLines(m) => v2_error(StatusCode::BAD_REQUEST, "invalid", &m),
+        WriteOutcome::Failed(status, m) => {
+            let code = match status {
+                StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+                StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                _ => "invalid",
+            };
+            let mut r = v2_error(status, code, &m);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            }
+            r
+        }
+    }
+}
+
+/// Folds the size of the batch just queued into the moving average.
+fn note_batch(st: &State, len: usize) {
+    let n = len as u64 * 1000;
+    let old = st.avg_batch_milli.load(Ordering::Relaxed);
+    let new = if old == 0 { n } else { (old * 7 + n) / 8 };
+    st.avg_batch_milli.store(new, Ordering::Relaxed);
+}
+
+fn rfc3339_now() -> String {
+    let secs = crate::model::now_ns() / 1_000_000_000;
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
+    let tls = TlsServerConfig::take(&mut table)?.build()?;
+    let cfg: Config = parse_config(table)?;
+    if let Some(p) = &cfg.parser_type
+        && p != "internal"
+        && p != "upstream"
+    {
+        return Err(
+            anyhow::anyhow!("parser_type must be \"internal\" or \"upstream\", not {p:?}").into(),
+        );
+    }
+    if cfg.max_body_size.0 == 0 {
+        return Err(anyhow::anyhow!("max_body_size must be positive").into());
+    }
+    Ok(InputPlugin::Service(Box::new(Listener {
+        cfg,
+        id: ctx.id.clone(),
+        tls,
+    })))
+}
+
+pub const SPEC: InputSpec = InputSpec {
+    name: "influxdb_v2_listener",
+    description: "Accept InfluxDB 2.x line-protocol writes over HTTP",
+    sample: include_str!("sample.toml"),
+    format: Format::None,
+    build,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inputs::influxdb_listener::tests::{req, start};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn token_bucket_tag_health_and_precision() {
+        let r = start(&SPEC, "token = \"s3cret\"\nbucket_tag = \"bucket\"", 16).await;
+        let path = "/api/v2/write?org=o&bucket=b1&precision=ms";
+        let (st, text) = req(&r.addr, "POST", path, &[], b"m v=1 1700000000000".to_vec()).await;
+        assert_eq!(st, 401, "{text}");
+        assert!(text.contains("\"code\":\"unauthorized\""));
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            path,
+            &[("authorization", "Token wrong")],
+            b"m v=1".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 401);
+        assert!(r.rx.is_empty());
+        let auth = ("authorization", "Token s3cret");
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            path,
+            &[auth],
+            b"m v=1 1700000000000".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 204);
+        let got = r.rx.try_recv().unwrap();
+        assert_eq!(got[0].time, 1_700_000_000_000_000_000);
+        assert_eq!(got[0].tag("bucket"), Some("b1"));
+
+        let (st, text) = req(&r.addr, "POST", path, &[auth], b"ok v=1\nbad\n".to_vec()).await;
+        assert_eq!(st, 400);
+        assert!(
+            text.contains("\"code\":\"invalid\"") && text.contains("(line 2)"),
+            "{text}"
+        );
+        assert_eq!(r.rx.try_recv().unwrap().len(), 1, "good lines kept");
+
+        let (st, text) = req(&r.addr, "GET", "/health", &[], vec![]).await;
+        assert_eq!(st, 200);
+        assert!(text.contains("\"status\":\"pass\""));
+        let (st, text) = req(&r.addr, "GET", "/ready", &[], vec![]).await;
+        assert_eq!(st, 200);
+        assert!(text.contains("\"status\":\"ready\""), "{text}");
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            "/api/v2/write?org=o",
+            &[auth],
+            b"m v=1".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 400, "bucket is required");
+        r.stop.send(true).unwrap();
+    }
+
+    #[tokio::test]
+    async fn throttles_when_the_pipeline_lags_and_never_loses_an_acknowledged_write() {
+        // A queue of 2 batches nobody reads: the pipeline can't keep up.
+        let r = start(
+            &SPEC,
+            "max_undelivered_metrics = 3\nwrite_timeout = \"300ms\"",
+            2,
+        )
+        .await;
+        let path = "/api/v2/write?bucket=b";
+        let body = b"m v=1\nm v=2\nm v=3\n".to_vec();
+        let (st1, _) = req(&r.addr, "POST", path, &[], body.clone()).await;
+        let (st2, text2) = req(&r.addr, "POST", path, &[], body.clone()).await;
+        assert_eq!((st1, st2), (204, 429), "{text2}");
+        assert!(text2.to_ascii_lowercase().contains("retry-after: 1"));
+        // Without throttling, a full queue answers 503 after write_timeout: nothing was queued.
+        let r2 = start(
+            &SPEC,
+            "max_undelivered_metrics = 0\nwrite_timeout = \"300ms\"",
+            1,
+        )
+        .await;
+        let (a, _) = req(&r2.addr, "POST", path, &[], body.clone()).await;
+        let (b, _) = req(&r2.addr, "POST", path, &[], body.clone()).await;
+        assert_eq!((a, b), (204, 503));
+        assert_eq!(r2.rx.len(), 1, "exactly the acknowledged batch is queued");
+        drop(r.rx);
+        r2.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), r2.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    #[test]
+    fn rfc3339() {
+        let s = rfc3339_now();
+        assert_eq!(s.len(), 20);
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+}

@@ -1,0 +1,283 @@
+//! `outputs.influxdb_v2`: writes line protocol to InfluxDB 2.x's `/api/v2/write` (and to
+//! anything that speaks it: VictoriaMetrics, InfluxDB 3, sonde's own v2 listener).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
+
+use crate::common::http::TlsClientConfig;
+use crate::config_types::Duration as Dur;
+use crate::model::Metric;
+use crate::outputs::influxdb::{Writer, default_encoding, default_timeout, outcome, retry};
+use crate::plugin::{BuildContext, Output, WriteError};
+use crate::registry::{BuildError, Format, OutputSpec, parse_config};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    organization: String,
+    #[serde(default)]
+    bucket: String,
+    #[serde(default)]
+    bucket_tag: String,
+    #[serde(default)]
+    exclude_bucket_tag: bool,
+    #[serde(default = "default_timeout")]
+    timeout: Dur,
+    user_agent: Option<String>,
+    #[serde(default)]
+    http_headers: BTreeMap<String, String>,
+    #[serde(default = "default_encoding")]
+    content_encoding: String,
+    #[serde(default)]
+    influx_uint_support: bool,
+    #[serde(default)]
+    influx_omit_timestamp: bool,
+}
+
+struct InfluxDbV2 {
+    writer: Writer,
+    organization: String,
+    bucket: String,
+    bucket_tag: String,
+    auth: Option<HeaderValue>,
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[async_trait]
+impl Output for InfluxDbV2 {
+    async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
+        let mut groups: BTreeMap<&str, Vec<&Metric>> = BTreeMap::new();
+        for m in batch {
+            let bucket = (!self.bucket_tag.is_empty())
+                .then(|| m.tag(&self.bucket_tag))
+                .flatten()
+                .unwrap_or(&self.bucket);
+            groups.entry(bucket).or_default().push(m);
+        }
+        let mut rejected = 0;
+        let mut reason = None;
+        for (bucket, metrics) in groups {
+            let path = format!(
+                "/api/v2/write?org={}&bucket={}&precision=ns",
+                query_escape(&self.organization),
+                query_escape(bucket)
+            );
+            let (n, why) = self
+                .writer
+                .send_all(&path, &metrics, self.auth.as_ref())
+                .await
+                .map_err(retry)?;
+            rejected += n;
+            if reason.is_none() {
+                reason = why;
+            }
+        }
+        if let Some(r) = &reason {
+            tracing::warn!(output = %self.writer.id, rejected, "InfluxDB refused metrics: {r}");
+        }
+        outcome(batch.len(), rejected, reason)
+    }
+}
+
+fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
+    let tls = TlsClientConfig::take(&mut table)?;
+    let cfg: Config = parse_config(table)?;
+    if cfg.bucket.is_empty() && cfg.bucket_tag.is_empty() {
+        return Err(anyhow::anyhow!("bucket (or bucket_tag) is required").into());
+    }
+    let mut writer = Writer::new(
+        &tls,
+        cfg.urls,
+        cfg.timeout.get(),
+        cfg.user_agent.as_deref(),
+        &cfg.http_headers,
+        &cfg.content_encoding,
+        ctx,
+    )?;
+    writer.opts.uint_support = cfg.influx_uint_support;
+    writer.omit_timestamp = cfg.influx_omit_timestamp;
+    if cfg.exclude_bucket_tag && !cfg.bucket_tag.is_empty() {
+        writer.exclude.push(cfg.bucket_tag.clone());
+    }
+    let auth = if cfg.token.is_empty() {
+        None
+    } else {
+        let mut v = HeaderValue::from_str(&format!("Token {}", cfg.token))
+            .map_err(|_| anyhow::anyhow!("token contains characters a header cannot carry"))?;
+        v.set_sensitive(true);
+        Some(v)
+    };
+    Ok(Box::new(InfluxDbV2 {
+        writer,
+        organization: cfg.organization,
+        bucket: cfg.bucket,
+        bucket_tag: cfg.bucket_tag,
+        auth,
+    }))
+}
+
+pub const SPEC: OutputSpec = OutputSpec {
+    name: "influxdb_v2",
+    description: "Write metrics to InfluxDB 2.x (or any /api/v2/write endpoint) over HTTP",
+    sample: include_str!("sample.toml"),
+    format: Format::None,
+    build,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::server;
+    use crate::outputs::influxdb::tests::{serve_script, status, with_header};
+    use std::time::Duration;
+
+    fn build_with(toml_text: &str) -> Box<dyn Output> {
+        let t: toml::Table = toml::from_str(toml_text).unwrap();
+        build(t, &BuildContext::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn metrics(n: usize) -> Vec<Metric> {
+        (0..n)
+            .map(|i| {
+                Metric::new("m", i as i64)
+                    .with_tag("bucket", if i % 2 == 0 { "even" } else { "odd" })
+                    .with_field("v", i as i64)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn token_org_bucket_tag_and_gzip() {
+        let (url, seen, _stop) =
+            serve_script(|_, _| server::empty(http::StatusCode::NO_CONTENT)).await;
+        let mut out = build_with(&format!(
+            "urls = [\"{url}\"]\ntoken = \"t0k\"\norganization = \"my org\"\nbucket = \"default\"\n\
+             bucket_tag = \"bucket\"\nexclude_bucket_tag = true"
+        ));
+        out.write(&metrics(3)).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[0].path,
+            "/api/v2/write?org=my%20org&bucket=even&precision=ns"
+        );
+        assert_eq!(seen[0].body, "m v=0i 0\nm v=2i 2\n");
+        assert_eq!(
+            seen[1].path,
+            "/api/v2/write?org=my%20org&bucket=odd&precision=ns"
+        );
+        assert_eq!(seen[0].headers["authorization"], "Token t0k");
+        assert_eq!(seen[0].headers["content-encoding"], "gzip");
+    }
+
+    #[tokio::test]
+    async fn splits_on_413_until_the_server_takes_the_parts() {
+        // Refuses bodies of more than 3 lines.
+        let (url, seen, _stop) = serve_script(|_, s| {
+            if s.body.lines().count() > 3 {
+                status(413, r#"{"code":"request too large","message":"too large"}"#)
+            } else {
+                server::empty(http::StatusCode::NO_CONTENT)
+            }
+        })
+        .await;
+        let mut out = build_with(&format!("urls = [\"{url}\"]\nbucket = \"b\""));
+        out.write(&metrics(10)).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let written: Vec<String> = seen
+            .iter()
+            .filter(|s| s.body.lines().count() <= 3)
+            .flat_map(|s| s.body.lines().map(String::from).collect::<Vec<_>>())
+            .collect();
+        let want: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    "m,bucket={} v={i}i {i}",
+                    if i % 2 == 0 { "even" } else { "odd" }
+                )
+            })
+            .collect();
+        assert_eq!(written, want, "every metric once, in order");
+        assert_eq!(seen.len(), 7, "10 → 5+5 → 2+3 each: 1 + 2 + 4 requests");
+    }
+
+    #[tokio::test]
+    async fn retry_after_on_429_and_503_and_rejects_bad_data() {
+        let (url, _seen, _stop) = serve_script(|n, _| match n {
+            0 => with_header(
+                status(429, r#"{"code":"too many requests","message":"slow down"}"#),
+                "retry-after",
+                "3",
+            ),
+            1 => with_header(
+                status(503, ""),
+                "retry-after",
+                "Thu, 01 Jan 1970 00:00:00 GMT",
+            ),
+            2 => status(
+                400,
+                r#"{"code":"invalid","message":"unable to parse 'm v=': missing field value"}"#,
+            ),
+            3 => status(413, "one metric too big"),
+            _ => server::empty(http::StatusCode::NO_CONTENT),
+        })
+        .await;
+        let mut out = build_with(&format!("urls = [\"{url}\"]\nbucket = \"b\""));
+        match out.write(&metrics(1)).await {
+            Err(WriteError::Retry {
+                retry_after,
+                reason,
+            }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+                assert!(reason.contains("slow down"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match out.write(&metrics(1)).await {
+            Err(WriteError::Retry { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::ZERO))
+            }
+            other => panic!("{other:?}"),
+        }
+        match out.write(&metrics(1)).await {
+            Err(WriteError::Reject { reason }) => {
+                assert!(reason.contains("missing field value"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            out.write(&metrics(1)).await,
+            Err(WriteError::Reject { .. })
+        ));
+        out.write(&metrics(1)).await.unwrap();
+    }
+
+    #[test]
+    fn config_checks() {
+        let t: toml::Table = toml::from_str("urls = [\"http://x\"]").unwrap();
+        let err = build(t, &BuildContext::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("bucket"), "{err}");
+    }
+}
