@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Whole-process benchmark: CPU per collection and peak RSS of sonde gathering the host inputs
+# vs prometheus-node-exporter scraped the same number of times, side by side in one run.
+# Not part of the test suite.
+#
+# Usage: tests/bench/host.sh [N collections per run, default 500] [runs, default 3]
+# Env:   INTERVAL (default 50ms; also the scrape rate of node_exporter), SONDE_BIN (default: a
+#        release build of this tree), NE_PORT (default 9199).
+#
+# Method (the same for every process):
+#   - start it, let it do its first collection (start-up cost is not counted),
+#   - read utime+stime from /proc/<pid>/stat, let it do N more collections at one per INTERVAL,
+#     read utime+stime again; CPU per collection = delta / N; peak RSS = VmHWM at the end.
+#   - sonde runs in run mode (round_interval off) with the 10 host inputs; its metrics go to
+#     outputs.discard, and only the one-line `kernel` metric to a file, to count the gathers.
+#     A second sonde variant writes every metric as line protocol to a file on tmpfs, to include
+#     serialisation (node_exporter formats its text exposition on every scrape).
+#   - node_exporter runs twice: with its default collectors (what users replace), and with only
+#     the collectors that match sonde's host inputs (cpu, meminfo, filesystem, diskstats,
+#     netdev, netstat, loadavg, stat, vmstat, uname-less). curl scrapes it N times over one
+#     keep-alive connection, paced at INTERVAL (--rate).
+# Each variant runs `runs` times, interleaved; medians are reported.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N=${1:-500}
+RUNS=${2:-3}
+INTERVAL=${INTERVAL:-50ms}
+NE_PORT=${NE_PORT:-9199}
+
+# ---------------------------------------------------------------- what is needed
+need=()
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# The packaged service would compete for the CPU (and its port); it is left alone, but said.
+if pgrep -x prometheus-node >/dev/null 2>&1 || pgrep -x node_exporter >/dev/null 2>&1; then
+    echo "note: another node_exporter is running on this machine" >&2
+fi
+
+if [ -z "${SONDE_BIN:-}" ]; then
+    cargo build --release -p sonde --locked -q
+    SONDE_BIN="${CARGO_TARGET_DIR:-target}/release/sonde"
+fi
+[ -x "$SONDE_BIN" ] || { echo "no sonde binary at $SONDE_BIN" >&2; exit 1; }
+
+TICK=$(getconf CLK_TCK)
+WORK=$(mktemp -d /dev/shm/sonde-bench.XXXXXX 2>/dev/null || mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# utime+stime of a process, in clock ticks (fields 14 and 15 after the parenthesised name).
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+# Interval in seconds, for curl's --rate and for waits.
+secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
+per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
+
+count_lines() { [ -f "$1" ] && grep -c "$2" "$1" || echo 0; }
+
+wait_count() { # file pattern target timeout_s
+    local deadline=$((SECONDS + $4))
+    while [ "$(count_lines "$1" "$2")" -lt "$3" ]; do
+        [ $SECONDS -lt "$deadline" ] || { echo "timeout waiting for $3 x $2 in $1" >&2; return 1; }
+        sleep 0.01
+    done
+}
+
+HOST_INPUTS='
+[[inputs.cpu]]
+  percpu = true
+  totalcpu = true
+[[inputs.disk]]
+  ignore_fs = ["tmpfs", "devtmpfs", "devfs", "iso9660", "overlay", "aufs", "squashfs"]
+[[inputs.diskio]]
+[[inputs.kernel]]
+[[inputs.mem]]
+[[inputs.net]]
+[[inputs.netstat]]
+[[inputs.processes]]
+[[inputs.swap]]
+[[inputs.system]]
+'
+
+# bench_sonde <variant: discard|file> → prints "cpu_seconds_per_collection peak_rss_kb"
+bench_sonde() {
+    local variant=$1 cfg="$WORK/sonde-$1.toml" count="$WORK/count-$1.lp" all="$WORK/all-$1.lp"
+    rm -f "$count" "$all"
+    local outputs
+    if [ "$variant" = discard ]; then
+        outputs="[[outputs.discard]]
+  namedrop = [\"kernel\"]
+[[outputs.file]]
+  files = [\"$count\"]
+  namepass = [\"kernel\"]"
+    else
+        outputs="[[outputs.file]]
+  files = [\"$all\"]"
+        count=$all
+    fi
+    cat >"$cfg" <<EOF
+[agent]
+  interval = "$INTERVAL"
+  round_interval = false
+  flush_interval = "$INTERVAL"
+  omit_hostname = true
+$HOST_INPUTS
+$outputs
+EOF
+    "$SONDE_BIN" --quiet --config "$cfg" </dev/null >/dev/null 2>"$WORK/sonde-$variant.log" &
+    local pid=$!
+    PIDS+=("$pid")
+    wait_count "$count" '^kernel ' 2 30
+    local c0 t0 c1 t1
+    c0=$(count_lines "$count" '^kernel ')
+    t0=$(cpu_ticks "$pid")
+    wait_count "$count" '^kernel ' $((c0 + N)) $((N * 2 + 60))
+    t1=$(cpu_ticks "$pid")
+    c1=$(count_lines "$count" '^kernel ')
+    local hwm
+    hwm=$(hwm_kb "$pid")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    awk -v t=$((t1 - t0)) -v n=$((c1 - c0)) -v hz="$TICK" -v h="$hwm" \
+        'BEGIN { printf "%.6f %d\n", t / hz / n, h }'
+}
+
+NE_MATCHING=(--collector.disable-defaults --collector.cpu --collector.meminfo
+    --collector.filesystem --collector.diskstats --collector.netdev --collector.netstat
+    --collector.loadavg --collector.stat --collector.vmstat)
+
+# bench_ne <default|matching> → prints "cpu_seconds_per_collection peak_rss_kb"
+bench_ne() {
+    local args=()
+    [ "$1" = matching ] && args=("${NE_MATCHING[@]}")
+    prometheus-node-exporter --web.listen-address="127.0.0.1:$NE_PORT" --log.level=error \
+        "${args[@]}" </dev/null >/dev/null 2>"$WORK/ne-$1.log" &
+    local pid=$!
+    PIDS+=("$pid")
+    local url="http://127.0.0.1:$NE_PORT/metrics" deadline=$((SECONDS + 30))
+    until curl -sf -o /dev/null "$url"; do
+        [ $SECONDS -lt "$deadline" ] || { echo "node_exporter did not start" >&2; return 1; }
+        sleep 0.05
+    done
+    curl -s -o "$WORK/ne-$1.prom" "$url"
+    local cfg="$WORK/curl-$1.cfg"
+    : >"$cfg"
+    for _ in $(seq "$N"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url" >>"$cfg"; done
+    local t0 t1 hwm
+    t0=$(cpu_ticks "$pid")
+    curl -sf --rate "$per_min/m" --config "$cfg"
+    t1=$(cpu_ticks "$pid")
+    hwm=$(hwm_kb "$pid")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    awk -v t=$((t1 - t0)) -v n="$N" -v hz="$TICK" -v h="$hwm" \
+        'BEGIN { printf "%.6f %d\n", t / hz / n, h }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+VARIANTS=(sonde-discard sonde-file ne-default ne-matching)
+echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $(nproc) CPUs; $(uname -r)"
+echo "   sonde: $SONDE_BIN ($("$SONDE_BIN" version 2>/dev/null | head -1))"
+echo "   node_exporter: $(prometheus-node-exporter --version 2>&1 | head -1)"
+for r in $(seq "$RUNS"); do
+    for v in "${VARIANTS[@]}"; do
+        case $v in
+            sonde-*) res=$(bench_sonde "${v#sonde-}") ;;
+            ne-*) res=$(bench_ne "${v#ne-}") ;;
+        esac
+        echo "$res" >>"$WORK/$v.res"
+        printf '   run %d %-14s cpu/collection %s s, peak RSS %s kB\n' "$r" "$v" ${res}
+    done
+done
+
+echo "== series per collection"
+printf '   sonde: %s lines\n' "$(awk '/^kernel /{ k++ } END { printf "%d", NR / k }' "$WORK/all-file.lp")"
+printf '   node_exporter default: %s samples, matching: %s samples\n' \
+    "$(grep -vc '^#' "$WORK/ne-default.prom")" "$(grep -vc '^#' "$WORK/ne-matching.prom")"
+
+echo "== medians"
+declare -A CPU RSS
+for v in "${VARIANTS[@]}"; do
+    CPU[$v]=$(awk '{ print $1 }' "$WORK/$v.res" | median)
+    RSS[$v]=$(awk '{ print $2 }' "$WORK/$v.res" | median)
+    printf '   %-14s cpu/collection %8.1f µs   peak RSS %6.1f MB\n' "$v" \
+        "$(awk -v c="${CPU[$v]}" 'BEGIN { print c * 1e6 }')" \
+        "$(awk -v k="${RSS[$v]}" 'BEGIN { print k / 1024 }')"
+done
+echo "== ratios sonde / node_exporter (CPU per collection; target <= 0.25, RSS <= 10 MB)"
+for s in sonde-discard sonde-file; do
+    for n in ne-default ne-matching; do
+        printf '   %-14s / %-12s %.3f\n' "$s" "$n" \
+            "$(awk -v a="${CPU[$s]}" -v b="${CPU[$n]}" 'BEGIN { print (b > 0) ? a / b : "inf" }')"
+    done
+done
