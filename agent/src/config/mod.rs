@@ -1190,7 +1190,11 @@ mod tests {
             "unselected plugins are commented out"
         );
         let c = load_all(&[("sample", &all)], &Selection::default()).unwrap();
-        assert!(c.inputs.is_empty());
+        // Only the plugins of the embedded default are enabled in the sample.
+        for i in &c.inputs {
+            let table = format!("[[inputs.{}]]", i.name);
+            assert!(DEFAULT_CONFIG.contains(&table), "{table} enabled in the sample");
+        }
         let d = AgentConfig::default();
         assert_eq!(c.agent.interval, d.interval);
         assert_eq!(
