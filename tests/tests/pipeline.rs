@@ -365,3 +365,50 @@ fn sigterm_flushes_what_is_buffered() {
         lines_out()
     );
 }
+
+#[test]
+fn sighup_rebinds_listeners_and_the_scrape_endpoint() {
+    use sonde_tests::servers::{free_port, get, request};
+    let dir = TempDir::new("sighup-listen");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let scrape = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"
+[agent]
+  omit_hostname = true
+  flush_interval = "100ms"
+
+[[inputs.influxdb_listener]]
+  service_address = "{listen}"
+
+[[outputs.prometheus_client]]
+  listen = "{scrape}"
+"#
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let write = |line: &str| {
+        request(&listen, "POST", "/write", &[], line.as_bytes())
+            .map(|(status, _)| status)
+            .unwrap_or(0)
+    };
+    let scraped = |needle: &str| {
+        get(&format!("http://{scrape}/metrics"))
+            .map(|(_, body)| body.contains(needle))
+            .unwrap_or(false)
+    };
+    assert!(wait_until(Duration::from_secs(10), || write("m,run=a v=1") == 204));
+    assert!(wait_until(Duration::from_secs(10), || scraped(
+        "m_v{run=\"a\"}"
+    )));
+    agent.signal(SIGHUP);
+    agent.wait_log("reloaded", 1, Duration::from_secs(10));
+    // The same addresses are bound again by the new configuration's plugins.
+    assert!(wait_until(Duration::from_secs(10), || write("m,run=b v=2") == 204));
+    assert!(wait_until(Duration::from_secs(10), || scraped(
+        "m_v{run=\"b\"}"
+    )));
+    assert!(!agent.log().contains("ERROR"), "{}", agent.log());
+}

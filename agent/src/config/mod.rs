@@ -1193,7 +1193,10 @@ mod tests {
         // Only the plugins of the embedded default are enabled in the sample.
         for i in &c.inputs {
             let table = format!("[[inputs.{}]]", i.name);
-            assert!(DEFAULT_CONFIG.contains(&table), "{table} enabled in the sample");
+            assert!(
+                DEFAULT_CONFIG.contains(&table),
+                "{table} enabled in the sample"
+            );
         }
         let d = AgentConfig::default();
         assert_eq!(c.agent.interval, d.interval);

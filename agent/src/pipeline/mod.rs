@@ -138,7 +138,7 @@ impl Running {
             .zip(keys)
             .map(|(o, key)| {
                 let out = RunningOutput::start(o, &stats.write);
-                if let Some(metrics) = carried.remove(&key) {
+                if let Some(metrics) = carried.remove(&key).filter(|m| !m.is_empty()) {
                     info!(output = %key.0, metrics = metrics.len(), "kept buffered metrics across reload");
                     out.add_owned(metrics);
                 }
