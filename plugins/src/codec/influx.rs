@@ -59,14 +59,24 @@ impl Token {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
     let bytes = s.as_bytes();
-    let special = |b: u8| kind.needs_escape(b) || matches!(b, b'\n' | b'\r' | b'\t' | 0x0c);
-    if !bytes.iter().any(|&b| special(b)) {
+    let stops = match kind {
+        Token::Measurement => MEASUREMENT_STOPS,
+        Token::Key => KEY_STOPS,
+    };
+    // Quick check (false positives allowed: other control bytes take the loop below and are
+    // written as they are).
+    if !has_any(bytes, stops, true) {
         out.extend_from_slice(bytes);
-        return;
+    } else {
+        write_token_escaped(out, bytes, kind);
     }
+}
+
+#[inline(never)]
+fn write_token_escaped(out: &mut Vec<u8>, bytes: &[u8], kind: Token) {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\\' => {
@@ -94,7 +104,7 @@ fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
 fn write_string_value(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'"' || b == b'\\') {
+    if !has_any(bytes, STRING_STOPS, false) {
         out.extend_from_slice(bytes);
     } else {
         for &b in bytes {
@@ -105,6 +115,21 @@ fn write_string_value(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+/// Writes a finite float: shortest round-trip digits; whole numbers without ".0", as Telegraf
+/// writes them (a number without suffix is a float in line protocol).
+#[inline]
+fn write_float(out: &mut Vec<u8>, v: f64) {
+    // Whole numbers below 1e15 are what ryu writes as their integer digits plus ".0"; itoa is
+    // much cheaper. -0.0 keeps its sign through ryu.
+    if v.trunc() == v && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
 }
 
 /// Writes `key=value`; returns false (writing nothing) for fields line protocol cannot carry.
@@ -122,11 +147,7 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
     out.push(b'=');
     match value {
         FieldValue::Float(v) => {
-            // Shortest round-trip digits; whole numbers without ".0", as Telegraf writes them
-            // (a number without suffix is a float in line protocol).
-            let mut buf = ryu::Buffer::new();
-            let s = buf.format_finite(*v);
-            out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
+            write_float(out, *v);
         }
         FieldValue::Int(v) => {
             out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
@@ -384,27 +405,84 @@ fn find_any_scalar(b: &[u8], i: usize, stops: [u8; 4]) -> usize {
     })
 }
 
-/// Bit `k` set when `b[at + k]` is one of `stops`, for the 16 bytes at `at`.
+/// Bit `k` set when byte `k` of the 16 bytes `lo` (bytes 0-7) and `hi` (bytes 8-15) is one of
+/// `stops`, or (with `ctrl`) at most 0x0d (`\t`, `\n`, `\f`, `\r` and other controls).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-fn block_mask(b: &[u8], at: usize, stops: [u8; 4]) -> u32 {
+fn mask16(lo: u64, hi: u64, stops: [u8; 4], ctrl: bool) -> u32 {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
     };
-    let lo = u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
-    let hi = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap());
     // SAFETY: these intrinsics only require SSE2, which this code is compiled for (the cfg
     // above; it is part of the x86_64 baseline). They take no pointers: the bytes were read
-    // through a bounds-checked slice.
+    // through bounds-checked slices.
     unsafe {
         let v = _mm_set_epi64x(hi as i64, lo as i64);
         let e0 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[0] as i8));
         let e1 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[1] as i8));
         let e2 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[2] as i8));
         let e3 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[3] as i8));
-        let any = _mm_or_si128(_mm_or_si128(e0, e1), _mm_or_si128(e2, e3));
+        let mut any = _mm_or_si128(_mm_or_si128(e0, e1), _mm_or_si128(e2, e3));
+        if ctrl {
+            // Unsigned v <= 0x0d, as min(v, 0x0d) == v.
+            let low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x0d)), v);
+            any = _mm_or_si128(any, low);
+        }
         _mm_movemask_epi8(any) as u32
     }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Bit `k` set when `b[at + k]` is one of `stops`, for the 16 bytes at `at`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn block_mask(b: &[u8], at: usize, stops: [u8; 4]) -> u32 {
+    mask16(word(b, at), word(b, at + 8), stops, false)
+}
+
+/// Whether any byte of `b` is one of `stops` or (with `ctrl`) at most 0x0d. Short slices are
+/// covered by overlapping loads (order does not matter for "any"), so nothing is read twice
+/// byte by byte.
+#[inline(always)]
+fn has_any(b: &[u8], stops: [u8; 4], ctrl: bool) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let n = b.len();
+        let u32_at = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()));
+        let (lo, hi) = match n {
+            0 => return false,
+            1..4 => return has_any_scalar(b, stops, ctrl),
+            4..8 => {
+                let w = u32_at(0) | u32_at(n - 4) << 32;
+                (w, w)
+            }
+            8..16 => (word(b, 0), word(b, n - 8)),
+            _ => {
+                let mut i = 0;
+                while i + 16 < n {
+                    if mask16(word(b, i), word(b, i + 8), stops, ctrl) != 0 {
+                        return true;
+                    }
+                    i += 16;
+                }
+                (word(b, n - 16), word(b, n - 8))
+            }
+        };
+        mask16(lo, hi, stops, ctrl) != 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    has_any_scalar(b, stops, ctrl)
+}
+
+#[inline(always)]
+fn has_any_scalar(b: &[u8], stops: [u8; 4], ctrl: bool) -> bool {
+    b.iter().any(|&c| stops.contains(&c) || (ctrl && c <= 0x0d))
 }
 
 /// `find_any` for `b.len() >= 16`.
@@ -1024,6 +1102,63 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn has_any_fast_path_matches_scalar() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let rare = b",= \\\"\n\t\r\x0c\x01\x0e\x80\xff";
+        for _ in 0..50_000 {
+            let len = rng.usize(0..50);
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.usize(0..len.max(1) * 2) == 0 {
+                        rare[rng.usize(0..rare.len())]
+                    } else {
+                        rng.u8(b'a'..=b'z')
+                    }
+                })
+                .collect();
+            for stops in [MEASUREMENT_STOPS, KEY_STOPS, STRING_STOPS] {
+                for ctrl in [false, true] {
+                    assert_eq!(
+                        has_any(&b, stops, ctrl),
+                        has_any_scalar(&b, stops, ctrl),
+                        "{b:?} {stops:?} {ctrl}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_floats_written_as_ryu_would() {
+        let ryu_text = |v: f64| {
+            let mut buf = ryu::Buffer::new();
+            let s = buf.format_finite(v).to_string();
+            s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+        };
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            999_999_999_999_999.0,
+            1e15,
+            -1e15,
+            1e16,
+        ];
+        for _ in 0..100_000 {
+            let v = rng.i64(-(1 << 53)..1 << 53) as f64 / 10f64.powi(rng.i32(0..6));
+            cases.push(v.trunc());
+            cases.push(v);
+        }
+        for v in cases {
+            let mut out = Vec::new();
+            write_float(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), ryu_text(v), "{v:?}");
         }
     }
 
