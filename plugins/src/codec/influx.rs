@@ -686,7 +686,11 @@ fn parse_line(
             (FieldValue::String(text), close + 1)
         } else {
             let ve = find_any(b, vs, FIELD_VALUE_STOPS);
-            (parse_value(&s[vs..ve], key_raw)?, ve)
+            let tok = &s[vs..ve];
+            let Some(value) = parse_value(tok) else {
+                return Err(value_error(tok, key_raw));
+            };
+            (value, ve)
         };
         let key = unescape(key_raw, kesc, is_key_escape, &mut sc.text);
         // Duplicate keys: the last value wins, in the first one's place.
@@ -749,6 +753,7 @@ fn parse_line(
 }
 
 /// `-?[0-9]+` as i64.
+#[inline]
 fn parse_int_strict(tok: &str) -> Option<i64> {
     let (neg, digits) = match tok.strip_prefix('-') {
         Some(d) => (true, d),
@@ -883,44 +888,49 @@ fn is_float_syntax(tok: &str) -> bool {
     i == b.len()
 }
 
-fn parse_value(tok: &str, key: &str) -> Result<FieldValue, String> {
+/// A field value token as a value; `None` when it is not one (see `value_error`).
+#[inline(always)]
+fn parse_value(tok: &str) -> Option<FieldValue> {
     let bytes = tok.as_bytes();
-    let Some(&last) = bytes.last() else {
-        return Err(format!("missing field value for field {key:?}"));
-    };
-    match last {
-        b'i' => {
-            let num = &tok[..tok.len() - 1];
-            return parse_int_strict(num)
-                .map(FieldValue::Int)
-                .ok_or_else(|| format!("invalid integer {tok:?} in field {key:?}"));
-        }
-        b'u' => {
-            if let Some(v) = parse_u64_digits(&bytes[..bytes.len() - 1]) {
-                return Ok(FieldValue::UInt(v));
-            }
-            return Err(format!("invalid unsigned integer {tok:?} in field {key:?}"));
-        }
+    match *bytes.last()? {
+        b'i' => return parse_int_strict(&tok[..tok.len() - 1]).map(FieldValue::Int),
+        b'u' => return parse_u64_digits(&bytes[..bytes.len() - 1]).map(FieldValue::UInt),
         _ => {}
     }
     if let Some(v) = fast_float(bytes) {
-        return Ok(FieldValue::Float(v));
+        return Some(FieldValue::Float(v));
     }
+    parse_value_other(tok)
+}
+
+/// Booleans and floats `fast_float` leaves to the general parser.
+#[inline(never)]
+fn parse_value_other(tok: &str) -> Option<FieldValue> {
     match tok {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(FieldValue::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(FieldValue::Bool(false)),
+        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValue::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValue::Bool(false)),
         _ => {}
     }
     if is_float_syntax(tok)
         && let Ok(v) = tok.parse::<f64>()
         && v.is_finite()
     {
-        return Ok(FieldValue::Float(v));
+        return Some(FieldValue::Float(v));
     }
-    if bytes[0].is_ascii_digit() || bytes[0] == b'-' || bytes[0] == b'.' {
-        Err(format!("invalid float {tok:?} in field {key:?}"))
-    } else {
-        Err(format!("invalid field value {tok:?} in field {key:?}"))
+    None
+}
+
+/// Why `parse_value` rejected `tok`.
+#[cold]
+fn value_error(tok: &str, key: &str) -> String {
+    match tok.as_bytes() {
+        [] => format!("missing field value for field {key:?}"),
+        [.., b'i'] => format!("invalid integer {tok:?} in field {key:?}"),
+        [.., b'u'] => format!("invalid unsigned integer {tok:?} in field {key:?}"),
+        [c, ..] if c.is_ascii_digit() || *c == b'-' || *c == b'.' => {
+            format!("invalid float {tok:?} in field {key:?}")
+        }
+        _ => format!("invalid field value {tok:?} in field {key:?}"),
     }
 }
 
