@@ -190,6 +190,28 @@ proptest! {
     }
 
     #[test]
+    fn influx_payload_utf8_check_matches_per_line(
+        ms in prop::collection::vec(metric(), 1..4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+    ) {
+        // A payload that is valid UTF-8 is checked once; a leading comment with an invalid
+        // byte forces the per-line check. Both must give the same metrics and errors.
+        let mut bytes = serialize(&ms);
+        for (at, byte) in edits {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        let (fast, fast_errs) = parse(&bytes);
+        let mut slow_input = b"#\xff\n".to_vec();
+        slow_input.extend_from_slice(&bytes);
+        let (slow, slow_errs) = parse(&slow_input);
+        prop_assert_eq!(fast, slow);
+        let shifted: Vec<_> = slow_errs.iter().map(|e| (e.line - 1, e.message.clone())).collect();
+        let fast_errs: Vec<_> = fast_errs.iter().map(|e| (e.line, e.message.clone())).collect();
+        prop_assert_eq!(fast_errs, shifted);
+    }
+
+    #[test]
     fn other_parsers_never_panic(input in prop::collection::vec(any::<u8>(), 0..200)) {
         let mut out = Vec::new();
         let _ = prometheus::PrometheusParser::default().parse(&input, 0, &mut out);

@@ -12,7 +12,7 @@
 //! Newline, carriage return, tab and form feed cannot appear raw in names, tags or field keys;
 //! like Telegraf the serializer writes them as the two characters `\n`, `\r`, `\t`, `\f`.
 
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 
 use super::{ParseError, Parser, Serializer};
 use crate::model::{FieldValue, Metric, Str};
@@ -59,14 +59,24 @@ impl Token {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
     let bytes = s.as_bytes();
-    let special = |b: u8| kind.needs_escape(b) || matches!(b, b'\n' | b'\r' | b'\t' | 0x0c);
-    if !bytes.iter().any(|&b| special(b)) {
+    let stops = match kind {
+        Token::Measurement => MEASUREMENT_STOPS,
+        Token::Key => KEY_STOPS,
+    };
+    // Quick check (false positives allowed: other control bytes take the loop below and are
+    // written as they are).
+    if !has_any(bytes, stops, true) {
         out.extend_from_slice(bytes);
-        return;
+    } else {
+        write_token_escaped(out, bytes, kind);
     }
+}
+
+#[inline(never)]
+fn write_token_escaped(out: &mut Vec<u8>, bytes: &[u8], kind: Token) {
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\\' => {
@@ -94,7 +104,7 @@ fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
 fn write_string_value(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| b == b'"' || b == b'\\') {
+    if !has_any(bytes, STRING_STOPS, false) {
         out.extend_from_slice(bytes);
     } else {
         for &b in bytes {
@@ -105,6 +115,21 @@ fn write_string_value(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+/// Writes a finite float: shortest round-trip digits; whole numbers without ".0", as Telegraf
+/// writes them (a number without suffix is a float in line protocol).
+#[inline]
+fn write_float(out: &mut Vec<u8>, v: f64) {
+    // Whole numbers below 1e15 are what ryu writes as their integer digits plus ".0"; itoa is
+    // much cheaper. -0.0 keeps its sign through ryu.
+    if v.trunc() == v && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
 }
 
 /// Writes `key=value`; returns false (writing nothing) for fields line protocol cannot carry.
@@ -122,11 +147,7 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
     out.push(b'=');
     match value {
         FieldValue::Float(v) => {
-            // Shortest round-trip digits; whole numbers without ".0", as Telegraf writes them
-            // (a number without suffix is a float in line protocol).
-            let mut buf = ryu::Buffer::new();
-            let s = buf.format_finite(*v);
-            out.extend_from_slice(s.strip_suffix(".0").unwrap_or(s).as_bytes())
+            write_float(out, *v);
         }
         FieldValue::Int(v) => {
             out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes());
@@ -272,17 +293,31 @@ impl Parser for InfluxParser {
 pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
     let mut errors = Vec::new();
     let mut scratch = Scratch::default();
+    // Validate UTF-8 once for the whole payload; only when that fails is each line checked on
+    // its own (so a bad byte costs just its line).
+    let text = if input.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(input) })
+    } else {
+        std::str::from_utf8(input).ok()
+    };
     let mut pos = 0;
     let mut line_no = 1;
     while pos < input.len() {
         let (end, newlines) = line_end(input, pos);
-        let mut line = &input[pos..end];
-        if let [rest @ .., b'\r'] = line {
-            line = rest;
+        let mut stop = end;
+        if stop > pos && input[stop - 1] == b'\r' {
+            stop -= 1;
         }
+        // Lines start after a `\n` and end before `\n` or `\r`, so they are char boundaries.
+        let line = match text {
+            Some(t) => Line::Text(&t[pos..stop]),
+            None => Line::Bytes(&input[pos..stop]),
+        };
         let parsed = parse_line(line, precision, now, &mut scratch);
         scratch.tags.clear();
         scratch.fields.clear();
+        scratch.field_fps.clear();
         match parsed {
             Ok(Some(m)) => out.push(m),
             Ok(None) => {}
@@ -302,10 +337,12 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
 /// has a quote this scans like InfluxDB's `scanLine`.
 fn line_end(input: &[u8], start: usize) -> (usize, usize) {
     let rest = &input[start..];
-    let nl = memchr(b'\n', rest).unwrap_or(rest.len());
-    if memchr(b'"', &rest[..nl]).is_none() {
-        return (start + nl, 1);
+    match memchr2(b'\n', b'"', rest) {
+        None => return (input.len(), 1),
+        Some(p) if rest[p] == b'\n' => return (start + p, 1),
+        Some(_) => {}
     }
+    let nl = memchr(b'\n', rest).unwrap_or(rest.len());
     let body = rest.iter().position(|&b| b != b' ' && b != b'\t');
     if body.is_none_or(|i| rest[i] == b'#') {
         return (start + nl, 1);
@@ -344,31 +381,171 @@ fn is_measurement_escape(b: u8) -> bool {
     matches!(b, b',' | b' ' | b'\\')
 }
 
-/// Scans a token from `i` up to the first unescaped byte in `stop`. Returns its end and whether
-/// it contains a backslash.
-#[inline]
-fn scan(b: &[u8], mut i: usize, stop: impl Fn(u8) -> bool) -> (usize, bool) {
-    let mut esc = false;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'\\' {
-            esc = true;
-            i += 2;
-            continue;
-        }
-        if stop(c) {
-            return (i, esc);
-        }
-        i += 1;
+/// Index of the first byte at or after `i` equal to one of `stops` (or `b.len()`).
+///
+/// Tokens are short, so the per-call cost matters more than the per-byte cost: on x86_64 this
+/// compares 16 bytes at a time with SSE2 (always present there), including one final
+/// overlapping block for the tail, so a typical token is found with a single compare.
+#[inline(always)]
+fn find_any(b: &[u8], i: usize, stops: [u8; 4]) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if b.len() >= 16 {
+        return find_any_sse2(b, i, stops);
     }
-    (b.len(), esc)
+    find_any_scalar(b, i, stops)
 }
 
-#[inline]
+#[inline(always)]
+fn find_any_scalar(b: &[u8], i: usize, stops: [u8; 4]) -> usize {
+    let [s0, s1, s2, s3] = stops;
+    b.get(i..).map_or(b.len(), |rest| {
+        rest.iter()
+            .position(|&c| c == s0 || c == s1 || c == s2 || c == s3)
+            .map_or(b.len(), |p| i + p)
+    })
+}
+
+/// Bit `k` set when byte `k` of the 16 bytes `lo` (bytes 0-7) and `hi` (bytes 8-15) is one of
+/// `stops`, or (with `ctrl`) at most 0x0d (`\t`, `\n`, `\f`, `\r` and other controls).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn mask16(lo: u64, hi: u64, stops: [u8; 4], ctrl: bool) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+    // SAFETY: these intrinsics only require SSE2, which this code is compiled for (the cfg
+    // above; it is part of the x86_64 baseline). They take no pointers: the bytes were read
+    // through bounds-checked slices.
+    unsafe {
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let e0 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[0] as i8));
+        let e1 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[1] as i8));
+        let e2 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[2] as i8));
+        let e3 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[3] as i8));
+        let mut any = _mm_or_si128(_mm_or_si128(e0, e1), _mm_or_si128(e2, e3));
+        if ctrl {
+            // Unsigned v <= 0x0d, as min(v, 0x0d) == v.
+            let low = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x0d)), v);
+            any = _mm_or_si128(any, low);
+        }
+        _mm_movemask_epi8(any) as u32
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn word(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+/// Bit `k` set when `b[at + k]` is one of `stops`, for the 16 bytes at `at`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn block_mask(b: &[u8], at: usize, stops: [u8; 4]) -> u32 {
+    mask16(word(b, at), word(b, at + 8), stops, false)
+}
+
+/// Whether any byte of `b` is one of `stops` or (with `ctrl`) at most 0x0d. Short slices are
+/// covered by overlapping loads (order does not matter for "any"), so nothing is read twice
+/// byte by byte.
+#[inline(always)]
+fn has_any(b: &[u8], stops: [u8; 4], ctrl: bool) -> bool {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        let n = b.len();
+        let u32_at = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().unwrap()));
+        let (lo, hi) = match n {
+            0 => return false,
+            1..4 => return has_any_scalar(b, stops, ctrl),
+            4..8 => {
+                let w = u32_at(0) | u32_at(n - 4) << 32;
+                (w, w)
+            }
+            8..16 => (word(b, 0), word(b, n - 8)),
+            _ => {
+                let mut i = 0;
+                while i + 16 < n {
+                    if mask16(word(b, i), word(b, i + 8), stops, ctrl) != 0 {
+                        return true;
+                    }
+                    i += 16;
+                }
+                (word(b, n - 16), word(b, n - 8))
+            }
+        };
+        mask16(lo, hi, stops, ctrl) != 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    has_any_scalar(b, stops, ctrl)
+}
+
+#[inline(always)]
+fn has_any_scalar(b: &[u8], stops: [u8; 4], ctrl: bool) -> bool {
+    b.iter().any(|&c| stops.contains(&c) || (ctrl && c <= 0x0d))
+}
+
+/// `find_any` for `b.len() >= 16`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn find_any_sse2(b: &[u8], mut i: usize, stops: [u8; 4]) -> usize {
+    while i + 16 <= b.len() {
+        let m = block_mask(b, i, stops);
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
+    if i >= b.len() {
+        return b.len();
+    }
+    // The last 16 bytes, ignoring those before `i` (already looked at).
+    let start = b.len() - 16;
+    let m = block_mask(b, start, stops) >> (i - start);
+    if m != 0 {
+        i + m.trailing_zeros() as usize
+    } else {
+        b.len()
+    }
+}
+
+/// Scans a token from `i` up to the first unescaped byte in `stops` (which must include the
+/// backslash). Returns its end and whether it contains a backslash.
+#[inline(always)]
+fn scan(b: &[u8], mut i: usize, stops: [u8; 4]) -> (usize, bool) {
+    let mut esc = false;
+    loop {
+        i = find_any(b, i, stops);
+        if i < b.len() && b[i] == b'\\' {
+            // The escaped byte is part of the token whatever it is.
+            esc = true;
+            i += 2;
+            if i >= b.len() {
+                return (b.len(), esc);
+            }
+            continue;
+        }
+        return (i, esc);
+    }
+}
+
+/// Stop bytes for the tokens, padded with repeats to four.
+const MEASUREMENT_STOPS: [u8; 4] = [b',', b' ', b'\\', b'\\'];
+const KEY_STOPS: [u8; 4] = [b'=', b',', b' ', b'\\'];
+const TAG_VALUE_STOPS: [u8; 4] = [b',', b' ', b'\\', b'\\'];
+const STRING_STOPS: [u8; 4] = [b'"', b'\\', b'"', b'\\'];
+const FIELD_VALUE_STOPS: [u8; 4] = [b',', b' ', b',', b' '];
+
+#[inline(always)]
 fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
     if !has_escape {
         return Str::from(tok);
     }
+    unescape_slow(tok, is_escape, scratch)
+}
+
+#[inline(never)]
+fn unescape_slow(tok: &str, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
     scratch.clear();
     let mut rest = tok;
     while let Some(p) = rest.find('\\') {
@@ -395,26 +572,58 @@ struct Scratch {
     text: String,
     tags: Vec<(Str, Str)>,
     fields: Vec<(Str, FieldValue)>,
+    /// `key_fingerprint` of each entry in `fields`, to find duplicate keys cheaply.
+    field_fps: Vec<u64>,
+}
+
+/// A cheap summary of a key (length, first and last bytes): equal keys have equal
+/// fingerprints, so only keys with equal fingerprints need comparing.
+#[inline]
+fn key_fingerprint(k: &[u8]) -> u64 {
+    let n = k.len();
+    let word = |at: usize| u64::from_le_bytes(k[at..at + 8].try_into().unwrap());
+    let (head, tail) = if n >= 8 {
+        (word(0), word(n - 8))
+    } else {
+        let mut buf = [0u8; 8];
+        buf[..n].copy_from_slice(k);
+        (u64::from_le_bytes(buf), 0)
+    };
+    head ^ tail.rotate_left(29) ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// A line, already known to be UTF-8 or not yet checked.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
 }
 
 /// Parses one line (without its newline). `Ok(None)` for blank lines and comments.
 fn parse_line(
-    line: &[u8],
+    line: Line<'_>,
     precision: i64,
     now: i64,
     sc: &mut Scratch,
 ) -> Result<Option<Metric>, String> {
-    let Some(first) = line.iter().position(|&b| b != b' ' && b != b'\t') else {
+    let bytes = match line {
+        Line::Text(t) => t.as_bytes(),
+        Line::Bytes(b) => b,
+    };
+    let Some(first) = bytes.iter().position(|&b| b != b' ' && b != b'\t') else {
         return Ok(None);
     };
-    if line[first] == b'#' {
+    if bytes[first] == b'#' {
         return Ok(None);
     }
-    let s = std::str::from_utf8(line).map_err(|_| "invalid UTF-8".to_string())?;
+    let s = match line {
+        Line::Text(t) => t,
+        Line::Bytes(b) => std::str::from_utf8(b).map_err(|_| "invalid UTF-8".to_string())?,
+    };
     let b = s.as_bytes();
 
     // Measurement.
-    let (i, esc) = scan(b, first, |c| c == b',' || c == b' ');
+    let (i, esc) = scan(b, first, MEASUREMENT_STOPS);
     if i == first {
         return Err("missing measurement".into());
     }
@@ -427,7 +636,7 @@ fn parse_line(
     // Tags.
     while i < b.len() && b[i] == b',' {
         let ks = i + 1;
-        let (ke, kesc) = scan(b, ks, |c| c == b'=' || c == b',' || c == b' ');
+        let (ke, kesc) = scan(b, ks, KEY_STOPS);
         if ke == ks {
             return Err("missing tag key".into());
         }
@@ -435,7 +644,7 @@ fn parse_line(
             return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
         }
         let vs = ke + 1;
-        let (ve, vesc) = scan(b, vs, |c| c == b',' || c == b' ');
+        let (ve, vesc) = scan(b, vs, TAG_VALUE_STOPS);
         if ve == vs {
             return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
         }
@@ -454,7 +663,7 @@ fn parse_line(
     }
     loop {
         let ks = i;
-        let (ke, kesc) = scan(b, ks, |c| c == b'=' || c == b',' || c == b' ');
+        let (ke, kesc) = scan(b, ks, KEY_STOPS);
         if ke == ks {
             return Err("missing field key".into());
         }
@@ -464,7 +673,7 @@ fn parse_line(
         }
         let vs = ke + 1;
         let (value, ve) = if b.get(vs) == Some(&b'"') {
-            let (close, vesc) = scan(b, vs + 1, |c| c == b'"');
+            let (close, vesc) = scan(b, vs + 1, STRING_STOPS);
             if close >= b.len() {
                 return Err(format!("unterminated string in field {key_raw:?}"));
             }
@@ -476,14 +685,27 @@ fn parse_line(
             );
             (FieldValue::String(text), close + 1)
         } else {
-            let ve = memchr::memchr2(b',', b' ', &b[vs..]).map_or(b.len(), |p| vs + p);
-            (parse_value(&s[vs..ve], key_raw)?, ve)
+            let ve = find_any(b, vs, FIELD_VALUE_STOPS);
+            let tok = &s[vs..ve];
+            let Some(value) = parse_value(tok) else {
+                return Err(value_error(tok, key_raw));
+            };
+            (value, ve)
         };
         let key = unescape(key_raw, kesc, is_key_escape, &mut sc.text);
         // Duplicate keys: the last value wins, in the first one's place.
-        match sc.fields.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => sc.fields.push((key, value)),
+        let fp = key_fingerprint(key.as_bytes());
+        let dup = sc
+            .field_fps
+            .iter()
+            .zip(&sc.fields)
+            .position(|(&f, (k, _))| f == fp && *k == key);
+        match dup {
+            Some(j) => sc.fields[j].1 = value,
+            None => {
+                sc.fields.push((key, value));
+                sc.field_fps.push(fp);
+            }
         }
         i = ve;
         match b.get(i) {
@@ -517,18 +739,21 @@ fn parse_line(
         }
     }
     if sc.tags.windows(2).all(|w| w[0].0 < w[1].0) {
-        m.tags = sc.tags.drain(..).collect();
+        m.tags = Vec::with_capacity(sc.tags.len());
+        m.tags.append(&mut sc.tags);
     } else {
         m.tags.reserve_exact(sc.tags.len());
         for (k, v) in sc.tags.drain(..) {
             m.add_tag(k, v);
         }
     }
-    m.fields = sc.fields.drain(..).collect();
+    m.fields = Vec::with_capacity(sc.fields.len());
+    m.fields.append(&mut sc.fields);
     Ok(Some(m))
 }
 
 /// `-?[0-9]+` as i64.
+#[inline]
 fn parse_int_strict(tok: &str) -> Option<i64> {
     let (neg, digits) = match tok.strip_prefix('-') {
         Some(d) => (true, d),
@@ -550,6 +775,21 @@ fn parse_u64_digits(d: &[u8]) -> Option<u64> {
         return None;
     }
     let mut v: u64 = 0;
+    if d.len() <= 19 {
+        // 19 digits stay below 10^19 < 2^64: no overflow checks needed.
+        let (chunks, rest) = d.as_chunks::<8>();
+        for chunk in chunks {
+            v = v * 100_000_000 + u64::from(eight_digits(chunk)?);
+        }
+        for &c in rest {
+            let digit = c.wrapping_sub(b'0');
+            if digit > 9 {
+                return None;
+            }
+            v = v * 10 + u64::from(digit);
+        }
+        return Some(v);
+    }
     for &c in d {
         let digit = c.wrapping_sub(b'0');
         if digit > 9 {
@@ -558,6 +798,22 @@ fn parse_u64_digits(d: &[u8]) -> Option<u64> {
         v = v.checked_mul(10)?.checked_add(u64::from(digit))?;
     }
     Some(v)
+}
+
+/// Eight ASCII digits (most significant first) as a number, or `None` if any byte is not a
+/// digit: SWAR, as in simdjson's `parse_eight_digits_unrolled`.
+#[inline]
+fn eight_digits(chunk: &[u8; 8]) -> Option<u32> {
+    let v = u64::from_le_bytes(*chunk);
+    // Every high nibble 3 (0x30..=0x3f) and, after adding 6, still 3 (so at most 0x39).
+    // Adding 6 cannot carry between bytes once every byte is at most 0x3f.
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    if (v & HIGH) | ((v.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = (v & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let v = (v & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    Some(((v & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32) as u32)
 }
 
 /// Exact float parse for the common case (no exponent, at most 19 digits, mantissa below
@@ -632,44 +888,49 @@ fn is_float_syntax(tok: &str) -> bool {
     i == b.len()
 }
 
-fn parse_value(tok: &str, key: &str) -> Result<FieldValue, String> {
+/// A field value token as a value; `None` when it is not one (see `value_error`).
+#[inline(always)]
+fn parse_value(tok: &str) -> Option<FieldValue> {
     let bytes = tok.as_bytes();
-    let Some(&last) = bytes.last() else {
-        return Err(format!("missing field value for field {key:?}"));
-    };
-    match last {
-        b'i' => {
-            let num = &tok[..tok.len() - 1];
-            return parse_int_strict(num)
-                .map(FieldValue::Int)
-                .ok_or_else(|| format!("invalid integer {tok:?} in field {key:?}"));
-        }
-        b'u' => {
-            if let Some(v) = parse_u64_digits(&bytes[..bytes.len() - 1]) {
-                return Ok(FieldValue::UInt(v));
-            }
-            return Err(format!("invalid unsigned integer {tok:?} in field {key:?}"));
-        }
+    match *bytes.last()? {
+        b'i' => return parse_int_strict(&tok[..tok.len() - 1]).map(FieldValue::Int),
+        b'u' => return parse_u64_digits(&bytes[..bytes.len() - 1]).map(FieldValue::UInt),
         _ => {}
     }
     if let Some(v) = fast_float(bytes) {
-        return Ok(FieldValue::Float(v));
+        return Some(FieldValue::Float(v));
     }
+    parse_value_other(tok)
+}
+
+/// Booleans and floats `fast_float` leaves to the general parser.
+#[inline(never)]
+fn parse_value_other(tok: &str) -> Option<FieldValue> {
     match tok {
-        "t" | "T" | "true" | "True" | "TRUE" => return Ok(FieldValue::Bool(true)),
-        "f" | "F" | "false" | "False" | "FALSE" => return Ok(FieldValue::Bool(false)),
+        "t" | "T" | "true" | "True" | "TRUE" => return Some(FieldValue::Bool(true)),
+        "f" | "F" | "false" | "False" | "FALSE" => return Some(FieldValue::Bool(false)),
         _ => {}
     }
     if is_float_syntax(tok)
         && let Ok(v) = tok.parse::<f64>()
         && v.is_finite()
     {
-        return Ok(FieldValue::Float(v));
+        return Some(FieldValue::Float(v));
     }
-    if bytes[0].is_ascii_digit() || bytes[0] == b'-' || bytes[0] == b'.' {
-        Err(format!("invalid float {tok:?} in field {key:?}"))
-    } else {
-        Err(format!("invalid field value {tok:?} in field {key:?}"))
+    None
+}
+
+/// Why `parse_value` rejected `tok`.
+#[cold]
+fn value_error(tok: &str, key: &str) -> String {
+    match tok.as_bytes() {
+        [] => format!("missing field value for field {key:?}"),
+        [.., b'i'] => format!("invalid integer {tok:?} in field {key:?}"),
+        [.., b'u'] => format!("invalid unsigned integer {tok:?} in field {key:?}"),
+        [c, ..] if c.is_ascii_digit() || *c == b'-' || *c == b'.' => {
+            format!("invalid float {tok:?} in field {key:?}")
+        }
+        _ => format!("invalid field value {tok:?} in field {key:?}"),
     }
 }
 
@@ -814,6 +1075,123 @@ mod tests {
         assert_eq!(fast_float(b"-"), None);
         assert_eq!(fast_float(b"1e5"), None);
         assert_eq!(fast_float(b"12345678901234567890"), None);
+    }
+
+    #[test]
+    fn find_any_fast_path_matches_scalar() {
+        // Random short lines over a small alphabet, so stop bytes are frequent and rare alike,
+        // from every start offset: the SSE2 blocks (and the overlapping last block) must agree
+        // with the plain scan.
+        let mut rng = fastrand::Rng::with_seed(11);
+        let alphabet = b"ab,= \\\"\n0";
+        for _ in 0..20_000 {
+            let len = rng.usize(0..70);
+            let dense = rng.usize(1..alphabet.len());
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.usize(0..8) == 0 {
+                        alphabet[rng.usize(0..dense)]
+                    } else {
+                        b'x'
+                    }
+                })
+                .collect();
+            for stops in [
+                MEASUREMENT_STOPS,
+                KEY_STOPS,
+                TAG_VALUE_STOPS,
+                STRING_STOPS,
+                FIELD_VALUE_STOPS,
+            ] {
+                for i in 0..=len {
+                    assert_eq!(
+                        find_any(&b, i, stops),
+                        find_any_scalar(&b, i, stops),
+                        "{:?} from {i}",
+                        String::from_utf8_lossy(&b)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn has_any_fast_path_matches_scalar() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        let rare = b",= \\\"\n\t\r\x0c\x01\x0e\x80\xff";
+        for _ in 0..50_000 {
+            let len = rng.usize(0..50);
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.usize(0..len.max(1) * 2) == 0 {
+                        rare[rng.usize(0..rare.len())]
+                    } else {
+                        rng.u8(b'a'..=b'z')
+                    }
+                })
+                .collect();
+            for stops in [MEASUREMENT_STOPS, KEY_STOPS, STRING_STOPS] {
+                for ctrl in [false, true] {
+                    assert_eq!(
+                        has_any(&b, stops, ctrl),
+                        has_any_scalar(&b, stops, ctrl),
+                        "{b:?} {stops:?} {ctrl}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_floats_written_as_ryu_would() {
+        let ryu_text = |v: f64| {
+            let mut buf = ryu::Buffer::new();
+            let s = buf.format_finite(v).to_string();
+            s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+        };
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            999_999_999_999_999.0,
+            1e15,
+            -1e15,
+            1e16,
+        ];
+        for _ in 0..100_000 {
+            let v = rng.i64(-(1 << 53)..1 << 53) as f64 / 10f64.powi(rng.i32(0..6));
+            cases.push(v.trunc());
+            cases.push(v);
+        }
+        for v in cases {
+            let mut out = Vec::new();
+            write_float(&mut out, v);
+            assert_eq!(String::from_utf8(out).unwrap(), ryu_text(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn digits_match_std() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        for _ in 0..100_000 {
+            let len = rng.usize(1..22);
+            let mut tok: Vec<u8> = (0..len).map(|_| b'0' + rng.u8(0..10)).collect();
+            if rng.usize(0..4) == 0 {
+                // One byte that is not a digit, including neighbours of '0' and '9'.
+                let at = rng.usize(0..len);
+                tok[at] = [b'/', b':', b'a', b' ', 0x80, 0xff, 0x3a, 0x2f][rng.usize(0..8)];
+            }
+            let text = std::str::from_utf8(&tok).unwrap_or("x");
+            assert_eq!(parse_u64_digits(&tok), text.parse::<u64>().ok(), "{tok:?}");
+        }
+        assert_eq!(eight_digits(b"12345678"), Some(12_345_678));
+        assert_eq!(eight_digits(b"99999999"), Some(99_999_999));
+        assert_eq!(eight_digits(b"1234567:"), None);
+        assert_eq!(parse_u64_digits(b""), None);
+        assert_eq!(parse_u64_digits(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_u64_digits(b"18446744073709551616"), None);
     }
 
     #[test]
