@@ -321,6 +321,9 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
 /// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
 /// the result: `--test` and `--once`.
 pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
+    // The aggregation windows open before the gathers, as in a running agent: opened after a
+    // slow gather (or `--test-wait`) they would begin after the metrics and miss them.
+    let started = now_ns();
     let stats = AgentStats::register();
     let inputs: Vec<_> = std::mem::take(&mut cfg.inputs)
         .into_iter()
@@ -370,10 +373,9 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
         .into_iter()
         .map(RunningProcessor::new)
         .collect();
-    let now = now_ns();
     let mut aggregators: Vec<_> = std::mem::take(&mut cfg.aggregators)
         .into_iter()
-        .map(|a| RunningAggregator::new(a, now))
+        .map(|a| RunningAggregator::new(a, started))
         .collect();
     let mut all = Vec::new();
     while let Ok(batch) = rx.try_recv() {
@@ -615,6 +617,59 @@ mod tests {
         let dropped = running._stats.write.dropped.clone();
         running.shutdown().await;
         assert_eq!(dropped.get(), 5);
+    }
+
+    /// Stamps its metric with the gather's start and takes longer than an aggregation period.
+    struct Slow;
+    #[async_trait]
+    impl Input for Slow {
+        async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+            let t = acc.time();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            acc.add(Metric::new("slow", t).with_field("v", 1i64));
+            Ok(())
+        }
+    }
+
+    /// Counts the metrics of a window.
+    #[derive(Default)]
+    struct CountAgg(i64);
+    impl sonde_plugins::plugin::Aggregator for CountAgg {
+        fn add(&mut self, _m: &Metric) {
+            self.0 += 1;
+        }
+        fn push(&mut self, time: i64, out: &mut Vec<Metric>) {
+            if self.0 > 0 {
+                out.push(Metric::new("count", time).with_field("n", self.0));
+            }
+        }
+        fn reset(&mut self) {
+            self.0 = 0;
+        }
+    }
+
+    #[tokio::test]
+    async fn test_mode_aggregates_what_a_slow_gather_produced() {
+        let (mut cfg, _probe) = config(0, vec![], 100);
+        cfg.inputs[0].plugin = InputPlugin::Polled(Box::new(Slow));
+        cfg.aggregators.push(crate::config::AggregatorConfig {
+            name: "count".into(),
+            alias: None,
+            period: Duration::from_secs(1),
+            delay: Duration::from_millis(100),
+            grace: Duration::ZERO,
+            drop_original: true,
+            name_override: None,
+            name_prefix: None,
+            name_suffix: None,
+            tags: vec![],
+            filter: Filter::default(),
+            plugin: Box::new(CountAgg::default()),
+        });
+        let out = gather_once(&mut cfg, Duration::ZERO).await;
+        let names: Vec<&str> = out.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["count"], "the gathered metric was aggregated");
+        assert_eq!(out[0].field("n"), Some(&sonde_plugins::FieldValue::Int(1)));
     }
 
     #[test]
