@@ -85,6 +85,7 @@ impl AgentStats {
             write: AgentWriteStats {
                 written: stats.stat("metrics_written"),
                 dropped: stats.stat("metrics_dropped"),
+                rejected: selfstat::Stat::default(),
             },
             gathered: stats.stat("metrics_gathered"),
             gather_errors: stats.stat("gather_errors"),
@@ -391,7 +392,8 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
 }
 
 /// `--once`: gathers once, writes everything to the outputs and waits for that (up to the
-/// shutdown timeout). Returns how many metrics could not be written.
+/// shutdown timeout). Returns how many metrics could not be written: dropped, or refused by
+/// an output for good.
 pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
     let metrics = gather_once(&mut cfg, wait).await;
     let stats = AgentStats::register();
@@ -407,7 +409,7 @@ pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
         tasks.spawn(o.drain(deadline));
     }
     while tasks.join_next().await.is_some() {}
-    stats.write.dropped.get()
+    stats.write.dropped.get() + stats.write.rejected.get()
 }
 
 #[cfg(test)]
@@ -670,6 +672,21 @@ mod tests {
         let names: Vec<&str> = out.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, vec!["count"], "the gathered metric was aggregated");
         assert_eq!(out[0].field("n"), Some(&sonde_plugins::FieldValue::Int(1)));
+    }
+
+    #[tokio::test]
+    async fn once_counts_rejected_metrics_as_not_written() {
+        let reject = || WriteError::Reject {
+            reason: "400 bad".into(),
+        };
+        // Three batches of 4, 4 and 2: the first two are refused, the last is written.
+        let (cfg, probe) = config(10, vec![reject(), reject()], 100);
+        let lost = run_once(cfg, Duration::ZERO).await;
+        assert_eq!(probe.got.lock().unwrap().len(), 2);
+        assert_eq!(
+            lost, 8,
+            "refused metrics were not written: --once must fail"
+        );
     }
 
     #[test]

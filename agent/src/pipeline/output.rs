@@ -37,6 +37,7 @@ struct WriteStats {
     write_time_ns: Stat,
     agent_written: Stat,
     agent_dropped: Stat,
+    agent_rejected: Stat,
 }
 
 struct Shared {
@@ -67,6 +68,8 @@ pub struct RunningOutput {
 pub struct AgentWriteStats {
     pub written: Stat,
     pub dropped: Stat,
+    /// Metrics outputs refused for good (not a Telegraf field: kept for `--once`'s exit code).
+    pub rejected: Stat,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -102,6 +105,7 @@ impl RunningOutput {
             write_time_ns: stats.stat("write_time_ns"),
             agent_written: agent.written.clone(),
             agent_dropped: agent.dropped.clone(),
+            agent_rejected: agent.rejected.clone(),
             _stats: stats.clone(),
         };
         let buffer = Buffer::new(
@@ -370,12 +374,14 @@ async fn write_batches(
             Err(WriteError::Reject { reason }) => {
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(n);
+                shared.stats.agent_rejected.add(n);
                 error!(output = %shared.id, rejected = n, error = %reason, "batch rejected permanently, dropped");
             }
             Err(WriteError::Partial { rejected, reason }) => {
                 let rejected = (rejected as i64).min(n);
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(rejected);
+                shared.stats.agent_rejected.add(rejected);
                 shared.stats.written.add(n - rejected);
                 shared.stats.agent_written.add(n - rejected);
                 error!(output = %shared.id, rejected, error = %reason, "part of the batch rejected permanently, dropped");
