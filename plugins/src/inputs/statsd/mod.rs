@@ -131,22 +131,26 @@ struct Timing {
 }
 
 impl Timing {
-    fn add(&mut self, v: f64, limit: usize) {
+    /// Records `n` observations of `v` (a sampled timing stands for 1/rate of them). Costs
+    /// at most `limit` steps however large `n` is: a tiny sample rate must not stall the parser.
+    fn add(&mut self, v: f64, n: u64, limit: usize) {
         if self.count == 0 || v < self.lower {
             self.lower = v;
         }
         if self.count == 0 || v > self.upper {
             self.upper = v;
         }
-        self.count += 1;
-        self.sum += v;
-        self.sum_sq += v * v;
-        if self.sample.len() < limit {
-            self.sample.push(v);
-        } else if limit > 0 {
-            // Past the limit, keep a uniform sample: replace a random slot.
-            let i = fastrand::usize(..limit);
-            self.sample[i] = v;
+        self.count = self.count.saturating_add(n);
+        self.sum += v * n as f64;
+        self.sum_sq += v * v * n as f64;
+        for _ in 0..n.min(limit as u64) {
+            if self.sample.len() < limit {
+                self.sample.push(v);
+            } else {
+                // Past the limit, keep a uniform sample: replace a random slot.
+                let i = fastrand::usize(..limit);
+                self.sample[i] = v;
+            }
         }
     }
 }
@@ -365,10 +369,8 @@ impl Aggregates {
             }
             Value::Timing(t) => {
                 // A sampled timing stands for 1/rate observations, as in Telegraf.
-                let n = (1.0 / s.rate) as usize;
-                for _ in 0..n.max(1) {
-                    t.add(s.value, self.percentile_limit);
-                }
+                let n = (1.0 / s.rate) as u64;
+                t.add(s.value, n.max(1), self.percentile_limit);
             }
         }
     }
@@ -768,6 +770,21 @@ mod tests {
         let out = run_lines(&c, "rt:10|ms|@0.25\nh:1|h", false);
         assert_eq!(out[1].field("count"), Some(&FieldValue::Int(4)));
         assert_eq!(out[0].tag("metric_type"), Some("histogram"));
+    }
+
+    #[test]
+    fn tiny_sample_rate_is_counted_without_looping_per_observation() {
+        let c = cfg("percentiles = [90.0]");
+        let started = Instant::now();
+        // 1/rate = 1e12 observations: one step each would stall the parser for hours.
+        let out = run_lines(&c, "rt:3|ms|@0.000000000001", false);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            out[0].field("count"),
+            Some(&FieldValue::Int(1_000_000_000_000))
+        );
+        assert_eq!(out[0].field("90_percentile"), Some(&FieldValue::Float(3.0)));
+        assert_eq!(out[0].field("mean"), Some(&FieldValue::Float(3.0)));
     }
 
     #[test]
