@@ -452,13 +452,17 @@ impl Statsd {
                         let var = (t.sum_sq / n - mean * mean).max(0.0);
                         let mut sorted = t.sample.clone();
                         sorted.sort_by(f64::total_cmp);
-                        let median = if sorted.len() % 2 == 1 {
-                            sorted[sorted.len() / 2]
-                        } else {
-                            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-                        };
                         m.add_field(format!("{prefix}mean"), mean);
-                        m.add_field(format!("{prefix}median"), median);
+                        // With percentile_limit = 0 no sample is kept: no median, no percentiles.
+                        if !sorted.is_empty() {
+                            let mid = sorted.len() / 2;
+                            let median = if sorted.len() % 2 == 1 {
+                                sorted[mid]
+                            } else {
+                                (sorted[mid - 1] + sorted[mid]) / 2.0
+                            };
+                            m.add_field(format!("{prefix}median"), median);
+                        }
                         m.add_field(format!("{prefix}stddev"), var.sqrt());
                         m.add_field(format!("{prefix}sum"), t.sum);
                         m.add_field(format!("{prefix}upper"), t.upper);
@@ -468,7 +472,7 @@ impl Statsd {
                         } else {
                             m.add_field(format!("{prefix}count"), t.count as i64);
                         }
-                        for p in &cfg.percentiles {
+                        for p in cfg.percentiles.iter().filter(|_| !sorted.is_empty()) {
                             m.add_field(
                                 format!("{prefix}{}", percentile_name(*p)),
                                 percentile(&sorted, *p),
@@ -785,6 +789,15 @@ mod tests {
         );
         assert_eq!(out[0].field("90_percentile"), Some(&FieldValue::Float(3.0)));
         assert_eq!(out[0].field("mean"), Some(&FieldValue::Float(3.0)));
+    }
+
+    #[test]
+    fn timings_without_a_sample_flush_without_panicking() {
+        let c = cfg("percentile_limit = 0\npercentiles = [50.0]");
+        let out = run_lines(&c, "rt:3|ms\nrt:5|ms", false);
+        assert_eq!(out[0].field("count"), Some(&FieldValue::Int(2)));
+        assert_eq!(out[0].field("mean"), Some(&FieldValue::Float(4.0)));
+        assert_eq!(out[0].field("median"), None);
     }
 
     #[test]
