@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::common::server::normalize_address;
 use crate::config_types::{Duration as Dur, Size};
@@ -95,6 +95,9 @@ fn default_separator() -> String {
 fn default_pending() -> usize {
     10000
 }
+
+/// The longest line a TCP client may send (Telegraf's scanner limit).
+const MAX_TCP_LINE: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
@@ -570,6 +573,7 @@ impl ServiceInput for Statsd {
                 let max = cfg.max_tcp_connections;
                 let dropped = dropped.clone();
                 let current = stats.stat("tcp_current_connections");
+                let errors = shared.parse_errors.clone();
                 let mut sd = shutdown.clone();
                 tokio::spawn(async move {
                     let conns = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
@@ -585,15 +589,26 @@ impl ServiceInput for Statsd {
                             continue;
                         };
                         let (tx, dropped, current) = (tx.clone(), dropped.clone(), current.clone());
+                        let errors = errors.clone();
                         let mut sd = sd.clone();
                         current.incr();
                         tokio::spawn(async move {
-                            let mut lines = tokio::io::BufReader::new(stream).lines();
+                            let mut reader = tokio::io::BufReader::new(stream);
+                            let mut line = Vec::new();
                             loop {
+                                line.clear();
+                                // Bounded: a client that never sends '\n' must not grow memory.
+                                let mut limited = (&mut reader).take(MAX_TCP_LINE as u64 + 1);
                                 tokio::select! {
-                                    l = lines.next_line() => match l {
-                                        Ok(Some(l)) => push(&tx, l.into_bytes(), &dropped),
-                                        _ => break,
+                                    r = limited.read_until(b'\n', &mut line) => match r {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(_) if line.len() > MAX_TCP_LINE && !line.ends_with(b"\n") => {
+                                            // As Telegraf's scanner does: count, log, close.
+                                            errors.incr();
+                                            tracing::warn!("statsd: closing a TCP connection whose line exceeds {MAX_TCP_LINE} bytes");
+                                            break;
+                                        }
+                                        Ok(_) => push(&tx, std::mem::take(&mut line), &dropped),
                                     },
                                     _ = sd.wait_for(|s| *s) => break,
                                 }
@@ -919,6 +934,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got[0].field("value"), Some(&FieldValue::Int(10)));
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn tcp_line_without_end_is_bounded_and_closes_the_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let t: toml::Table = toml::from_str(&format!(
+            "protocol = \"tcp\"\nservice_address = \"{addr}\"\nflush_interval = \"100ms\""
+        ))
+        .unwrap();
+        let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
+            panic!()
+        };
+        let (tx, rx) = flume::bounded(16);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
+        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A line of exactly the limit is still taken.
+        let mut ok = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut long_ok = vec![b'a'; MAX_TCP_LINE - 4];
+        long_ok.extend_from_slice(b":1|c\n");
+        ok.write_all(&long_ok).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.recv_async())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got[0].field("value"), Some(&FieldValue::Int(1)));
+        // A line that never ends: the server must give up on it instead of buffering forever.
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = s.write_all(&vec![b'x'; 4 * MAX_TCP_LINE]).await;
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "connection still open: {closed:?}"
+        );
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }
