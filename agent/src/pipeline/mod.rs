@@ -689,6 +689,27 @@ mod tests {
         );
     }
 
+    /// Panics on its first write, as a buggy output plugin might.
+    struct Panics;
+    #[async_trait]
+    impl Output for Panics {
+        async fn write(&mut self, _batch: &[Metric]) -> Result<(), WriteError> {
+            panic!("output bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_left_by_a_dead_flush_task_are_counted_as_dropped() {
+        let (mut cfg, _probe) = config(6, vec![], 100);
+        cfg.outputs[0].plugin = Box::new(Panics);
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let dropped = running._stats.write.dropped.clone();
+        running.shutdown().await;
+        // The batch in flight (4) and the rest of the buffer (2) never reached the output.
+        assert_eq!(dropped.get(), 6);
+    }
+
     #[test]
     fn output_identity_counts_duplicates() {
         let keys = output_keys([("http", None), ("http", None), ("http", Some("a"))].into_iter());

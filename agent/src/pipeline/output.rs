@@ -204,9 +204,10 @@ impl RunningOutput {
     pub async fn drain(mut self, deadline: Instant) {
         let _ = self.mode.send(Mode::Drain(deadline));
         // A write that hangs past its own timeout must not hold shutdown past the deadline.
-        if !self.join(deadline + Duration::from_secs(1)).await {
-            self.shared.count_lost();
-        }
+        self.join(deadline + Duration::from_secs(1)).await;
+        // Whatever is still here was not written: a write cut off, or a flush task that died
+        // (a panicking output) before it could drain. Count it rather than lose it unseen.
+        self.shared.count_lost();
     }
 
     /// Stops the flush task after any write in progress and returns what is still buffered,
