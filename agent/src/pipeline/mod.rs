@@ -203,11 +203,11 @@ impl Running {
     /// Stops the inputs and lets everything in flight reach the output buffers.
     async fn stop_inputs(self) -> Vec<RunningOutput> {
         let _ = self.stop_inputs.send(true);
+        // One deadline for all inputs: waiting INPUT_STOP_TIMEOUT for each in turn would let
+        // a few stuck gathers eat the whole shutdown deadline before any output flushes.
+        let limit = tokio::time::Instant::now() + INPUT_STOP_TIMEOUT;
         for mut task in self.inputs {
-            if tokio::time::timeout(INPUT_STOP_TIMEOUT, &mut task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(limit, &mut task).await.is_err() {
                 warn!("an input did not stop in time; abandoning it");
                 task.abort();
                 let _ = task.await;
@@ -708,6 +708,43 @@ mod tests {
         running.shutdown().await;
         // The batch in flight (4) and the rest of the buffer (2) never reached the output.
         assert_eq!(dropped.get(), 6);
+    }
+
+    /// A gather that never ends (its timeout is the one-hour interval).
+    struct Stuck;
+    #[async_trait]
+    impl Input for Stuck {
+        async fn gather(&mut self, _acc: &mut Accumulator) -> anyhow::Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn stuck_inputs_share_one_stop_timeout() {
+        let (mut cfg, probe) = config(0, vec![], 100);
+        for _ in 0..2 {
+            let (mut extra, _) = config(0, vec![], 100);
+            let mut input = extra.inputs.remove(0);
+            input.plugin = InputPlugin::Polled(Box::new(Stuck));
+            cfg.inputs.push(input);
+        }
+        cfg.inputs[0].plugin = InputPlugin::Polled(Box::new(Burst(3, false)));
+        cfg.outputs[0].flush_interval = Duration::from_secs(3600);
+        cfg.agent.shutdown_timeout = Duration::from_secs(8);
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        running.shutdown().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            probe.got.lock().unwrap().len(),
+            3,
+            "the buffer was still flushed"
+        );
     }
 
     #[test]
