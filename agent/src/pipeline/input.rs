@@ -46,8 +46,18 @@ impl Modifiers {
 }
 
 fn round_to(t: i64, unit: i64) -> i64 {
-    let half = unit / 2;
-    (t + half).div_euclid(unit) * unit
+    // In i128: a timestamp near i64::MAX (parsed from an input's data) must not overflow.
+    let (t, unit) = (i128::from(t), i128::from(unit));
+    let r = (t + unit / 2).div_euclid(unit) * unit;
+    // Past the representable range, stay on the last multiple that fits.
+    let r = if r > i128::from(i64::MAX) {
+        r - unit
+    } else if r < i128::from(i64::MIN) {
+        r + unit
+    } else {
+        r
+    };
+    r as i64
 }
 
 /// Telegraf's default precision: the order of the interval, at most one second.
@@ -289,6 +299,11 @@ mod tests {
     fn rounding_and_default_precision() {
         assert_eq!(round_to(1_499_999_999, 1_000_000_000), 1_000_000_000);
         assert_eq!(round_to(1_500_000_000, 1_000_000_000), 2_000_000_000);
+        assert_eq!(round_to(-1_600_000_000, 1_000_000_000), -2_000_000_000);
+        // Extreme timestamps from input data round without overflowing.
+        let top = round_to(i64::MAX, 1_000_000_000);
+        assert!(top > i64::MAX - 1_000_000_000 && top % 1_000_000_000 == 0);
+        assert_eq!(round_to(i64::MIN, 1_000_000_000) % 1_000_000_000, 0);
         assert_eq!(
             default_precision(Duration::from_secs(10)),
             Duration::from_secs(1)

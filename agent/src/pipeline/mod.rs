@@ -85,6 +85,7 @@ impl AgentStats {
             write: AgentWriteStats {
                 written: stats.stat("metrics_written"),
                 dropped: stats.stat("metrics_dropped"),
+                rejected: selfstat::Stat::default(),
             },
             gathered: stats.stat("metrics_gathered"),
             gather_errors: stats.stat("gather_errors"),
@@ -202,11 +203,11 @@ impl Running {
     /// Stops the inputs and lets everything in flight reach the output buffers.
     async fn stop_inputs(self) -> Vec<RunningOutput> {
         let _ = self.stop_inputs.send(true);
+        // One deadline for all inputs: waiting INPUT_STOP_TIMEOUT for each in turn would let
+        // a few stuck gathers eat the whole shutdown deadline before any output flushes.
+        let limit = tokio::time::Instant::now() + INPUT_STOP_TIMEOUT;
         for mut task in self.inputs {
-            if tokio::time::timeout(INPUT_STOP_TIMEOUT, &mut task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(limit, &mut task).await.is_err() {
                 warn!("an input did not stop in time; abandoning it");
                 task.abort();
                 let _ = task.await;
@@ -321,6 +322,9 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
 /// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
 /// the result: `--test` and `--once`.
 pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
+    // The aggregation windows open before the gathers, as in a running agent: opened after a
+    // slow gather (or `--test-wait`) they would begin after the metrics and miss them.
+    let started = now_ns();
     let stats = AgentStats::register();
     let inputs: Vec<_> = std::mem::take(&mut cfg.inputs)
         .into_iter()
@@ -370,10 +374,9 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
         .into_iter()
         .map(RunningProcessor::new)
         .collect();
-    let now = now_ns();
     let mut aggregators: Vec<_> = std::mem::take(&mut cfg.aggregators)
         .into_iter()
-        .map(|a| RunningAggregator::new(a, now))
+        .map(|a| RunningAggregator::new(a, started))
         .collect();
     let mut all = Vec::new();
     while let Ok(batch) = rx.try_recv() {
@@ -389,7 +392,8 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
 }
 
 /// `--once`: gathers once, writes everything to the outputs and waits for that (up to the
-/// shutdown timeout). Returns how many metrics could not be written.
+/// shutdown timeout). Returns how many metrics could not be written: dropped, or refused by
+/// an output for good.
 pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
     let metrics = gather_once(&mut cfg, wait).await;
     let stats = AgentStats::register();
@@ -405,7 +409,7 @@ pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
         tasks.spawn(o.drain(deadline));
     }
     while tasks.join_next().await.is_some() {}
-    stats.write.dropped.get()
+    stats.write.dropped.get() + stats.write.rejected.get()
 }
 
 #[cfg(test)]
@@ -615,6 +619,132 @@ mod tests {
         let dropped = running._stats.write.dropped.clone();
         running.shutdown().await;
         assert_eq!(dropped.get(), 5);
+    }
+
+    /// Stamps its metric with the gather's start and takes longer than an aggregation period.
+    struct Slow;
+    #[async_trait]
+    impl Input for Slow {
+        async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+            let t = acc.time();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            acc.add(Metric::new("slow", t).with_field("v", 1i64));
+            Ok(())
+        }
+    }
+
+    /// Counts the metrics of a window.
+    #[derive(Default)]
+    struct CountAgg(i64);
+    impl sonde_plugins::plugin::Aggregator for CountAgg {
+        fn add(&mut self, _m: &Metric) {
+            self.0 += 1;
+        }
+        fn push(&mut self, time: i64, out: &mut Vec<Metric>) {
+            if self.0 > 0 {
+                out.push(Metric::new("count", time).with_field("n", self.0));
+            }
+        }
+        fn reset(&mut self) {
+            self.0 = 0;
+        }
+    }
+
+    #[tokio::test]
+    async fn test_mode_aggregates_what_a_slow_gather_produced() {
+        let (mut cfg, _probe) = config(0, vec![], 100);
+        cfg.inputs[0].plugin = InputPlugin::Polled(Box::new(Slow));
+        cfg.aggregators.push(crate::config::AggregatorConfig {
+            name: "count".into(),
+            alias: None,
+            period: Duration::from_secs(1),
+            delay: Duration::from_millis(100),
+            grace: Duration::ZERO,
+            drop_original: true,
+            name_override: None,
+            name_prefix: None,
+            name_suffix: None,
+            tags: vec![],
+            filter: Filter::default(),
+            plugin: Box::new(CountAgg::default()),
+        });
+        let out = gather_once(&mut cfg, Duration::ZERO).await;
+        let names: Vec<&str> = out.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, vec!["count"], "the gathered metric was aggregated");
+        assert_eq!(out[0].field("n"), Some(&sonde_plugins::FieldValue::Int(1)));
+    }
+
+    #[tokio::test]
+    async fn once_counts_rejected_metrics_as_not_written() {
+        let reject = || WriteError::Reject {
+            reason: "400 bad".into(),
+        };
+        // Three batches of 4, 4 and 2: the first two are refused, the last is written.
+        let (cfg, probe) = config(10, vec![reject(), reject()], 100);
+        let lost = run_once(cfg, Duration::ZERO).await;
+        assert_eq!(probe.got.lock().unwrap().len(), 2);
+        assert_eq!(
+            lost, 8,
+            "refused metrics were not written: --once must fail"
+        );
+    }
+
+    /// Panics on its first write, as a buggy output plugin might.
+    struct Panics;
+    #[async_trait]
+    impl Output for Panics {
+        async fn write(&mut self, _batch: &[Metric]) -> Result<(), WriteError> {
+            panic!("output bug");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_left_by_a_dead_flush_task_are_counted_as_dropped() {
+        let (mut cfg, _probe) = config(6, vec![], 100);
+        cfg.outputs[0].plugin = Box::new(Panics);
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let dropped = running._stats.write.dropped.clone();
+        running.shutdown().await;
+        // The batch in flight (4) and the rest of the buffer (2) never reached the output.
+        assert_eq!(dropped.get(), 6);
+    }
+
+    /// A gather that never ends (its timeout is the one-hour interval).
+    struct Stuck;
+    #[async_trait]
+    impl Input for Stuck {
+        async fn gather(&mut self, _acc: &mut Accumulator) -> anyhow::Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn stuck_inputs_share_one_stop_timeout() {
+        let (mut cfg, probe) = config(0, vec![], 100);
+        for _ in 0..2 {
+            let (mut extra, _) = config(0, vec![], 100);
+            let mut input = extra.inputs.remove(0);
+            input.plugin = InputPlugin::Polled(Box::new(Stuck));
+            cfg.inputs.push(input);
+        }
+        cfg.inputs[0].plugin = InputPlugin::Polled(Box::new(Burst(3, false)));
+        cfg.outputs[0].flush_interval = Duration::from_secs(3600);
+        cfg.agent.shutdown_timeout = Duration::from_secs(8);
+        let running = Running::start(cfg);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        running.shutdown().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            probe.got.lock().unwrap().len(),
+            3,
+            "the buffer was still flushed"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@ struct WriteStats {
     write_time_ns: Stat,
     agent_written: Stat,
     agent_dropped: Stat,
+    agent_rejected: Stat,
 }
 
 struct Shared {
@@ -67,6 +68,8 @@ pub struct RunningOutput {
 pub struct AgentWriteStats {
     pub written: Stat,
     pub dropped: Stat,
+    /// Metrics outputs refused for good (not a Telegraf field: kept for `--once`'s exit code).
+    pub rejected: Stat,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -102,6 +105,7 @@ impl RunningOutput {
             write_time_ns: stats.stat("write_time_ns"),
             agent_written: agent.written.clone(),
             agent_dropped: agent.dropped.clone(),
+            agent_rejected: agent.rejected.clone(),
             _stats: stats.clone(),
         };
         let buffer = Buffer::new(
@@ -200,9 +204,10 @@ impl RunningOutput {
     pub async fn drain(mut self, deadline: Instant) {
         let _ = self.mode.send(Mode::Drain(deadline));
         // A write that hangs past its own timeout must not hold shutdown past the deadline.
-        if !self.join(deadline + Duration::from_secs(1)).await {
-            self.shared.count_lost();
-        }
+        self.join(deadline + Duration::from_secs(1)).await;
+        // Whatever is still here was not written: a write cut off, or a flush task that died
+        // (a panicking output) before it could drain. Count it rather than lose it unseen.
+        self.shared.count_lost();
     }
 
     /// Stops the flush task after any write in progress and returns what is still buffered,
@@ -370,12 +375,14 @@ async fn write_batches(
             Err(WriteError::Reject { reason }) => {
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(n);
+                shared.stats.agent_rejected.add(n);
                 error!(output = %shared.id, rejected = n, error = %reason, "batch rejected permanently, dropped");
             }
             Err(WriteError::Partial { rejected, reason }) => {
                 let rejected = (rejected as i64).min(n);
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(rejected);
+                shared.stats.agent_rejected.add(rejected);
                 shared.stats.written.add(n - rejected);
                 shared.stats.agent_written.add(n - rejected);
                 error!(output = %shared.id, rejected, error = %reason, "part of the batch rejected permanently, dropped");

@@ -285,7 +285,8 @@ fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
     let [h, m, sec] = hms[..] else {
         return None;
     };
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
+    // The year is bounded so that the arithmetic below cannot overflow on a hostile header.
+    if !(1..=31).contains(&day) || !(0..=9999).contains(&year) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
     // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -323,6 +324,15 @@ mod tests {
         assert_eq!(
             parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"),
             Some(UNIX_EPOCH)
+        );
+        // A server's nonsense must give no delay, not an arithmetic overflow.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 9223372036854775807 08:49:37 GMT", now),
+            None
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov -9223372036854775807 08:49:37 GMT", now),
+            None
         );
         assert_eq!(
             parse_http_date("Tue, 29 Feb 2000 12:00:00 GMT"),

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncBufReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::common::server::normalize_address;
 use crate::config_types::{Duration as Dur, Size};
@@ -96,6 +96,9 @@ fn default_pending() -> usize {
     10000
 }
 
+/// The longest line a TCP client may send (Telegraf's scanner limit).
+const MAX_TCP_LINE: usize = 64 * 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Counter,
@@ -131,22 +134,26 @@ struct Timing {
 }
 
 impl Timing {
-    fn add(&mut self, v: f64, limit: usize) {
+    /// Records `n` observations of `v` (a sampled timing stands for 1/rate of them). Costs
+    /// at most `limit` steps however large `n` is: a tiny sample rate must not stall the parser.
+    fn add(&mut self, v: f64, n: u64, limit: usize) {
         if self.count == 0 || v < self.lower {
             self.lower = v;
         }
         if self.count == 0 || v > self.upper {
             self.upper = v;
         }
-        self.count += 1;
-        self.sum += v;
-        self.sum_sq += v * v;
-        if self.sample.len() < limit {
-            self.sample.push(v);
-        } else if limit > 0 {
-            // Past the limit, keep a uniform sample: replace a random slot.
-            let i = fastrand::usize(..limit);
-            self.sample[i] = v;
+        self.count = self.count.saturating_add(n);
+        self.sum += v * n as f64;
+        self.sum_sq += v * v * n as f64;
+        for _ in 0..n.min(limit as u64) {
+            if self.sample.len() < limit {
+                self.sample.push(v);
+            } else {
+                // Past the limit, keep a uniform sample: replace a random slot.
+                let i = fastrand::usize(..limit);
+                self.sample[i] = v;
+            }
         }
     }
 }
@@ -365,10 +372,8 @@ impl Aggregates {
             }
             Value::Timing(t) => {
                 // A sampled timing stands for 1/rate observations, as in Telegraf.
-                let n = (1.0 / s.rate) as usize;
-                for _ in 0..n.max(1) {
-                    t.add(s.value, self.percentile_limit);
-                }
+                let n = (1.0 / s.rate) as u64;
+                t.add(s.value, n.max(1), self.percentile_limit);
             }
         }
     }
@@ -450,13 +455,17 @@ impl Statsd {
                         let var = (t.sum_sq / n - mean * mean).max(0.0);
                         let mut sorted = t.sample.clone();
                         sorted.sort_by(f64::total_cmp);
-                        let median = if sorted.len() % 2 == 1 {
-                            sorted[sorted.len() / 2]
-                        } else {
-                            (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-                        };
                         m.add_field(format!("{prefix}mean"), mean);
-                        m.add_field(format!("{prefix}median"), median);
+                        // With percentile_limit = 0 no sample is kept: no median, no percentiles.
+                        if !sorted.is_empty() {
+                            let mid = sorted.len() / 2;
+                            let median = if sorted.len() % 2 == 1 {
+                                sorted[mid]
+                            } else {
+                                (sorted[mid - 1] + sorted[mid]) / 2.0
+                            };
+                            m.add_field(format!("{prefix}median"), median);
+                        }
                         m.add_field(format!("{prefix}stddev"), var.sqrt());
                         m.add_field(format!("{prefix}sum"), t.sum);
                         m.add_field(format!("{prefix}upper"), t.upper);
@@ -466,7 +475,7 @@ impl Statsd {
                         } else {
                             m.add_field(format!("{prefix}count"), t.count as i64);
                         }
-                        for p in &cfg.percentiles {
+                        for p in cfg.percentiles.iter().filter(|_| !sorted.is_empty()) {
                             m.add_field(
                                 format!("{prefix}{}", percentile_name(*p)),
                                 percentile(&sorted, *p),
@@ -564,6 +573,7 @@ impl ServiceInput for Statsd {
                 let max = cfg.max_tcp_connections;
                 let dropped = dropped.clone();
                 let current = stats.stat("tcp_current_connections");
+                let errors = shared.parse_errors.clone();
                 let mut sd = shutdown.clone();
                 tokio::spawn(async move {
                     let conns = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
@@ -579,15 +589,26 @@ impl ServiceInput for Statsd {
                             continue;
                         };
                         let (tx, dropped, current) = (tx.clone(), dropped.clone(), current.clone());
+                        let errors = errors.clone();
                         let mut sd = sd.clone();
                         current.incr();
                         tokio::spawn(async move {
-                            let mut lines = tokio::io::BufReader::new(stream).lines();
+                            let mut reader = tokio::io::BufReader::new(stream);
+                            let mut line = Vec::new();
                             loop {
+                                line.clear();
+                                // Bounded: a client that never sends '\n' must not grow memory.
+                                let mut limited = (&mut reader).take(MAX_TCP_LINE as u64 + 1);
                                 tokio::select! {
-                                    l = lines.next_line() => match l {
-                                        Ok(Some(l)) => push(&tx, l.into_bytes(), &dropped),
-                                        _ => break,
+                                    r = limited.read_until(b'\n', &mut line) => match r {
+                                        Ok(0) | Err(_) => break,
+                                        Ok(_) if line.len() > MAX_TCP_LINE && !line.ends_with(b"\n") => {
+                                            // As Telegraf's scanner does: count, log, close.
+                                            errors.incr();
+                                            tracing::warn!("statsd: closing a TCP connection whose line exceeds {MAX_TCP_LINE} bytes");
+                                            break;
+                                        }
+                                        Ok(_) => push(&tx, std::mem::take(&mut line), &dropped),
                                     },
                                     _ = sd.wait_for(|s| *s) => break,
                                 }
@@ -771,6 +792,30 @@ mod tests {
     }
 
     #[test]
+    fn tiny_sample_rate_is_counted_without_looping_per_observation() {
+        let c = cfg("percentiles = [90.0]");
+        let started = Instant::now();
+        // 1/rate = 1e12 observations: one step each would stall the parser for hours.
+        let out = run_lines(&c, "rt:3|ms|@0.000000000001", false);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(
+            out[0].field("count"),
+            Some(&FieldValue::Int(1_000_000_000_000))
+        );
+        assert_eq!(out[0].field("90_percentile"), Some(&FieldValue::Float(3.0)));
+        assert_eq!(out[0].field("mean"), Some(&FieldValue::Float(3.0)));
+    }
+
+    #[test]
+    fn timings_without_a_sample_flush_without_panicking() {
+        let c = cfg("percentile_limit = 0\npercentiles = [50.0]");
+        let out = run_lines(&c, "rt:3|ms\nrt:5|ms", false);
+        assert_eq!(out[0].field("count"), Some(&FieldValue::Int(2)));
+        assert_eq!(out[0].field("mean"), Some(&FieldValue::Float(4.0)));
+        assert_eq!(out[0].field("median"), None);
+    }
+
+    #[test]
     fn datadog_tags_and_errors() {
         let c = cfg("");
         let out = run_lines(&c, "req:1|c|#env:prod,canary\n_e{5,4}:title|text", true);
@@ -889,6 +934,50 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got[0].field("value"), Some(&FieldValue::Int(10)));
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn tcp_line_without_end_is_bounded_and_closes_the_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let t: toml::Table = toml::from_str(&format!(
+            "protocol = \"tcp\"\nservice_address = \"{addr}\"\nflush_interval = \"100ms\""
+        ))
+        .unwrap();
+        let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
+            panic!()
+        };
+        let (tx, rx) = flume::bounded(16);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
+        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A line of exactly the limit is still taken.
+        let mut ok = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let mut long_ok = vec![b'a'; MAX_TCP_LINE - 4];
+        long_ok.extend_from_slice(b":1|c\n");
+        ok.write_all(&long_ok).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(3), rx.recv_async())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got[0].field("value"), Some(&FieldValue::Int(1)));
+        // A line that never ends: the server must give up on it instead of buffering forever.
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let _ = s.write_all(&vec![b'x'; 4 * MAX_TCP_LINE]).await;
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+            "connection still open: {closed:?}"
+        );
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }

@@ -222,7 +222,7 @@ impl Writer {
             match answer {
                 Answer::Retry { .. } => {
                     if n > 1 {
-                        tracing::debug!(output = %self.id, url = %url, answer = ?answer, "trying the next url");
+                        tracing::debug!(output = %self.id, url = %shown_url(url), answer = ?answer, "trying the next url");
                     }
                     last = Some(answer);
                 }
@@ -256,7 +256,7 @@ impl Writer {
                     "failed"
                 };
                 return Answer::Retry {
-                    reason: format!("{url}: request {what}: {}", error_chain(&e)),
+                    reason: format!("{}: request {what}: {}", shown_url(url), error_chain(&e)),
                     retry_after: None,
                 };
             }
@@ -272,7 +272,7 @@ impl Writer {
             .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let text = resp.text().await.unwrap_or_default();
         let message = server_message(&text);
-        let reason = format!("{url}: {status}: {message}");
+        let reason = format!("{}: {status}: {message}", shown_url(url));
         match status.as_u16() {
             413 => Answer::TooLarge,
             404 if message.contains("database not found") => Answer::NoDatabase(reason),
@@ -385,6 +385,18 @@ fn omit_timestamp(out: &mut Vec<u8>, start: usize) {
     }
 }
 
+/// A URL as messages show it: a password in it (`http://user:pass@host`) is masked, since
+/// the reasons of failed writes are logged.
+pub(crate) fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -491,10 +503,10 @@ impl InfluxDb {
                 Ok(r) => {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
-                    tracing::warn!(output = %self.writer.id, url = %url, database = %db, "CREATE DATABASE failed: {status}: {}", server_message(&text));
+                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {status}: {}", server_message(&text));
                 }
                 Err(e) => {
-                    tracing::warn!(output = %self.writer.id, url = %url, database = %db, "CREATE DATABASE failed: {}", error_chain(&e))
+                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {}", error_chain(&e))
                 }
             }
         }
@@ -796,6 +808,25 @@ pub(crate) mod tests {
     pub(crate) fn with_header(mut r: Resp, k: &'static str, v: &'static str) -> Resp {
         r.headers_mut().insert(k, HeaderValue::from_static(v));
         r
+    }
+
+    #[tokio::test]
+    async fn a_password_in_the_url_is_used_but_never_shown() {
+        let (url, seen, _stop) = serve_script(|_, _| status(500, "boom")).await;
+        let url = url.replace("http://", "http://writer:s3cret@");
+        let mut out = build_with(&format!(
+            "urls = [\"{url}\"]\nskip_database_creation = true\ncontent_encoding = \"identity\""
+        ));
+        out.connect().await.unwrap();
+        match out.write(&batch()).await {
+            Err(WriteError::Retry { reason, .. }) => {
+                assert!(!reason.contains("s3cret"), "{reason}");
+                assert!(reason.contains("writer:***@"), "{reason}");
+            }
+            other => panic!("expected Retry, got {other:?}"),
+        }
+        let auth = seen.lock().unwrap()[0].headers[http::header::AUTHORIZATION].clone();
+        assert_eq!(auth, "Basic d3JpdGVyOnMzY3JldA==");
     }
 
     #[tokio::test]
