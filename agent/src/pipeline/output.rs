@@ -271,15 +271,24 @@ async fn flush_loop(
     // Connect at once rather than after the first flush interval: an output that serves
     // (prometheus_client) listens from the start, and a bad endpoint is reported right away.
     let mut retry_in: Option<Duration> = Some(Duration::ZERO);
+    // The flush timer runs on its own: a full batch written early does not postpone the
+    // partial batch behind it.
+    let mut next_flush = tokio::time::Instant::now() + jittered(flush_interval, flush_jitter);
     loop {
-        let wait = retry_in.unwrap_or_else(|| jittered(flush_interval, flush_jitter));
+        let wake = match retry_in {
+            Some(d) => tokio::time::Instant::now() + d,
+            None => next_flush,
+        };
         let batch_trigger = retry_in.is_none();
         let full_only = tokio::select! {
-            _ = tokio::time::sleep(wait) => false,
+            _ = tokio::time::sleep_until(wake) => false,
             _ = shared.batch_ready.notified(), if batch_trigger => true,
             _ = shared.flush_now.notified() => false,
             _ = mode.changed() => false,
         };
+        if !full_only && tokio::time::Instant::now() >= next_flush {
+            next_flush = tokio::time::Instant::now() + jittered(flush_interval, flush_jitter);
+        }
         let current = *mode.borrow();
         match current {
             Mode::HandOver => {

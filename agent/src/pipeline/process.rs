@@ -1,6 +1,9 @@
 //! The processor chain and the aggregator windows between inputs and outputs.
 
+use std::sync::Arc;
+
 use sonde_plugins::plugin::{Aggregator, Processor};
+use sonde_plugins::selfstat::{self, Stat, Stats};
 use sonde_plugins::{Metric, Str};
 use tracing::debug;
 
@@ -61,11 +64,20 @@ pub struct RunningAggregator {
     plugin: Box<dyn Aggregator>,
     start: i64,
     end: i64,
+    _stats: Arc<Stats>,
+    /// Metrics that arrived outside the window (Telegraf's internal_aggregate.metrics_dropped).
+    dropped: Stat,
+    pushed: Stat,
 }
 
 impl RunningAggregator {
     pub fn new(cfg: AggregatorConfig, now: i64) -> Self {
         let period_ns = (cfg.period.as_nanos() as i64).max(1);
+        let mut tags = vec![("aggregator", cfg.name.as_str())];
+        if let Some(a) = &cfg.alias {
+            tags.push(("alias", a.as_str()));
+        }
+        let stats = selfstat::register("internal_aggregate", &tags);
         let start = now - now.rem_euclid(period_ns);
         RunningAggregator {
             id: match &cfg.alias {
@@ -86,6 +98,9 @@ impl RunningAggregator {
             plugin: cfg.plugin,
             start,
             end: start + period_ns,
+            dropped: stats.stat("metrics_dropped"),
+            pushed: stats.stat("metrics_pushed"),
+            _stats: stats,
         }
     }
 
@@ -94,7 +109,9 @@ impl RunningAggregator {
         if !self.filter.selects(m) {
             return false;
         }
-        if m.time < self.start - self.grace_ns || m.time >= self.end + self.delay_ns {
+        // Telegraf's bounds: grace before the window, delay after it, both inclusive.
+        if m.time < self.start - self.grace_ns || m.time > self.end + self.delay_ns {
+            self.dropped.incr();
             debug!(aggregator = %self.id, "metric outside the window, not aggregated");
             return true;
         }
@@ -119,6 +136,7 @@ impl RunningAggregator {
         let first = out.len();
         self.plugin.push(self.end, out);
         self.plugin.reset();
+        self.pushed.add((out.len() - first) as i64);
         for m in &mut out[first..] {
             self.rename.apply(m);
             for (k, v) in &self.tags {
@@ -131,5 +149,61 @@ impl RunningAggregator {
             self.start = now - now.rem_euclid(self.period_ns);
         }
         self.end = self.start + self.period_ns;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Counts what it is given; pushes the count.
+    #[derive(Default)]
+    struct Count(i64);
+    impl Aggregator for Count {
+        fn add(&mut self, _m: &Metric) {
+            self.0 += 1;
+        }
+        fn push(&mut self, time: i64, out: &mut Vec<Metric>) {
+            out.push(Metric::new("count", time).with_field("n", self.0));
+        }
+        fn reset(&mut self) {
+            self.0 = 0;
+        }
+    }
+
+    #[test]
+    fn window_bounds_are_telegrafs_and_late_metrics_are_counted() {
+        let cfg = AggregatorConfig {
+            name: "count".into(),
+            alias: None,
+            period: Duration::from_nanos(100),
+            delay: Duration::from_nanos(10),
+            grace: Duration::from_nanos(5),
+            drop_original: false,
+            name_override: None,
+            name_prefix: None,
+            name_suffix: None,
+            tags: vec![("agg".into(), "yes".into())],
+            filter: Filter::default(),
+            plugin: Box::new(Count::default()),
+        };
+        let mut a = RunningAggregator::new(cfg, 1_000);
+        let at = |t| Metric::new("m", t).with_field("v", 1i64);
+        // Window [1000, 1100): grace reaches back to 995, delay forward to 1110 inclusive.
+        for t in [995, 1000, 1099, 1110] {
+            assert!(a.add(&at(t)));
+        }
+        for t in [994, 1111] {
+            assert!(a.add(&at(t)));
+        }
+        assert_eq!(a.dropped.get(), 2);
+        assert_eq!(a.due(), 1110);
+        let mut out = Vec::new();
+        a.push(1110, &mut out);
+        assert_eq!(out[0].field("n"), Some(&sonde_plugins::FieldValue::Int(4)));
+        assert_eq!(out[0].time, 1100);
+        assert_eq!(out[0].tag("agg"), Some("yes"));
+        assert_eq!(a.due(), 1210, "the next window follows on");
     }
 }
