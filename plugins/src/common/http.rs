@@ -16,6 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::Deserialize;
 
+use crate::plugin::WriteError;
 use crate::registry::{BuildError, parse_config};
 
 /// Telegraf's client-side TLS options.
@@ -251,6 +252,65 @@ impl ServerCertVerifier for AcceptAny {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// A request that got no answer: always worth retrying. The reason names the host only,
+/// since a URL may carry credentials.
+pub fn send_error(url: &reqwest::Url, e: &reqwest::Error) -> WriteError {
+    WriteError::Retry {
+        reason: format!(
+            "sending to {}: {}",
+            url.host_str().unwrap_or(""),
+            error_chain(e)
+        ),
+        retry_after: None,
+    }
+}
+
+/// How much of a server's error body goes into the logged reason.
+const MAX_REASON_BODY: usize = 512;
+
+/// Maps a non-2xx answer: 429, 5xx (and stray 1xx/3xx) are retried, honouring `Retry-After`;
+/// other 4xx, and the codes in `permanent`, reject the batch for good. The reason carries the
+/// status and the start of the server's body.
+pub async fn response_error(resp: reqwest::Response, permanent: &[u16]) -> WriteError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let text = resp.text().await.unwrap_or_default();
+    let text = text.trim();
+    let mut reason = format!("server answered {status}");
+    if !text.is_empty() {
+        let cut = text.floor_char_boundary(MAX_REASON_BODY);
+        let more = if cut < text.len() { "..." } else { "" };
+        reason = format!("{reason}: {}{more}", &text[..cut]);
+    }
+    let code = status.as_u16();
+    if !permanent.contains(&code)
+        && (code == 429 || status.is_server_error() || !status.is_client_error())
+    {
+        WriteError::Retry {
+            reason,
+            retry_after,
+        }
+    } else {
+        WriteError::Reject { reason }
     }
 }
 

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::codec::Parser;
 use crate::codec::prometheus::PrometheusParser;
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client};
+use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
 use crate::config_types::Duration;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
@@ -88,7 +88,10 @@ impl Prometheus {
         } else if let Some((u, p)) = &self.basic {
             req = req.basic_auth(u, p.as_ref());
         }
-        let mut resp = req.send().await.map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
         let status = resp.status();
         if !status.is_success() {
             anyhow::bail!("server answered {status}");
@@ -99,7 +102,11 @@ impl Prometheus {
             .and_then(|v| v.to_str().ok())
             .map(|ct| ct.starts_with("application/openmetrics-text"));
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| anyhow::anyhow!(chain(&e)))? {
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?
+        {
             body.extend_from_slice(&chunk);
             if self.limit > 0 && body.len() as u64 > self.limit {
                 anyhow::bail!(
@@ -110,17 +117,6 @@ impl Prometheus {
         }
         Ok((body, om))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// The URL without credentials, for tags and messages.

@@ -13,7 +13,9 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::Deserialize;
 
 use crate::codec::prometheus::sanitize_label_name;
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, parse_retry_after};
+use crate::common::http::{
+    ClientOptions, TlsClientConfig, build_client, response_error, send_error,
+};
 use crate::config_types::Duration;
 use crate::model::{FieldValue, Metric};
 use crate::outputs::prometheus_client::store::place;
@@ -21,7 +23,6 @@ use crate::plugin::{BuildContext, Output, WriteError};
 use crate::registry::{BuildError, ConfigError, Format, OutputSpec, parse_config};
 
 /// How much of a server's error body goes into the reason.
-const MAX_BODY: usize = 512;
 
 /// The remote-write 1.0 messages (prometheus/prompb/types.proto), the fields sonde sends.
 pub mod proto {
@@ -218,51 +219,12 @@ impl Output for RemoteWrite {
                 rb = rb.bearer_auth(t.trim());
             }
         }
-        let resp = rb.send().await.map_err(|e| WriteError::Retry {
-            reason: format!(
-                "sending to {}: {}",
-                self.url.host_str().unwrap_or(""),
-                chain(&e)
-            ),
-            retry_after: None,
-        })?;
-        let status = resp.status();
-        if status.is_success() {
+        let resp = rb.send().await.map_err(|e| send_error(&self.url, &e))?;
+        if resp.status().is_success() {
             return Ok(());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let text = resp.text().await.unwrap_or_default();
-        let text = text.trim();
-        let mut reason = format!("server answered {status}");
-        if !text.is_empty() {
-            let cut = text.floor_char_boundary(MAX_BODY);
-            let more = if cut < text.len() { "..." } else { "" };
-            reason = format!("{reason}: {}{more}", &text[..cut]);
-        }
-        if status.as_u16() == 429 || status.is_server_error() || !status.is_client_error() {
-            Err(WriteError::Retry {
-                reason,
-                retry_after,
-            })
-        } else {
-            Err(WriteError::Reject { reason })
-        }
+        Err(response_error(resp, &[]).await)
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
