@@ -1,7 +1,9 @@
 //! `inputs.processes`: processes by state and the total thread count, from /proc/<pid>/stat,
 //! as Telegraf's processes plugin on Linux.
 
-use std::io::Read;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -34,64 +36,47 @@ struct Counts {
     unknown: i64,
     total: i64,
     threads: i64,
+    /// The first error on a single process (one per gather, not one per process).
+    first_err: Option<String>,
+}
+
+impl Counts {
+    fn error(&mut self, f: impl FnOnce() -> String) {
+        self.first_err.get_or_insert_with(f);
+    }
 }
 
 struct Processes {
     proc: PathBuf,
-    path: PathBuf,
+    /// The /proc directory, kept open across gathers: each gather rewinds it and lists it with
+    /// getdents64, and opens `<pid>/stat` relative to it (no path building, no allocation).
+    dir: Option<OwnedFd>,
+    dents: Vec<u8>,
     buf: Vec<u8>,
 }
+
+/// Enough for the first 20 fields of any stat line (a 64-byte comm and 19 numbers).
+const STAT_BUF: usize = 1024;
 
 impl Processes {
     fn new(paths: &HostPaths) -> Self {
         Processes {
             proc: paths.proc.clone(),
-            path: PathBuf::new(),
-            buf: Vec::with_capacity(512),
+            dir: None,
+            dents: vec![0; 32 * 1024],
+            buf: vec![0; STAT_BUF],
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        let rd = match std::fs::read_dir(&self.proc) {
-            Ok(rd) => rd,
-            Err(e) => {
-                acc.add_error(format!("reading {}: {e}", self.proc.display()));
-                return;
-            }
-        };
         let mut c = Counts::default();
-        let mut first_err = None;
-        for entry in rd.flatten() {
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            self.path.clear();
-            self.path.push(entry.path());
-            self.path.push("stat");
-            self.buf.clear();
-            match std::fs::File::open(&self.path).and_then(|mut f| f.read_to_end(&mut self.buf)) {
-                Ok(_) => {}
-                // The process exited between listing and reading.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || e.raw_os_error() == Some(libc::ESRCH) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    first_err
-                        .get_or_insert_with(|| format!("reading {}: {e}", self.path.display()));
-                    continue;
-                }
-            }
-            if !count(&self.buf, &mut c) {
-                first_err
-                    .get_or_insert_with(|| format!("{}: unexpected content", self.path.display()));
-            }
+        if let Err(e) = self.scan(&mut c) {
+            // Reopen next time, in case the directory itself went away.
+            self.dir = None;
+            acc.add_error(format!("reading {}: {e}", self.proc.display()));
+            return;
         }
-        if let Some(e) = first_err {
+        if let Some(e) = c.first_err.take() {
             acc.add_error(e);
         }
         let mut m = metric(acc, "processes", ValueType::Gauge, 12);
@@ -114,15 +99,130 @@ impl Processes {
     }
 }
 
+impl Processes {
+    fn dir_fd(&mut self) -> io::Result<RawFd> {
+        if let Some(fd) = &self.dir {
+            return Ok(fd.as_raw_fd());
+        }
+        let path = CString::new(self.proc.as_os_str().as_encoded_bytes())?;
+        // SAFETY: path is NUL-terminated; the fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(self.dir.insert(fd).as_raw_fd())
+    }
+
+    /// Lists the directory and counts every numeric entry's stat; errors on single processes
+    /// go to `c.first_err`, an error listing the directory is returned.
+    fn scan(&mut self, c: &mut Counts) -> io::Result<()> {
+        let dir = self.dir_fd()?;
+        // SAFETY: dir is an open descriptor.
+        if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            // SAFETY: dents is valid for its length.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir,
+                    self.dents.as_mut_ptr(),
+                    self.dents.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
+            let (mut off, n) = (0, n as usize);
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([self.dents[off + 16], self.dents[off + 17]]);
+                let end = off + reclen as usize;
+                if end <= off + 19 || end > n {
+                    return Err(io::Error::other("malformed getdents64 record"));
+                }
+                let rec = &self.dents[off + 19..end];
+                off = end;
+                let name = &rec[..memchr::memchr(0, rec).unwrap_or(rec.len())];
+                if name.is_empty() || name.len() > 20 || !name.iter().all(u8::is_ascii_digit) {
+                    continue;
+                }
+                let mut path = [0u8; 32];
+                path[..name.len()].copy_from_slice(name);
+                path[name.len()..name.len() + 5].copy_from_slice(b"/stat");
+                match read_at(dir, &path, &mut self.buf) {
+                    Ok(len) => {
+                        if !count(&self.buf[..len], c) {
+                            c.error(|| format!("{}: unexpected content", self.stat_path(name)));
+                        }
+                    }
+                    // The process exited between listing and reading.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => c.error(|| format!("reading {}: {e}", self.stat_path(name))),
+                }
+            }
+        }
+    }
+
+    fn stat_path(&self, pid: &[u8]) -> String {
+        format!(
+            "{}/{}/stat",
+            self.proc.display(),
+            String::from_utf8_lossy(pid)
+        )
+    }
+}
+
+/// Opens the NUL-terminated relative `path` under `dir` and reads once into `buf` (a stat
+/// file is produced whole by its first read; only its start is needed).
+fn read_at(dir: RawFd, path: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: path is NUL-terminated (the caller's zeroed array); the fd is owned below.
+    let fd = unsafe { libc::openat(dir, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor, closed on drop.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    loop {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Counts one /proc/<pid>/stat. The command name may hold spaces and parentheses, so the
 /// fields start after the last ')'. Returns false when the content is not a stat line.
 fn count(stat: &[u8], c: &mut Counts) -> bool {
     let Some(i) = memchr::memrchr(b')', stat) else {
         return false;
     };
-    let rest = std::str::from_utf8(&stat[i + 1..]).unwrap_or("");
-    let mut it = rest.split_ascii_whitespace();
-    let Some(state) = it.next().and_then(|s| s.bytes().next()) else {
+    let mut it = stat[i + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let Some(&state) = it.next().and_then(|s| s.first()) else {
         return false;
     };
     match state {
@@ -139,10 +239,19 @@ fn count(stat: &[u8], c: &mut Counts) -> bool {
     }
     c.total += 1;
     // num_threads is field 20 of the line, the 17th after the state.
-    if let Some(Ok(n)) = it.nth(16).map(str::parse::<i64>) {
-        c.threads += n;
+    if let Some(n) = it.nth(16).and_then(parse_u64) {
+        c.threads += n as i64;
     }
     true
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 #[async_trait]
