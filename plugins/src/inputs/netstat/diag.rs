@@ -1,5 +1,5 @@
 //! Socket counts by state from the kernel's NETLINK_SOCK_DIAG interface (inet_diag, what `ss`
-//! uses): one dump request per family and protocol, reading only the state byte of each reply.
+//! uses): one dump request per protocol and family, reading only the state byte of each reply.
 //! Unlike /proc/net/tcp{,6} it formats no text per socket, and sends everything in a few
 //! datagrams instead of page-sized seq_file reads that each resume a walk of the hash tables.
 
@@ -8,9 +8,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h): the request and reply message type.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK` (linux/inet_diag.h): the older request, which dumps TCP sockets of both
+/// families in one walk of the hash tables (the v2 request walks them once per family).
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLMSG_HDRLEN: usize = 16;
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then a 48-byte sockid.
 const REQ_LEN: usize = 56;
+/// `struct inet_diag_req`: family, src_len, dst_len, ext, the sockid, states, dbs.
+const REQ_COMPAT_LEN: usize = 60;
 /// Large enough for any dump skb the kernel sends (it caps them at 32 KiB by default).
 const RECV_BUF: usize = 64 * 1024;
 
@@ -60,11 +65,12 @@ impl Diag {
         })
     }
 
-    /// Adds one to `counts[state]` for every socket of `family` (AF_INET/AF_INET6) and
-    /// `protocol` (IPPROTO_TCP/UDP); states beyond `counts` are returned as the error count.
+    /// Adds one to `counts[state]` for every socket of `family` (AF_INET/AF_INET6, or
+    /// AF_UNSPEC for both: TCP only) and `protocol` (IPPROTO_TCP/UDP); returns the number of
+    /// sockets whose state is beyond `counts`.
     pub fn count(&mut self, family: u8, protocol: u8, counts: &mut [i64]) -> io::Result<usize> {
         self.seq = self.seq.wrapping_add(1);
-        self.send(family, protocol)?;
+        let kind = self.send(family, protocol)?;
         let mut unknown = 0;
         loop {
             // MSG_TRUNC makes recv return the datagram's real length, to detect a short buffer.
@@ -90,23 +96,40 @@ impl Diag {
                     "netlink message of {n} bytes truncated"
                 )));
             }
-            if let Some(done) = parse(&self.buf[..n], self.seq, counts, &mut unknown) {
+            if let Some(done) = parse(&self.buf[..n], kind, self.seq, counts, &mut unknown) {
                 return done.map(|()| unknown);
             }
         }
     }
 
-    fn send(&self, family: u8, protocol: u8) -> io::Result<()> {
-        let mut req = [0u8; NLMSG_HDRLEN + REQ_LEN];
+    /// Sends the dump request; returns the message type of its replies.
+    fn send(&self, family: u8, protocol: u8) -> io::Result<u16> {
+        let compat = family == libc::AF_UNSPEC as u8;
+        if compat && protocol != libc::IPPROTO_TCP as u8 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let (kind, body) = if compat {
+            (TCPDIAG_GETSOCK, REQ_COMPAT_LEN)
+        } else {
+            (SOCK_DIAG_BY_FAMILY, REQ_LEN)
+        };
+        let len = NLMSG_HDRLEN + body;
+        let mut req = [0u8; NLMSG_HDRLEN + REQ_COMPAT_LEN];
         let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-        req[0..4].copy_from_slice(&((NLMSG_HDRLEN + REQ_LEN) as u32).to_ne_bytes());
-        req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        req[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        req[4..6].copy_from_slice(&kind.to_ne_bytes());
         req[6..8].copy_from_slice(&flags.to_ne_bytes());
         req[8..12].copy_from_slice(&self.seq.to_ne_bytes());
-        req[16] = family;
-        req[17] = protocol;
         // idiag_states: every state (the kernel adds NEW_SYN_RECV request sockets to SYN_RECV).
-        req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes());
+        let all = u32::MAX.to_ne_bytes();
+        if compat {
+            req[NLMSG_HDRLEN + 52..NLMSG_HDRLEN + 56].copy_from_slice(&all);
+        } else {
+            req[16] = family;
+            req[17] = protocol;
+            req[20..24].copy_from_slice(&all);
+        }
+        let req = &req[..len];
         // SAFETY: zeroed sockaddr_nl is the kernel's address (nl_pid 0) once family is set.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -123,7 +146,7 @@ impl Diag {
                 )
             };
             if n >= 0 {
-                return Ok(());
+                return Ok(kind);
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -136,6 +159,7 @@ impl Diag {
 /// Counts the socket states in one datagram of a dump reply; `Some` once the dump is over.
 fn parse(
     mut msgs: &[u8],
+    reply: u16,
     want_seq: u32,
     counts: &mut [i64],
     unknown: &mut usize,
@@ -168,12 +192,10 @@ fn parse(
                 return Some(Err(io::Error::from_raw_os_error(-e)));
             }
             // struct inet_diag_msg starts with family, state.
-            _ if kind == SOCK_DIAG_BY_FAMILY => {
-                match payload.get(1).and_then(|&s| counts.get_mut(s as usize)) {
-                    Some(c) => *c += 1,
-                    None => *unknown += 1,
-                }
-            }
+            _ if kind == reply => match payload.get(1).and_then(|&s| counts.get_mut(s as usize)) {
+                Some(c) => *c += 1,
+                None => *unknown += 1,
+            },
             _ => {}
         }
     }
@@ -209,25 +231,29 @@ mod tests {
         d.extend(msg(SOCK_DIAG_BY_FAMILY, 7, &[2, 1]));
         d.extend(msg(SOCK_DIAG_BY_FAMILY, 6, &[2, 1])); // stale dump: ignored
         d.extend(msg(SOCK_DIAG_BY_FAMILY, 7, &[2, 99])); // no such state
-        assert!(parse(&d, 7, &mut counts, &mut unknown).is_none());
+        assert!(parse(&d, SOCK_DIAG_BY_FAMILY, 7, &mut counts, &mut unknown).is_none());
         assert_eq!((counts[10], counts[1], unknown), (1, 1, 1));
         let done = msg(libc::NLMSG_DONE as u16, 7, &0i32.to_ne_bytes());
         assert!(matches!(
-            parse(&done, 7, &mut counts, &mut unknown),
+            parse(&done, SOCK_DIAG_BY_FAMILY, 7, &mut counts, &mut unknown),
             Some(Ok(()))
         ));
         let failed = msg(libc::NLMSG_DONE as u16, 7, &(-libc::EINTR).to_ne_bytes());
-        let e = parse(&failed, 7, &mut counts, &mut unknown)
+        let e = parse(&failed, SOCK_DIAG_BY_FAMILY, 7, &mut counts, &mut unknown)
             .unwrap()
             .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EINTR));
         let err = msg(libc::NLMSG_ERROR as u16, 7, &(-libc::ENOENT).to_ne_bytes());
-        let e = parse(&err, 7, &mut counts, &mut unknown)
+        let e = parse(&err, SOCK_DIAG_BY_FAMILY, 7, &mut counts, &mut unknown)
             .unwrap()
             .unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
         let mut bad = msg(SOCK_DIAG_BY_FAMILY, 7, &[2, 1]);
         bad[0] = 200; // longer than the datagram
-        assert!(parse(&bad, 7, &mut counts, &mut unknown).unwrap().is_err());
+        assert!(
+            parse(&bad, SOCK_DIAG_BY_FAMILY, 7, &mut counts, &mut unknown)
+                .unwrap()
+                .is_err()
+        );
     }
 }
