@@ -1,6 +1,7 @@
 //! `inputs.processes`: processes by state and the total thread count, from /proc/<pid>/stat,
 //! as Telegraf's processes plugin on Linux.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -53,6 +54,12 @@ struct Processes {
     dir: Option<OwnedFd>,
     dents: Vec<u8>,
     buf: Vec<u8>,
+    /// `<pid>/stat` files kept open across gathers and read again at offset 0: a process that
+    /// lives on costs one pread per gather instead of openat + read + close (the path lookup
+    /// was the largest part of this input's cost). Value: the fd and the gather it was seen in.
+    kept: HashMap<u32, (OwnedFd, u64)>,
+    max_kept: usize,
+    generation: u64,
 }
 
 /// Enough for the first 20 fields of any stat line (a 64-byte comm and 19 numbers).
@@ -65,6 +72,9 @@ impl Processes {
             dir: None,
             dents: vec![0; 32 * 1024],
             buf: vec![0; STAT_BUF],
+            kept: HashMap::new(),
+            max_kept: max_kept(),
+            generation: 0,
         }
     }
 
@@ -124,6 +134,7 @@ impl Processes {
     /// go to `c.first_err`, an error listing the directory is returned.
     fn scan(&mut self, c: &mut Counts) -> io::Result<()> {
         let dir = self.dir_fd()?;
+        self.generation += 1;
         // SAFETY: dir is an open descriptor.
         if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
             return Err(io::Error::last_os_error());
@@ -146,6 +157,9 @@ impl Processes {
                 return Err(e);
             }
             if n == 0 {
+                // Close the files of processes that are gone.
+                let g = self.generation;
+                self.kept.retain(|_, (_, seen)| *seen == g);
                 return Ok(());
             }
             // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
@@ -162,10 +176,18 @@ impl Processes {
                 if name.is_empty() || name.len() > 20 || !name.iter().all(u8::is_ascii_digit) {
                     continue;
                 }
+                let Some(pid) = parse_u64(name).and_then(|p| u32::try_from(p).ok()) else {
+                    continue;
+                };
                 let mut path = [0u8; 32];
                 path[..name.len()].copy_from_slice(name);
                 path[name.len()..name.len() + 5].copy_from_slice(b"/stat");
-                match read_at(dir, &path, &mut self.buf) {
+                let kept = Kept {
+                    files: &mut self.kept,
+                    max: self.max_kept,
+                    generation: self.generation,
+                };
+                match kept.read(dir, pid, &path, &mut self.buf) {
                     Ok(len) => {
                         if !count(&self.buf[..len], c) {
                             c.error(|| format!("{}: unexpected content", self.stat_path(name)));
@@ -190,19 +212,59 @@ impl Processes {
     }
 }
 
-/// Opens the NUL-terminated relative `path` under `dir` and reads once into `buf` (a stat
-/// file is produced whole by its first read; only its start is needed).
-fn read_at(dir: RawFd, path: &[u8], buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: path is NUL-terminated (the caller's zeroed array); the fd is owned below.
-    let fd = unsafe { libc::openat(dir, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+struct Kept<'a> {
+    files: &'a mut HashMap<u32, (OwnedFd, u64)>,
+    max: usize,
+    generation: u64,
+}
+
+impl Kept<'_> {
+    /// Reads the start of `pid`'s stat into `buf`, from its kept file or by opening
+    /// `path` (NUL-terminated, relative to `dir`) and keeping it while there is room.
+    fn read(self, dir: RawFd, pid: u32, path: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((fd, seen)) = self.files.get_mut(&pid) {
+            *seen = self.generation;
+            match pread0(fd.as_raw_fd(), buf) {
+                // The process we opened exited (its pid may now be another's): reopen.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    self.files.remove(&pid);
+                }
+                r => return r,
+            }
+        }
+        // SAFETY: path is NUL-terminated (the caller's zeroed array); the fd is owned below.
+        let fd =
+            unsafe { libc::openat(dir, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor, closed on drop.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let r = pread0(fd.as_raw_fd(), buf);
+        if r.is_ok() && self.files.len() < self.max {
+            self.files.insert(pid, (fd, self.generation));
+        }
+        r
     }
-    // SAFETY: a fresh descriptor, closed on drop.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+}
+
+/// How many stat files to keep open: a quarter of the soft fd limit, so the rest of the
+/// agent keeps room for its connections (the files beyond are opened per gather).
+fn max_kept() -> usize {
+    // SAFETY: getrlimit writes into the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    (lim.rlim_cur / 4).min(8192) as usize
+}
+
+/// Reads once from offset 0 into `buf`: a stat file is produced whole by its first read, and
+/// reading a kept one again at offset 0 produces it afresh (only its start is needed).
+fn pread0(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -340,5 +402,67 @@ mod tests {
         assert!(*total >= 1, "{m}");
         assert_eq!(states, *total, "{m}");
         assert!(threads >= total);
+    }
+
+    #[test]
+    fn kept_stat_file_follows_the_process_and_goes_with_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut p = Processes::new(&HostPaths::default());
+        let dir = p.dir_fd().unwrap();
+        let mut path = [0u8; 32];
+        let name = format!("{pid}/stat");
+        path[..name.len()].copy_from_slice(name.as_bytes());
+        let state = |p: &mut Processes| {
+            let kept = Kept {
+                files: &mut p.kept,
+                max: 10,
+                generation: 1,
+            };
+            let n = kept.read(dir, pid, &path, &mut p.buf)?;
+            let mut c = Counts::default();
+            assert!(count(&p.buf[..n], &mut c));
+            Ok::<_, io::Error>((c.sleeping, c.stopped))
+        };
+        // The child runs until it has exec'd and sleeps; then it stops. The kept file shows
+        // each state: it is read afresh, not cached.
+        let wait_for = |p: &mut Processes, want| {
+            for _ in 0..200 {
+                if state(p).unwrap() == want {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("never saw {want:?}");
+        };
+        wait_for(&mut p, (1, 0));
+        assert!(p.kept.contains_key(&pid));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        wait_for(&mut p, (0, 1));
+        assert_eq!(p.kept.len(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Reaped: the kept file is dropped and the reopen finds no such process.
+        let e = state(&mut p).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(!p.kept.contains_key(&pid));
+    }
+
+    #[test]
+    fn files_of_gone_processes_are_closed() {
+        let mut p = Processes::new(&HostPaths::default());
+        p.gather_sync(&mut Accumulator::new(1));
+        assert!(!p.kept.is_empty());
+        p.kept.insert(
+            u32::MAX,
+            (p.kept.values().next().unwrap().0.try_clone().unwrap(), 0),
+        );
+        p.gather_sync(&mut Accumulator::new(1));
+        assert!(!p.kept.contains_key(&u32::MAX));
+        assert!(p.kept.values().all(|(_, g)| *g == p.generation));
     }
 }
