@@ -15,6 +15,9 @@
 #     outputs.discard, and only the one-line `kernel` metric to a file, to count the gathers.
 #     A second sonde variant writes every metric as line protocol to a file on tmpfs, to include
 #     serialisation (node_exporter formats its text exposition on every scrape).
+#     A third variant (sonde-default) runs exactly the inputs of the embedded default
+#     config/sonde.toml (no netstat, like node_exporter's defaults have no per-state TCP
+#     counts) with outputs.discard: what a user replacing node_exporter runs.
 #   - node_exporter runs twice: with its default collectors (what users replace), and with only
 #     the collectors that match sonde's host inputs (cpu, meminfo, filesystem, diskstats,
 #     netdev, netstat, loadavg, stat, vmstat, uname-less). curl scrapes it N times over one
@@ -89,13 +92,19 @@ HOST_INPUTS='
 [[inputs.swap]]
 [[inputs.system]]
 '
+# The [[inputs.*]] tables of the embedded default config, verbatim.
+DEFAULT_INPUTS=$(awk '/^\[\[outputs\./ { exit } f && !/^#/ { print } /^\[\[inputs\./ && !f { f = 1; print }' \
+    config/sonde.toml)
+grep -q '^\[\[inputs\.kernel\]\]' <<<"$DEFAULT_INPUTS" ||
+    { echo "config/sonde.toml has no inputs.kernel to count gathers by" >&2; exit 1; }
 
-# bench_sonde <variant: discard|file> → prints "cpu_seconds_per_collection peak_rss_kb"
+# bench_sonde <variant: discard|file|default> → prints "cpu_seconds_per_collection peak_rss_kb"
 bench_sonde() {
     local variant=$1 cfg="$WORK/sonde-$1.toml" count="$WORK/count-$1.lp" all="$WORK/all-$1.lp"
     rm -f "$count" "$all"
-    local outputs
-    if [ "$variant" = discard ]; then
+    local outputs inputs=$HOST_INPUTS
+    [ "$variant" = default ] && inputs=$DEFAULT_INPUTS
+    if [ "$variant" != file ]; then
         outputs="[[outputs.discard]]
   namedrop = [\"kernel\"]
 [[outputs.file]]
@@ -112,7 +121,7 @@ bench_sonde() {
   round_interval = false
   flush_interval = "$INTERVAL"
   omit_hostname = true
-$HOST_INPUTS
+$inputs
 $outputs
 EOF
     "$SONDE_BIN" --quiet --config "$cfg" </dev/null >/dev/null 2>"$WORK/sonde-$variant.log" &
@@ -165,7 +174,7 @@ bench_ne() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-VARIANTS=(sonde-discard sonde-file ne-default ne-matching)
+VARIANTS=(sonde-discard sonde-file sonde-default ne-default ne-matching)
 echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $(nproc) CPUs; $(uname -r)"
 echo "   sonde: $SONDE_BIN ($("$SONDE_BIN" version 2>/dev/null | head -1))"
 echo "   node_exporter: $(prometheus-node-exporter --version 2>&1 | head -1)"
@@ -195,7 +204,7 @@ for v in "${VARIANTS[@]}"; do
         "$(awk -v k="${RSS[$v]}" 'BEGIN { print k / 1024 }')"
 done
 echo "== ratios sonde / node_exporter (CPU per collection; target <= 0.25, RSS <= 10 MB)"
-for s in sonde-discard sonde-file; do
+for s in sonde-discard sonde-file sonde-default; do
     for n in ne-default ne-matching; do
         printf '   %-14s / %-12s %.3f\n' "$s" "$n" \
             "$(awk -v a="${CPU[$s]}" -v b="${CPU[$n]}" 'BEGIN { print (b > 0) ? a / b : "inf" }')"

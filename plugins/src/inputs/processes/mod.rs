@@ -1,7 +1,10 @@
 //! `inputs.processes`: processes by state and the total thread count, from /proc/<pid>/stat,
 //! as Telegraf's processes plugin on Linux.
 
-use std::io::Read;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -34,64 +37,56 @@ struct Counts {
     unknown: i64,
     total: i64,
     threads: i64,
+    /// The first error on a single process (one per gather, not one per process).
+    first_err: Option<String>,
+}
+
+impl Counts {
+    fn error(&mut self, f: impl FnOnce() -> String) {
+        self.first_err.get_or_insert_with(f);
+    }
 }
 
 struct Processes {
     proc: PathBuf,
-    path: PathBuf,
+    /// The /proc directory, kept open across gathers: each gather rewinds it and lists it with
+    /// getdents64, and opens `<pid>/stat` relative to it (no path building, no allocation).
+    dir: Option<OwnedFd>,
+    dents: Vec<u8>,
     buf: Vec<u8>,
+    /// `<pid>/stat` files kept open across gathers and read again at offset 0: a process that
+    /// lives on costs one pread per gather instead of openat + read + close (the path lookup
+    /// was the largest part of this input's cost). Value: the fd and the gather it was seen in.
+    kept: HashMap<u32, (OwnedFd, u64)>,
+    max_kept: usize,
+    generation: u64,
 }
+
+/// Enough for the first 20 fields of any stat line (a 64-byte comm and 19 numbers).
+const STAT_BUF: usize = 1024;
 
 impl Processes {
     fn new(paths: &HostPaths) -> Self {
         Processes {
             proc: paths.proc.clone(),
-            path: PathBuf::new(),
-            buf: Vec::with_capacity(512),
+            dir: None,
+            dents: vec![0; 32 * 1024],
+            buf: vec![0; STAT_BUF],
+            kept: HashMap::new(),
+            max_kept: max_kept(),
+            generation: 0,
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        let rd = match std::fs::read_dir(&self.proc) {
-            Ok(rd) => rd,
-            Err(e) => {
-                acc.add_error(format!("reading {}: {e}", self.proc.display()));
-                return;
-            }
-        };
         let mut c = Counts::default();
-        let mut first_err = None;
-        for entry in rd.flatten() {
-            let name = entry.file_name();
-            let name = name.as_encoded_bytes();
-            if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-                continue;
-            }
-            self.path.clear();
-            self.path.push(entry.path());
-            self.path.push("stat");
-            self.buf.clear();
-            match std::fs::File::open(&self.path).and_then(|mut f| f.read_to_end(&mut self.buf)) {
-                Ok(_) => {}
-                // The process exited between listing and reading.
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::NotFound
-                        || e.raw_os_error() == Some(libc::ESRCH) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    first_err
-                        .get_or_insert_with(|| format!("reading {}: {e}", self.path.display()));
-                    continue;
-                }
-            }
-            if !count(&self.buf, &mut c) {
-                first_err
-                    .get_or_insert_with(|| format!("{}: unexpected content", self.path.display()));
-            }
+        if let Err(e) = self.scan(&mut c) {
+            // Reopen next time, in case the directory itself went away.
+            self.dir = None;
+            acc.add_error(format!("reading {}: {e}", self.proc.display()));
+            return;
         }
-        if let Some(e) = first_err {
+        if let Some(e) = c.first_err.take() {
             acc.add_error(e);
         }
         let mut m = metric(acc, "processes", ValueType::Gauge, 12);
@@ -114,15 +109,182 @@ impl Processes {
     }
 }
 
+impl Processes {
+    fn dir_fd(&mut self) -> io::Result<RawFd> {
+        if let Some(fd) = &self.dir {
+            return Ok(fd.as_raw_fd());
+        }
+        let path = CString::new(self.proc.as_os_str().as_encoded_bytes())?;
+        // SAFETY: path is NUL-terminated; the fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(self.dir.insert(fd).as_raw_fd())
+    }
+
+    /// Lists the directory and counts every numeric entry's stat; errors on single processes
+    /// go to `c.first_err`, an error listing the directory is returned.
+    fn scan(&mut self, c: &mut Counts) -> io::Result<()> {
+        let dir = self.dir_fd()?;
+        self.generation += 1;
+        // SAFETY: dir is an open descriptor.
+        if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            // SAFETY: dents is valid for its length.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    dir,
+                    self.dents.as_mut_ptr(),
+                    self.dents.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                // Close the files of processes that are gone.
+                let g = self.generation;
+                self.kept.retain(|_, (_, seen)| *seen == g);
+                return Ok(());
+            }
+            // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
+            let (mut off, n) = (0, n as usize);
+            while off + 19 < n {
+                let reclen = u16::from_ne_bytes([self.dents[off + 16], self.dents[off + 17]]);
+                let end = off + reclen as usize;
+                if end <= off + 19 || end > n {
+                    return Err(io::Error::other("malformed getdents64 record"));
+                }
+                let rec = &self.dents[off + 19..end];
+                off = end;
+                let name = &rec[..memchr::memchr(0, rec).unwrap_or(rec.len())];
+                if name.is_empty() || name.len() > 20 || !name.iter().all(u8::is_ascii_digit) {
+                    continue;
+                }
+                let Some(pid) = parse_u64(name).and_then(|p| u32::try_from(p).ok()) else {
+                    continue;
+                };
+                let mut path = [0u8; 32];
+                path[..name.len()].copy_from_slice(name);
+                path[name.len()..name.len() + 5].copy_from_slice(b"/stat");
+                let kept = Kept {
+                    files: &mut self.kept,
+                    max: self.max_kept,
+                    generation: self.generation,
+                };
+                match kept.read(dir, pid, &path, &mut self.buf) {
+                    Ok(len) => {
+                        if !count(&self.buf[..len], c) {
+                            c.error(|| format!("{}: unexpected content", self.stat_path(name)));
+                        }
+                    }
+                    // The process exited between listing and reading.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            || e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => c.error(|| format!("reading {}: {e}", self.stat_path(name))),
+                }
+            }
+        }
+    }
+
+    fn stat_path(&self, pid: &[u8]) -> String {
+        format!(
+            "{}/{}/stat",
+            self.proc.display(),
+            String::from_utf8_lossy(pid)
+        )
+    }
+}
+
+struct Kept<'a> {
+    files: &'a mut HashMap<u32, (OwnedFd, u64)>,
+    max: usize,
+    generation: u64,
+}
+
+impl Kept<'_> {
+    /// Reads the start of `pid`'s stat into `buf`, from its kept file or by opening
+    /// `path` (NUL-terminated, relative to `dir`) and keeping it while there is room.
+    fn read(self, dir: RawFd, pid: u32, path: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((fd, seen)) = self.files.get_mut(&pid) {
+            *seen = self.generation;
+            match pread0(fd.as_raw_fd(), buf) {
+                // The process we opened exited (its pid may now be another's): reopen.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    self.files.remove(&pid);
+                }
+                r => return r,
+            }
+        }
+        // SAFETY: path is NUL-terminated (the caller's zeroed array); the fd is owned below.
+        let fd =
+            unsafe { libc::openat(dir, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor, closed on drop.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let r = pread0(fd.as_raw_fd(), buf);
+        if r.is_ok() && self.files.len() < self.max {
+            self.files.insert(pid, (fd, self.generation));
+        }
+        r
+    }
+}
+
+/// How many stat files to keep open: a quarter of the soft fd limit, so the rest of the
+/// agent keeps room for its connections (the files beyond are opened per gather).
+fn max_kept() -> usize {
+    // SAFETY: getrlimit writes into the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    (lim.rlim_cur / 4).min(8192) as usize
+}
+
+/// Reads once from offset 0 into `buf`: a stat file is produced whole by its first read, and
+/// reading a kept one again at offset 0 produces it afresh (only its start is needed).
+fn pread0(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Counts one /proc/<pid>/stat. The command name may hold spaces and parentheses, so the
 /// fields start after the last ')'. Returns false when the content is not a stat line.
 fn count(stat: &[u8], c: &mut Counts) -> bool {
     let Some(i) = memchr::memrchr(b')', stat) else {
         return false;
     };
-    let rest = std::str::from_utf8(&stat[i + 1..]).unwrap_or("");
-    let mut it = rest.split_ascii_whitespace();
-    let Some(state) = it.next().and_then(|s| s.bytes().next()) else {
+    let mut it = stat[i + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let Some(&state) = it.next().and_then(|s| s.first()) else {
         return false;
     };
     match state {
@@ -139,10 +301,19 @@ fn count(stat: &[u8], c: &mut Counts) -> bool {
     }
     c.total += 1;
     // num_threads is field 20 of the line, the 17th after the state.
-    if let Some(Ok(n)) = it.nth(16).map(str::parse::<i64>) {
-        c.threads += n;
+    if let Some(n) = it.nth(16).and_then(parse_u64) {
+        c.threads += n as i64;
     }
     true
+}
+
+fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 #[async_trait]
@@ -231,5 +402,67 @@ mod tests {
         assert!(*total >= 1, "{m}");
         assert_eq!(states, *total, "{m}");
         assert!(threads >= total);
+    }
+
+    #[test]
+    fn kept_stat_file_follows_the_process_and_goes_with_it() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut p = Processes::new(&HostPaths::default());
+        let dir = p.dir_fd().unwrap();
+        let mut path = [0u8; 32];
+        let name = format!("{pid}/stat");
+        path[..name.len()].copy_from_slice(name.as_bytes());
+        let state = |p: &mut Processes| {
+            let kept = Kept {
+                files: &mut p.kept,
+                max: 10,
+                generation: 1,
+            };
+            let n = kept.read(dir, pid, &path, &mut p.buf)?;
+            let mut c = Counts::default();
+            assert!(count(&p.buf[..n], &mut c));
+            Ok::<_, io::Error>((c.sleeping, c.stopped))
+        };
+        // The child runs until it has exec'd and sleeps; then it stops. The kept file shows
+        // each state: it is read afresh, not cached.
+        let wait_for = |p: &mut Processes, want| {
+            for _ in 0..200 {
+                if state(p).unwrap() == want {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            panic!("never saw {want:?}");
+        };
+        wait_for(&mut p, (1, 0));
+        assert!(p.kept.contains_key(&pid));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        wait_for(&mut p, (0, 1));
+        assert_eq!(p.kept.len(), 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Reaped: the kept file is dropped and the reopen finds no such process.
+        let e = state(&mut p).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{e}");
+        assert!(!p.kept.contains_key(&pid));
+    }
+
+    #[test]
+    fn files_of_gone_processes_are_closed() {
+        let mut p = Processes::new(&HostPaths::default());
+        p.gather_sync(&mut Accumulator::new(1));
+        assert!(!p.kept.is_empty());
+        p.kept.insert(
+            u32::MAX,
+            (p.kept.values().next().unwrap().0.try_clone().unwrap(), 0),
+        );
+        p.gather_sync(&mut Accumulator::new(1));
+        assert!(!p.kept.contains_key(&u32::MAX));
+        assert!(p.kept.values().all(|(_, g)| *g == p.generation));
     }
 }
