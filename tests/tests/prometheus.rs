@@ -169,7 +169,7 @@ fn remote_write_to_victoria_metrics() {
 /// The value of `field` in a line-protocol line.
 fn value(line: &str, field: &str) -> f64 {
     // Tags may hold escaped spaces; fields and the timestamp are the last two parts.
-    let fields = line.rsplitn(3, ' ').nth(1).unwrap_or("");
+    let fields = line.rsplit(' ').nth(1).unwrap_or("");
     let v = fields
         .split(',')
         .find_map(|kv| kv.strip_prefix(field)?.strip_prefix('='))

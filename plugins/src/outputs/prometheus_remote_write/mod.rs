@@ -22,8 +22,6 @@ use crate::outputs::prometheus_client::store::place;
 use crate::plugin::{BuildContext, Output, WriteError};
 use crate::registry::{BuildError, ConfigError, Format, OutputSpec, parse_config};
 
-/// How much of a server's error body goes into the reason.
-
 /// The remote-write 1.0 messages (prometheus/prompb/types.proto), the fields sonde sends.
 pub mod proto {
     #[derive(Clone, PartialEq, prost::Message)]
@@ -351,13 +349,11 @@ mod tests {
         assert!(names(&with_strings.timeseries[0]).contains(&("state", "ok")));
     }
 
+    /// A request as the test server saw it: headers and body.
+    type Seen = (Vec<(String, String)>, Vec<u8>);
+
     /// Serves one scripted status per request on a thread; returns the port and the requests.
-    fn server(
-        replies: Vec<&'static str>,
-    ) -> (
-        u16,
-        std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
-    ) {
+    fn server(replies: Vec<&'static str>) -> (u16, std::sync::mpsc::Receiver<Seen>) {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let (tx, rx) = std::sync::mpsc::channel();
