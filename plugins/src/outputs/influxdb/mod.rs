@@ -580,9 +580,7 @@ impl Output for InfluxDb {
                 reason = why;
             }
         }
-        if let Some(r) = &reason {
-            tracing::warn!(output = %self.writer.id, rejected, "InfluxDB refused metrics: {r}");
-        }
+        // The agent logs the rejection with this reason, once.
         outcome(batch.len(), rejected, reason)
     }
 }

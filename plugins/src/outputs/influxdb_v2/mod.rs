@@ -91,9 +91,7 @@ impl Output for InfluxDbV2 {
                 reason = why;
             }
         }
-        if let Some(r) = &reason {
-            tracing::warn!(output = %self.writer.id, rejected, "InfluxDB refused metrics: {r}");
-        }
+        // The agent logs the rejection with this reason, once.
         outcome(batch.len(), rejected, reason)
     }
 }
