@@ -277,6 +277,25 @@ fn header_value(s: &str) -> http::HeaderValue {
     http::HeaderValue::from_str(&clean).unwrap_or(http::HeaderValue::from_static("error"))
 }
 
+/// The options both listeners validate the same way.
+pub(crate) fn check_write_options(
+    parser_type: Option<&str>,
+    max_body_size: Size,
+) -> Result<(), BuildError> {
+    if let Some(p) = parser_type
+        && p != "internal"
+        && p != "upstream"
+    {
+        return Err(
+            anyhow::anyhow!("parser_type must be \"internal\" or \"upstream\", not {p:?}").into(),
+        );
+    }
+    if max_body_size.0 == 0 {
+        return Err(anyhow::anyhow!("max_body_size must be positive").into());
+    }
+    Ok(())
+}
+
 pub(crate) const VERSION: &str = "1.8.10";
 
 struct Listener {
@@ -492,17 +511,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
             anyhow::anyhow!("basic_username and basic_password must be given together").into(),
         );
     }
-    if let Some(p) = &cfg.parser_type
-        && p != "internal"
-        && p != "upstream"
-    {
-        return Err(
-            anyhow::anyhow!("parser_type must be \"internal\" or \"upstream\", not {p:?}").into(),
-        );
-    }
-    if cfg.max_body_size.0 == 0 {
-        return Err(anyhow::anyhow!("max_body_size must be positive").into());
-    }
+    check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
     Ok(InputPlugin::Service(Box::new(Listener {
         cfg,
         id: ctx.id.clone(),

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
 use crate::config_types::{Duration as Dur, Size};
-use crate::inputs::influxdb_listener::{WriteCore, WriteOutcome, default_body, ping};
+use crate::inputs::influxdb_listener::{
+    WriteCore, WriteOutcome, check_write_options, default_body, ping,
+};
 use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
 use crate::registry::{BuildError, Format, InputSpec, parse_config};
 
@@ -260,17 +262,7 @@ fn rfc3339_now() -> String {
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsServerConfig::take(&mut table)?.build()?;
     let cfg: Config = parse_config(table)?;
-    if let Some(p) = &cfg.parser_type
-        && p != "internal"
-        && p != "upstream"
-    {
-        return Err(
-            anyhow::anyhow!("parser_type must be \"internal\" or \"upstream\", not {p:?}").into(),
-        );
-    }
-    if cfg.max_body_size.0 == 0 {
-        return Err(anyhow::anyhow!("max_body_size must be positive").into());
-    }
+    check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
     Ok(InputPlugin::Service(Box::new(Listener {
         cfg,
         id: ctx.id.clone(),
