@@ -7,7 +7,22 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use sonde::config::{self, Config, Registry, Selection, Sources};
 use sonde::pipeline::{self, Running};
+use sonde::service;
 use tracing::{error, info};
+
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The version with the commit and build date stamped by build.rs.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SONDE_COMMIT"),
+    ", built ",
+    env!("SONDE_BUILD_DATE"),
+    ")"
+);
 
 /// Where sonde looks for a config when none is given.
 const SYSTEM_CONFIG: &str = "/etc/sonde/sonde.toml";
@@ -15,7 +30,7 @@ const SYSTEM_CONFIG: &str = "/etc/sonde/sonde.toml";
 #[derive(Parser)]
 #[command(
     name = "sonde",
-    version,
+    version = LONG_VERSION,
     about = "A metrics agent: inputs, processors, aggregators and outputs in one small binary"
 )]
 struct Cli {
@@ -103,6 +118,16 @@ enum Command {
     Plugins,
     /// Print the version.
     Version,
+    /// Check that a running sonde answers on its HTTP endpoint (the container HEALTHCHECK).
+    Health {
+        /// The URL to GET; any 2xx answer is healthy. Default: the /metrics endpoint of the
+        /// embedded default config, on $SONDE_LISTEN when that is set.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,8 +146,21 @@ fn main() -> ExitCode {
     let selection = cli.run.filters.selection();
     match cli.command {
         Some(Command::Version) => {
-            println!("sonde {}", env!("CARGO_PKG_VERSION"));
+            println!("sonde {LONG_VERSION}");
             ExitCode::SUCCESS
+        }
+        Some(Command::Health { url, timeout }) => {
+            let url = url.unwrap_or_else(service::default_health_url);
+            match service::check_health(&url, timeout) {
+                Ok(status) => {
+                    println!("healthy: {url} answered {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Some(Command::Plugins) => {
             print_plugins();
@@ -310,6 +348,10 @@ fn run(args: RunArgs, selection: Selection, registry: Registry) -> ExitCode {
     })
 }
 
+/// How long startup waits for the outputs' first connect before telling systemd it is ready
+/// anyway (an output that cannot connect keeps retrying; it must not hold up the agent).
+const READY_LIMIT: Duration = Duration::from_secs(5);
+
 /// Runs until SIGINT/SIGTERM; SIGHUP reloads, SIGUSR1 flushes.
 async fn serve(
     cfg: Config,
@@ -331,7 +373,9 @@ async fn serve(
         }
     };
     let mut running = Running::start(cfg);
+    running.ready(READY_LIMIT).await;
     info!("started");
+    service::notify("READY=1");
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -342,17 +386,21 @@ async fn serve(
             }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
+                service::notify(&service::reloading_state());
                 match load(args, selection, registry) {
                     Ok((cfg, origin)) => {
                         running = running.reload(cfg).await;
+                        running.ready(READY_LIMIT).await;
                         info!("reloaded: {origin}");
                     }
                     Err(e) => error!("reload failed, keeping the running configuration:\n{e}"),
                 }
+                service::notify("READY=1");
             }
         }
     }
     info!("shutting down");
+    service::notify("STOPPING=1");
     running.shutdown().await;
     info!("stopped");
     ExitCode::SUCCESS

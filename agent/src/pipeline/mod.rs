@@ -221,6 +221,17 @@ impl Running {
         }
     }
 
+    /// Resolves once every output has tried its first connect (an endpoint that serves is
+    /// listening then), or after `limit`: what the service manager is told as "ready".
+    pub async fn ready(&self, limit: Duration) {
+        let all = async {
+            for o in self.outputs.iter() {
+                o.connect_tried().await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+
     /// Graceful stop: inputs stop, the queue drains, every output flushes within the deadline.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;

@@ -51,6 +51,8 @@ struct Shared {
     /// The batch being written: out of the buffer but not yet delivered. Kept here so that a
     /// write cut off (shutdown deadline, reload) is handed over or counted, never lost unseen.
     in_flight: Mutex<Option<Arc<Vec<Metric>>>>,
+    /// Set once the first connect has been tried (an endpoint that serves is listening then).
+    connect_tried: watch::Sender<bool>,
 }
 
 pub struct RunningOutput {
@@ -123,6 +125,7 @@ impl RunningOutput {
             stats: ws,
             last_drop_warning: Mutex::new(None),
             in_flight: Mutex::new(None),
+            connect_tried: watch::Sender::new(false),
         });
         let (mode_tx, mode_rx) = watch::channel(Mode::Run);
         let task = tokio::spawn(flush_loop(
@@ -141,6 +144,12 @@ impl RunningOutput {
             mode: mode_tx,
             task: Some(task),
         }
+    }
+
+    /// Resolves once the output's first connect was tried, successfully or not.
+    pub async fn connect_tried(&self) {
+        let mut rx = self.shared.connect_tried.subscribe();
+        let _ = rx.wait_for(|tried| *tried).await;
     }
 
     /// Filters and buffers metrics for this output.
@@ -306,7 +315,9 @@ async fn flush_loop(
             Mode::Run => {}
         }
         if !connected {
-            match output.connect().await {
+            let result = output.connect().await;
+            shared.connect_tried.send_replace(true);
+            match result {
                 Ok(()) => connected = true,
                 Err(e) => {
                     shared.stats.errors.incr();
