@@ -9,6 +9,9 @@ tests/setup.sh
 echo "== build"
 cargo build --workspace --all-targets --locked
 
+echo "== packages (static binary, .deb, .rpm, image context)"
+packaging/build.sh --no-image
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast "$@"

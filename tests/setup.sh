@@ -15,6 +15,16 @@ want victoria-metrics
 want python3-venv
 want prometheus
 want prometheus-node-exporter
+# Packaging (packaging/build.sh and tests/tests/packaging.rs): the static build's C compiler,
+# package tools and checkers, and a Docker engine with a static busybox for test images.
+want musl-tools
+want rpm
+want lintian
+want file
+want man-db
+want systemd
+want docker.io
+want busybox-static
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
