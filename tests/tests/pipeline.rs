@@ -412,3 +412,123 @@ fn sighup_rebinds_listeners_and_the_scrape_endpoint() {
     )));
     assert!(!agent.log().contains("ERROR"), "{}", agent.log());
 }
+
+/// outputs.file rotates at the configured size, keeps the configured number of archives, and
+/// with gzip every line written is read back whole from the current file and its archives.
+#[test]
+fn file_output_rotates_by_size_and_keeps_the_archives_asked_for() {
+    use sonde_tests::servers::{free_port, request};
+    use std::io::Read;
+    let dir = TempDir::new("rotate");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (kept, all) = (dir.join("kept"), dir.join("all"));
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::create_dir_all(&all).unwrap();
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"[agent]
+  flush_interval = "100ms"
+  metric_batch_size = 100
+  omit_hostname = true
+
+[[inputs.influxdb_listener]]
+  service_address = "{listen}"
+
+[[outputs.file]]
+  files = ["{kept}/m.out"]
+  rotation_max_size = "2KB"
+  rotation_max_archives = 3
+
+[[outputs.file]]
+  files = ["{all}/m.out.gz"]
+  rotation_max_size = "300B"
+  rotation_max_archives = -1
+  compression_algorithm = "gzip"
+"#,
+            kept = kept.display(),
+            all = all.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    // 40 posts of 50 lines, ~45 bytes each: about 90 kB, so dozens of rotations.
+    let mut sent = Vec::new();
+    for post in 0..40 {
+        let body: String = (0..50)
+            .map(|i| {
+                let line = format!(
+                    "job,run=r{post} seq={}i {}\n",
+                    post * 50 + i,
+                    1_700_000_000_000_000_000i64 + post * 50 + i
+                );
+                sent.push(line.trim_end().to_string());
+                line
+            })
+            .collect();
+        let ok = wait_until(Duration::from_secs(10), || {
+            matches!(
+                request(&listen, "POST", "/write", &[], body.as_bytes()),
+                Ok((204, _))
+            )
+        });
+        assert!(ok, "post {post} refused; log:\n{}", agent.log());
+    }
+    let files = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    };
+    // None while a file is mid-write (a gzip stream not yet finished).
+    let read_all = |d: &std::path::Path| -> Option<Vec<String>> {
+        let mut lines = Vec::new();
+        for p in files(d) {
+            // A file just rotated in is empty until the next batch.
+            if std::fs::metadata(&p).ok()?.len() == 0 {
+                continue;
+            }
+            let mut text = String::new();
+            flate2::read::MultiGzDecoder::new(std::fs::File::open(&p).ok()?)
+                .read_to_string(&mut text)
+                .ok()?;
+            lines.extend(text.lines().map(String::from));
+        }
+        lines.sort();
+        Some(lines)
+    };
+    sent.sort();
+    let complete = wait_until(Duration::from_secs(20), || {
+        read_all(&all).as_ref() == Some(&sent)
+    });
+    assert!(
+        complete,
+        "gzip files hold {:?} of {} lines; log:\n{}",
+        read_all(&all).map(|l| l.len()),
+        sent.len(),
+        agent.log()
+    );
+    assert!(
+        files(&all).len() > 10,
+        "rotated many times: {:?}",
+        files(&all)
+    );
+
+    // The size-limited output keeps exactly three archives plus the current file, each archive
+    // at least 2 KB and at most 2 KB plus one batch (100 lines of ~45 bytes).
+    let kept_files = files(&kept);
+    assert_eq!(kept_files.len(), 4, "{kept_files:?}");
+    for p in &kept_files {
+        let name = p.file_name().unwrap().to_string_lossy();
+        if name == "m.out" {
+            continue;
+        }
+        assert!(name.starts_with("m.") && name.ends_with(".out"), "{name}");
+        let len = std::fs::metadata(p).unwrap().len();
+        assert!(
+            (2000..2000 + 100 * 50).contains(&len),
+            "{name}: {len} bytes"
+        );
+    }
+}

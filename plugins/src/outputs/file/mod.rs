@@ -1,11 +1,16 @@
-//! `outputs.file`: appends each batch, serialized in the `data_format`, to stdout and/or files.
+//! `outputs.file`: appends each batch, serialized in the `data_format`, to stdout and/or files,
+//! rotating the files by age and size and optionally compressing what it writes.
 
-use std::path::PathBuf;
+mod rotate;
+
+use std::io::Write;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
+
+use rotate::{Policy, RotatingFile};
 
 use crate::codec::Serializer;
 use crate::config_types::{Duration, Size};
@@ -18,10 +23,11 @@ use crate::registry::{BuildError, ConfigError, Format, OutputSpec, parse_config}
 struct Config {
     files: Vec<String>,
     use_batch_format: bool,
-    /// Telegraf's rotation options: accepted so Telegraf configs load, not implemented.
     rotation_interval: Duration,
     rotation_max_size: Size,
     rotation_max_archives: i64,
+    compression_algorithm: String,
+    compression_level: i64,
 }
 
 impl Default for Config {
@@ -32,6 +38,66 @@ impl Default for Config {
             rotation_interval: Duration::default(),
             rotation_max_size: Size::default(),
             rotation_max_archives: 5,
+            compression_algorithm: String::new(),
+            compression_level: 0,
+        }
+    }
+}
+
+/// How each write is compressed: one complete gzip or zlib stream per batch, so the file is a
+/// concatenation of streams that `zcat` (gzip) reads as one.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Compression {
+    None,
+    Gzip(flate2::Compression),
+    Zlib(flate2::Compression),
+}
+
+impl Compression {
+    fn from_config(algorithm: &str, level: i64) -> Result<Self, ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            path: vec![key.into()],
+            message,
+        };
+        let flate_level = || match level {
+            0 | -1 => Ok(flate2::Compression::default()),
+            1..=9 => Ok(flate2::Compression::new(level as u32)),
+            _ => Err(err(
+                "compression_level",
+                format!("{algorithm} takes levels 1 to 9, or 0/-1 for the default; not {level}"),
+            )),
+        };
+        match algorithm {
+            "" | "identity" => Ok(Compression::None),
+            "gzip" => Ok(Compression::Gzip(flate_level()?)),
+            "zlib" => Ok(Compression::Zlib(flate_level()?)),
+            "zstd" => Err(err(
+                "compression_algorithm",
+                "\"zstd\" is not supported yet; use \"gzip\" or \"zlib\"".into(),
+            )),
+            other => Err(err(
+                "compression_algorithm",
+                format!("unknown algorithm {other:?}; supported: \"gzip\", \"zlib\", \"identity\""),
+            )),
+        }
+    }
+
+    /// Compresses `data` into `out` (cleared first).
+    fn encode(self, data: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        // Writing into a Vec cannot fail.
+        match self {
+            Compression::None => out.extend_from_slice(data),
+            Compression::Gzip(level) => {
+                let mut e = flate2::write::GzEncoder::new(out, level);
+                e.write_all(data).expect("in memory");
+                e.finish().expect("in memory");
+            }
+            Compression::Zlib(level) => {
+                let mut e = flate2::write::ZlibEncoder::new(out, level);
+                e.write_all(data).expect("in memory");
+                e.finish().expect("in memory");
+            }
         }
     }
 }
@@ -39,26 +105,17 @@ impl Default for Config {
 enum Target {
     Stdout,
     /// Opened on connect, or on the next write after a failure.
-    File {
-        path: PathBuf,
-        file: Option<tokio::fs::File>,
-    },
+    File(RotatingFile),
 }
 
 pub struct FileOutput {
     targets: Vec<Target>,
     serializer: Arc<dyn Serializer>,
     use_batch_format: bool,
-    /// Reused encoding buffer.
+    compression: Compression,
+    /// Reused encoding buffers: serialized, then compressed.
     buf: Vec<u8>,
-}
-
-async fn open(path: &PathBuf) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .await
+    compressed: Vec<u8>,
 }
 
 impl Target {
@@ -66,31 +123,17 @@ impl Target {
         match self {
             Target::Stdout => {
                 // Blocking, but stdout is a pipe or terminal and the batch is small.
-                use std::io::Write;
                 let mut out = std::io::stdout().lock();
                 out.write_all(data)
                     .and_then(|()| out.flush())
                     .map_err(|e| format!("stdout: {e}"))
             }
-            Target::File { path, file } => {
-                let f = match file {
-                    Some(f) => f,
-                    None => file.insert(
-                        open(path)
-                            .await
-                            .map_err(|e| format!("opening {}: {e}", path.display()))?,
-                    ),
-                };
-                let res = match f.write_all(data).await {
-                    Ok(()) => f.flush().await,
-                    Err(e) => Err(e),
-                };
-                res.map_err(|e| {
-                    // Reopen next time: the file may have been removed or the disk remounted.
-                    *file = None;
-                    format!("writing {}: {e}", path.display())
-                })
-            }
+            // Reopened on the next write after an error: the file may have been removed or the
+            // disk remounted.
+            Target::File(f) => f
+                .write(data, SystemTime::now())
+                .await
+                .map_err(|e| format!("writing {}: {e}", f.path().display())),
         }
     }
 }
@@ -99,11 +142,10 @@ impl Target {
 impl Output for FileOutput {
     async fn connect(&mut self) -> anyhow::Result<()> {
         for t in &mut self.targets {
-            if let Target::File { path, file } = t {
-                let f = open(path)
+            if let Target::File(f) = t {
+                f.open(SystemTime::now())
                     .await
-                    .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
-                *file = Some(f);
+                    .map_err(|e| anyhow::anyhow!("opening {}: {e}", f.path().display()))?;
             }
         }
         Ok(())
@@ -120,9 +162,10 @@ impl Output for FileOutput {
                     .serialize(std::slice::from_ref(m), &mut self.buf);
             }
         }
+        self.compression.encode(&self.buf, &mut self.compressed);
         let mut errors = Vec::new();
         for t in &mut self.targets {
-            if let Err(e) = t.write(&self.buf).await {
+            if let Err(e) = t.write(&self.compressed).await {
                 errors.push(e);
             }
         }
@@ -138,8 +181,8 @@ impl Output for FileOutput {
 
     async fn close(&mut self) -> anyhow::Result<()> {
         for t in &mut self.targets {
-            if let Target::File { file, .. } = t {
-                *file = None;
+            if let Target::File(f) = t {
+                f.close();
             }
         }
         Ok(())
@@ -154,12 +197,12 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, Buil
             message: "no files given (use [\"stdout\"] for standard output)".into(),
         }));
     }
-    if !cfg.rotation_interval.is_zero() || cfg.rotation_max_size.0 != 0 {
-        tracing::warn!(
-            plugin = %ctx.id,
-            "outputs.file: rotation_interval and rotation_max_size are not implemented; files grow without rotation"
-        );
-    }
+    let compression = Compression::from_config(&cfg.compression_algorithm, cfg.compression_level)?;
+    let policy = Policy {
+        interval: cfg.rotation_interval.0,
+        max_size: cfg.rotation_max_size.0,
+        max_archives: cfg.rotation_max_archives,
+    };
     let serializer = ctx
         .serializer
         .clone()
@@ -169,17 +212,16 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, Buil
         .iter()
         .map(|f| match f.as_str() {
             "stdout" => Target::Stdout,
-            path => Target::File {
-                path: path.into(),
-                file: None,
-            },
+            path => Target::File(RotatingFile::new(path.into(), policy)),
         })
         .collect();
     Ok(Box::new(FileOutput {
         targets,
         serializer,
         use_batch_format: cfg.use_batch_format,
+        compression,
         buf: Vec::new(),
+        compressed: Vec::new(),
     }))
 }
 
@@ -196,7 +238,7 @@ mod tests {
     use super::*;
     use crate::codec::{SerializerConfig, build_serializer};
 
-    fn temp_dir(name: &str) -> PathBuf {
+    fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("sonde-file-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -237,6 +279,52 @@ mod tests {
             format!("old\n{lines}")
         );
         assert_eq!(std::fs::read_to_string(&b).unwrap(), lines);
+    }
+
+    #[tokio::test]
+    async fn gzip_writes_one_stream_per_batch_that_zcat_reads_as_one() {
+        use std::io::Read;
+        let dir = temp_dir("gzip");
+        let path = dir.join("m.out.gz");
+        let mut out = output(&format!(
+            "files = [{path:?}]\ncompression_algorithm = \"gzip\"\ncompression_level = 9"
+        ))
+        .unwrap();
+        out.connect().await.unwrap();
+        out.write(&batch(2)).await.unwrap();
+        out.write(&batch(1)).await.unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..2], &[0x1f, 0x8b], "gzip magic");
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(
+            text,
+            "cpu,host=a\\ b v=0i 0\ncpu,host=a\\ b v=1i 1\ncpu,host=a\\ b v=0i 0\n"
+        );
+    }
+
+    #[test]
+    fn compression_options_are_checked() {
+        let err = |t: &str| match output(t) {
+            Err(BuildError::Config(e)) => (e.path.join("."), e.message),
+            Err(e) => panic!("unexpected {e}"),
+            Ok(_) => panic!("{t} should be refused"),
+        };
+        assert_eq!(
+            err("compression_algorithm = \"lz4\"").0,
+            "compression_algorithm"
+        );
+        let (key, msg) = err("compression_algorithm = \"zstd\"");
+        assert_eq!(key, "compression_algorithm");
+        assert!(msg.contains("not supported yet"), "{msg}");
+        assert_eq!(
+            err("compression_algorithm = \"gzip\"\ncompression_level = 12").0,
+            "compression_level"
+        );
+        assert!(output("compression_algorithm = \"zlib\"\ncompression_level = -1").is_ok());
+        assert!(output("compression_algorithm = \"identity\"").is_ok());
     }
 
     #[tokio::test]
