@@ -111,6 +111,9 @@ impl MetricSink {
 /// What a service input gets to run with.
 pub struct ServiceContext {
     pub sink: MetricSink,
+    /// The input's `interval` (its own, else the agent's): when a service that aggregates
+    /// (statsd) emits what it has collected.
+    pub interval: Duration,
     /// Resolves when the agent is stopping or reloading; the service must return soon after.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -532,3 +532,49 @@ fn file_output_rotates_by_size_and_keeps_the_archives_asked_for() {
         );
     }
 }
+
+/// statsd emits its aggregates on the input's interval, as Telegraf does (it used to emit on a
+/// fixed 10 s clock whatever the interval said).
+#[test]
+fn statsd_aggregates_arrive_on_the_input_interval() {
+    use sonde_tests::servers::free_port;
+    let dir = TempDir::new("statsd-interval");
+    let port = free_port();
+    let out = dir.join("out.lp");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"[agent]
+  interval = "10s"
+  flush_interval = "100ms"
+  omit_hostname = true
+
+[[inputs.statsd]]
+  interval = "1s"
+  service_address = "127.0.0.1:{port}"
+  delete_counters = false
+
+[[outputs.file]]
+  files = ["{}"]
+"#,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    agent.wait_log("listening", 1, Duration::from_secs(10));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(b"jobs.done:1|c", ("127.0.0.1", port)).unwrap();
+    let arrived = wait_until(Duration::from_secs(8), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("jobs_done"))
+    });
+    assert!(arrived, "no aggregate within 8 s; log:\n{}", agent.log());
+    // Two more one-second windows: each emits the counter again (delete_counters = false).
+    let counted = wait_until(Duration::from_secs(8), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.matches("jobs_done").count() >= 3)
+    });
+    assert!(
+        counted,
+        "aggregates are not emitted every second; log:\n{}",
+        agent.log()
+    );
+}

@@ -259,6 +259,7 @@ pub async fn run(
             });
             let ctx = ServiceContext {
                 sink: MetricSink::new(tx, prepare),
+                interval,
                 shutdown,
             };
             if let Err(e) = service.run(ctx).await {

@@ -556,7 +556,11 @@ pub(crate) mod tests {
         let (tx, rx) = flume::bounded(capacity);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
-        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        let task = tokio::spawn(svc.run(ServiceContext {
+            sink,
+            interval: Duration::from_secs(10),
+            shutdown,
+        }));
         for _ in 0..200 {
             if std::net::TcpStream::connect(&addr).is_ok() {
                 break;
@@ -772,7 +776,11 @@ pub(crate) mod tests {
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
         let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let err = svc
-            .run(ServiceContext { sink, shutdown })
+            .run(ServiceContext {
+                sink,
+                interval: Duration::from_secs(10),
+                shutdown,
+            })
             .await
             .unwrap_err();
         assert!(

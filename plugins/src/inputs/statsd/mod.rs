@@ -1,5 +1,5 @@
 //! `inputs.statsd`: a StatsD server (UDP or TCP) that aggregates what it receives and emits
-//! the aggregates every `flush_interval`, with Telegraf's measurement and field names.
+//! the aggregates every `interval` (the input's, else the agent's), with Telegraf's measurement and field names.
 //!
 //! Packets go from the socket into a queue of `allowed_pending_messages`; when the parser
 //! falls behind, further packets are dropped and counted, never blocking the socket reader.
@@ -31,10 +31,10 @@ struct Config {
     service_address: String,
     #[serde(default = "default_max_tcp")]
     max_tcp_connections: usize,
-    /// How often the aggregates are emitted (Telegraf uses the agent's interval, which a
-    /// service input in sonde does not see).
-    #[serde(default = "default_flush")]
-    flush_interval: Dur,
+    /// How often the aggregates are emitted. By default the input's `interval` (its own, else
+    /// the agent's), as in Telegraf; this sonde-only option overrides it.
+    #[serde(default)]
+    flush_interval: Option<Dur>,
     #[serde(default = "yes")]
     delete_gauges: bool,
     #[serde(default = "yes")]
@@ -79,9 +79,6 @@ fn default_address() -> String {
 }
 fn default_max_tcp() -> usize {
     250
-}
-fn default_flush() -> Dur {
-    Dur::from_secs(10)
 }
 fn yes() -> bool {
     true
@@ -628,7 +625,8 @@ impl ServiceInput for Statsd {
                 sh.handle_packet(&packet);
             }
         });
-        let mut ticker = tokio::time::interval(cfg.flush_interval.get());
+        let every = cfg.flush_interval.map_or(ctx.interval, |d| d.get());
+        let mut ticker = tokio::time::interval(every);
         ticker.tick().await;
         loop {
             tokio::select! {
@@ -683,7 +681,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         )
         .into());
     }
-    if cfg.flush_interval.is_zero() {
+    if cfg.flush_interval.is_some_and(|d| d.is_zero()) {
         return Err(anyhow::anyhow!("flush_interval must be positive").into());
     }
     if let Some(p) = cfg.percentiles.iter().find(|p| !(0.0..=100.0).contains(*p)) {
@@ -879,7 +877,11 @@ mod tests {
         let (tx, rx) = flume::bounded(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
-        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        let task = tokio::spawn(svc.run(ServiceContext {
+            sink,
+            interval: Duration::from_secs(10),
+            shutdown,
+        }));
         tokio::time::sleep(Duration::from_millis(100)).await;
         (addr, rx, stop, task)
     }
@@ -925,7 +927,11 @@ mod tests {
         let (tx, rx) = flume::bounded(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
-        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        let task = tokio::spawn(svc.run(ServiceContext {
+            sink,
+            interval: Duration::from_secs(10),
+            shutdown,
+        }));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         s.write_all(b"t:5|c\nt:5|c\n").await.unwrap();
@@ -957,7 +963,11 @@ mod tests {
         let (tx, rx) = flume::bounded(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
-        let task = tokio::spawn(svc.run(ServiceContext { sink, shutdown }));
+        let task = tokio::spawn(svc.run(ServiceContext {
+            sink,
+            interval: Duration::from_secs(10),
+            shutdown,
+        }));
         tokio::time::sleep(Duration::from_millis(100)).await;
         // A line of exactly the limit is still taken.
         let mut ok = tokio::net::TcpStream::connect(&addr).await.unwrap();
