@@ -533,7 +533,7 @@ mod tests {
         assert_eq!(unauth.0, 401);
         assert_eq!(ok.0, 200);
         assert!(ok.1.contains("text/plain; version=0.0.4"));
-        let want = "# TYPE cpu_usage_idle gauge\ncpu_usage_idle{cpu=\"cpu0\"} 42.5\n";
+        let want = "# HELP cpu_usage_idle Telegraf collected metric\n# TYPE cpu_usage_idle gauge\ncpu_usage_idle{cpu=\"cpu0\"} 42.5\n";
         assert_eq!(String::from_utf8(ok.2).unwrap(), want);
         assert_eq!(missing.0, 404);
         assert!(

@@ -430,6 +430,10 @@ fn render_family(
         ValueType::Untyped if om => (name, "unknown"),
         ValueType::Untyped => (name, "untyped"),
     };
+    // Telegraf's help text, so that a scrape of sonde reads like a scrape of Telegraf.
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(type_name.as_bytes());
+    out.extend_from_slice(b" Telegraf collected metric\n");
     out.extend_from_slice(b"# TYPE ");
     out.extend_from_slice(type_name.as_bytes());
     out.push(b' ');
@@ -513,18 +517,18 @@ mod tests {
         let t = text(&mut s, Format::Text);
         assert_eq!(
             t,
-            "# TYPE cpu_up gauge\n\
+            "# HELP cpu_up Telegraf collected metric\n# TYPE cpu_up gauge\n\
              cpu_up{cpu_id=\"cpu0\",host=\"a\\\"b\\\\c\\nd\",state=\"ok\"} 1\n\
-             # TYPE cpu_usage_idle gauge\n\
+             # HELP cpu_usage_idle Telegraf collected metric\n# TYPE cpu_usage_idle gauge\n\
              cpu_usage_idle{cpu_id=\"cpu0\",host=\"a\\\"b\\\\c\\nd\",state=\"ok\"} 99.5\n\
-             # TYPE http_requests_total counter\n\
+             # HELP http_requests_total Telegraf collected metric\n# TYPE http_requests_total counter\n\
              http_requests_total 7\n\
-             # TYPE mem_free untyped\n\
+             # HELP mem_free Telegraf collected metric\n# TYPE mem_free untyped\n\
              mem_free -3\n"
         );
         let om = text(&mut s, Format::OpenMetrics);
-        assert!(om.contains("# TYPE http_requests counter\nhttp_requests_total 7\n"));
-        assert!(om.contains("# TYPE mem_free unknown\n"));
+        assert!(om.contains("# HELP http_requests Telegraf collected metric\n# TYPE http_requests counter\nhttp_requests_total 7\n"));
+        assert!(om.contains("# HELP mem_free Telegraf collected metric\n# TYPE mem_free unknown\n"));
     }
 
     #[test]
@@ -545,7 +549,7 @@ mod tests {
         );
         let t = text(&mut s, Format::Text);
         assert!(
-            t.contains("# TYPE go_goroutines gauge\ngo_goroutines 12.0\n"),
+            t.contains("# HELP go_goroutines Telegraf collected metric\n# TYPE go_goroutines gauge\ngo_goroutines 12.0\n"),
             "{t}"
         );
         assert!(t.contains("\nup 1.0\n"), "{t}");
@@ -583,12 +587,12 @@ mod tests {
         );
         assert_eq!(
             text(&mut s, Format::Text),
-            "# TYPE lat summary\n\
+            "# HELP lat Telegraf collected metric\n# TYPE lat summary\n\
              lat{quantile=\"0.5\"} 5.0\n\
              lat{quantile=\"0.99\"} 8.0\n\
              lat_sum 20.0\n\
              lat_count 4\n\
-             # TYPE req_seconds histogram\n\
+             # HELP req_seconds Telegraf collected metric\n# TYPE req_seconds histogram\n\
              req_seconds_bucket{path=\"/\",le=\"0.1\"} 1\n\
              req_seconds_bucket{path=\"/\",le=\"0.5\"} 4\n\
              req_seconds_bucket{path=\"/\",le=\"+Inf\"} 10\n\
@@ -609,7 +613,7 @@ mod tests {
         assert_eq!(g1.unwrap().as_ptr(), g2.unwrap().as_ptr());
         s.write(&[Metric::new("a", 0).with_field("x", 2i64)], now);
         let (b3, _) = s.render(Format::Text, false);
-        assert_eq!(&b3[..], b"# TYPE a_x untyped\na_x 2\n");
+        assert_eq!(&b3[..], b"# HELP a_x Telegraf collected metric\n# TYPE a_x untyped\na_x 2\n");
     }
 
     #[test]
