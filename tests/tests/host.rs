@@ -607,8 +607,9 @@ fn embedded_default_config_reports_host_metrics() {
     let r = run(&["--test"]);
     assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
     let lines = parse(&r.stdout);
-    // cpu has no metric on the first gather (usage needs two), as in Telegraf.
+    // cpu is gathered twice half a second apart, as Telegraf's --test does, so its usage shows.
     for name in [
+        "cpu",
         "disk",
         "diskio",
         "kernel",
@@ -627,4 +628,11 @@ fn embedded_default_config_reports_host_metrics() {
         !lines.iter().any(|l| l.name.starts_with("internal")),
         "inputs.internal is not in the default"
     );
+    let total = lines
+        .iter()
+        .find(|l| l.name == "cpu" && l.tag("cpu") == Some("cpu-total"))
+        .unwrap_or_else(|| panic!("no cpu-total in:\n{}", r.stdout));
+    for f in ["usage_user", "usage_system", "usage_idle"] {
+        assert!(total.fields.contains_key(f), "{f} missing: {}", r.stdout);
+    }
 }

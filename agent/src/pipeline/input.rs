@@ -110,6 +110,9 @@ impl GatherStats {
 
 /// A configured input ready to run: its plugin, schedule and modifiers.
 pub struct PreparedInput {
+    /// The plugin's name (`cpu`).
+    pub name: String,
+    /// `inputs.NAME`, or `inputs.NAME::ALIAS`: how logs name it.
     pub id: String,
     pub interval: Duration,
     pub jitter: Duration,
@@ -162,6 +165,7 @@ impl PreparedInput {
             InputPlugin::Service(_) => 0,
         };
         PreparedInput {
+            name: cfg.name.clone(),
             id,
             interval: cfg.interval,
             jitter: cfg.collection_jitter,
@@ -238,6 +242,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let PreparedInput {
+        name: _,
         id,
         interval,
         jitter,

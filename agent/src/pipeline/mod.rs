@@ -332,6 +332,11 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
 
 /// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
 /// the result: `--test` and `--once`.
+/// Inputs whose rates come from the difference of two samples. `--test` and `--once` gather
+/// them twice, half a second apart, and keep the second gather, so that their rate fields
+/// appear (Telegraf does the same for cpu and procstat).
+const TWO_SAMPLE_INPUTS: &[&str] = &["cpu", "docker", "procstat"];
+
 pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
     // The aggregation windows open before the gathers, as in a running agent: opened after a
     // slow gather (or `--test-wait`) they would begin after the metrics and miss them.
@@ -366,6 +371,11 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
         gathers.spawn(async move {
             if let InputPlugin::Polled(plugin) = &mut p.plugin {
                 let timeout = p.interval.max(Duration::from_millis(100));
+                if TWO_SAMPLE_INPUTS.contains(&p.name.as_str()) {
+                    input::gather_once(&p.id, plugin.as_mut(), &p.modifiers, &p.stats, timeout)
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 let m = input::gather_once(&p.id, plugin.as_mut(), &p.modifiers, &p.stats, timeout)
                     .await;
                 let _ = tx.send(m);
