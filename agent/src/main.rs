@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use sonde::config::{self, Config, Registry, Selection, Sources};
 use sonde::pipeline::{self, Running};
 use sonde::service;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
@@ -172,9 +172,12 @@ fn main() -> ExitCode {
         }
         Some(Command::Config {
             action: Some(ConfigAction::Check),
-        }) => match load(&cli.run, &selection, &registry) {
-            Ok((_, origin)) => {
-                println!("configuration is valid ({origin})");
+        }) => match load(&cli.run, &selection, &registry, true) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("configuration is valid ({})", loaded.origin);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -216,8 +219,157 @@ fn sources(args: &RunArgs) -> Sources {
     }
 }
 
-/// Loads the configuration; also says where it came from.
+/// A loaded configuration, where it came from, and the warnings raised while loading it.
+struct Loaded {
+    cfg: Config,
+    origin: String,
+    warnings: Vec<String>,
+}
+
+/// Loads and checks the configuration. Warnings raised meanwhile (by the loader or a plugin's
+/// build) are kept for the caller to show: the configured logger does not exist yet.
 fn load(
+    args: &RunArgs,
+    selection: &Selection,
+    registry: &Registry,
+    need_outputs: bool,
+) -> Result<Loaded, String> {
+    let (result, warnings) = capture_warnings(|| load_config(args, selection, registry));
+    let (cfg, origin) = result.map_err(|e| {
+        let mut text = e.to_string();
+        for w in &warnings {
+            text.push_str(&format!("\nwarning: {w}"));
+        }
+        text
+    })?;
+    check_plugins(&cfg, selection, need_outputs)?;
+    Ok(Loaded {
+        cfg,
+        origin,
+        warnings,
+    })
+}
+
+/// Runs `f` with a logger that keeps warnings and errors as text lines instead of printing them.
+fn capture_warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buffer::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    // A table may be built more than once while its errors are collected: say each thing once.
+    let mut lines: Vec<String> = Vec::new();
+    for l in text.lines().map(str::trim) {
+        if !lines.iter().any(|seen| seen == l) {
+            lines.push(l.to_string());
+        }
+    }
+    (out, lines)
+}
+
+/// A configuration that gathers nothing or sends nowhere is a mistake, not a quiet agent; so is
+/// a `--*-filter` name that selects no plugin of the configuration (a typo would run nothing).
+fn check_plugins(cfg: &Config, selection: &Selection, need_outputs: bool) -> Result<(), String> {
+    let kinds: [(&str, &[String], Vec<&str>); 4] = [
+        (
+            "input",
+            &selection.inputs,
+            cfg.inputs.iter().map(|p| p.name.as_str()).collect(),
+        ),
+        (
+            "output",
+            &selection.outputs,
+            cfg.outputs.iter().map(|p| p.name.as_str()).collect(),
+        ),
+        (
+            "processor",
+            &selection.processors,
+            cfg.processors.iter().map(|p| p.name.as_str()).collect(),
+        ),
+        (
+            "aggregator",
+            &selection.aggregators,
+            cfg.aggregators.iter().map(|p| p.name.as_str()).collect(),
+        ),
+    ];
+    for (kind, filter, present) in &kinds {
+        if let Some(missing) = filter.iter().find(|n| !present.contains(&n.as_str())) {
+            return Err(format!(
+                "--{kind}-filter: the configuration has no {kind}s.{missing}"
+            ));
+        }
+    }
+    if cfg.inputs.is_empty() {
+        return Err("no inputs in the configuration: add an [[inputs.NAME]] section".into());
+    }
+    if need_outputs && cfg.outputs.is_empty() {
+        return Err("no outputs in the configuration: add an [[outputs.NAME]] section".into());
+    }
+    Ok(())
+}
+
+/// The loaded plugins, one log line per kind, as Telegraf lists them at startup.
+fn log_plugins(cfg: &Config) {
+    fn names<'a>(it: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> String {
+        let v: Vec<String> = it
+            .map(|(n, a)| match a {
+                Some(a) => format!("{n}::{a}"),
+                None => n.to_string(),
+            })
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(" ")
+        }
+    }
+    let i = names(
+        cfg.inputs
+            .iter()
+            .map(|p| (p.name.as_str(), p.alias.as_deref())),
+    );
+    let p = names(
+        cfg.processors
+            .iter()
+            .map(|p| (p.name.as_str(), p.alias.as_deref())),
+    );
+    let a = names(
+        cfg.aggregators
+            .iter()
+            .map(|p| (p.name.as_str(), p.alias.as_deref())),
+    );
+    let o = names(
+        cfg.outputs
+            .iter()
+            .map(|p| (p.name.as_str(), p.alias.as_deref())),
+    );
+    info!("loaded inputs: {i}");
+    info!("loaded processors: {p}");
+    info!("loaded aggregators: {a}");
+    info!("loaded outputs: {o}");
+}
+
+/// Loads the configuration; also says where it came from.
+fn load_config(
     args: &RunArgs,
     selection: &Selection,
     registry: &Registry,
@@ -310,7 +462,11 @@ fn run(args: RunArgs, selection: Selection, registry: Registry) -> ExitCode {
     };
     // Plugins may bind sockets or spawn tasks while being built.
     let _guard = runtime.enter();
-    let (mut cfg, origin) = match load(&args, &selection, &registry) {
+    let Loaded {
+        mut cfg,
+        origin,
+        warnings,
+    } = match load(&args, &selection, &registry, !args.test) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -322,6 +478,10 @@ fn run(args: RunArgs, selection: Selection, registry: Registry) -> ExitCode {
         return ExitCode::FAILURE;
     }
     info!("{origin}");
+    for w in &warnings {
+        warn!("{w}");
+    }
+    log_plugins(&cfg);
     runtime.block_on(async move {
         if args.test {
             let metrics = pipeline::gather_once(&mut cfg, args.test_wait).await;
@@ -354,7 +514,7 @@ const READY_LIMIT: Duration = Duration::from_secs(5);
 
 /// Runs until SIGINT/SIGTERM; SIGHUP reloads, SIGUSR1 flushes.
 async fn serve(
-    cfg: Config,
+    mut cfg: Config,
     args: &RunArgs,
     selection: &Selection,
     registry: &Registry,
@@ -372,6 +532,10 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = pipeline::start_plugins(&mut cfg).await {
+        error!("cannot start: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut running = Running::start(cfg);
     running.ready(READY_LIMIT).await;
     info!("started");
@@ -387,8 +551,11 @@ async fn serve(
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 service::notify(&service::reloading_state());
-                match load(args, selection, registry) {
-                    Ok((cfg, origin)) => {
+                match load(args, selection, registry, true) {
+                    Ok(Loaded { cfg, origin, warnings }) => {
+                        for w in &warnings {
+                            warn!("{w}");
+                        }
                         running = running.reload(cfg).await;
                         running.ready(READY_LIMIT).await;
                         info!("reloaded: {origin}");

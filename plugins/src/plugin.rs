@@ -121,6 +121,14 @@ pub struct ServiceContext {
 /// An input that runs continuously (a listener) and pushes metrics as they arrive.
 #[async_trait]
 pub trait ServiceInput: Send {
+    /// Acquires what the service needs before the agent reports that it started (a listener
+    /// binds its socket here), so that a port in use is a startup error that follows the
+    /// plugin's `startup_error_behavior`. When it was not called (a reload, `--test`), `run`
+    /// acquires it itself.
+    async fn start(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()>;
 }
 
@@ -163,6 +171,13 @@ pub enum WriteError {
 /// Delivers batches somewhere.
 #[async_trait]
 pub trait Output: Send {
+    /// Acquires local resources before the agent reports that it started (an endpoint that
+    /// serves binds its socket here), so that a port in use follows the plugin's
+    /// `startup_error_behavior`. A remote peer that is down is not a start error: `connect`
+    /// and `write` are retried. When this was not called (a reload), `connect` acquires them.
+    async fn start(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
     async fn connect(&mut self) -> anyhow::Result<()> {
         Ok(())
     }

@@ -86,7 +86,37 @@ pub struct InputConfig {
     /// `[inputs.X.tags]`, sorted.
     pub tags: Vec<(String, String)>,
     pub filter: Filter,
+    pub startup_error_behavior: StartupErrorBehavior,
+    /// The service could not start when the agent did and its behavior is `retry`: it tries
+    /// again every interval before it runs.
+    pub start_pending: bool,
     pub plugin: InputPlugin,
+}
+
+/// What the agent does when a plugin cannot start (a listener whose port is taken, an output
+/// that cannot connect): Telegraf's `startup_error_behavior`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartupErrorBehavior {
+    /// Exit non-zero, so that the service manager reports (and restarts) it.
+    #[default]
+    Error,
+    /// Keep running and try the plugin again every interval until it starts.
+    Retry,
+    /// Keep running without the plugin.
+    Ignore,
+    /// As `Ignore`: sonde's plugins have no separate probe.
+    Probe,
+}
+
+impl StartupErrorBehavior {
+    pub fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("retry") => Self::Retry,
+            Some("ignore") => Self::Ignore,
+            Some("probe") => Self::Probe,
+            _ => Self::Error,
+        }
+    }
 }
 
 pub struct ProcessorConfig {
@@ -124,6 +154,7 @@ pub struct OutputConfig {
     pub name_prefix: Option<String>,
     pub name_suffix: Option<String>,
     pub filter: Filter,
+    pub startup_error_behavior: StartupErrorBehavior,
     pub plugin: Box<dyn Output>,
     /// The plugin's table as written (after substitution), to tell whether a reload changed it.
     pub fingerprint: String,

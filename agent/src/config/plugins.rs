@@ -9,7 +9,10 @@ use sonde_plugins::registry::{BuildError, Format, Spec};
 
 use super::doc::{Diagnostic, Doc};
 use super::section::{FILTER_KEYS, Section, did_you_mean, redact, suggest};
-use super::{AgentConfig, AggregatorConfig, Config, InputConfig, OutputConfig, ProcessorConfig};
+use super::{
+    AgentConfig, AggregatorConfig, Config, InputConfig, OutputConfig, ProcessorConfig,
+    StartupErrorBehavior,
+};
 use super::{Registry, Selection};
 use sonde_plugins::plugin::{Aggregator, InputPlugin, Output};
 
@@ -231,7 +234,10 @@ fn input_options(
     let name_suffix = sec.string("name_suffix");
     let tags = sorted(sec.string_map("tags"));
     sec.choice("log_level", LOG_LEVELS);
-    sec.choice("startup_error_behavior", STARTUP_BEHAVIORS);
+    let startup_error_behavior = StartupErrorBehavior::parse(
+        sec.choice("startup_error_behavior", STARTUP_BEHAVIORS)
+            .as_deref(),
+    );
     let filter = sec.filter();
     let name = name.to_string();
     let a = alias.clone();
@@ -247,6 +253,8 @@ fn input_options(
         name_suffix,
         tags,
         filter,
+        startup_error_behavior,
+        start_pending: false,
         plugin,
     };
     (alias, finish)
@@ -335,7 +343,10 @@ fn output_options(
     let name_prefix = sec.string("name_prefix");
     let name_suffix = sec.string("name_suffix");
     sec.choice("log_level", LOG_LEVELS);
-    sec.choice("startup_error_behavior", STARTUP_BEHAVIORS);
+    let startup_error_behavior = StartupErrorBehavior::parse(
+        sec.choice("startup_error_behavior", STARTUP_BEHAVIORS)
+            .as_deref(),
+    );
     if sec
         .choice("buffer_strategy", &["memory", "disk"])
         .as_deref()
@@ -362,6 +373,7 @@ fn output_options(
         name_prefix,
         name_suffix,
         filter,
+        startup_error_behavior,
         plugin,
         fingerprint,
     };

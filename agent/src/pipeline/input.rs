@@ -7,7 +7,7 @@ use sonde_plugins::plugin::{Accumulator, Input, InputPlugin, MetricSink, Service
 use sonde_plugins::selfstat::{self, Stat, Stats};
 use sonde_plugins::{Metric, Str};
 use tokio::sync::watch;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Rename;
 use crate::config::InputConfig;
@@ -114,6 +114,8 @@ pub struct PreparedInput {
     pub name: String,
     /// `inputs.NAME`, or `inputs.NAME::ALIAS`: how logs name it.
     pub id: String,
+    /// A service that could not start with the agent: retried every interval before it runs.
+    pub start_pending: bool,
     pub interval: Duration,
     pub jitter: Duration,
     pub offset: Duration,
@@ -167,6 +169,7 @@ impl PreparedInput {
         PreparedInput {
             name: cfg.name.clone(),
             id,
+            start_pending: cfg.start_pending,
             interval: cfg.interval,
             jitter: cfg.collection_jitter,
             offset: cfg.collection_offset,
@@ -244,6 +247,7 @@ pub async fn run(
     let PreparedInput {
         name: _,
         id,
+        start_pending,
         interval,
         jitter,
         offset,
@@ -253,7 +257,24 @@ pub async fn run(
         plugin,
     } = input;
     match plugin {
-        InputPlugin::Service(service) => {
+        InputPlugin::Service(mut service) => {
+            // startup_error_behavior = "retry": keep trying to start, without holding up a stop.
+            while start_pending {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                match service.start().await {
+                    Ok(()) => {
+                        info!(input = %id, "started after retrying");
+                        break;
+                    }
+                    Err(e) => {
+                        stats.error();
+                        warn!(input = %id, error = %format!("{e:#}"), "still cannot start; retrying");
+                    }
+                }
+            }
             let m = modifiers.clone();
             let gathered = stats.gathered.clone();
             let agent_gathered = stats.agent_gathered.clone();

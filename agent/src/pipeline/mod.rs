@@ -15,7 +15,7 @@ use sonde_plugins::plugin::InputPlugin;
 use sonde_plugins::selfstat::{self, Stats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use input::PreparedInput;
@@ -332,6 +332,60 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
 
 /// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
 /// the result: `--test` and `--once`.
+/// Starts what must be up before the agent reports that it runs: every listener binds its
+/// socket, every serving output its endpoint. A plugin that cannot start follows its
+/// `startup_error_behavior`: `error` fails the start with a message naming the plugin (the
+/// caller exits non-zero), `ignore` and `probe` drop it with an error in the log, `retry` keeps
+/// it and tries again every interval (inputs) or on the output's reconnect backoff.
+pub async fn start_plugins(cfg: &mut Config) -> Result<(), String> {
+    use crate::config::StartupErrorBehavior as B;
+    let id = |kind: &str, name: &str, alias: Option<&str>| match alias {
+        Some(a) => format!("{kind}.{name}::{a}"),
+        None => format!("{kind}.{name}"),
+    };
+    let mut inputs = Vec::with_capacity(cfg.inputs.len());
+    for mut i in std::mem::take(&mut cfg.inputs) {
+        if let InputPlugin::Service(s) = &mut i.plugin
+            && let Err(e) = s.start().await
+        {
+            let id = id("inputs", &i.name, i.alias.as_deref());
+            match i.startup_error_behavior {
+                B::Error => return Err(format!("{id}: {e:#}")),
+                B::Ignore | B::Probe => {
+                    error!(input = %id, error = %format!("{e:#}"), "cannot start; running without it (startup_error_behavior)");
+                    continue;
+                }
+                B::Retry => {
+                    warn!(input = %id, error = %format!("{e:#}"), retry_every = ?i.interval, "cannot start; retrying");
+                    i.start_pending = true;
+                }
+            }
+        }
+        inputs.push(i);
+    }
+    cfg.inputs = inputs;
+    let mut outputs = Vec::with_capacity(cfg.outputs.len());
+    for mut o in std::mem::take(&mut cfg.outputs) {
+        if let Err(e) = o.plugin.start().await {
+            let id = id("outputs", &o.name, o.alias.as_deref());
+            match o.startup_error_behavior {
+                B::Error => return Err(format!("{id}: {e:#}")),
+                B::Ignore | B::Probe => {
+                    error!(output = %id, error = %format!("{e:#}"), "cannot start; running without it (startup_error_behavior)");
+                    continue;
+                }
+                // The flush loop's connect acquires it, with backoff.
+                B::Retry => {
+                    warn!(output = %id, error = %format!("{e:#}"), "cannot start; retrying")
+                }
+            }
+        }
+        outputs.push(o);
+    }
+    cfg.outputs = outputs;
+    Ok(())
+}
+
 /// Inputs whose rates come from the difference of two samples. `--test` and `--once` gather
 /// them twice, half a second apart, and keep the second gather, so that their rate fields
 /// appear (Telegraf does the same for cpu and procstat).
@@ -512,6 +566,8 @@ mod tests {
             name_suffix: None,
             tags: vec![("src".into(), "test".into())],
             filter: Filter::default(),
+            startup_error_behavior: Default::default(),
+            start_pending: false,
             plugin: InputPlugin::Polled(Box::new(Burst(n, false))),
         };
         let output = OutputConfig {
@@ -526,6 +582,7 @@ mod tests {
             name_prefix: None,
             name_suffix: None,
             filter: Filter::default(),
+            startup_error_behavior: Default::default(),
             plugin: Box::new(Scripted {
                 fail: probe.fail.clone(),
                 got: probe.got.clone(),

@@ -102,12 +102,40 @@ pub fn normalize_address(addr: &str) -> String {
     }
 }
 
+/// Checks a listen address when the config is loaded: `host:port`, `[v6]:port` or `:port`,
+/// with a port number. A bare port ("8186") or a missing port is refused here rather than
+/// when sonde starts.
+pub fn check_address(addr: &str) -> Result<(), String> {
+    let a = normalize_address(addr);
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return Err(format!(
+            "{addr:?} is not a listen address: write host:port, or :port for every interface"
+        ));
+    };
+    if port.parse::<u16>().is_err() {
+        return Err(format!("{addr:?}: {port:?} is not a port number"));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{addr:?}: no host before the port"));
+    }
+    Ok(())
+}
+
 /// Binds a TCP listener, with an error that names the address.
 pub async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
     let a = normalize_address(addr);
     TcpListener::bind(&a)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// A listener bound by `ServiceInput::start`, or bound now (reload, `--test`).
+pub async fn bound_or_bind(bound: Option<TcpListener>, addr: &str) -> anyhow::Result<TcpListener> {
+    match bound {
+        Some(l) => Ok(l),
+        None => bind(addr).await,
+    }
 }
 
 pub struct ServerOptions {
@@ -375,5 +403,34 @@ mod tests {
         assert!(base64_decode("@@").is_none());
         assert!(secret_eq("abc", "abc") && !secret_eq("abc", "abd") && !secret_eq("a", "ab"));
         assert_eq!(normalize_address(":8186"), "0.0.0.0:8186");
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::check_address;
+
+    #[test]
+    fn listen_addresses_are_checked_when_loading() {
+        for ok in [
+            ":8186",
+            "0.0.0.0:8186",
+            "127.0.0.1:0",
+            "[::1]:9273",
+            "localhost:80",
+        ] {
+            assert_eq!(check_address(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "8186",
+            "127.0.0.1",
+            "127.0.0.1:http",
+            ":99999",
+            "[::1]",
+            " :80",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad} accepted");
+        }
+        assert!(check_address("8186").unwrap_err().contains("host:port"));
     }
 }

@@ -20,7 +20,7 @@ use crate::common::server::{self, BodyError, Resp, ServerOptions, TlsServerConfi
 use crate::config_types::{Duration as Dur, Size};
 use crate::model::{Metric, now_ns};
 use crate::plugin::{BuildContext, InputPlugin, MetricSink, ServiceContext, ServiceInput};
-use crate::registry::{BuildError, Format, InputSpec, parse_config};
+use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
 use crate::selfstat::{self, Stat, Stats};
 
 #[derive(Debug, Deserialize)]
@@ -302,6 +302,8 @@ struct Listener {
     cfg: Config,
     id: String,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Bound by `start`.
+    bound: Option<tokio::net::TcpListener>,
 }
 
 struct State {
@@ -312,9 +314,19 @@ struct State {
 
 #[async_trait]
 impl ServiceInput for Listener {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        self.bound = Some(server::bind(&self.cfg.service_address).await?);
+        Ok(())
+    }
+
     async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
-        let Listener { cfg, id, tls } = *self;
-        let listener = server::bind(&cfg.service_address).await?;
+        let Listener {
+            cfg,
+            id,
+            tls,
+            bound,
+        } = *self;
+        let listener = server::bound_or_bind(bound, &cfg.service_address).await?;
         tracing::info!(input = %id, address = %listener.local_addr()?, "influxdb_listener listening");
         let core = WriteCore::new(
             "internal_influxdb_listener",
@@ -512,10 +524,15 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         );
     }
     check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
+    server::check_address(&cfg.service_address).map_err(|message| ConfigError {
+        path: vec!["service_address".into()],
+        message,
+    })?;
     Ok(InputPlugin::Service(Box::new(Listener {
         cfg,
         id: ctx.id.clone(),
         tls,
+        bound: None,
     })))
 }
 

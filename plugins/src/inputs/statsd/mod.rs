@@ -18,7 +18,7 @@ use crate::common::server::normalize_address;
 use crate::config_types::{Duration as Dur, Size};
 use crate::model::{Metric, Str, ValueType, now_ns};
 use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
-use crate::registry::{BuildError, Format, InputSpec, parse_config};
+use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
 use crate::selfstat::{self, Stat};
 use template::Templates;
 
@@ -393,6 +393,44 @@ struct Statsd {
     cfg: Config,
     parser: Parser,
     id: String,
+    /// Bound by `start`.
+    bound: Option<Socket>,
+}
+
+/// The socket statsd listens on.
+enum Socket {
+    Udp(tokio::net::UdpSocket),
+    Tcp(tokio::net::TcpListener),
+}
+
+impl Socket {
+    async fn bind(cfg: &Config) -> anyhow::Result<Socket> {
+        let addr = normalize_address(&cfg.service_address);
+        let listen_error = |e| {
+            anyhow::anyhow!(
+                "cannot listen on {} {}: {e}",
+                cfg.protocol,
+                cfg.service_address
+            )
+        };
+        match cfg.protocol.as_str() {
+            "udp" | "udp4" | "udp6" => {
+                let sock = tokio::net::UdpSocket::bind(&addr)
+                    .await
+                    .map_err(listen_error)?;
+                if cfg.read_buffer_size.0 > 0 {
+                    set_recv_buffer(&sock, cfg.read_buffer_size.0);
+                }
+                Ok(Socket::Udp(sock))
+            }
+            "tcp" | "tcp4" | "tcp6" => Ok(Socket::Tcp(
+                tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(listen_error)?,
+            )),
+            p => anyhow::bail!("protocol must be udp or tcp, not {p:?}"),
+        }
+    }
 }
 
 struct Shared {
@@ -519,9 +557,22 @@ fn set_recv_buffer(sock: &tokio::net::UdpSocket, size: u64) {
 
 #[async_trait]
 impl ServiceInput for Statsd {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        self.bound = Some(Socket::bind(&self.cfg).await?);
+        Ok(())
+    }
+
     async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
-        let Statsd { cfg, parser, id } = *self;
-        let addr = normalize_address(&cfg.service_address);
+        let Statsd {
+            cfg,
+            parser,
+            id,
+            bound,
+        } = *self;
+        let socket = match bound {
+            Some(s) => s,
+            None => Socket::bind(&cfg).await?,
+        };
         let stats = selfstat::register(
             "internal_statsd",
             &[("input", &id), ("address", &cfg.service_address)],
@@ -538,14 +589,8 @@ impl ServiceInput for Statsd {
         });
         let (tx, rx) = flume::bounded::<Vec<u8>>(cfg.allowed_pending_messages.max(1));
         let mut shutdown = ctx.shutdown.clone();
-        let reader = match cfg.protocol.as_str() {
-            "udp" | "udp4" | "udp6" => {
-                let sock = tokio::net::UdpSocket::bind(&addr).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on udp {}: {e}", cfg.service_address)
-                })?;
-                if cfg.read_buffer_size.0 > 0 {
-                    set_recv_buffer(&sock, cfg.read_buffer_size.0);
-                }
+        let reader = match socket {
+            Socket::Udp(sock) => {
                 tracing::info!(input = %id, address = %sock.local_addr()?, "statsd listening on UDP");
                 let dropped = dropped.clone();
                 let mut sd = shutdown.clone();
@@ -562,10 +607,7 @@ impl ServiceInput for Statsd {
                     }
                 })
             }
-            "tcp" | "tcp4" | "tcp6" => {
-                let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
-                    anyhow::anyhow!("cannot listen on tcp {}: {e}", cfg.service_address)
-                })?;
+            Socket::Tcp(listener) => {
                 tracing::info!(input = %id, address = %listener.local_addr()?, "statsd listening on TCP");
                 let max = cfg.max_tcp_connections;
                 let dropped = dropped.clone();
@@ -616,7 +658,6 @@ impl ServiceInput for Statsd {
                     }
                 })
             }
-            p => anyhow::bail!("protocol must be udp or tcp, not {p:?}"),
         };
         // The parser: one task draining the queue into the aggregates.
         let sh = shared.clone();
@@ -694,10 +735,15 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         datadog: cfg.parse_data_dog_tags,
         keep_container: cfg.datadog_keep_container_tag,
     };
+    crate::common::server::check_address(&cfg.service_address).map_err(|message| ConfigError {
+        path: vec!["service_address".into()],
+        message,
+    })?;
     Ok(InputPlugin::Service(Box::new(Statsd {
         cfg,
         parser,
         id: ctx.id.clone(),
+        bound: None,
     })))
 }
 

@@ -121,16 +121,25 @@ pub struct PrometheusClient {
     listen: String,
     read_timeout: std::time::Duration,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Bound by `start`, served from `connect`.
+    bound: Option<tokio::net::TcpListener>,
     server: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 #[async_trait]
 impl Output for PrometheusClient {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        if self.server.is_none() && self.bound.is_none() {
+            self.bound = Some(server::bind(&self.listen).await?);
+        }
+        Ok(())
+    }
+
     async fn connect(&mut self) -> anyhow::Result<()> {
         if self.server.is_some() {
             return Ok(());
         }
-        let listener = server::bind(&self.listen).await?;
+        let listener = server::bound_or_bind(self.bound.take(), &self.listen).await?;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(
             address = %listener.local_addr().map_or(self.listen.clone(), |a| a.to_string()),
@@ -354,6 +363,7 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
     if !cfg.path.starts_with('/') {
         return Err(bad("path", format!("{:?} must start with '/'", cfg.path)));
     }
+    server::check_address(&cfg.listen).map_err(|m| bad("listen", m))?;
     let mut ip_range = Vec::new();
     for (i, r) in cfg.ip_range.iter().enumerate() {
         let c = Cidr::parse(r.trim()).ok_or_else(|| {
@@ -393,6 +403,7 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
         listen: cfg.listen,
         read_timeout: cfg.read_timeout.get(),
         tls,
+        bound: None,
         server: None,
     }))
 }

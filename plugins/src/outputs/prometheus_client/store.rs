@@ -528,7 +528,9 @@ mod tests {
         );
         let om = text(&mut s, Format::OpenMetrics);
         assert!(om.contains("# HELP http_requests Telegraf collected metric\n# TYPE http_requests counter\nhttp_requests_total 7\n"));
-        assert!(om.contains("# HELP mem_free Telegraf collected metric\n# TYPE mem_free unknown\n"));
+        assert!(
+            om.contains("# HELP mem_free Telegraf collected metric\n# TYPE mem_free unknown\n")
+        );
     }
 
     #[test]
@@ -613,7 +615,10 @@ mod tests {
         assert_eq!(g1.unwrap().as_ptr(), g2.unwrap().as_ptr());
         s.write(&[Metric::new("a", 0).with_field("x", 2i64)], now);
         let (b3, _) = s.render(Format::Text, false);
-        assert_eq!(&b3[..], b"# HELP a_x Telegraf collected metric\n# TYPE a_x untyped\na_x 2\n");
+        assert_eq!(
+            &b3[..],
+            b"# HELP a_x Telegraf collected metric\n# TYPE a_x untyped\na_x 2\n"
+        );
     }
 
     #[test]
