@@ -259,19 +259,21 @@ pub async fn run(
     match plugin {
         InputPlugin::Service(mut service) => {
             // startup_error_behavior = "retry": keep trying to start, without holding up a stop.
-            while start_pending {
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
-                }
-                match service.start().await {
-                    Ok(()) => {
-                        info!(input = %id, "started after retrying");
-                        break;
+            if start_pending {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = shutdown.wait_for(|s| *s) => return,
                     }
-                    Err(e) => {
-                        stats.error();
-                        warn!(input = %id, error = %format!("{e:#}"), "still cannot start; retrying");
+                    match service.start().await {
+                        Ok(()) => {
+                            info!(input = %id, "started after retrying");
+                            break;
+                        }
+                        Err(e) => {
+                            stats.error();
+                            warn!(input = %id, error = %format!("{e:#}"), "still cannot start; retrying");
+                        }
                     }
                 }
             }
