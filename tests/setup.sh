@@ -15,6 +15,8 @@ want victoria-metrics
 want python3-venv
 want prometheus
 want prometheus-node-exporter
+# The alert chain of the crypto e2e (tests/tests/web.rs); promtool comes with prometheus.
+want prometheus-alertmanager
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

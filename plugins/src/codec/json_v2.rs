@@ -4,19 +4,28 @@
 //!
 //! Each `json_v2` table is applied to the whole document on its own:
 //! - `[[..field]]` / `[[..tag]]`: each path's value becomes a field / tag named `rename` (else
-//!   the path's last key); a path giving an array gives one metric per element, and the metrics
-//!   of several paths are combined as Telegraf does (every combination). They share the
-//!   table's measurement and timestamp.
+//!   the path's last dot-separated part); a path giving an array gives one metric per element,
+//!   and the metrics of several paths are combined as Telegraf does (every combination). They
+//!   share the table's measurement and timestamp.
 //! - `[[..object]]`: the path selects an object or an array of objects; each object becomes a
-//!   metric, its nested objects flattened with `_` between the keys (only the leaf key with
-//!   `disable_prepend_keys`) and nested arrays expanded into one metric per element.
-//!   `included_keys` / `excluded_keys`, `tags`, `renames`, `fields` (key → type) and the
-//!   object's own `timestamp_key` work on the flattened names; `[[..object.field]]` /
-//!   `[[..object.tag]]` add values by a path relative to each object.
+//!   metric of its scalar values, nested objects flattened with `_` between the keys. Each
+//!   element of an array inside the object becomes a metric of its own that also carries the
+//!   object's scalars (Telegraf's "arrays are separate metrics" rule). `included_keys`,
+//!   `excluded_keys`, `tags`, `renames`, `fields` (key → type) and `timestamp_key` use the
+//!   flattened names (parents prepended); `disable_prepend_keys` only changes the name the
+//!   metric gets. Tags need not be repeated in `included_keys`.
+//! - When a table has both, every object metric also gets the tags and fields of the
+//!   field/tag metrics.
 //!
-//! A path that matches nothing is an error unless `optional = true`. Types: `float`, `int`,
-//! `uint`, `bool`, `string`; without one, JSON numbers are floats, strings strings, booleans
-//! booleans (Telegraf's inference).
+//! One difference from Telegraf: the paths of `[[..object.field]]` / `[[..object.tag]]` are
+//! relative to each object (e.g. `meta.region`), and add that value to the object's metric
+//! (Telegraf evaluates them against the object path's whole result and uses them to select
+//! and type values). A path that matches nothing is an error unless `optional = true`; other
+//! tables, objects and array elements carry on (Telegraf drops the whole document).
+//!
+//! Types: `float`, `int`, `uint`, `bool`, `string`; without one, JSON numbers are floats,
+//! strings strings, booleans booleans (Telegraf's inference). `timestamp_timezone` accepts
+//! only UTC (timestamps with an offset carry their own).
 
 use std::collections::BTreeMap;
 
@@ -158,7 +167,13 @@ fn sets(list: &[DataSet], what: &str) -> Result<Vec<Set>, String> {
         .map(|(i, d)| {
             let path = Path::parse(&d.path).map_err(|e| format!("{what}[{i}].path: {e}"))?;
             let name = if d.rename.is_empty() {
-                path.last_key().into()
+                // Telegraf's default: the path's last dot-separated part.
+                d.path
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or_default()
+                    .replace(' ', "_")
+                    .into()
             } else {
                 d.rename.as_str().into()
             };
@@ -381,15 +396,36 @@ impl Table {
             }
             None => now,
         };
+        let mut sets = Vec::new();
         if !self.field.is_empty() || !self.tag.is_empty() {
-            if let Err(e) = self.sets(root, &name, time, out) {
+            if let Err(e) = self.sets(root, &name, time, &mut sets) {
                 errors.push(ParseError {
                     line: 1,
                     message: e,
                 });
             }
         }
-        self.objects(root, &name, time, out, errors);
+        let mut objects = Vec::new();
+        self.objects(root, &name, time, &mut objects, errors);
+        if objects.is_empty() || sets.is_empty() {
+            out.extend(sets.into_iter().filter(|m| !m.fields.is_empty()));
+            out.extend(objects);
+        } else {
+            // Both: every object metric gets the tags and fields of every field/tag metric
+            // (Telegraf's cartesian product).
+            for o in &objects {
+                for s in &sets {
+                    let mut m = o.clone();
+                    for (k, v) in &s.tags {
+                        m.add_tag(k.clone(), v.clone());
+                    }
+                    for (k, v) in &s.fields {
+                        m.add_field(k.clone(), v.clone());
+                    }
+                    out.push(m);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -435,7 +471,8 @@ impl Table {
                         Entry::Field(v) => m.add_field(k, v),
                     }
                 }
-                if !m.fields.is_empty() {
+                // Tag-only metrics are kept for merging into object metrics.
+                if !m.fields.is_empty() || !m.tags.is_empty() {
                     out.push(m);
                 }
             }
@@ -529,8 +566,8 @@ impl Object {
         time: i64,
         out: &mut Vec<Metric>,
     ) -> Result<(), String> {
-        let mut rows: Vec<Vec<(String, &Value)>> = vec![Vec::new()];
-        self.flatten("", obj, &mut rows)?;
+        let mut rows: Vec<Row> = Vec::new();
+        self.rows("", "", obj, &mut rows)?;
         // Values addressed by path relative to the object.
         let mut extra: Vec<(Str, Entry)> = Vec::new();
         for (set, is_tag) in self
@@ -556,20 +593,30 @@ impl Object {
         }
         for row in rows {
             let mut m = Metric::new(name.clone(), time);
-            for (key, v) in row {
+            for (key, leaf, v) in row {
                 if key == self.timestamp_key {
                     m.time = parse_time(v, &self.time_format)
                         .ok_or_else(|| format!("timestamp_key {key:?}: invalid time {v}"))?;
                     continue;
                 }
-                if !self.included.is_empty() && !self.included.iter().any(|k| *k == key) {
+                let is_tag = self.tags.iter().any(|t| *t == key);
+                // Tags count as included without being listed (as in Telegraf).
+                if !self.included.is_empty() && !is_tag && !self.included.iter().any(|k| *k == key)
+                {
                     continue;
                 }
                 if self.excluded.iter().any(|k| *k == key) {
                     continue;
                 }
-                let out_key = self.renames.get(&key).map_or(key.as_str(), String::as_str);
-                if self.tags.iter().any(|t| *t == key) {
+                // Keys are matched by their flattened name; without prepending, the metric gets
+                // the leaf key.
+                let leaf = if self.disable_prepend_keys {
+                    leaf.as_str()
+                } else {
+                    key.as_str()
+                };
+                let out_key = self.renames.get(&key).map_or(leaf, String::as_str);
+                if is_tag {
                     if let Some(t) = to_tag(v) {
                         m.add_tag(out_key, t);
                     }
@@ -593,48 +640,96 @@ impl Object {
         Ok(())
     }
 
-    /// Appends the leaves of `v` under `prefix` to every row; arrays multiply the rows.
-    fn flatten<'v>(
+    /// The rows (one per metric) of `v`: an object's scalar leaves (nested objects flattened)
+    /// form one row; each element of an array in it becomes a row of its own that also carries
+    /// the object's scalar leaves (Telegraf's "arrays are separate metrics" rule).
+    fn rows<'v>(
         &self,
         prefix: &str,
+        leaf_name: &str,
         v: &'v Value,
-        rows: &mut Vec<Vec<(String, &'v Value)>>,
+        out: &mut Vec<Row<'v>>,
     ) -> Result<(), String> {
         match v {
-            Value::Object(o) => {
-                for (k, child) in o {
-                    let key = if prefix.is_empty() || self.disable_prepend_keys {
-                        k.clone()
-                    } else {
-                        format!("{prefix}_{k}")
-                    };
-                    self.flatten(&key, child, rows)?;
+            Value::Object(_) => {
+                let mut base = Vec::new();
+                let mut arrays = Vec::new();
+                self.split(prefix, v, &mut base, &mut arrays);
+                if arrays.is_empty() {
+                    out.push(base);
+                    return Ok(());
+                }
+                for (key, leaf, items) in arrays {
+                    for item in items {
+                        let mut sub = Vec::new();
+                        self.rows(&key, &leaf, item, &mut sub)?;
+                        for r in sub {
+                            if out.len() >= MAX_EXPANSION {
+                                return Err(format!(
+                                    "nested arrays expand to more than {MAX_EXPANSION} metrics"
+                                ));
+                            }
+                            let mut row = base.clone();
+                            row.extend(r);
+                            out.push(row);
+                        }
+                    }
                 }
             }
-            Value::Array(a) if a.is_empty() => {}
-            Value::Array(a) => {
-                if rows.len().saturating_mul(a.len()) > MAX_EXPANSION {
-                    return Err(format!(
-                        "nested arrays expand to more than {MAX_EXPANSION} metrics"
-                    ));
-                }
-                let base = std::mem::take(rows);
-                for item in a {
-                    let mut branch = base.clone();
-                    self.flatten(prefix, item, &mut branch)?;
-                    rows.extend(branch);
+            Value::Array(items) => {
+                for item in items {
+                    self.rows(prefix, leaf_name, item, out)?;
                 }
             }
             Value::Null => {}
-            leaf => {
-                for r in rows.iter_mut() {
-                    r.push((prefix.to_string(), leaf));
-                }
-            }
+            leaf => out.push(vec![(prefix.to_string(), leaf_name.to_string(), leaf)]),
         }
         Ok(())
     }
+
+    /// An object's scalar leaves (under their flattened names) and its non-empty arrays.
+    fn split<'v>(
+        &self,
+        prefix: &str,
+        v: &'v Value,
+        base: &mut Row<'v>,
+        arrays: &mut Vec<(String, String, &'v Vec<Value>)>,
+    ) {
+        let Value::Object(o) = v else { return };
+        for (k, child) in o {
+            let k = k.replace(' ', "_");
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}_{k}")
+            };
+            if self.excluded.contains(&key) {
+                continue;
+            }
+            // A container is only entered when an included key (or tag) lies inside it.
+            if matches!(child, Value::Object(_) | Value::Array(_))
+                && !self.included.is_empty()
+                && !self
+                    .included
+                    .iter()
+                    .chain(&self.tags)
+                    .any(|i| i.starts_with(key.as_str()))
+            {
+                continue;
+            }
+            match child {
+                Value::Object(_) => self.split(&key, child, base, arrays),
+                Value::Array(a) if a.is_empty() => {}
+                Value::Array(a) => arrays.push((key, k, a)),
+                Value::Null => {}
+                leaf => base.push((key, k, leaf)),
+            }
+        }
+    }
 }
+
+/// A metric's values: flattened key (parent keys prepended with `_`), leaf key, value.
+type Row<'v> = Vec<(String, String, &'v Value)>;
 
 #[cfg(test)]
 mod tests {
@@ -776,8 +871,68 @@ mod tests {
         assert_eq!(
             got,
             [
-                "file,host=a,region=eu id=0,v=1.5,load=3i,region=\"eu\" 7",
-                "file,host=a,region=eu id=1,v=2.5,load=3i,region=\"eu\" 7",
+                "file,host=a,region=eu load=3i,region=\"eu\",id=0,v=1.5 7",
+                "file,host=a,region=eu load=3i,region=\"eu\",id=1,v=2.5 7",
+            ]
+        );
+    }
+
+    #[test]
+    fn arrays_in_objects_are_separate_metrics_with_the_objects_scalars() {
+        // The shape of Telegraf's README example "multiple arrays in object".
+        let p = parser(
+            "[[json_v2]]\n[[json_v2.object]]\npath = \"book\"\ntags = [\"title\"]\n\
+             disable_prepend_keys = true\n",
+        )
+        .unwrap();
+        let doc = r#"{"book": {"title": "Tales", "author": "Anon", "pages": null,
+            "chapters": ["One", "Two"],
+            "characters": [{"name": "Ann", "kind": "fox"}, {"name": "Bo", "kind": "owl"}],
+            "random": [1, 2]}}"#;
+        let (got, errs) = lines(&p, doc);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            got,
+            [
+                "file,title=Tales author=\"Anon\",chapters=\"One\" 7",
+                "file,title=Tales author=\"Anon\",chapters=\"Two\" 7",
+                "file,title=Tales author=\"Anon\",kind=\"fox\",name=\"Ann\" 7",
+                "file,title=Tales author=\"Anon\",kind=\"owl\",name=\"Bo\" 7",
+                "file,title=Tales author=\"Anon\",random=1 7",
+                "file,title=Tales author=\"Anon\",random=2 7",
+            ]
+        );
+        // With prepended keys, nested names carry their parents; renames and excluded_keys
+        // use those names.
+        let p = parser(
+            "[[json_v2]]\n[[json_v2.object]]\npath = \"book\"\nexcluded_keys = [\"random\", \"chapters\"]\n\
+             [json_v2.object.renames]\ncharacters_name = \"who\"\n",
+        )
+        .unwrap();
+        let (got, _) = lines(&p, doc);
+        assert_eq!(
+            got,
+            [
+                "file author=\"Anon\",title=\"Tales\",characters_kind=\"fox\",who=\"Ann\" 7",
+                "file author=\"Anon\",title=\"Tales\",characters_kind=\"owl\",who=\"Bo\" 7",
+            ]
+        );
+    }
+
+    #[test]
+    fn top_level_tags_and_fields_join_object_metrics() {
+        let p = parser(
+            "[[json_v2]]\n[[json_v2.tag]]\npath = \"Message\"\n[[json_v2.field]]\npath = \"count\"\ntype = \"int\"\n\
+             [[json_v2.object]]\npath = \"Data\"\nincluded_keys = [\"RAW_USD_PRICE\"]\ntags = [\"CoinInfo_Name\"]\n",
+        )
+        .unwrap();
+        let (got, errs) = lines(&p, MARKET);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            got,
+            [
+                "file,CoinInfo_Name=BTC,Message=Success RAW_USD_PRICE=61234.5,count=2i 7",
+                "file,CoinInfo_Name=ETH,Message=Success RAW_USD_PRICE=3012.25,count=2i 7",
             ]
         );
     }
