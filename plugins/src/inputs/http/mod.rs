@@ -117,7 +117,7 @@ impl Http {
         let resp = req
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
         let status = resp.status();
         let gzipped = resp
             .headers()
@@ -126,7 +126,7 @@ impl Http {
         let raw = resp
             .bytes()
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
         let body = if gzipped {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&raw[..])
@@ -491,6 +491,29 @@ mod tests {
         p.gather(&mut acc).await.unwrap();
         assert!(acc.errors.is_empty(), "{:?}", acc.errors);
         assert_eq!(acc.metrics.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_go_through_http_proxy_url() {
+        let (port, rx) = server(200, "m v=1i 1\n");
+        let mut p = input(
+            &format!(
+                "urls = ['http://prices.invalid/feed']\nhttp_proxy_url = 'http://127.0.0.1:{port}'"
+            ),
+            Default::default(),
+        );
+        let mut acc = Accumulator::new(0);
+        p.gather(&mut acc).await.unwrap();
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let (head, _) = rx.recv().unwrap();
+        assert!(
+            head.starts_with("GET http://prices.invalid/feed "),
+            "{head}"
+        );
+        assert_eq!(
+            acc.metrics[0].tag("url"),
+            Some("http://prices.invalid/feed")
+        );
     }
 
     #[test]
