@@ -36,7 +36,7 @@ pub struct CryptoExport {
 /// Prometheus's duration syntax: `1h`, `90s`, `1h30m`.
 pub fn prom_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut s = (ms / 1000) as u64;

@@ -397,13 +397,13 @@ impl Table {
             None => now,
         };
         let mut sets = Vec::new();
-        if !self.field.is_empty() || !self.tag.is_empty() {
-            if let Err(e) = self.sets(root, &name, time, &mut sets) {
-                errors.push(ParseError {
-                    line: 1,
-                    message: e,
-                });
-            }
+        if (!self.field.is_empty() || !self.tag.is_empty())
+            && let Err(e) = self.sets(root, &name, time, &mut sets)
+        {
+            errors.push(ParseError {
+                line: 1,
+                message: e,
+            });
         }
         let mut objects = Vec::new();
         self.objects(root, &name, time, &mut objects, errors);
@@ -599,13 +599,12 @@ impl Object {
                         .ok_or_else(|| format!("timestamp_key {key:?}: invalid time {v}"))?;
                     continue;
                 }
-                let is_tag = self.tags.iter().any(|t| *t == key);
+                let is_tag = self.tags.contains(&key);
                 // Tags count as included without being listed (as in Telegraf).
-                if !self.included.is_empty() && !is_tag && !self.included.iter().any(|k| *k == key)
-                {
+                if !self.included.is_empty() && !is_tag && !self.included.contains(&key) {
                     continue;
                 }
-                if self.excluded.iter().any(|k| *k == key) {
+                if self.excluded.contains(&key) {
                     continue;
                 }
                 // Keys are matched by their flattened name; without prepending, the metric gets
