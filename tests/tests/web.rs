@@ -143,6 +143,10 @@ const JSON_V2_PARSER: &str = r#"
     [[inputs.http.json_v2.field]]
       path = "Data.#(CoinInfo.Name==\"ETH\").RAW.USD.PRICE"
       rename = "eth_price"
+  [[inputs.http.json_v2]]
+    [[inputs.http.json_v2.field]]
+      path = "MetaData.Count"
+      type = "int"
 "#;
 
 #[test]
@@ -257,15 +261,23 @@ fn crypto_and_http_inputs_read_every_coin() {
         .unwrap();
     assert_eq!(summary.fields["coins"], "10i");
     assert_eq!(summary.f("eth_price"), 3012.25);
+    // Without measurement_name, metrics are named after the plugin (as in Telegraf), and a
+    // field is named after the path's last part.
+    let unnamed = lines
+        .iter()
+        .find(|l| l.name == "http")
+        .expect("an `http` metric");
+    assert_eq!(unnamed.fields["Count"], "3412i");
     // The requests the sources were sent.
-    let req = &cc.requests()[0];
-    assert!(
-        req.path
-            .starts_with("/data/top/mktcapfull?limit=10&tsym=USD"),
-        "{}",
-        req.path
-    );
+    // (inputs.crypto and inputs.http both asked the CryptoCompare fixture; only the first sent the key.)
+    let reqs = cc.requests();
+    assert_eq!(reqs.len(), 2);
+    let req = reqs
+        .iter()
+        .find(|r| r.header("authorization").is_some())
+        .expect("the API key was sent");
     assert_eq!(req.header("authorization"), Some("Apikey cc-key"));
+    assert_eq!(req.path, "/data/top/mktcapfull?limit=10&tsym=USD");
     let req = &cg.requests()[0];
     assert_eq!(
         req.path,

@@ -1,5 +1,6 @@
 //! `json_v2` data format: Telegraf's current JSON parser, configured by `[[inputs.X.json_v2]]`
-//! sub-tables. Paths are GJSON paths (the subset in [`super::gjson`]; anything else is refused
+//! sub-tables. Metrics are named `measurement_name`, else after the plugin (`http`, `exec`, ...) as in
+//! Telegraf. Paths are GJSON paths (the subset in [`super::gjson`]; anything else is refused
 //! when the config loads).
 //!
 //! Each `json_v2` table is applied to the whole document on its own:
