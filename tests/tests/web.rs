@@ -382,6 +382,27 @@ fn promtool_tests_the_generated_rule() {
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let rules = dir.write("rules.yml", &r.stdout);
+    // --output writes the same file; a config without a crypto input is an error.
+    let out = dir.join("out.yml");
+    let r2 = run(&[
+        "export",
+        "prometheus-rules",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r2.code, Some(0), "{}", r2.stderr);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), r.stdout);
+    let none = dir.write("none.toml", "[[inputs.mem]]\n");
+    let r3 = run(&[
+        "export",
+        "grafana-dashboard",
+        "--config",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(r3.code, Some(1));
+    assert!(r3.stderr.contains("nothing to export"), "{}", r3.stderr);
     let check = std::process::Command::new("/usr/bin/promtool")
         .args(["check", "rules"])
         .arg(&rules)
@@ -528,9 +549,10 @@ fn with_prices(coins: &[Coin], btc: f64, eth: f64) -> Vec<Coin> {
 }
 
 /// sonde (crypto input → prometheus_client) scraped by a real Prometheus with the generated
-/// rule (window 20s so the test is short); BTC moves $11 and ETH $9 while it runs: the alert
-/// for BTC, and only BTC, reaches a real Alertmanager, which posts it to the test's webhook.
-/// The generated dashboard's queries are then run against the same Prometheus.
+/// rule (a 45s window: the test stays short and the alert lasts through a slow machine); BTC
+/// moves $11 and ETH $9 while it runs: the alert for BTC, and only BTC, reaches a real
+/// Alertmanager, which posts it to the test's webhook. The generated dashboard's queries are
+/// then run against the same Prometheus.
 #[test]
 fn price_move_alert_reaches_the_webhook_and_dashboard_queries_work() {
     let started = Instant::now();
@@ -543,7 +565,7 @@ fn price_move_alert_reaches_the_webhook_and_dashboard_queries_work() {
         "sonde.toml",
         &format!(
             "[agent]\n  interval = \"1s\"\n  flush_interval = \"500ms\"\n  omit_hostname = true\n\
-             [[inputs.crypto]]\n  base_url = \"{}\"\n  alert_threshold = 10.0\n  alert_window = \"20s\"\n\
+             [[inputs.crypto]]\n  base_url = \"{}\"\n  alert_threshold = 10.0\n  alert_window = \"45s\"\n\
              [[outputs.prometheus_client]]\n  listen = \"127.0.0.1:{sonde_port}\"\n",
             fixture.url("")
         ),
@@ -555,7 +577,7 @@ fn price_move_alert_reaches_the_webhook_and_dashboard_queries_work() {
         cfg.to_str().unwrap(),
     ]);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    assert!(r.stdout.contains("[20s]"), "{}", r.stdout);
+    assert!(r.stdout.contains("[45s]"), "{}", r.stdout);
     let rules = dir.write("rules.yml", &r.stdout);
     let agent = Agent::start(&dir, &cfg);
     let (am, am_addr) = start_alertmanager(&dir, &hook.url("/hook"));
@@ -603,7 +625,7 @@ fn price_move_alert_reaches_the_webhook_and_dashboard_queries_work() {
     assert_eq!(a["labels"]["name"], "Bitcoin");
     assert_eq!(a["labels"]["severity"], "warning");
     assert_eq!(
-        a["annotations"]["summary"], "Bitcoin (BTC) moved 11.00 USD within 20s",
+        a["annotations"]["summary"], "Bitcoin (BTC) moved 11.00 USD within 45s",
         "{a}"
     );
     // Only BTC fired: ETH's $9 did not (checked in Prometheus and in what was delivered).
@@ -617,7 +639,7 @@ fn price_move_alert_reaches_the_webhook_and_dashboard_queries_work() {
     assert_eq!(firing, ["BTC"], "{}", logs());
     let moved = query(
         &base,
-        "max_over_time(crypto_price{symbol=\"ETH\"}[60s]) - min_over_time(crypto_price{symbol=\"ETH\"}[60s])",
+        "max_over_time(crypto_price{symbol=\"ETH\"}[2m]) - min_over_time(crypto_price{symbol=\"ETH\"}[2m])",
     );
     let eth_move: f64 = moved[0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!((eth_move - 9.0).abs() < 1e-6, "ETH moved {eth_move}");
