@@ -196,8 +196,12 @@ fn export(
             .build()?;
         let _guard = runtime.enter();
         load(args, selection, registry).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let raw =
+        let mut raw =
             config::input_tables(&sources(args), "crypto").map_err(|e| anyhow::anyhow!("{e}"))?;
+        // --input-filter applies here too.
+        if !selection.inputs.is_empty() && !selection.inputs.iter().any(|i| i == "crypto") {
+            raw.clear();
+        }
         let exports = sonde::export::crypto_exports(raw)?;
         if exports.is_empty() {
             anyhow::bail!(
