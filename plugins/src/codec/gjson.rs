@@ -193,7 +193,7 @@ fn parse_component(c: &str) -> Result<Seg, String> {
                 }
                 _ => {
                     return Err(format!(
-                        "modifier {c} is not supported (supported: @this, @reverse, @keys, @values, @flatten)"
+                        "modifier {c} is not supported (supported: @this, @reverse, @keys, @values, @flatten; for a key that starts with @, escape it: \\{c})"
                     ));
                 }
             }));
@@ -566,6 +566,13 @@ mod tests {
         assert_eq!(get("children.7"), None);
         assert_eq!(get("age.x"), None);
         assert_eq!(Path::parse("friends.#.first").unwrap().last_key(), "first");
+        let logs = json!({"@timestamp": "t", "a.b": {"c": 1}});
+        let p = Path::parse("\\@timestamp").unwrap();
+        assert_eq!(p.get(&logs).map(Cow::into_owned), Some(json!("t")));
+        let p = Path::parse("a\\.b.c").unwrap();
+        assert_eq!(p.get(&logs).map(Cow::into_owned), Some(json!(1)));
+        let e = Path::parse("@timestamp").unwrap_err();
+        assert!(e.contains("escape it: \\@timestamp"), "{e}");
     }
 
     #[test]
