@@ -25,6 +25,8 @@ want man-db
 want systemd
 want docker.io
 want busybox-static
+# The alert chain of the crypto e2e (tests/tests/web.rs); promtool comes with prometheus.
+want prometheus-alertmanager
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

@@ -128,6 +128,39 @@ enum Command {
         #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Write files generated from the configuration (alert rules, dashboards).
+    Export {
+        #[command(subcommand)]
+        what: ExportWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportWhat {
+    /// The Prometheus rule file with the alerts of the configured inputs (inputs.crypto).
+    PrometheusRules {
+        /// Write to FILE instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// The Grafana dashboard (JSON model) of the configured inputs (inputs.crypto); with
+    /// --output-dir also Grafana's provisioning files for it and the Prometheus data source.
+    GrafanaDashboard {
+        /// Write sonde-crypto.json and provisioning/{dashboards,datasources}/*.yaml here
+        /// instead of the dashboard to standard output.
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// The Prometheus URL of the provisioned data source.
+        #[arg(long, value_name = "URL", default_value = "http://localhost:9090")]
+        prometheus_url: String,
+        /// Where Grafana will find the dashboard file (the provider's path).
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = "/var/lib/grafana/dashboards/sonde"
+        )]
+        dashboards_path: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,7 +218,85 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Export { what }) => export(&cli.run, &selection, &registry, what),
         None => run(cli.run, selection, registry),
+    }
+}
+
+/// `sonde export ...`: validates the configuration, then writes what was asked.
+fn export(
+    args: &RunArgs,
+    selection: &Selection,
+    registry: &Registry,
+    what: ExportWhat,
+) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        // Building plugins may need a runtime (as when running).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _guard = runtime.enter();
+        load(args, selection, registry, false).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut raw =
+            config::input_tables(&sources(args), "crypto").map_err(|e| anyhow::anyhow!("{e}"))?;
+        // --input-filter applies here too.
+        if !selection.inputs.is_empty() && !selection.inputs.iter().any(|i| i == "crypto") {
+            raw.clear();
+        }
+        let exports = sonde::export::crypto_exports(raw)?;
+        if exports.is_empty() {
+            anyhow::bail!(
+                "nothing to export: the configuration has no input with generated files (inputs.crypto)"
+            );
+        }
+        match what {
+            ExportWhat::PrometheusRules { output } => {
+                let text = sonde::export::prometheus_rules(&exports);
+                match output {
+                    Some(path) => std::fs::write(&path, text)
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+                    None => print!("{text}"),
+                }
+            }
+            ExportWhat::GrafanaDashboard {
+                output_dir,
+                prometheus_url,
+                dashboards_path,
+            } => {
+                let dashboard = sonde::export::grafana_dashboard(&exports);
+                let json = serde_json::to_string_pretty(&dashboard)? + "\n";
+                match output_dir {
+                    None => print!("{json}"),
+                    Some(dir) => {
+                        let write = |rel: &str, text: &str| -> anyhow::Result<()> {
+                            let path = dir.join(rel);
+                            if let Some(parent) = path.parent() {
+                                std::fs::create_dir_all(parent)?;
+                            }
+                            std::fs::write(&path, text)
+                                .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
+                        };
+                        write("sonde-crypto.json", &json)?;
+                        write(
+                            "provisioning/dashboards/sonde.yaml",
+                            &sonde::export::dashboard_provider(&dashboards_path),
+                        )?;
+                        write(
+                            "provisioning/datasources/prometheus.yaml",
+                            &sonde::export::datasource(&prometheus_url),
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -249,6 +249,63 @@ pub fn load(
     selection: &Selection,
     registry: &Registry,
 ) -> Result<Config, ConfigError> {
+    let (texts, diags) = read_sources(sources);
+    load_texts(
+        &texts,
+        selection,
+        registry,
+        &|k| std::env::var(k).ok(),
+        diags,
+    )
+}
+
+/// The tables of every `[[inputs.NAME]]` in the sources as written (after `${VAR}`
+/// substitution), in config order: what `sonde export` reads a plugin's settings from. Call
+/// [`load`] first to validate the configuration.
+pub fn input_tables(sources: &Sources, name: &str) -> Result<Vec<RawInput>, ConfigError> {
+    let (texts, mut diags) = read_sources(sources);
+    let mut tables: Vec<toml::Table> = Vec::new();
+    let out = &mut tables;
+    for (i, (origin, text)) in texts.iter().enumerate() {
+        match doc::Doc::parse(i, origin, text, &|k| std::env::var(k).ok()) {
+            Ok(d) => match d.table.get("inputs").and_then(|t| t.get(name)) {
+                Some(toml::Value::Array(list)) => {
+                    out.extend(list.iter().filter_map(|v| v.as_table().cloned()))
+                }
+                Some(toml::Value::Table(t)) => out.push(t.clone()),
+                _ => {}
+            },
+            Err(errs) => diags.extend(errs),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(ConfigError::new(diags));
+    }
+    Ok(tables
+        .into_iter()
+        .map(|mut own| {
+            let mut common = toml::Table::new();
+            for k in plugins::INPUT_KEYS.iter().chain(section::FILTER_KEYS) {
+                if let Some(v) = own.remove(*k) {
+                    common.insert((*k).to_string(), v);
+                }
+            }
+            RawInput { common, own }
+        })
+        .collect())
+}
+
+/// An input's table as written, split into the agent's keys (`interval`, `name_override`,
+/// filters, ...) and the plugin's own.
+#[derive(Clone, Debug, Default)]
+pub struct RawInput {
+    pub common: toml::Table,
+    pub own: toml::Table,
+}
+
+/// The texts of the config files (the embedded default when there are none), and problems
+/// reading them.
+fn read_sources(sources: &Sources) -> (Vec<(String, String)>, Vec<Diagnostic>) {
     let mut texts = Vec::new();
     let mut diags = Vec::new();
     if sources.files.is_empty() && sources.directories.is_empty() {
@@ -282,13 +339,7 @@ pub fn load(
             )),
         }
     }
-    load_texts(
-        &texts,
-        selection,
-        registry,
-        &|k| std::env::var(k).ok(),
-        diags,
-    )
+    (texts, diags)
 }
 
 /// Loads one config given as text; `origin` names it in errors (a path, or [`EMBEDDED_ORIGIN`]).

@@ -404,7 +404,8 @@ fn build<T>(
         Format::Parser(default) => {
             known.extend(PARSER_KEYS);
             if let Some(cfg) = take_format::<ParserConfig>(sec, PARSER_KEYS) {
-                match codec::build_parser(&cfg, default) {
+                // json, value, json_v2 and html name their metrics after the plugin (Telegraf).
+                match codec::build_parser_with_name(&cfg, default, Some(spec.name)) {
                     Ok(p) => ctx.parser = Some(p),
                     Err(e) => sec.error(&["data_format".into()], true, format!("{e:#}")),
                 }

@@ -358,7 +358,7 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {
+pub(crate) fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {
     let text = match v {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),

@@ -3,8 +3,11 @@
 //! Plugins that read or write a `data_format` are given an `Arc<dyn Parser>` or
 //! `Arc<dyn Serializer>` built here from the format keys of their table.
 
+pub mod gjson;
+pub mod html;
 pub mod influx;
 pub mod json;
+pub mod json_v2;
 pub mod prometheus;
 pub mod value;
 
@@ -54,6 +57,10 @@ pub struct ParserConfig {
     pub tag_keys: Option<Vec<String>>,
     /// `influx` format: precision of timestamps without one given by the caller.
     pub influx_timestamp_precision: Option<crate::config_types::Duration>,
+    /// `json_v2` format: the `[[inputs.NAME.json_v2]]` tables.
+    pub json_v2: Option<Vec<json_v2::Config>>,
+    /// `html` format: the `[[inputs.NAME.html]]` tables.
+    pub html: Option<Vec<html::Config>>,
 }
 
 /// Telegraf's serializer options, taken from a plugin's table by the agent.
@@ -83,6 +90,8 @@ pub const PARSER_KEYS: &[&str] = &[
     "json_string_fields",
     "tag_keys",
     "influx_timestamp_precision",
+    "json_v2",
+    "html",
 ];
 
 /// The keys of [`SerializerConfig`].
@@ -113,6 +122,15 @@ pub fn build_parser_with_name(
 ) -> anyhow::Result<Arc<dyn Parser>> {
     let format = cfg.data_format.as_deref().unwrap_or(default_format);
     let name = |fallback: &str| model::Str::from(default_name.unwrap_or(fallback));
+    // Sub-tables of another format would be silently ignored: refuse them.
+    for (key, given) in [
+        ("json_v2", cfg.json_v2.is_some()),
+        ("html", cfg.html.is_some()),
+    ] {
+        if given && format != key {
+            anyhow::bail!("[[...{key}]] tables need data_format = \"{key}\" (it is {format:?})");
+        }
+    }
     match format {
         "influx" => {
             let precision = cfg
@@ -137,6 +155,17 @@ pub fn build_parser_with_name(
             string_fields: cfg.json_string_fields.clone().unwrap_or_default(),
             tag_keys: cfg.tag_keys.clone().unwrap_or_default(),
         })),
+        "json_v2" => Ok(Arc::new(
+            json_v2::JsonV2Parser::new(
+                cfg.json_v2.as_deref().unwrap_or_default(),
+                &name("json_v2"),
+            )
+            .map_err(anyhow::Error::msg)?,
+        )),
+        "html" => Ok(Arc::new(
+            html::HtmlParser::new(cfg.html.as_deref().unwrap_or_default(), &name("html"))
+                .map_err(anyhow::Error::msg)?,
+        )),
         "prometheus" => Ok(Arc::new(prometheus::PrometheusParser::default())),
         "value" => Ok(Arc::new(value::ValueParser {
             data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or("float"))?,
@@ -144,7 +173,7 @@ pub fn build_parser_with_name(
             name: name("value"),
         })),
         other => anyhow::bail!(
-            "unknown data_format {other:?} for a parser (expected influx, json, prometheus or value)"
+            "unknown data_format {other:?} for a parser (expected influx, json, json_v2, html, prometheus or value)"
         ),
     }
 }

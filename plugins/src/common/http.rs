@@ -80,6 +80,14 @@ fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, BuildError> {
 
 /// Builds a reqwest client with the given timeouts and TLS options.
 pub fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, BuildError> {
+    build_client_with(opts, |b| b)
+}
+
+/// Like [`build_client`], letting the caller set more on the builder (e.g. a proxy).
+pub fn build_client_with(
+    opts: &ClientOptions,
+    more: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, BuildError> {
     install_crypto_provider();
     let tls = opts.tls;
     let mut b = reqwest::Client::builder()
@@ -115,7 +123,8 @@ pub fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, BuildError>
         }
         b = b.tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
     }
-    b.build()
+    more(b)
+        .build()
         .map_err(|e| anyhow::anyhow!("building the HTTP client: {e}").into())
 }
 

@@ -6,9 +6,11 @@ use crate::registry::InputSpec;
 pub mod host;
 
 pub mod cpu;
+pub mod crypto;
 pub mod disk;
 pub mod diskio;
 pub mod exec;
+pub mod http;
 pub mod influxdb_listener;
 pub mod influxdb_v2_listener;
 pub mod internal;
@@ -25,9 +27,11 @@ pub mod system;
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
     cpu::SPEC,
+    crypto::SPEC,
     disk::SPEC,
     diskio::SPEC,
     exec::SPEC,
+    http::SPEC,
     influxdb_listener::SPEC,
     influxdb_v2_listener::SPEC,
     internal::SPEC,
