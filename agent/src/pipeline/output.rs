@@ -316,8 +316,15 @@ async fn flush_loop(
         }
         if !connected {
             let result = output.connect().await;
-            shared.connect_tried.send_replace(true);
+            let first = !shared.connect_tried.send_replace(true);
             match result {
+                // The connect at start only connects: what the inputs gathered meanwhile waits
+                // for a full batch or the flush timer, as it would for a connected output.
+                Ok(()) if first => {
+                    connected = true;
+                    retry_in = None;
+                    continue;
+                }
                 Ok(()) => connected = true,
                 Err(e) => {
                     shared.stats.errors.incr();
