@@ -9,6 +9,7 @@ pub mod cpu;
 pub mod disk;
 pub mod diskio;
 pub mod exec;
+pub mod http_response;
 pub mod influxdb_listener;
 pub mod influxdb_v2_listener;
 pub mod internal;
@@ -28,6 +29,7 @@ pub static ALL: &[InputSpec] = &[
     disk::SPEC,
     diskio::SPEC,
     exec::SPEC,
+    http_response::SPEC,
     influxdb_listener::SPEC,
     influxdb_v2_listener::SPEC,
     internal::SPEC,
