@@ -16,6 +16,7 @@ pub mod internal;
 pub mod kernel;
 pub mod mem;
 pub mod net;
+pub mod net_response;
 pub mod netstat;
 pub mod processes;
 pub mod prometheus;
@@ -36,6 +37,7 @@ pub static ALL: &[InputSpec] = &[
     kernel::SPEC,
     mem::SPEC,
     net::SPEC,
+    net_response::SPEC,
     netstat::SPEC,
     processes::SPEC,
     prometheus::SPEC,
