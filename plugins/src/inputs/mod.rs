@@ -23,6 +23,7 @@ pub mod prometheus;
 pub mod statsd;
 pub mod swap;
 pub mod system;
+pub mod x509_cert;
 
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
@@ -44,4 +45,5 @@ pub static ALL: &[InputSpec] = &[
     statsd::SPEC,
     swap::SPEC,
     system::SPEC,
+    x509_cert::SPEC,
 ];
