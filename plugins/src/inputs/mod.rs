@@ -8,6 +8,7 @@ pub mod host;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
+pub mod dns_query;
 pub mod exec;
 pub mod http_response;
 pub mod influxdb_listener;
@@ -30,6 +31,7 @@ pub static ALL: &[InputSpec] = &[
     cpu::SPEC,
     disk::SPEC,
     diskio::SPEC,
+    dns_query::SPEC,
     exec::SPEC,
     http_response::SPEC,
     influxdb_listener::SPEC,
