@@ -15,6 +15,10 @@ want victoria-metrics
 want python3-venv
 want prometheus
 want prometheus-node-exporter
+# Peers of the probe inputs (tests/src/probes.rs): Apache with mod_ssl, dnsmasq, blackbox_exporter.
+want apache2
+want dnsmasq-base
+want prometheus-blackbox-exporter
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod pki;
+pub mod probes;
 pub mod servers;
 
 use std::io::Read;
