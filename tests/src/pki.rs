@@ -34,7 +34,8 @@ fn ca_params(cn: &str) -> CertificateParams {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.distinguished_name.push(DnType::CommonName, cn);
-    p.distinguished_name.push(DnType::OrganizationName, "sonde tests");
+    p.distinguished_name
+        .push(DnType::OrganizationName, "sonde tests");
     p
 }
 

@@ -299,9 +299,7 @@ pub fn slow_body() -> u16 {
                     }
                     line.clear();
                 }
-                let _ = s.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789",
-                );
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789");
                 for _ in 0..990 {
                     std::thread::sleep(Duration::from_secs(1));
                     if s.write_all(b"x").is_err() {

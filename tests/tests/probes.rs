@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sonde_tests::http::{Reply, Server};
 use sonde_tests::pki::Pki;
 use sonde_tests::probes::{
-    Blackbox, INDEX, Line, apache, dnsmasq, parse_lines, refused_port, silent, slow_body,
-    tcp_echo, udp_echo,
+    Blackbox, INDEX, Line, apache, dnsmasq, parse_lines, refused_port, silent, slow_body, tcp_echo,
+    udp_echo,
 };
 use sonde_tests::{TempDir, run};
 
@@ -102,7 +102,10 @@ fn http_response_against_apache_and_failing_peers() {
             ],
             "  response_timeout = \"1s\"",
         ),
-        http_input(&[u("http://sonde-no-such-host.invalid/")], "  response_timeout = \"5s\""),
+        http_input(
+            &[u("http://sonde-no-such-host.invalid/")],
+            "  response_timeout = \"5s\"",
+        ),
     ]
     .concat();
     let lines = gather(&dir, &inputs, "http_response");
@@ -112,7 +115,10 @@ fn http_response_against_apache_and_failing_peers() {
     assert_eq!(ok.tag("result"), Some("success"));
     assert_eq!(ok.tag("status_code"), Some("200"));
     assert_eq!(ok.tag("method"), Some("GET"));
-    assert!(ok.tag("http_server").unwrap().starts_with("Apache"), "{ok:?}");
+    assert!(
+        ok.tag("http_server").unwrap().starts_with("Apache"),
+        "{ok:?}"
+    );
     assert_eq!(ok.int("result_code"), 0);
     assert_eq!(ok.int("http_response_code"), 200);
     assert_eq!(ok.int("content_length"), INDEX.len() as i64);
@@ -157,7 +163,10 @@ fn http_response_against_apache_and_failing_peers() {
     let slow = by_server(&lines, &format!("http://127.0.0.1:{slow}/slow"));
     assert_eq!(slow.tag("result"), Some("timeout"), "{slow:?}");
     assert_eq!(slow.int("result_code"), 4);
-    assert!((0.9..3.0).contains(&slow.float("response_time")), "{slow:?}");
+    assert!(
+        (0.9..3.0).contains(&slow.float("response_time")),
+        "{slow:?}"
+    );
     assert!(slow.fields.contains_key("first_byte_time"));
     let sil = by_server(&lines, &format!("http://127.0.0.1:{}/silent", quiet.port));
     assert_eq!(sil.tag("result"), Some("timeout"));
@@ -194,13 +203,19 @@ fn http_response_sends_method_body_headers_and_auth() {
     assert_eq!(basic.tag("method"), Some("POST"));
     assert_eq!(basic.tag("result"), Some("success"));
     let reqs = srv.requests();
-    let b = reqs.iter().find(|r| r.path == "/basic").expect("basic request");
+    let b = reqs
+        .iter()
+        .find(|r| r.path == "/basic")
+        .expect("basic request");
     assert_eq!(b.method, "POST");
     assert_eq!(b.text(), "{\"a\":1}");
     assert_eq!(b.header("x-probe"), Some("yes"));
     assert_eq!(b.header("host"), Some("api.example"));
     assert_eq!(b.header("authorization"), Some("Basic YWxpY2U6cHc="));
-    let t = reqs.iter().find(|r| r.path == "/bearer").expect("bearer request");
+    let t = reqs
+        .iter()
+        .find(|r| r.path == "/bearer")
+        .expect("bearer request");
     assert_eq!(t.header("authorization"), Some("Bearer s3cret-token"));
 }
 
@@ -222,7 +237,10 @@ fn http_response_probes_run_concurrently_within_their_timeout() {
     let acc = quiet.accepted.lock().unwrap().clone();
     assert_eq!(acc.len(), 40);
     let spread = *acc.iter().max().unwrap() - *acc.iter().min().unwrap();
-    assert!(spread < Duration::from_secs(2), "accepts spread over {spread:?}");
+    assert!(
+        spread < Duration::from_secs(2),
+        "accepts spread over {spread:?}"
+    );
 }
 
 #[test]
@@ -281,7 +299,10 @@ fn x509_cert_chain_from_apache_and_files() {
     let dir = TempDir::new("probes-x509");
     let pki = Pki::new(&dir);
     let ap = apache(&dir, &pki);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let inputs = format!(
         "[[inputs.x509_cert]]\n  sources = [\"https://localhost:{}\", \"{}\", \"file://{}\", \"{}/fut*.pem\"]\n  \
          tls_ca = \"{}\"\n",
@@ -293,7 +314,10 @@ fn x509_cert_chain_from_apache_and_files() {
     );
     let lines = gather(&dir, &inputs, "x509_cert");
     let https = format!("https://localhost:{}", ap.https);
-    let chain: Vec<&Line> = lines.iter().filter(|l| l.tag("source") == Some(https.as_str())).collect();
+    let chain: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.tag("source") == Some(https.as_str()))
+        .collect();
     let types: Vec<_> = chain.iter().map(|l| l.tag("type").unwrap()).collect();
     assert_eq!(types, ["leaf", "intermediate", "root"], "{lines:#?}");
     for l in &chain {
@@ -302,25 +326,47 @@ fn x509_cert_chain_from_apache_and_files() {
     }
     let leaf = chain[0];
     assert_eq!(leaf.tag("common_name"), Some("localhost"));
-    assert_eq!(leaf.tag("issuer_common_name"), Some("sonde test intermediate"));
+    assert_eq!(
+        leaf.tag("issuer_common_name"),
+        Some("sonde test intermediate")
+    );
     assert_eq!(leaf.tag("san"), Some("localhost,127.0.0.1"));
     assert_eq!(leaf.int("enddate"), pki.leaf_not_after);
     let expiry = leaf.int("expiry");
     assert!((expiry - (pki.leaf_not_after - now)).abs() < 60, "{leaf:?}");
     let ca = format!("file://{}", pki.ca.display());
-    let root = lines.iter().find(|l| l.tag("source") == Some(ca.as_str())).unwrap();
+    let root = lines
+        .iter()
+        .find(|l| l.tag("source") == Some(ca.as_str()))
+        .unwrap();
     assert_eq!(root.tag("type"), Some("root"));
     assert_eq!(root.tag("verification"), Some("valid"));
     let exp = format!("file://{}", pki.expired.display());
-    let expired = lines.iter().find(|l| l.tag("source") == Some(exp.as_str())).unwrap();
+    let expired = lines
+        .iter()
+        .find(|l| l.tag("source") == Some(exp.as_str()))
+        .unwrap();
     assert!(expired.int("expiry") < 0);
     assert_eq!(expired.tag("verification"), Some("invalid"));
-    assert!(expired.field("verification_error").unwrap().contains("expired"));
+    assert!(
+        expired
+            .field("verification_error")
+            .unwrap()
+            .contains("expired")
+    );
     let fut = format!("file://{}", pki.future.display());
-    let future = lines.iter().find(|l| l.tag("source") == Some(fut.as_str())).unwrap();
+    let future = lines
+        .iter()
+        .find(|l| l.tag("source") == Some(fut.as_str()))
+        .unwrap();
     assert!(future.int("age") < 0);
     assert_eq!(future.tag("verification"), Some("invalid"));
-    assert!(future.field("verification_error").unwrap().contains("not yet valid"));
+    assert!(
+        future
+            .field("verification_error")
+            .unwrap()
+            .contains("not yet valid")
+    );
 
     // The wrong name for the leaf makes it invalid; exclude_root_certs keeps only the leaf.
     let inputs = format!(
@@ -332,7 +378,12 @@ fn x509_cert_chain_from_apache_and_files() {
     let lines = gather(&dir, &inputs, "x509_cert");
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert_eq!(lines[0].tag("verification"), Some("invalid"));
-    assert!(lines[0].field("verification_error").unwrap().contains("other.example"));
+    assert!(
+        lines[0]
+            .field("verification_error")
+            .unwrap()
+            .contains("other.example")
+    );
 }
 
 #[test]
@@ -347,8 +398,16 @@ fn dns_query_against_dnsmasq() {
         )
     };
     let inputs = [
-        q("A", "\"www.sonde.test\", \"nothere.sonde.test\"", "  include_fields = [\"first_ip\"]"),
-        q("AAAA", "\"www.sonde.test\"", "  network = \"tcp\"\n  include_fields = [\"all_ips\"]"),
+        q(
+            "A",
+            "\"www.sonde.test\", \"nothere.sonde.test\"",
+            "  include_fields = [\"first_ip\"]",
+        ),
+        q(
+            "AAAA",
+            "\"www.sonde.test\"",
+            "  network = \"tcp\"\n  include_fields = [\"all_ips\"]",
+        ),
         q("MX", "\"sonde.test\"", ""),
         q("TXT", "\"sonde.test\"", ""),
         q("SRV", "\"_http._tcp.sonde.test\"", ""),
@@ -376,7 +435,11 @@ fn dns_query_against_dnsmasq() {
     let aaaa = find("AAAA", "www.sonde.test");
     assert_eq!(aaaa.tag("result"), Some("success"));
     assert_eq!(aaaa.field("ip_0"), Some("::1"));
-    for (rt, d) in [("MX", "sonde.test"), ("TXT", "sonde.test"), ("SRV", "_http._tcp.sonde.test")] {
+    for (rt, d) in [
+        ("MX", "sonde.test"),
+        ("TXT", "sonde.test"),
+        ("SRV", "_http._tcp.sonde.test"),
+    ] {
         let l = find(rt, d);
         assert_eq!(l.tag("result"), Some("success"), "{l:?}");
         assert_eq!(l.int("result_code"), 0);
@@ -447,8 +510,13 @@ fn blackbox_differential() {
             bb_ok,
             "{t}: sonde {l:?} vs blackbox {b:?}"
         );
-        let code = l.tag("status_code").map_or(0, |c| c.parse::<i64>().unwrap());
-        assert_eq!(code as f64, b["probe_http_status_code"], "{t}: {l:?} vs {b:?}");
+        let code = l
+            .tag("status_code")
+            .map_or(0, |c| c.parse::<i64>().unwrap());
+        assert_eq!(
+            code as f64, b["probe_http_status_code"],
+            "{t}: {l:?} vs {b:?}"
+        );
     }
     // Certificate expiry: sonde's leaf `enddate` vs blackbox's earliest expiry of the chain.
     let b = bb.probe("http_2xx", &format!("{https}/index.html"));
@@ -461,7 +529,10 @@ fn blackbox_differential() {
         "x509_cert",
     );
     let earliest = lines.iter().map(|l| l.int("enddate")).min().unwrap();
-    assert_eq!(earliest as f64, b["probe_ssl_earliest_cert_expiry"], "{lines:#?} vs {b:?}");
+    assert_eq!(
+        earliest as f64, b["probe_ssl_earliest_cert_expiry"],
+        "{lines:#?} vs {b:?}"
+    );
     // TCP probes: net_response's result vs blackbox's tcp prober.
     for (port, expect_ok) in [(ap.http, true), (refused, false)] {
         let lines = gather(
@@ -471,6 +542,10 @@ fn blackbox_differential() {
         );
         let b = bb.probe("tcp_connect", &format!("127.0.0.1:{port}"));
         assert_eq!(b["probe_success"] == 1.0, expect_ok);
-        assert_eq!(lines[0].tag("result") == Some("success"), expect_ok, "{lines:?}");
+        assert_eq!(
+            lines[0].tag("result") == Some("success"),
+            expect_ok,
+            "{lines:?}"
+        );
     }
 }

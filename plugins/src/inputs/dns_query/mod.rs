@@ -139,7 +139,10 @@ impl DnsQuery {
             loop {
                 let n = sock.recv(&mut buf).await.map_err(io)?;
                 match Message::from_vec(&buf[..n]) {
-                    Ok(msg) if msg.metadata.id == id && msg.metadata.message_type == MessageType::Response => {
+                    Ok(msg)
+                        if msg.metadata.id == id
+                            && msg.metadata.message_type == MessageType::Response =>
+                    {
                         return Ok(msg);
                     }
                     _ => continue,
@@ -148,7 +151,12 @@ impl DnsQuery {
         }
     }
 
-    async fn probe(&self, server: &(String, SocketAddr), domain: &str, time: i64) -> (Metric, Option<String>) {
+    async fn probe(
+        &self,
+        server: &(String, SocketAddr),
+        domain: &str,
+        time: i64,
+    ) -> (Metric, Option<String>) {
         let mut m = Metric::new("dns_query", time).with_kind(ValueType::Gauge);
         m.add_tag("server", server.0.as_str());
         m.add_tag("domain", domain);
@@ -264,13 +272,22 @@ fn new(table: toml::Table) -> Result<DnsQuery, BuildError> {
     let tcp = match cfg.network.as_str() {
         "udp" | "" => false,
         "tcp" => true,
-        n => return Err(bad("network", format!("{n:?}: expected \"udp\" or \"tcp\""))),
+        n => {
+            return Err(bad(
+                "network",
+                format!("{n:?}: expected \"udp\" or \"tcp\""),
+            ));
+        }
     };
     let rt = cfg.record_type.to_ascii_uppercase();
     if !RECORD_TYPES.contains(&rt.as_str()) {
         return Err(bad(
             "record_type",
-            format!("{:?}: expected one of {}", cfg.record_type, RECORD_TYPES.join(", ")),
+            format!(
+                "{:?}: expected one of {}",
+                cfg.record_type,
+                RECORD_TYPES.join(", ")
+            ),
         ));
     }
     let qtype = if rt == "SPF" {
@@ -298,7 +315,10 @@ fn new(table: toml::Table) -> Result<DnsQuery, BuildError> {
         cfg.servers.clone()
     };
     if names.is_empty() {
-        return Err(bad("servers", "no servers given and none in /etc/resolv.conf"));
+        return Err(bad(
+            "servers",
+            "no servers given and none in /etc/resolv.conf",
+        ));
     }
     let mut servers = Vec::new();
     for s in names {
@@ -366,7 +386,8 @@ mod tests {
                 let mut r = Message::response(q.metadata.id, OpCode::Query);
                 r.add_query(q.queries[0].clone());
                 if name.to_ascii() == "ok.test." {
-                    r.answers.push(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 7))));
+                    r.answers
+                        .push(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 7))));
                 } else {
                     r.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
                 }
@@ -383,14 +404,12 @@ mod tests {
     #[tokio::test]
     async fn answers_nxdomain_and_timeout() {
         let port = server().await;
-        let mut p = new(
-            toml::from_str(&format!(
-                "servers = ['127.0.0.1']\nport = {port}\nrecord_type = 'A'\n\
+        let mut p = new(toml::from_str(&format!(
+            "servers = ['127.0.0.1']\nport = {port}\nrecord_type = 'A'\n\
                  domains = ['ok.test', 'missing.test', 'slow.test']\ntimeout = '300ms'\n\
                  include_fields = ['first_ip', 'all_ips']"
-            ))
-            .unwrap(),
-        )
+        ))
+        .unwrap())
         .unwrap_or_else(|e| panic!("{e}"));
         let mut acc = Accumulator::new(0);
         p.gather(&mut acc).await.unwrap();
@@ -425,15 +444,23 @@ mod tests {
     #[test]
     fn config_checks() {
         for (t, key) in [
-            ("servers = ['127.0.0.1']\nrecord_type = 'XYZ'", "record_type"),
+            (
+                "servers = ['127.0.0.1']\nrecord_type = 'XYZ'",
+                "record_type",
+            ),
             ("servers = ['127.0.0.1']\nnetwork = 'quic'", "network"),
-            ("servers = ['127.0.0.1']\ninclude_fields = ['ttl']", "include_fields"),
+            (
+                "servers = ['127.0.0.1']\ninclude_fields = ['ttl']",
+                "include_fields",
+            ),
         ] {
             match new(toml::from_str(t).unwrap()) {
                 Err(BuildError::Config(c)) => assert_eq!(c.path, [key], "{t}"),
                 _ => panic!("{t} accepted"),
             }
         }
-        assert!(new(toml::from_str("servers = ['127.0.0.1']\nrecord_type = 'spf'").unwrap()).is_ok());
+        assert!(
+            new(toml::from_str("servers = ['127.0.0.1']\nrecord_type = 'spf'").unwrap()).is_ok()
+        );
     }
 }

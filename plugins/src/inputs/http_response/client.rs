@@ -144,11 +144,13 @@ pub async fn probe(
             let t = Instant::now();
             let _ = driven.run(resp.into_body().collect()).await;
             phases.transfer = Some(phases.transfer.unwrap_or_default() + t.elapsed());
-            if status == 303 || (matches!(status, 301 | 302) && method != http::Method::HEAD) {
-                if method != http::Method::GET && method != http::Method::HEAD {
-                    method = http::Method::GET;
-                    body = Bytes::new();
-                }
+            // As Go's client: 301/302/303 turn other methods into a GET without a body.
+            if (301..=303).contains(&status)
+                && method != http::Method::GET
+                && method != http::Method::HEAD
+            {
+                method = http::Method::GET;
+                body = Bytes::new();
             }
             same_origin = same_origin
                 && next.host_str() == req.url.host_str()
@@ -265,13 +267,7 @@ async fn connect(
     req: &Request<'_>,
     url: &url::Url,
     phases: &mut Phases,
-) -> Result<
-    (
-        Driven,
-        hyper::client::conn::http1::SendRequest<Full<Bytes>>,
-    ),
-    Failure,
-> {
+) -> Result<(Driven, hyper::client::conn::http1::SendRequest<Full<Bytes>>), Failure> {
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.to_string(),
         Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -291,11 +287,11 @@ async fn connect(
     let addrs = addrs?;
     let t = Instant::now();
     let mut tcp = dial(&addrs, req.local_addr).await;
-    if let (Ok(stream), Some(p), "https") = (&mut tcp, req.proxy, url.scheme()) {
-        if let Err(e) = tunnel(stream, &host, port, p).await {
-            phases.connect += t.elapsed();
-            return Err(e);
-        }
+    if let (Ok(stream), Some(p), "https") = (&mut tcp, req.proxy, url.scheme())
+        && let Err(e) = tunnel(stream, &host, port, p).await
+    {
+        phases.connect += t.elapsed();
+        return Err(e);
     }
     phases.connect += t.elapsed();
     let tcp = tcp?;

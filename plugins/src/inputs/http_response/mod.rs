@@ -352,8 +352,12 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         }
         let name = http::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| bad("headers", format!("{k:?} is not a header name")))?;
-        let value = http::HeaderValue::try_from(v.as_str())
-            .map_err(|_| bad("headers", format!("the value of {k:?} is not a header value")))?;
+        let value = http::HeaderValue::try_from(v.as_str()).map_err(|_| {
+            bad(
+                "headers",
+                format!("the value of {k:?} is not a header value"),
+            )
+        })?;
         headers.push((name, value));
     }
     let mut header_tags = Vec::new();
@@ -370,10 +374,12 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         _ => None,
     };
     let local_addr = match &cfg.interface {
-        Some(name) if !name.is_empty() => Some(
-            client::interface_addr(name)
-                .ok_or_else(|| bad("interface", format!("no interface {name:?} with an address")))?,
-        ),
+        Some(name) if !name.is_empty() => Some(client::interface_addr(name).ok_or_else(|| {
+            bad(
+                "interface",
+                format!("no interface {name:?} with an address"),
+            )
+        })?),
         _ => None,
     };
     let proxy = match &cfg.http_proxy {

@@ -100,7 +100,8 @@ impl NetResponse {
         };
         let mut line = Vec::new();
         let mut reader = BufReader::new(&mut conn);
-        let read = tokio::time::timeout(self.read_timeout, reader.read_until(b'\n', &mut line)).await;
+        let read =
+            tokio::time::timeout(self.read_timeout, reader.read_until(b'\n', &mut line)).await;
         match read {
             Err(_) => (Outcome::ReadFailed, Some("read timeout".into())),
             Ok(Err(e)) => (Outcome::ReadFailed, Some(e.to_string())),
@@ -125,7 +126,11 @@ impl NetResponse {
             },
             Err(e) => return (Outcome::ConnectionFailed, Some(e.to_string())),
         };
-        let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
         let sock = match tokio::net::UdpSocket::bind(bind).await {
             Ok(s) => s,
             Err(e) => return (Outcome::ConnectionFailed, Some(e.to_string())),
@@ -197,7 +202,12 @@ fn new(table: toml::Table) -> Result<NetResponse, BuildError> {
     let udp = match cfg.protocol.as_str() {
         "tcp" | "" => false,
         "udp" => true,
-        p => return Err(bad("protocol", format!("{p:?}: expected \"tcp\" or \"udp\""))),
+        p => {
+            return Err(bad(
+                "protocol",
+                format!("{p:?}: expected \"tcp\" or \"udp\""),
+            ));
+        }
     };
     if cfg.address.is_empty() {
         return Err(bad("address", "an address (host:port) is needed"));
@@ -318,7 +328,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let (m, _) = plugin(&format!("address = '127.0.0.1:{port}'")).probe(0).await;
+        let (m, _) = plugin(&format!("address = '127.0.0.1:{port}'"))
+            .probe(0)
+            .await;
         assert_eq!(m.tag("result"), Some("connection_failed"));
         assert_eq!(code(&m), 2);
         let (m, _) = plugin(&format!(

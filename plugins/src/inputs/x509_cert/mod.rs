@@ -45,7 +45,11 @@ impl Default for Config {
 
 enum Source {
     /// `https://host[:port]` or `tcp://host:port`: a TLS handshake.
-    Net { shown: String, host: String, port: u16 },
+    Net {
+        shown: String,
+        host: String,
+        port: u16,
+    },
     /// A file path (`file://` or plain), possibly a glob.
     Files { pattern: String },
 }
@@ -133,9 +137,17 @@ impl X509Cert {
             .collect()
     }
 
-    fn metrics(&self, f: &Fetched, certs: &[CertificateDer<'static>], time: i64, acc: &mut Accumulator) {
+    fn metrics(
+        &self,
+        f: &Fetched,
+        certs: &[CertificateDer<'static>],
+        time: i64,
+        acc: &mut Accumulator,
+    ) {
         let now = SystemTime::now();
-        let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let parsed: Vec<Option<X509Certificate<'_>>> = certs
             .iter()
             .map(|c| parse_x509_certificate(c).ok().map(|(_, x)| x))
@@ -218,21 +230,34 @@ fn add_tags(m: &mut Metric, cert: &X509Certificate<'_>, source: &str) {
     );
     for (tag, v) in [
         ("organization", first(&mut subject.iter_organization())),
-        ("organizational_unit", first(&mut subject.iter_organizational_unit())),
+        (
+            "organizational_unit",
+            first(&mut subject.iter_organizational_unit()),
+        ),
         ("country", first(&mut subject.iter_country())),
         ("province", first(&mut subject.iter_state_or_province())),
         ("locality", first(&mut subject.iter_locality())),
-        ("issuer_common_name", first(&mut cert.issuer().iter_common_name())),
+        (
+            "issuer_common_name",
+            first(&mut cert.issuer().iter_common_name()),
+        ),
         (
             "issuer_serial_number",
-            first(&mut cert.issuer().iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER)),
+            first(
+                &mut cert
+                    .issuer()
+                    .iter_by_oid(&x509_parser::oid_registry::OID_X509_SERIALNUMBER),
+            ),
         ),
     ] {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             m.add_tag(tag, v);
         }
     }
-    m.add_tag("serial_number", cert.tbs_certificate.serial.to_str_radix(16));
+    m.add_tag(
+        "serial_number",
+        cert.tbs_certificate.serial.to_str_radix(16),
+    );
     m.add_tag(
         "signature_algorithm",
         signature_name(&cert.signature_algorithm.algorithm.to_id_string()),
@@ -248,8 +273,11 @@ fn add_tags(m: &mut Metric, cert: &X509Certificate<'_>, source: &str) {
                 GeneralName::DNSName(d) | GeneralName::RFC822Name(d) => san.push(d.to_string()),
                 GeneralName::URI(u) => san.push(u.to_string()),
                 GeneralName::IPAddress(b) => match b.len() {
-                    4 => san.push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()),
-                    16 => san.push(std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string()),
+                    4 => san
+                        .push(std::net::IpAddr::from(<[u8; 4]>::try_from(*b).unwrap()).to_string()),
+                    16 => san.push(
+                        std::net::IpAddr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string(),
+                    ),
                     _ => {}
                 },
                 _ => {}
@@ -315,12 +343,18 @@ impl Input for X509Cert {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
         let time = acc.time();
         let this = &*self;
-        let fetched = run_bounded(0..this.sources.len(), MAX_CONCURRENT_PROBES, |i| async move {
-            match &this.sources[i] {
-                Source::Net { shown, host, port } => vec![this.fetch_net(shown, host, *port).await],
-                Source::Files { pattern } => X509Cert::fetch_files(pattern),
-            }
-        })
+        let fetched = run_bounded(
+            0..this.sources.len(),
+            MAX_CONCURRENT_PROBES,
+            |i| async move {
+                match &this.sources[i] {
+                    Source::Net { shown, host, port } => {
+                        vec![this.fetch_net(shown, host, *port).await]
+                    }
+                    Source::Files { pattern } => X509Cert::fetch_files(pattern),
+                }
+            },
+        )
         .await;
         for f in fetched.iter().flatten() {
             match &f.certs {
@@ -372,14 +406,19 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     let tls_opts = TlsClientConfig::take(&mut table)?;
     let cfg: Config = parse_config(table)?;
     if cfg.sources.is_empty() {
-        return Err(bad(vec!["sources".into()], "at least one source is needed".into()));
+        return Err(bad(
+            vec!["sources".into()],
+            "at least one source is needed".into(),
+        ));
     }
     let mut sources = Vec::new();
     for (i, s) in cfg.sources.iter().enumerate() {
         sources.push(parse_source(s).ok_or_else(|| {
             bad(
                 vec!["sources".into(), i.to_string()],
-                format!("{s:?}: expected https://host[:port], tcp://host:port, file://PATH or /PATH"),
+                format!(
+                    "{s:?}: expected https://host[:port], tcp://host:port, file://PATH or /PATH"
+                ),
             )
         })?);
     }

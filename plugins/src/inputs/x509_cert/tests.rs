@@ -21,13 +21,17 @@ impl Drop for Files {
 
 /// root.pem, chain.pem (leaf + intermediate + root), expired.pem, future.pem.
 fn pki() -> Files {
-    let dir = std::env::temp_dir().join(format!("sonde-x509-{}-{}", std::process::id(), fastrand::u64(..)));
+    let dir = std::env::temp_dir().join(format!(
+        "sonde-x509-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let root = CertifiedIssuer::self_signed(ca("Root"), KeyPair::generate().unwrap()).unwrap();
-    let inter =
-        CertifiedIssuer::signed_by(ca("Intermediate"), KeyPair::generate().unwrap(), &root)
-            .unwrap();
-    let mut lp = CertificateParams::new(vec!["svc.test".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let inter = CertifiedIssuer::signed_by(ca("Intermediate"), KeyPair::generate().unwrap(), &root)
+        .unwrap();
+    let mut lp =
+        CertificateParams::new(vec!["svc.test".to_string(), "127.0.0.1".to_string()]).unwrap();
     lp.distinguished_name.push(DnType::CommonName, "svc.test");
     let leaf = lp.signed_by(&KeyPair::generate().unwrap(), &inter).unwrap();
     let mut ep = CertificateParams::new(vec!["old.test".to_string()]).unwrap();
@@ -44,7 +48,11 @@ fn pki() -> Files {
         format!("{}{}{}", leaf.pem(), inter.pem(), root.pem()),
     )
     .unwrap();
-    std::fs::write(dir.join("expired.pem"), format!("{}{}", expired.pem(), inter.pem())).unwrap();
+    std::fs::write(
+        dir.join("expired.pem"),
+        format!("{}{}", expired.pem(), inter.pem()),
+    )
+    .unwrap();
     std::fs::write(dir.join("future.pem"), future.pem()).unwrap();
     Files { dir }
 }

@@ -21,14 +21,14 @@ pub fn leaf(
         .collect();
     let ee = webpki::EndEntityCert::try_from(cert).map_err(|e| describe(&e))?;
     let time = UnixTime::since_unix_epoch(
-        now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default(),
+        now.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default(),
     );
     // A self-signed certificate that is itself trusted is valid (Go accepts a root as leaf).
-    if roots.iter().any(|r| r.as_ref() == cert.as_ref()) {
-        if let Ok((_, x)) = parse_x509_certificate(cert) {
-            let now = time.as_secs() as i64;
-            return within(&x, now);
-        }
+    if roots.iter().any(|r| r.as_ref() == cert.as_ref())
+        && let Ok((_, x)) = parse_x509_certificate(cert)
+    {
+        return within(&x, time.as_secs() as i64);
     }
     ee.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
@@ -93,8 +93,7 @@ fn path(
     within(cert, now)?;
     let trusted = |c: &X509Certificate<'_>| {
         roots.iter().any(|r| {
-            r.subject().as_raw() == c.subject().as_raw()
-                && r.public_key().raw == c.public_key().raw
+            r.subject().as_raw() == c.subject().as_raw() && r.public_key().raw == c.public_key().raw
         })
     };
     if trusted(cert) {
