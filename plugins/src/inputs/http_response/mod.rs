@@ -421,6 +421,8 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
     });
     let mut tls = rustls_client_config(&tls_opts)?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every probe measures a full handshake (as blackbox_exporter does), not a resumed one.
+    tls.resumption = rustls::client::Resumption::disabled();
     let max_body = if cfg.response_body_max_size.0 == 0 {
         DEFAULT_MAX_BODY
     } else {

@@ -464,7 +464,7 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
     .dangerous()
     .with_custom_certificate_verifier(Arc::new(AcceptAny::new()));
-    let tls = match (&tls_opts.tls_cert, &tls_opts.tls_key) {
+    let mut tls = match (&tls_opts.tls_cert, &tls_opts.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
                 std::fs::read(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
@@ -480,6 +480,8 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
         }
         _ => builder.with_no_client_auth(),
     };
+    // A resumed TLS 1.3 session carries no certificates: always a full handshake.
+    tls.resumption = rustls::client::Resumption::disabled();
     Ok(X509Cert {
         sources,
         timeout: cfg.timeout.get(),

@@ -159,3 +159,69 @@ fn bad_sources_are_refused() {
         }
     }
 }
+
+/// A TLS server (TLS 1.3 with session tickets) answering with a leaf + intermediate chain.
+async fn tls_server() -> (u16, Files) {
+    let f = pki();
+    let root = CertifiedIssuer::self_signed(ca("Root2"), KeyPair::generate().unwrap()).unwrap();
+    let inter =
+        CertifiedIssuer::signed_by(ca("Intermediate2"), KeyPair::generate().unwrap(), &root)
+            .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut lp = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    lp.distinguished_name.push(DnType::CommonName, "localhost");
+    let leaf = lp.signed_by(&key, &inter).unwrap();
+    std::fs::write(f.dir.join("root2.pem"), root.pem()).unwrap();
+    let chain = vec![leaf.der().clone(), inter.der().clone()];
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    cfg.send_tls13_tickets = 4;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(s).await {
+                    use tokio::io::AsyncReadExt;
+                    let mut b = [0u8; 16];
+                    let _ = tls.read(&mut b).await;
+                }
+            });
+        }
+    });
+    (port, f)
+}
+
+/// Every gather reads the whole chain: a resumed session would carry no certificates.
+#[tokio::test]
+async fn every_gather_gets_the_chain() {
+    let (port, f) = tls_server().await;
+    let mut p = new(toml::from_str(&format!(
+        "sources = ['https://localhost:{port}']\ntls_ca = '{}/root2.pem'",
+        f.dir.display()
+    ))
+    .unwrap())
+    .unwrap();
+    for _ in 0..3 {
+        let mut acc = Accumulator::new(0);
+        p.gather(&mut acc).await.unwrap();
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let types: Vec<_> = acc.metrics.iter().map(|m| m.tag("type").unwrap()).collect();
+        assert_eq!(types, ["leaf", "intermediate"]);
+        assert!(
+            acc.metrics
+                .iter()
+                .all(|m| m.tag("verification") == Some("valid"))
+        );
+    }
+}
