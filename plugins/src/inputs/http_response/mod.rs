@@ -596,6 +596,75 @@ mod tests {
         assert_eq!(int(&m, "result_code"), 5);
     }
 
+    /// A proxy that records the first line and headers of each request: plain requests get a
+    /// 200, CONNECT gets a 403.
+    async fn proxy() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let reply: &[u8] = if head.starts_with("CONNECT") {
+                        b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    let _ = tx.send(head);
+                    let _ = s.write_all(reply).await;
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn interface_sets_the_source_address() {
+        assert_eq!(
+            client::interface_addr("lo"),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        let port = server("HTTP/1.1 204 No Content\r\n\r\n", 0).await;
+        let p = plugin(&format!(
+            "urls = ['http://127.0.0.1:{port}/']\ninterface = 'lo'"
+        ));
+        assert_eq!(p.local_addr, Some(IpAddr::from([127, 0, 0, 1])));
+        assert_eq!(probe_one(&p).await.tag("status_code"), Some("204"));
+    }
+
+    #[tokio::test]
+    async fn http_proxy_absolute_form_and_connect() {
+        let (port, mut rx) = proxy().await;
+        let p = plugin(&format!(
+            "urls = ['http://target.invalid:8080/a?b=1', 'https://secure.invalid/x']\n\
+             http_proxy = 'http://u%40x:pw@127.0.0.1:{port}'"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(m.tag("result"), Some("success"), "{m:?}");
+        let head = rx.recv().await.unwrap();
+        assert!(
+            head.starts_with("GET http://target.invalid:8080/a?b=1 HTTP/1.1\r\n"),
+            "{head}"
+        );
+        // u@x:pw
+        assert!(
+            head.contains("proxy-authorization: Basic dUB4OnB3\r\n"),
+            "{head}"
+        );
+        let m = p.probe(&p.targets[1], 0).await.0;
+        assert_eq!(m.tag("result"), Some("connection_failed"), "{m:?}");
+        let head = rx.recv().await.unwrap();
+        assert!(
+            head.starts_with("CONNECT secure.invalid:443 HTTP/1.1\r\n"),
+            "{head}"
+        );
+    }
+
     #[test]
     fn config_errors_name_the_key() {
         let err = |t: &str| match build(toml::from_str(t).unwrap(), &BuildContext::default()) {
