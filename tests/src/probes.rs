@@ -75,8 +75,8 @@ impl Drop for Daemon {
 /// The body Apache serves at `/index.html`.
 pub const INDEX: &str = "hello from sonde's apache\n";
 
-/// Apache on three ports: plain HTTP, HTTPS (leaf + intermediate + root sent), and HTTPS that
-/// requires a client certificate signed by the test CA. `/old` redirects (302) to
+/// Apache on three ports: plain HTTP, HTTPS (leaf + intermediate + root sent; HTTP/2 offered
+/// by ALPN), and HTTPS (HTTP/1.1 only) that requires a client certificate signed by the test CA. `/old` redirects (302) to
 /// `/index.html`, `/gone` answers 410.
 pub struct Apache {
     pub http: u16,
@@ -118,6 +118,7 @@ LoadModule mime_module {m}/mod_mime.so
 LoadModule alias_module {m}/mod_alias.so
 LoadModule socache_shmcb_module {m}/mod_socache_shmcb.so
 LoadModule ssl_module {m}/mod_ssl.so
+LoadModule http2_module {m}/mod_http2.so
 TypesConfig /etc/mime.types
 StartServers 1
 ServerLimit 4
@@ -137,6 +138,7 @@ Redirect 302 /old /index.html
 Redirect gone /gone
 SSLSessionCache shmcb:{r}/ssl_scache(512000)
 <VirtualHost 127.0.0.1:{https}>
+    Protocols h2 http/1.1
     SSLEngine on
     SSLCertificateFile {leaf}
     SSLCertificateKeyFile {key}

@@ -147,6 +147,8 @@ fn http_response_against_apache_and_failing_peers() {
     let tls = by_server(&lines, &format!("{https}/index.html"));
     assert_eq!(tls.tag("result"), Some("success"), "{tls:?}");
     assert!(tls.float("tls_time") > 0.0);
+    assert_eq!(tls.field("http_version"), Some("2"), "{tls:?}");
+    assert_eq!(tls.int("content_length"), INDEX.len() as i64);
     let untrusted = by_server(&lines, &format!("{https}/index.html?system-roots"));
     assert_eq!(untrusted.tag("result"), Some("connection_failed"));
     assert_eq!(untrusted.int("result_code"), 3);
@@ -155,6 +157,7 @@ fn http_response_against_apache_and_failing_peers() {
     assert_eq!(insecure.tag("status_code"), Some("200"));
     let mutual = by_server(&lines, &format!("{mtls}/index.html"));
     assert_eq!(mutual.tag("status_code"), Some("200"), "{mutual:?}");
+    assert_eq!(mutual.field("http_version"), Some("1.1"));
     let nocert = by_server(&lines, &format!("{mtls}/index.html?nocert"));
     assert_ne!(nocert.tag("result"), Some("success"), "{nocert:?}");
 

@@ -76,13 +76,34 @@ pub struct Proxy {
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-type Conn = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>;
+type Conn = Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
 
 /// A connection whose driver is polled alongside whatever waits on it, so that nothing is
-/// spawned and dropping the probe drops the socket.
+/// spawned (for HTTP/1.1) and dropping the probe drops the socket.
 struct Driven {
-    conn: Pin<Box<Conn>>,
+    conn: Conn,
     done: bool,
+}
+
+/// The request side of an HTTP/1.1 or HTTP/2 (negotiated by ALPN) connection.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    async fn send(
+        &mut self,
+        req: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+    }
+    fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
 }
 
 impl Driven {
@@ -112,12 +133,11 @@ pub async fn probe(
     let mut body = req.body.clone();
     let mut same_origin = true;
     for _ in 0..=MAX_REDIRECTS {
-        let (mut driven, sender) = connect(req, &url, phases).await?;
-        let mut sender = sender;
-        let request = build_request(req, &url, &method, &body, same_origin)?;
+        let (mut driven, mut sender) = connect(req, &url, phases).await?;
+        let request = build_request(req, &url, &method, &body, same_origin, sender.is_h2())?;
         let sent = Instant::now();
         let resp = driven
-            .run(sender.send_request(request))
+            .run(sender.send(request))
             .await
             .map_err(|e| Failure::Connect(crate::common::http::error_chain(&e)))?;
         phases.first_byte = Some(phases.first_byte.unwrap_or_default() + sent.elapsed());
@@ -206,6 +226,7 @@ fn build_request(
     method: &http::Method,
     body: &Bytes,
     same_origin: bool,
+    h2: bool,
 ) -> Result<http::Request<Full<Bytes>>, Failure> {
     let host = url.host_str().unwrap_or_default();
     let host_value = match (req.host_header, url.port()) {
@@ -213,7 +234,7 @@ fn build_request(
         (_, Some(p)) => format!("{}:{p}", bracket(host)),
         (_, None) => bracket(host),
     };
-    let target = if req.proxy.is_some() && url.scheme() == "http" {
+    let target = if h2 || (req.proxy.is_some() && url.scheme() == "http") {
         let mut u = url.clone();
         u.set_fragment(None);
         let _ = u.set_username("");
@@ -225,10 +246,14 @@ fn build_request(
             None => url.path().to_string(),
         }
     };
-    let mut b = http::Request::builder()
-        .method(method.clone())
-        .uri(target)
-        .header(http::header::HOST, host_value);
+    let mut b = http::Request::builder().method(method.clone()).uri(target);
+    // HTTP/2 carries the host as :authority (from the URI); a configured Host header wins.
+    if h2 {
+        b = b.version(http::Version::HTTP_2);
+    }
+    if !h2 || (req.host_header.is_some() && same_origin) {
+        b = b.header(http::header::HOST, host_value);
+    }
     let mut has_ua = false;
     for (k, v) in req.headers {
         if !same_origin && *k == http::header::AUTHORIZATION {
@@ -267,7 +292,7 @@ async fn connect(
     req: &Request<'_>,
     url: &url::Url,
     phases: &mut Phases,
-) -> Result<(Driven, hyper::client::conn::http1::SendRequest<Full<Bytes>>), Failure> {
+) -> Result<(Driven, Sender), Failure> {
     let host = match url.host() {
         Some(url::Host::Domain(d)) => d.to_string(),
         Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -295,6 +320,7 @@ async fn connect(
     }
     phases.connect += t.elapsed();
     let tcp = tcp?;
+    let mut h2 = false;
     let io: Box<dyn Io> = if url.scheme() == "https" {
         let name = req.sni.unwrap_or(&host).to_string();
         let name = rustls::pki_types::ServerName::try_from(name)
@@ -304,20 +330,28 @@ async fn connect(
             .connect(name, tcp)
             .await;
         phases.tls = Some(phases.tls.unwrap_or_default() + t.elapsed());
-        Box::new(tls.map_err(|e| Failure::Connect(format!("TLS handshake: {e}")))?)
+        let tls = tls.map_err(|e| Failure::Connect(format!("TLS handshake: {e}")))?;
+        h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        Box::new(tls)
     } else {
         Box::new(tcp)
     };
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+    let handshake_err = |e: hyper::Error| Failure::Connect(crate::common::http::error_chain(&e));
+    let (sender, conn): (Sender, Conn) = if h2 {
+        let (s, c) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(io),
+        )
         .await
-        .map_err(|e| Failure::Connect(crate::common::http::error_chain(&e)))?;
-    Ok((
-        Driven {
-            conn: Box::pin(conn),
-            done: false,
-        },
-        sender,
-    ))
+        .map_err(handshake_err)?;
+        (Sender::H2(s), Box::pin(c))
+    } else {
+        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(handshake_err)?;
+        (Sender::H1(s), Box::pin(c))
+    };
+    Ok((Driven { conn, done: false }, sender))
 }
 
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Failure> {

@@ -420,7 +420,8 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         format!("Basic {}", base64(s.as_bytes()))
     });
     let mut tls = rustls_client_config(&tls_opts)?;
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 when the server offers it (as Go's client, hence Telegraf), else HTTP/1.1.
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Every probe measures a full handshake (as blackbox_exporter does), not a resumed one.
     tls.resumption = rustls::client::Resumption::disabled();
     let max_body = if cfg.response_body_max_size.0 == 0 {
