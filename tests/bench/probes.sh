@@ -59,7 +59,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-count() { [ -f "$1" ] && grep -c "$2" "$1" || echo 0; }
+count() { if [ -f "$1" ]; then grep -c "$2" "$1" || true; else echo 0; fi; }
 wait_count() { # file pattern target timeout_s
     local deadline=$((SECONDS + $4))
     while [ "$(count "$1" "$2")" -lt "$3" ]; do
@@ -163,7 +163,7 @@ bench_blackbox() {
     check=$(curl -s "http://127.0.0.1:$port/probe?module=http_2xx&target=http%3A%2F%2F127.0.0.1%3A$AP_PORT%2Findex.html" |
         awk '/^probe_success /{ print $2 }')
     [ "$check" = 1 ] || echo "warning: blackbox: probe_success=$check" >&2
-    round() { curl -s --parallel --parallel-max "$CONCURRENCY" --config "$curlcfg"; }
+    round() { curl -s --no-progress-meter --parallel --parallel-max "$CONCURRENCY" --config "$curlcfg"; }
     round # warm-up
     local t0 t1 hwm start r
     t0=$(cpu_ticks "$pid")
