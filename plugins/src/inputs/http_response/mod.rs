@@ -116,9 +116,11 @@ impl Outcome {
 }
 
 struct Target {
-    /// As configured: the `server` tag.
+    /// As configured (without a password in it): the `server` tag.
     shown: String,
     url: url::Url,
+    /// `Authorization: Basic` from credentials in the URL (as Go's client sends them).
+    auth: Option<String>,
 }
 
 pub struct HttpResponse {
@@ -158,7 +160,7 @@ impl HttpResponse {
                 )),
                 Err(e) => error = Some(format!("reading bearer_token {}: {e}", path.display())),
             }
-        } else if let Some(b) = &self.basic
+        } else if let Some(b) = self.basic.as_ref().or(target.auth.as_ref())
             && let Ok(v) = http::HeaderValue::try_from(b.as_str())
         {
             headers.push((http::header::AUTHORIZATION, v));
@@ -336,10 +338,20 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
                     message: format!("{u:?} is not an http:// or https:// URL with a host"),
                 })
             })?;
-        targets.push(Target {
-            shown: u.clone(),
-            url,
+        let auth = (!url.username().is_empty() || url.password().is_some()).then(|| {
+            let user = percent_decode(url.username());
+            let pass = percent_decode(url.password().unwrap_or(""));
+            format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
         });
+        let shown = if url.password().is_some() {
+            // Secrets stay out of tags and logs.
+            let mut bare = url.clone();
+            let _ = bare.set_password(None);
+            bare.to_string()
+        } else {
+            u.clone()
+        };
+        targets.push(Target { shown, url, auth });
     }
     let method = http::Method::from_bytes(cfg.method.as_bytes())
         .map_err(|_| bad("method", format!("{:?} is not an HTTP method", cfg.method)))?;
@@ -622,6 +634,25 @@ mod tests {
             }
         });
         (port, rx)
+    }
+
+    #[tokio::test]
+    async fn url_credentials_become_basic_auth_and_leave_the_tag() {
+        let (port, mut rx) = proxy().await;
+        let p = plugin(&format!(
+            "urls = ['http://bob:s%3Acret@127.0.0.1:{port}/p']"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(
+            m.tag("server"),
+            Some(format!("http://bob@127.0.0.1:{port}/p").as_str())
+        );
+        let head = rx.recv().await.unwrap();
+        // bob:s:cret
+        assert!(
+            head.contains("authorization: Basic Ym9iOnM6Y3JldA==\r\n"),
+            "{head}"
+        );
     }
 
     #[tokio::test]

@@ -225,3 +225,60 @@ async fn every_gather_gets_the_chain() {
         );
     }
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaf_der() -> Vec<u8> {
+        let mut p = CertificateParams::new(vec!["fuzz.test".to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "fuzz.test");
+        p.self_signed(&KeyPair::generate().unwrap())
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Damaged certificate files give an error or fewer certificates, never a panic, and
+        /// whatever parses yields a metric or a counted error.
+        #[test]
+        fn damaged_certificates_never_panic(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            pem in any::<bool>(),
+        ) {
+            let mut der = leaf_der();
+            for (i, b) in flips {
+                let i = i.index(der.len());
+                der[i] ^= b;
+            }
+            der.truncate(cut.index(der.len()) + 1);
+            let dir = std::env::temp_dir().join(format!("sonde-x509-fuzz-{}-{}", std::process::id(), fastrand::u64(..)));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("c.pem");
+            let data = if pem {
+                format!(
+                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                    crate::common::probe::base64(&der)
+                )
+                .into_bytes()
+            } else {
+                der.clone()
+            };
+            std::fs::write(&path, &data).unwrap();
+            let p = new(toml::from_str(&format!("sources = ['{}']\ntls_ca = '{}'", path.display(), path.display()))
+                .unwrap_or_else(|_| toml::Table::new()))
+                .ok();
+            if let (Ok(certs), Some(p)) = (read_certs(&path), p) {
+                let f = Fetched { source: "x".into(), name: Some("fuzz.test".into()), chain: true, certs: Ok(certs.clone()) };
+                let mut acc = Accumulator::new(0);
+                p.metrics(&f, &certs, 0, &mut acc);
+                prop_assert!(acc.metrics.len() + acc.errors.len() >= 1);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
