@@ -636,6 +636,23 @@ mod tests {
         (port, rx)
     }
 
+    /// Telegraf reports an address error with result code 0; here it is `address_error`, 7.
+    #[tokio::test]
+    async fn address_error_has_its_own_code() {
+        let port = server(
+            "HTTP/1.1 302 Found\r\nlocation: ftp://files.example/x\r\ncontent-length: 0\r\n\r\n",
+            0,
+        )
+        .await;
+        let p = plugin(&format!(
+            "urls = ['http://127.0.0.1:{port}/']\nfollow_redirects = true"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(m.tag("result"), Some("address_error"), "{m:?}");
+        assert_eq!(int(&m, "result_code"), 7);
+        assert!(m.field("response_time").is_some());
+    }
+
     #[tokio::test]
     async fn url_credentials_become_basic_auth_and_leave_the_tag() {
         let (port, mut rx) = proxy().await;
