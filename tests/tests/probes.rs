@@ -463,7 +463,7 @@ fn dns_query_against_dnsmasq() {
 
 /// sonde and blackbox_exporter probe the same targets in the same run: `result` agrees with
 /// `probe_success`, the status code with `probe_http_status_code`, the leaf's expiry with
-/// `probe_ssl_earliest_cert_expiry`.
+/// `probe_ssl_earliest_cert_expiry`; DNS and TCP results with its dns and tcp probers.
 #[test]
 fn blackbox_differential() {
     let dir = TempDir::new("probes-blackbox");
@@ -477,7 +477,10 @@ fn blackbox_differential() {
             "modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n    http:\n      \
              preferred_ip_protocol: ip4\n      follow_redirects: false\n      tls_config:\n        \
              ca_file: {}\n  tcp_connect:\n    prober: tcp\n    timeout: 2s\n    tcp:\n      \
-             preferred_ip_protocol: ip4\n",
+             preferred_ip_protocol: ip4\n  dns_www:\n    prober: dns\n    timeout: 2s\n    dns:\n      \
+             query_name: www.sonde.test\n      query_type: A\n      preferred_ip_protocol: ip4\n  \
+             dns_missing:\n    prober: dns\n    timeout: 2s\n    dns:\n      \
+             query_name: nothere.sonde.test\n      query_type: A\n      preferred_ip_protocol: ip4\n",
             pki.ca.display()
         ),
     );
@@ -536,6 +539,28 @@ fn blackbox_differential() {
         earliest as f64, b["probe_ssl_earliest_cert_expiry"],
         "{lines:#?} vs {b:?}"
     );
+    // DNS: dns_query's result vs blackbox's dns prober (NOERROR is success for both).
+    let dns = dnsmasq(&dir);
+    for (module, domain) in [
+        ("dns_www", "www.sonde.test"),
+        ("dns_missing", "nothere.sonde.test"),
+    ] {
+        let b = bb.probe(module, &format!("127.0.0.1:{}", dns.port));
+        let lines = gather(
+            &dir,
+            &format!(
+                "[[inputs.dns_query]]\n  servers = [\"127.0.0.1\"]\n  port = {}\n  \
+                 record_type = \"A\"\n  domains = [\"{domain}\"]\n",
+                dns.port
+            ),
+            "dns_query",
+        );
+        assert_eq!(
+            lines[0].tag("result") == Some("success"),
+            b["probe_success"] == 1.0,
+            "{domain}: {lines:?} vs {b:?}"
+        );
+    }
     // TCP probes: net_response's result vs blackbox's tcp prober.
     for (port, expect_ok) in [(ap.http, true), (refused, false)] {
         let lines = gather(
