@@ -27,6 +27,10 @@ want docker.io
 want busybox-static
 # The alert chain of the crypto e2e (tests/tests/web.rs); promtool comes with prometheus.
 want prometheus-alertmanager
+# Peers of the probe inputs (tests/src/probes.rs): Apache with mod_ssl, dnsmasq, blackbox_exporter.
+want apache2
+want dnsmasq-base
+want prometheus-blackbox-exporter
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

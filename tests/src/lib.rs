@@ -4,6 +4,8 @@
 pub mod crypto;
 pub mod docker;
 pub mod http;
+pub mod pki;
+pub mod probes;
 pub mod servers;
 
 use std::io::Read;

@@ -130,9 +130,27 @@ pub fn build_client_with(
 
 /// A rustls config that checks the server's certificate against `tls_server_name`.
 fn server_name_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfig, BuildError> {
-    let name = tls.tls_server_name.clone().unwrap_or_default();
-    let name = ServerName::try_from(name.clone())
-        .map_err(|e| anyhow::anyhow!("tls_server_name {name:?}: {e}"))?;
+    let mut config = rustls_client_config(tls)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A rustls client config from Telegraf's TLS options, for plugins that drive their own
+/// connections (probes): `tls_ca` (else the system's roots), `tls_cert`/`tls_key`,
+/// `insecure_skip_verify`, and `tls_server_name` (checked instead of the name connected to).
+/// No ALPN is set.
+pub fn rustls_client_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfig, BuildError> {
+    install_crypto_provider();
+    if tls.tls_cert.is_some() != tls.tls_key.is_some() {
+        return Err(anyhow::anyhow!("tls_cert and tls_key must be given together").into());
+    }
+    let fixed = match &tls.tls_server_name {
+        Some(name) => Some(
+            ServerName::try_from(name.clone())
+                .map_err(|e| anyhow::anyhow!("tls_server_name {name:?}: {e}"))?,
+        ),
+        None => None,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let inner: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
         Arc::new(AcceptAny(provider.clone()))
@@ -160,8 +178,11 @@ fn server_name_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfig, Bui
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FixedName { name, inner }));
-    let mut config = match (&tls.tls_cert, &tls.tls_key) {
+        .with_custom_certificate_verifier(match fixed {
+            Some(name) => Arc::new(FixedName { name, inner }),
+            None => inner,
+        });
+    let config = match (&tls.tls_cert, &tls.tls_key) {
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_slice_iter(&read(cert, "tls_cert")?)
                 .collect::<Result<Vec<_>, _>>()
@@ -174,7 +195,6 @@ fn server_name_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfig, Bui
         }
         _ => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 
@@ -220,7 +240,20 @@ impl ServerCertVerifier for FixedName {
 
 /// `insecure_skip_verify`: accepts any certificate (signatures are still checked).
 #[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+pub struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl AcceptAny {
+    /// A verifier that accepts any certificate chain, with ring's signature algorithms.
+    pub fn new() -> Self {
+        AcceptAny(Arc::new(rustls::crypto::ring::default_provider()))
+    }
+}
+
+impl Default for AcceptAny {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl ServerCertVerifier for AcceptAny {
     fn verify_server_cert(

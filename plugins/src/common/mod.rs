@@ -1,4 +1,5 @@
 //! Code shared by several plugins.
 
 pub mod http;
+pub mod probe;
 pub mod server;

@@ -9,20 +9,24 @@ pub mod cpu;
 pub mod crypto;
 pub mod disk;
 pub mod diskio;
+pub mod dns_query;
 pub mod exec;
 pub mod http;
+pub mod http_response;
 pub mod influxdb_listener;
 pub mod influxdb_v2_listener;
 pub mod internal;
 pub mod kernel;
 pub mod mem;
 pub mod net;
+pub mod net_response;
 pub mod netstat;
 pub mod processes;
 pub mod prometheus;
 pub mod statsd;
 pub mod swap;
 pub mod system;
+pub mod x509_cert;
 
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
@@ -30,18 +34,22 @@ pub static ALL: &[InputSpec] = &[
     crypto::SPEC,
     disk::SPEC,
     diskio::SPEC,
+    dns_query::SPEC,
     exec::SPEC,
     http::SPEC,
+    http_response::SPEC,
     influxdb_listener::SPEC,
     influxdb_v2_listener::SPEC,
     internal::SPEC,
     kernel::SPEC,
     mem::SPEC,
     net::SPEC,
+    net_response::SPEC,
     netstat::SPEC,
     processes::SPEC,
     prometheus::SPEC,
     statsd::SPEC,
     swap::SPEC,
     system::SPEC,
+    x509_cert::SPEC,
 ];
