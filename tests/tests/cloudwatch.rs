@@ -584,7 +584,7 @@ fn credentials_from_the_ecs_endpoint_are_refreshed_before_they_expire() {
 
 // ---- alarms ----
 
-fn alarm_config(topic: &str, cpu_threshold: f64) -> String {
+fn alarm_config(topic: &str, mem_threshold: f64) -> String {
     format!(
         r#"  region = "us-east-1"
   access_key = "AKIDSTATIC0000000001"
@@ -602,19 +602,19 @@ fn alarm_config(topic: &str, cpu_threshold: f64) -> String {
     alarm_actions = ["{topic}"]
     ok_actions = ["{topic}"]
   [[outputs.cloudwatch.alarm]]
-    name = "{{host}} CPU high"
-    metric_name = "cpu_usage_user"
+    name = "{{host}} memory high"
+    metric_name = "mem_used_percent"
     statistic = "Average"
     period = "300s"
     comparison_operator = "GreaterThanThreshold"
-    threshold = {cpu_threshold:?}
+    threshold = {mem_threshold:?}
     evaluation_periods = 2
     datapoints_to_alarm = 2
     unit = "Percent"
     alarm_actions = ["{topic}"]
     [outputs.cloudwatch.alarm.dimensions]
       host = "{{host}}"
-      cpu = "cpu-total"
+      role = "web"
 "#
     )
 }
@@ -652,7 +652,7 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
     assert!(log.contains("alarm created"), "{log}");
     let first = describe();
     assert_eq!(first.len(), 2, "{first:?}");
-    let (cpu, down) = (&first[0], &first[1]);
+    let (mem, down) = (&first[0], &first[1]);
     assert_eq!(down["AlarmName"], "web1 server down");
     assert_eq!(down["AlarmDescription"], "No uptime reported by web1");
     assert_eq!(down["AlarmActions"], json!([topic]));
@@ -664,12 +664,12 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
     assert_eq!(down["TreatMissingData"], "breaching");
     assert_eq!(down["EvaluationPeriods"], 3);
     assert_eq!(down["Dimensions"], json!([{"Name": "host", "Value": "web1"}]));
-    assert_eq!(cpu["AlarmName"], "web1 CPU high");
-    assert_eq!(cpu["Threshold"], 90.0);
-    assert_eq!(cpu["Period"], 300);
-    assert_eq!(cpu["DatapointsToAlarm"], 2);
-    assert_eq!(cpu["Unit"], "Percent");
-    assert_eq!(cpu["AlarmActions"], json!([topic]));
+    assert_eq!(mem["AlarmName"], "web1 memory high");
+    assert_eq!(mem["Threshold"], 90.0);
+    assert_eq!(mem["Period"], 300);
+    assert_eq!(mem["DatapointsToAlarm"], 2);
+    assert_eq!(mem["Unit"], "Percent");
+    assert_eq!(mem["AlarmActions"], json!([topic]));
     assert_eq!(rec.of("PutMetricAlarm").len(), 2);
 
     // A second start with the same config reads the alarms and writes nothing.
@@ -690,6 +690,6 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
     assert!(log.contains("alarm updated"), "{log}");
     let puts = rec.of("PutMetricAlarm");
     assert_eq!(puts.len(), 3);
-    assert_eq!(puts[2].param("AlarmName").as_deref(), Some("web1 CPU high"));
+    assert_eq!(puts[2].param("AlarmName").as_deref(), Some("web1 memory high"));
     assert_eq!(describe()[0]["Threshold"], 75.0);
 }
