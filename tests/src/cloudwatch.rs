@@ -286,8 +286,11 @@ impl Recorder {
                 Ok(raw)
             })()
             .unwrap_or_else(|e| {
-                format!("HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\n\r\n{e}", e.to_string().len())
-                    .into_bytes()
+                format!(
+                    "HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\n\r\n{e}",
+                    e.to_string().len()
+                )
+                .into_bytes()
             });
             let text = String::from_utf8_lossy(&answer).into_owned();
             let (rhead, rbody) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -386,7 +389,9 @@ impl Drop for Fixture {
 }
 
 impl Fixture {
-    pub fn start(handler: impl Fn(&FixtureRequest) -> FixtureReply + Send + Sync + 'static) -> Fixture {
+    pub fn start(
+        handler: impl Fn(&FixtureRequest) -> FixtureReply + Send + Sync + 'static,
+    ) -> Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -467,26 +472,33 @@ impl Sonde {
     pub fn start(dir: &TempDir, config: &std::path::Path, env: &[(&str, &str)]) -> Sonde {
         let log = dir.join("sonde.log");
         let err = std::fs::File::create(&log).unwrap();
-        let child = command(
-            dir,
-            &["--debug", "--config", config.to_str().unwrap()],
-            env,
-        )
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .expect("start sonde");
+        let child = command(dir, &["--debug", "--config", config.to_str().unwrap()], env)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("start sonde");
         Sonde { child, log }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Sends a signal (e.g. [`crate::SIGHUP`] to reload).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
 }
 
 /// Runs `sonde --debug --once --config <config>` to completion in the controlled environment;
 /// returns the exit code and stderr (the log).
-pub fn once(dir: &TempDir, config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+pub fn once(
+    dir: &TempDir,
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let out = command(
         dir,
         &["--debug", "--once", "--config", config.to_str().unwrap()],

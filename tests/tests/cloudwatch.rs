@@ -10,7 +10,10 @@ use sonde_tests::{TempDir, wait_until};
 
 /// A minute-aligned time two minutes ago, in seconds.
 fn base_time() -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     now - now % 60 - 120
 }
 
@@ -93,13 +96,19 @@ fn metrics_are_read_back_with_names_dimensions_values_units_and_statistic_sets()
     );
     let (code, log) = once(&dir, &cfg, &[]);
     assert_eq!(code, Some(0), "{log}");
-    assert!(!log.contains("static-secret-do-not-log"), "secret in the log");
+    assert!(
+        !log.contains("static-secret-do-not-log"),
+        "secret in the log"
+    );
 
     // What went over the wire: one signed request with the static key.
     let puts = rec.of("PutMetricData");
     assert_eq!(puts.len(), 1, "{puts:?}");
     assert_eq!(puts[0].status, 200, "{}", puts[0].response);
-    assert_eq!(puts[0].access_key().as_deref(), Some("AKIDSTATIC0000000001"));
+    assert_eq!(
+        puts[0].access_key().as_deref(),
+        Some("AKIDSTATIC0000000001")
+    );
     assert_eq!(puts[0].datums(), 6);
     let stamps: Vec<String> = (1..=6)
         .filter_map(|i| puts[0].param(&format!("MetricData.member.{i}.Timestamp")))
@@ -253,7 +262,11 @@ fn five_thousand_metrics_arrive_in_requests_within_both_limits() {
     let cfg = config(&dir, &lines, &rec, STATIC);
     // moto takes ~20 s per 1,000 datums: give the whole write ten minutes.
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, text.replace("shutdown_timeout = \"60s\"", "shutdown_timeout = \"600s\"")).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace("shutdown_timeout = \"60s\"", "shutdown_timeout = \"600s\""),
+    )
+    .unwrap();
     let (code, log) = once(&dir, &cfg, &[]);
     assert_eq!(code, Some(0), "{}", &log[log.len().saturating_sub(3000)..]);
     let puts = rec.of("PutMetricData");
@@ -301,7 +314,10 @@ fn with_credentials(
         .unwrap()
         .replace("{dir}", &dir.path().display().to_string());
     std::fs::write(&cfg, cfg_text).unwrap();
-    for (name, text) in [("credentials", CREDENTIALS_FILE), ("token", "eyJ.web-identity.token")] {
+    for (name, text) in [
+        ("credentials", CREDENTIALS_FILE),
+        ("token", "eyJ.web-identity.token"),
+    ] {
         dir.write(name, text);
     }
     let (code, log) = once(&dir, &cfg, &env);
@@ -321,13 +337,18 @@ const CREDENTIALS_FILE: &str = "[default]\naws_access_key_id = AKIDDEFAULTPROFIL
 [prod]\naws_access_key_id = AKIDPRODPROFILE00001\naws_secret_access_key = prod-profile-secret\n";
 
 fn puts(ex: &[Exchange]) -> Vec<&Exchange> {
-    ex.iter().filter(|e| e.action() == "PutMetricData").collect()
+    ex.iter()
+        .filter(|e| e.action() == "PutMetricData")
+        .collect()
 }
 
 /// The text of `<tag>` in an XML answer.
 fn xml_text(doc: &str, tag: &str) -> String {
     let open = format!("<{tag}>");
-    let start = doc.find(&open).unwrap_or_else(|| panic!("no <{tag}> in {doc}")) + open.len();
+    let start = doc
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {doc}"))
+        + open.len();
     let end = doc[start..].find(&format!("</{tag}>")).unwrap() + start;
     doc[start..end].to_string()
 }
@@ -351,7 +372,11 @@ fn credentials_from_the_environment() {
             Some("env-session-token-do-not-log")
         );
         // The region came from AWS_REGION too.
-        assert!(p.header("authorization").unwrap().contains("/eu-west-1/monitoring/"));
+        assert!(
+            p.header("authorization")
+                .unwrap()
+                .contains("/eu-west-1/monitoring/")
+        );
     }
 }
 
@@ -384,7 +409,10 @@ fn credentials_from_a_web_identity_token_exchanged_with_sts() {
         .collect();
     assert_eq!(sts.len(), 1, "{ex:?}");
     assert_eq!(sts[0].param("RoleArn").as_deref(), Some(role));
-    assert_eq!(sts[0].param("RoleSessionName").as_deref(), Some("sonde-e2e"));
+    assert_eq!(
+        sts[0].param("RoleSessionName").as_deref(),
+        Some("sonde-e2e")
+    );
     assert_eq!(
         sts[0].param("WebIdentityToken").as_deref(),
         Some("eyJ.web-identity.token")
@@ -393,7 +421,10 @@ fn credentials_from_a_web_identity_token_exchanged_with_sts() {
     let key = xml_text(&sts[0].response, "AccessKeyId");
     let secret = xml_text(&sts[0].response, "SecretAccessKey");
     let token = xml_text(&sts[0].response, "SessionToken");
-    assert!(!log.contains(&secret) && !log.contains(&token), "STS secret in the log");
+    assert!(
+        !log.contains(&secret) && !log.contains(&token),
+        "STS secret in the log"
+    );
     for p in puts(&ex) {
         assert_eq!(p.access_key(), Some(key.clone()));
         assert_eq!(p.header("x-amz-security-token"), Some(token.as_str()));
@@ -408,7 +439,9 @@ fn role_arn_is_assumed_with_the_chain_credentials_as_the_source() {
             ("AWS_ACCESS_KEY_ID", "AKIDSOURCEFORROLE001"),
             ("AWS_SECRET_ACCESS_KEY", "source-secret-do-not-log"),
         ],
-        &format!("  region = \"us-east-1\"\n  role_arn = \"{role}\"\n  role_session_name = \"sonde-e2e\""),
+        &format!(
+            "  region = \"us-east-1\"\n  role_arn = \"{role}\"\n  role_session_name = \"sonde-e2e\""
+        ),
         &["source-secret-do-not-log"],
     );
     let sts: Vec<&Exchange> = ex.iter().filter(|e| e.action() == "AssumeRole").collect();
@@ -492,7 +525,10 @@ fn credentials_from_ec2_instance_metadata_with_imdsv2() {
     );
     for p in puts(&ex) {
         assert_eq!(p.access_key().as_deref(), Some("ASIAFROMIMDS00000001"));
-        assert_eq!(p.header("x-amz-security-token"), Some("imds-token-do-not-log"));
+        assert_eq!(
+            p.header("x-amz-security-token"),
+            Some("imds-token-do-not-log")
+        );
     }
     // IMDSv2: a session token first, and every read carries it.
     let reqs = imds.requests();
@@ -577,7 +613,11 @@ fn credentials_from_the_ecs_endpoint_are_refreshed_before_they_expire() {
     // Every request was signed with credentials that had not expired: none was refused.
     assert!(rec.of("PutMetricData").iter().all(|p| p.status == 200));
     let log = sonde.log();
-    for s in ["ecs-secret-do-not-log", "ecs-token-1-do-not-log", "ecs-auth-do-not-log"] {
+    for s in [
+        "ecs-secret-do-not-log",
+        "ecs-token-1-do-not-log",
+        "ecs-auth-do-not-log",
+    ] {
         assert!(!log.contains(s), "secret {s:?} in the log");
     }
 }
@@ -628,7 +668,10 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
         .as_str()
         .unwrap()
         .to_string();
-    let lines = format!("system,host=web1 uptime=100i {}\n", base_time() * 1_000_000_000);
+    let lines = format!(
+        "system,host=web1 uptime=100i {}\n",
+        base_time() * 1_000_000_000
+    );
     let run = |threshold: f64| {
         let cfg = config(&dir, &lines, &rec, &alarm_config(&topic, threshold));
         let (code, log) = once(&dir, &cfg, &[]);
@@ -663,7 +706,10 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
     assert_eq!(down["ComparisonOperator"], "LessThanThreshold");
     assert_eq!(down["TreatMissingData"], "breaching");
     assert_eq!(down["EvaluationPeriods"], 3);
-    assert_eq!(down["Dimensions"], json!([{"Name": "host", "Value": "web1"}]));
+    assert_eq!(
+        down["Dimensions"],
+        json!([{"Name": "host", "Value": "web1"}])
+    );
     assert_eq!(mem["AlarmName"], "web1 memory high");
     assert_eq!(mem["Threshold"], 90.0);
     assert_eq!(mem["Period"], 300);
@@ -690,6 +736,44 @@ fn alarms_are_created_with_their_actions_and_left_alone_when_unchanged() {
     assert!(log.contains("alarm updated"), "{log}");
     let puts = rec.of("PutMetricAlarm");
     assert_eq!(puts.len(), 3);
-    assert_eq!(puts[2].param("AlarmName").as_deref(), Some("web1 memory high"));
+    assert_eq!(
+        puts[2].param("AlarmName").as_deref(),
+        Some("web1 memory high")
+    );
     assert_eq!(describe()[0]["Threshold"], 75.0);
+}
+
+#[test]
+fn a_reload_with_a_changed_alarm_updates_it() {
+    let moto = Moto::start();
+    let rec = Recorder::start(&moto.addr);
+    let dir = TempDir::new("cw-alarm-reload");
+    let topic = "arn:aws:sns:us-east-1:123456789012:ops";
+    let lines = format!(
+        "system,host=web1 uptime=100i {}\n",
+        base_time() * 1_000_000_000
+    );
+    let cfg = config(&dir, &lines, &rec, &alarm_config(topic, 90.0));
+    let sonde = Sonde::start(&dir, &cfg, &[]);
+    let created = |n: usize| {
+        wait_until(Duration::from_secs(30), || {
+            sonde.log().matches("alarm created").count() >= n
+        })
+    };
+    assert!(created(2), "{}", sonde.log());
+    config(&dir, &lines, &rec, &alarm_config(topic, 60.0));
+    sonde.signal(sonde_tests::SIGHUP);
+    let ok = wait_until(Duration::from_secs(30), || {
+        sonde.log().contains("alarm updated") && sonde.log().contains("alarm unchanged")
+    });
+    assert!(ok, "{}", sonde.log());
+    let puts = rec.of("PutMetricAlarm");
+    assert_eq!(puts.len(), 3);
+    assert_eq!(puts[2].param("Threshold").as_deref(), Some("60"));
+    let alarms = moto.call(
+        "cloudwatch",
+        "describe_alarms",
+        json!({"AlarmNames": ["web1 memory high"]}),
+    );
+    assert_eq!(alarms["MetricAlarms"][0]["Threshold"], 60.0);
 }

@@ -160,7 +160,7 @@ impl AlarmConfig {
         }
         let period = self.period.get().as_secs();
         if self.period.get().subsec_nanos() != 0
-            || !(period == 10 || period == 30 || (period >= 60 && period % 60 == 0))
+            || !(period == 10 || period == 30 || (period >= 60 && period.is_multiple_of(60)))
         {
             return Err(format!(
                 "period {:?} must be 10s, 30s or a multiple of 60s",
@@ -376,7 +376,8 @@ pub fn differences(want: &Alarm, have: &Alarm) -> Vec<&'static str> {
         "evaluation_periods",
     );
     check(
-        want.datapoints_to_alarm.is_none_or(|x| Some(x) == have.datapoints_to_alarm),
+        want.datapoints_to_alarm
+            .is_none_or(|x| Some(x) == have.datapoints_to_alarm),
         "datapoints_to_alarm",
     );
     check(want.threshold == have.threshold, "threshold");
@@ -389,7 +390,10 @@ pub fn differences(want: &Alarm, have: &Alarm) -> Vec<&'static str> {
         "treat_missing_data",
     );
     check(want.unit == have.unit, "unit");
-    check(want.actions_enabled == have.actions_enabled, "actions_enabled");
+    check(
+        want.actions_enabled == have.actions_enabled,
+        "actions_enabled",
+    );
     check(dims == have.dimensions, "dimensions");
     check(want.alarm_actions == have.alarm_actions, "alarm_actions");
     check(want.ok_actions == have.ok_actions, "ok_actions");
@@ -443,7 +447,10 @@ mod tests {
             ("period = '45s'", "period"),
             ("treat_missing_data = 'sometimes'", "treat_missing_data"),
             ("evaluation_periods = 0", "evaluation_periods"),
-            ("evaluation_periods = 2\ndatapoints_to_alarm = 3", "datapoints_to_alarm"),
+            (
+                "evaluation_periods = 2\ndatapoints_to_alarm = 3",
+                "datapoints_to_alarm",
+            ),
             ("alarm_actions = ['my-topic']", "ARN"),
             ("unit = 'Parsecs'", "unit"),
         ] {
@@ -482,9 +489,6 @@ mod tests {
         let mut changed = a.clone();
         changed.threshold = 80.0;
         changed.ok_actions.clear();
-        assert_eq!(
-            differences(&changed, &have[0]),
-            ["threshold", "ok_actions"]
-        );
+        assert_eq!(differences(&changed, &have[0]), ["threshold", "ok_actions"]);
     }
 }

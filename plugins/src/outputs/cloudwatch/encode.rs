@@ -177,7 +177,9 @@ pub fn datums<'a>(batch: &'a [Metric], map: &Mapping) -> Datums<'a> {
         let dims = (d0 as u32, out.dims.len() as u32);
         let invalid = out.dims[d0..].iter().find_map(|(k, v)| {
             if k.len() > MAX_NAME {
-                Some(format!("dimension name {k:?} is longer than {MAX_NAME} bytes"))
+                Some(format!(
+                    "dimension name {k:?} is longer than {MAX_NAME} bytes"
+                ))
             } else if v.len() > MAX_DIMENSION_VALUE {
                 Some(format!(
                     "value of dimension {k:?} is longer than {MAX_DIMENSION_VALUE} bytes"
@@ -238,9 +240,16 @@ pub fn datums<'a>(batch: &'a [Metric], map: &Mapping) -> Datums<'a> {
         }
         for (base, vals) in &groups {
             match *vals {
-                [Some(min), Some(max), Some(sum), Some(count)] => {
-                    push(&mut out, base, Value::Stats { min, max, sum, count })
-                }
+                [Some(min), Some(max), Some(sum), Some(count)] => push(
+                    &mut out,
+                    base,
+                    Value::Stats {
+                        min,
+                        max,
+                        sum,
+                        count,
+                    },
+                ),
                 _ => {
                     // Incomplete: each field on its own, under its own name.
                     for (k, v) in &m.fields {

@@ -166,13 +166,8 @@ pub fn sign_request(
     if gzip {
         headers.push(("content-encoding", "gzip"));
     }
-    let req = SignableRequest::new(
-        "POST",
-        url,
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| format!("signing: {e}"))?;
+    let req = SignableRequest::new("POST", url, headers.into_iter(), SignableBody::Bytes(body))
+        .map_err(|e| format!("signing: {e}"))?;
     let (instructions, _) = sign(req, &params)
         .map_err(|e| format!("signing: {e}"))?
         .into_parts();
@@ -296,12 +291,10 @@ impl CloudWatch {
             rb = rb.header(k, v);
         }
         let host = api.url.host_str().unwrap_or("").to_string();
-        let resp = rb.send().await.map_err(|e| {
-            retry(format!(
-                "{what}: sending to {host}: {}",
-                error_chain(&e)
-            ))
-        })?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| retry(format!("{what}: sending to {host}: {}", error_chain(&e))))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -341,15 +334,15 @@ impl CloudWatch {
                 .call(&alarms::describe_body(&names), "DescribeAlarms")
                 .await
                 .map_err(|e| format!("{e:?}"))?;
-            let doc = xml::parse(&text)
-                .ok_or_else(|| "DescribeAlarms: unreadable answer".to_string())?;
+            let doc =
+                xml::parse(&text).ok_or_else(|| "DescribeAlarms: unreadable answer".to_string())?;
             have.extend(alarms::parse_described(&doc));
         }
         for a in &alarms {
-            let diff = match have.iter().find(|h| h.name == a.name) {
-                None => None,
-                Some(h) => Some(alarms::differences(a, h)),
-            };
+            let diff = have
+                .iter()
+                .find(|h| h.name == a.name)
+                .map(|h| alarms::differences(a, h));
             match &diff {
                 Some(d) if d.is_empty() => {
                     tracing::info!(output = %self.id, alarm = %a.name, "cloudwatch: alarm unchanged");
@@ -465,8 +458,8 @@ impl Output for CloudWatch {
                 format!("https://monitoring.{}.{suffix}/", chain.region)
             }
         };
-        let mut url = reqwest::Url::parse(&url)
-            .map_err(|e| anyhow::anyhow!("endpoint_url {url:?}: {e}"))?;
+        let mut url =
+            reqwest::Url::parse(&url).map_err(|e| anyhow::anyhow!("endpoint_url {url:?}: {e}"))?;
         if url.path().is_empty() {
             url.set_path("/");
         }
@@ -518,7 +511,10 @@ impl Output for CloudWatch {
             ));
         }
         if let Some(r) = &ds.skipped.invalid_reason {
-            reasons.push(format!("{} datums refused before sending: {r}", ds.skipped.invalid));
+            reasons.push(format!(
+                "{} datums refused before sending: {r}",
+                ds.skipped.invalid
+            ));
         }
         let skip = match self.resume.take() {
             Some(r)
@@ -537,7 +533,11 @@ impl Output for CloudWatch {
                 let metrics = ds.datums[done - 1].metric as usize + 1;
                 // Only a clean cut (no metric split across the sent and unsent parts) can be
                 // resumed; otherwise the whole batch goes again.
-                if ds.datums.get(done).is_none_or(|d| d.metric as usize >= metrics) {
+                if ds
+                    .datums
+                    .get(done)
+                    .is_none_or(|d| d.metric as usize >= metrics)
+                {
                     self.resume = Some(Resume {
                         metrics,
                         hash: prefix_hash(&batch[..metrics]),
@@ -545,7 +545,11 @@ impl Output for CloudWatch {
                     });
                 } else {
                     let metrics = metrics - 1;
-                    let datums = ds.datums.iter().take_while(|d| (d.metric as usize) < metrics).count();
+                    let datums = ds
+                        .datums
+                        .iter()
+                        .take_while(|d| (d.metric as usize) < metrics)
+                        .count();
                     if datums > 0 {
                         self.resume = Some(Resume {
                             metrics,
@@ -612,7 +616,10 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         ));
     }
     if cfg.token.is_some() && cfg.access_key.is_none() {
-        return Err(bad(&["token"], "token needs access_key and secret_key".into()));
+        return Err(bad(
+            &["token"],
+            "token needs access_key and secret_key".into(),
+        ));
     }
     if cfg.web_identity_token_file.is_some() && cfg.role_arn.is_none() {
         return Err(bad(

@@ -122,19 +122,35 @@ async fn signs_and_sends_query_requests() {
         .await
         .unwrap();
     let s = seen.lock().unwrap()[0].clone();
-    assert!(s.body.starts_with("Action=PutMetricData&Version=2010-08-01&Namespace=Test%2FNS&"));
-    assert!(s.body.contains("MetricData.member.1.MetricName=cpu_usage_idle"));
+    assert!(
+        s.body
+            .starts_with("Action=PutMetricData&Version=2010-08-01&Namespace=Test%2FNS&")
+    );
+    assert!(
+        s.body
+            .contains("MetricData.member.1.MetricName=cpu_usage_idle")
+    );
     let auth = s.header("authorization").unwrap();
     assert!(
         auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDTEST/"),
         "{auth}"
     );
-    assert!(auth.contains("/eu-west-1/monitoring/aws4_request"), "{auth}");
-    assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date"), "{auth}");
+    assert!(
+        auth.contains("/eu-west-1/monitoring/aws4_request"),
+        "{auth}"
+    );
+    assert!(
+        auth.contains("SignedHeaders=content-type;host;x-amz-date"),
+        "{auth}"
+    );
     assert!(!auth.contains("sekrit"));
     assert_eq!(s.header("x-amz-security-token"), Some("sess"));
     assert!(s.header("x-amz-date").is_some());
-    assert!(s.header("content-type").unwrap().starts_with("application/x-www-form-urlencoded"));
+    assert!(
+        s.header("content-type")
+            .unwrap()
+            .starts_with("application/x-www-form-urlencoded")
+    );
     assert_eq!(s.header("content-encoding"), None);
 }
 
@@ -155,8 +171,17 @@ async fn large_bodies_are_gzipped_and_split() {
     assert_eq!(counts, [1000, 1000, 500]);
     for s in seen.iter() {
         assert_eq!(s.header("content-encoding"), Some("gzip"));
-        assert!(s.wire_len < s.body.len() / 3, "{} vs {}", s.wire_len, s.body.len());
-        assert!(s.header("authorization").unwrap().contains("content-encoding"));
+        assert!(
+            s.wire_len < s.body.len() / 3,
+            "{} vs {}",
+            s.wire_len,
+            s.body.len()
+        );
+        assert!(
+            s.header("authorization")
+                .unwrap()
+                .contains("content-encoding")
+        );
     }
 }
 
@@ -219,7 +244,10 @@ async fn validation_errors_drop_only_the_offending_datum() {
         if s.body.contains("MetricName=m_bad") {
             http(
                 "400 Bad Request",
-                &error("InvalidParameterValue", "The value for m_bad is out of range"),
+                &error(
+                    "InvalidParameterValue",
+                    "The value for m_bad is out of range",
+                ),
             )
         } else {
             http("200 OK", OK)
@@ -254,11 +282,19 @@ async fn validation_errors_drop_only_the_offending_datum() {
 #[tokio::test]
 async fn expired_credentials_are_a_retry() {
     let (port, _seen) = server(Box::new(|_| {
-        http("403 Forbidden", &error("ExpiredToken", "The security token included in the request is expired"))
+        http(
+            "403 Forbidden",
+            &error(
+                "ExpiredToken",
+                "The security token included in the request is expired",
+            ),
+        )
     }));
     let mut out = output(port, "").await;
     match out.write(&[Metric::new("m", 0).with_field("v", 1.0)]).await {
-        Err(WriteError::Retry { reason, .. }) => assert!(reason.contains("ExpiredToken"), "{reason}"),
+        Err(WriteError::Retry { reason, .. }) => {
+            assert!(reason.contains("ExpiredToken"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -273,7 +309,9 @@ async fn alarms_are_created_once_and_not_rewritten() {
             let member = st.lock().unwrap().clone().unwrap_or_default();
             http(
                 "200 OK",
-                &format!("<DescribeAlarmsResponse><DescribeAlarmsResult><MetricAlarms>{member}</MetricAlarms></DescribeAlarmsResult></DescribeAlarmsResponse>"),
+                &format!(
+                    "<DescribeAlarmsResponse><DescribeAlarmsResult><MetricAlarms>{member}</MetricAlarms></DescribeAlarmsResult></DescribeAlarmsResponse>"
+                ),
             )
         } else if s.body.starts_with("Action=PutMetricAlarm") {
             assert!(s.body.contains("AlarmName=web1-down"), "{}", s.body);
@@ -341,10 +379,34 @@ fn config_errors_name_the_key() {
 fn signing_is_deterministic_for_a_fixed_time() {
     let c = Credentials::new("AKID", "secret", None, None, "t");
     let t = SystemTime::UNIX_EPOCH + StdDuration::from_secs(1_700_000_000);
-    let a = sign_request(&c, "us-east-1", "https://monitoring.us-east-1.amazonaws.com/", b"x=1", false, t).unwrap();
-    let b = sign_request(&c, "us-east-1", "https://monitoring.us-east-1.amazonaws.com/", b"x=1", false, t).unwrap();
+    let a = sign_request(
+        &c,
+        "us-east-1",
+        "https://monitoring.us-east-1.amazonaws.com/",
+        b"x=1",
+        false,
+        t,
+    )
+    .unwrap();
+    let b = sign_request(
+        &c,
+        "us-east-1",
+        "https://monitoring.us-east-1.amazonaws.com/",
+        b"x=1",
+        false,
+        t,
+    )
+    .unwrap();
     assert_eq!(a, b);
-    let other = sign_request(&c, "us-east-1", "https://monitoring.us-east-1.amazonaws.com/", b"x=2", false, t).unwrap();
+    let other = sign_request(
+        &c,
+        "us-east-1",
+        "https://monitoring.us-east-1.amazonaws.com/",
+        b"x=2",
+        false,
+        t,
+    )
+    .unwrap();
     assert_ne!(a, other);
     let date = a.iter().find(|(k, _)| *k == "x-amz-date").unwrap();
     assert_eq!(date.1, "20231114T221320Z");

@@ -167,10 +167,7 @@ mod tests {
 </ErrorResponse>"#;
         let e = parse(doc).unwrap();
         assert_eq!(e.name, "ErrorResponse");
-        assert_eq!(
-            e.text_at(&["Error", "Code"]),
-            Some("InvalidParameterValue")
-        );
+        assert_eq!(e.text_at(&["Error", "Code"]), Some("InvalidParameterValue"));
         assert_eq!(
             e.text_at(&["Error", "Message"]),
             Some("The value <x> & AB is bad")
