@@ -35,6 +35,9 @@ use encode::{Datum, Encoder, Mapping};
 /// Bodies at least this large are gzipped (the AWS SDKs' default threshold).
 pub const GZIP_MIN_BYTES: usize = 10 * 1024;
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
+/// After this many datums of one request were refused one by one, the rest of it is refused
+/// without more probing.
+const MAX_PROBED_REFUSALS: usize = 10;
 /// Attempts per request within one write for throttling, 5xx and connection errors.
 const ATTEMPTS: u32 = 3;
 
@@ -213,7 +216,6 @@ const THROTTLED: &[&str] = &[
     "ServiceUnavailable",
     "InternalFailure",
     "InternalServiceError",
-    "LimitExceeded",
 ];
 const AUTH: &[&str] = &[
     "ExpiredToken",
@@ -402,10 +404,19 @@ impl CloudWatch {
             match self.call(&r.body, "PutMetricData").await {
                 Ok(_) => {}
                 Err(CallError::Invalid(reason)) => {
-                    // Find the offending datums by halving.
+                    // Find the offending datums by halving. When many datums are refused
+                    // one by one, the cause is not in single datums: the rest of the request
+                    // is refused with the same reason rather than probed request by request.
                     let mut stack = vec![r.datums.clone()];
                     let mut first = Some(reason);
+                    let mut singles = 0;
                     while let Some(range) = stack.pop() {
+                        if singles >= MAX_PROBED_REFUSALS {
+                            for d in &datums[range] {
+                                rejected.insert(d.metric);
+                            }
+                            continue;
+                        }
                         let result = match first.take() {
                             Some(why) => Err(CallError::Invalid(why)),
                             None => {
@@ -416,6 +427,7 @@ impl CloudWatch {
                         match result {
                             Ok(_) => {}
                             Err(CallError::Invalid(why)) if range.len() == 1 => {
+                                singles += 1;
                                 let d = &datums[range.start];
                                 rejected.insert(d.metric);
                                 tracing::debug!(output = %self.id, metric = %d.name(), error = %why, "cloudwatch: datum refused");
@@ -597,10 +609,14 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
             message,
         })
     };
-    if cfg.namespace.is_empty() || cfg.namespace.len() > 255 || cfg.namespace.starts_with(':') {
+    if cfg.namespace.is_empty()
+        || cfg.namespace.len() > 255
+        || cfg.namespace.starts_with(':')
+        || cfg.namespace.starts_with("AWS/")
+    {
         return Err(bad(
             &["namespace"],
-            "must be 1 to 255 characters and not start with ':'".into(),
+            "must be 1 to 255 characters, not start with ':' and not be an AWS/ namespace".into(),
         ));
     }
     if cfg.max_dimensions > 30 {

@@ -360,6 +360,7 @@ fn config_errors_name_the_key() {
         ("web_identity_token_file = '/t'", "web_identity_token_file"),
         ("max_dimensions = 31", "max_dimensions"),
         ("namespace = ''", "namespace"),
+        ("namespace = 'AWS/EC2'", "namespace"),
         ("endpoint_url = 'ftp://x'", "endpoint_url"),
         ("regoin = 'x'", "regoin"),
         (
@@ -410,4 +411,25 @@ fn signing_is_deterministic_for_a_fixed_time() {
     assert_ne!(a, other);
     let date = a.iter().find(|(k, _)| *k == "x-amz-date").unwrap();
     assert_eq!(date.1, "20231114T221320Z");
+}
+
+#[tokio::test]
+async fn a_request_refused_as_a_whole_is_not_probed_datum_by_datum() {
+    let (port, seen) = server(Box::new(|_| {
+        http(
+            "400 Bad Request",
+            &error("InvalidParameterValue", "nothing goes"),
+        )
+    }));
+    let mut out = output(port, "").await;
+    let batch: Vec<Metric> = (0..1000)
+        .map(|i| Metric::new("m", i).with_field("v", i as f64))
+        .collect();
+    match out.write(&batch).await {
+        Err(WriteError::Reject { reason }) => assert!(reason.contains("nothing goes"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // One request, then halving down to ten single datums: far fewer than 1,000 requests.
+    let n = seen.lock().unwrap().len();
+    assert!(n < 60, "{n} requests");
 }
