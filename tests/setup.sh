@@ -39,9 +39,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 
-# The Python InfluxDB client the listener tests write with, in a venv of its own.
-if [ ! -x tests/.venv/bin/python ] || ! tests/.venv/bin/python -c 'import influxdb_client' 2>/dev/null; then
-    echo "== installing influxdb-client into tests/.venv"
+# The Python packages the tests use, in a venv of their own: the InfluxDB client the listener
+# tests write with, and moto's server (the AWS API: CloudWatch, STS) with boto3 for the
+# CloudWatch tests.
+if [ ! -x tests/.venv/bin/python ] \
+    || ! tests/.venv/bin/python -c 'import influxdb_client, moto.server, boto3, flask' 2>/dev/null; then
+    echo "== installing influxdb-client and moto[server] into tests/.venv"
     python3 -m venv tests/.venv
-    tests/.venv/bin/pip install -q influxdb-client
+    tests/.venv/bin/pip install -q influxdb-client 'moto[server]'
 fi

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: run the built `sonde` binary with a config, and a local
 //! HTTP server whose answers a test scripts.
 
+pub mod cloudwatch;
 pub mod crypto;
 pub mod docker;
 pub mod http;

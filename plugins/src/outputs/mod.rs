@@ -1,5 +1,7 @@
 //! The outputs, one folder each.
 
+#[cfg(feature = "cloudwatch")]
+pub mod cloudwatch;
 pub mod discard;
 pub mod file;
 pub mod http;
@@ -12,6 +14,8 @@ use crate::registry::OutputSpec;
 
 /// Every outputs plugin, in name order.
 pub static ALL: &[OutputSpec] = &[
+    #[cfg(feature = "cloudwatch")]
+    cloudwatch::SPEC,
     discard::SPEC,
     file::SPEC,
     http::SPEC,
