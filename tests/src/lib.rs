@@ -2,6 +2,7 @@
 //! HTTP server whose answers a test scripts.
 
 pub mod http;
+pub mod pgapache;
 pub mod servers;
 
 use std::io::Read;

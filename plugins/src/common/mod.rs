@@ -1,5 +1,5 @@
 //! Code shared by several plugins.
 
 pub mod http;
-pub mod server;
 pub mod postgres;
+pub mod server;

@@ -148,7 +148,10 @@ fn parse_url(s: &str) -> Result<Vec<(String, String)>, String> {
         let (h, after) = r
             .split_once(']')
             .ok_or_else(|| format!("bad host in {hostport:?}"))?;
-        (h.to_string(), after.strip_prefix(':').unwrap_or("").to_string())
+        (
+            h.to_string(),
+            after.strip_prefix(':').unwrap_or("").to_string(),
+        )
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (percent_decode(h)?, p.to_string()),
@@ -1063,7 +1066,10 @@ mod tests {
         assert!(!k.server_tag().contains("a b"));
 
         assert_eq!(parse_address("").unwrap().server_tag(), "host=localhost");
-        assert_eq!(parse_address("localhost").unwrap().get("sslmode"), Some("disable"));
+        assert_eq!(
+            parse_address("localhost").unwrap().get("sslmode"),
+            Some("disable")
+        );
         let v6 = parse_address("postgresql://[::1]:5433").unwrap();
         assert_eq!(pairs(&v6), [("host", "::1"), ("port", "5433")]);
         assert!(parse_address("mysql://x").is_err());
@@ -1096,8 +1102,8 @@ mod tests {
         assert_eq!(o.tls_mode, TlsMode::Prefer);
         assert!(!format!("{o:?}").contains("secret"));
 
-        let o = ConnectOptions::new(&parse_address("host=h user=u password=secret").unwrap())
-            .unwrap();
+        let o =
+            ConnectOptions::new(&parse_address("host=h user=u password=secret").unwrap()).unwrap();
         assert!(!format!("{o:?}").contains("secret"), "{o:?}");
 
         for bad in [
@@ -1118,7 +1124,10 @@ mod tests {
     fn values_decode_from_binary() {
         let v = |ty: &Type, raw: &[u8]| PgValue::from_sql(ty, raw).unwrap();
         assert_eq!(v(&Type::INT4, &7i32.to_be_bytes()), PgValue::Int(7));
-        assert_eq!(v(&Type::OID, &u32::MAX.to_be_bytes()), PgValue::Int(4294967295));
+        assert_eq!(
+            v(&Type::OID, &u32::MAX.to_be_bytes()),
+            PgValue::Int(4294967295)
+        );
         assert_eq!(v(&Type::FLOAT8, &1.5f64.to_be_bytes()), PgValue::Float(1.5));
         assert_eq!(v(&Type::NAME, b"db"), PgValue::Text("db".into()));
         assert_eq!(v(&Type::BOOL, &[1]), PgValue::Bool(true));

@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod mem;
 pub mod net;
 pub mod netstat;
+pub mod postgresql;
 pub mod processes;
 pub mod prometheus;
 pub mod statsd;
@@ -35,6 +36,7 @@ pub static ALL: &[InputSpec] = &[
     mem::SPEC,
     net::SPEC,
     netstat::SPEC,
+    postgresql::SPEC,
     processes::SPEC,
     prometheus::SPEC,
     statsd::SPEC,
