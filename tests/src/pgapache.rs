@@ -365,6 +365,7 @@ LoadModule auth_basic_module {modules}/mod_auth_basic.so
 LoadModule status_module {modules}/mod_status.so
 ExtendedStatus On
 ServerLimit 2
+ThreadLimit 5
 ThreadsPerChild 5
 MaxRequestWorkers 10
 StartServers 1

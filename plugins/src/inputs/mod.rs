@@ -5,6 +5,7 @@ use crate::registry::InputSpec;
 /// Host paths (HOST_PROC, HOST_SYS, …) and small helpers shared by the host inputs.
 pub mod host;
 
+pub mod apache;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
@@ -25,6 +26,7 @@ pub mod system;
 
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
+    apache::SPEC,
     cpu::SPEC,
     disk::SPEC,
     diskio::SPEC,
