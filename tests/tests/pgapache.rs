@@ -692,16 +692,30 @@ fn postgresql_extensible_builtin_collections() {
         assert_eq!(l.int("size_bytes"), *size, "{db}");
     }
     // Our own session holds an AccessShareLock (at least on the relations it reads).
-    let locks = lines
-        .iter()
-        .filter(|l| l.name == "postgresql_locks")
-        .find(|l| l.tag("mode") == Some("AccessShareLock"))
-        .expect("AccessShareLock");
+    // Our own query holds an AccessShareLock on the pg_locks view, in the postgres database;
+    // every database has a count for every mode, zero when none is held.
+    let locks = one(
+        &lines,
+        "postgresql_locks",
+        &[("db", "postgres"), ("mode", "AccessShareLock")],
+    );
     assert!(locks.int("count") >= 1);
-    let active = one(&lines, "postgresql_activity", &[("state", "active")]);
+    let none = one(
+        &lines,
+        "postgresql_locks",
+        &[("db", "template1"), ("mode", "AccessExclusiveLock")],
+    );
+    assert_eq!(none.int("count"), 0);
+    // sonde's own session is the active one.
+    let active = one(
+        &lines,
+        "postgresql_activity",
+        &[("db", "postgres"), ("state", "active")],
+    );
+    assert_eq!(active.int("count"), 1);
     assert!(active.int("count") >= 1);
     active.float("max_tx_duration_seconds");
-    let repl = one(&lines, "postgresql_replication", &[]);
+    let repl = one(&lines, "postgresql_replication", &[("role", "primary")]);
     assert_eq!(repl.raw("is_in_recovery"), "false");
     assert_eq!(repl.int("replicas"), 0);
     let mc = one(

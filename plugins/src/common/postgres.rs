@@ -703,6 +703,58 @@ impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for Rustl
     }
 }
 
+/// Parses and checks the connection options both PostgreSQL inputs share (`address`,
+/// `prepared_statements`, `max_lifetime`, `max_idle`, `max_open`). An error names its key;
+/// warnings (an option without effect) are added to `warnings`.
+pub fn connection(
+    address: &str,
+    prepared: bool,
+    max_lifetime: Duration,
+    max_idle: i64,
+    max_open: i64,
+    warnings: &mut Vec<String>,
+) -> Result<(Address, Connection), (&'static str, String)> {
+    let addr = parse_address(address).map_err(|e| ("address", e))?;
+    let opts = ConnectOptions::new(&addr).map_err(|e| ("address", e))?;
+    if max_open < 0 {
+        return Err(("max_open", "must not be negative".into()));
+    }
+    if max_idle < 0 {
+        return Err(("max_idle", "must not be negative".into()));
+    }
+    if max_open > 1 {
+        warnings.push(format!(
+            "max_open = {max_open} has no effect: sonde runs the queries one after another on one connection"
+        ));
+    }
+    let lifetime = (!max_lifetime.is_zero()).then_some(max_lifetime);
+    Ok((addr, Connection::new(opts, prepared, lifetime)))
+}
+
+/// Warnings found while building a plugin, logged by its first gather: the agent builds
+/// plugins before its logger is set up, so a warning logged while building would be lost.
+#[derive(Default)]
+pub struct StartupWarnings {
+    pub id: String,
+    pub list: Vec<String>,
+}
+
+impl StartupWarnings {
+    pub fn new(id: &str, default: &str) -> Self {
+        StartupWarnings {
+            id: if id.is_empty() { default } else { id }.to_string(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Logs the warnings, once.
+    pub fn flush(&mut self) {
+        for w in self.list.drain(..) {
+            tracing::warn!(input = %self.id, "{w}");
+        }
+    }
+}
+
 /// One open connection with its prepared statements.
 struct Session {
     client: Client,
@@ -801,6 +853,11 @@ impl Connection {
             }
         };
         Ok(client)
+    }
+
+    /// Whether a connection is open (a failed query may have closed it).
+    pub fn is_open(&self) -> bool {
+        self.session.is_some()
     }
 
     /// Closes the connection (the next use opens a new one).

@@ -18,6 +18,7 @@ pub mod mem;
 pub mod net;
 pub mod netstat;
 pub mod postgresql;
+pub mod postgresql_extensible;
 pub mod processes;
 pub mod prometheus;
 pub mod statsd;
@@ -39,6 +40,7 @@ pub static ALL: &[InputSpec] = &[
     net::SPEC,
     netstat::SPEC,
     postgresql::SPEC,
+    postgresql_extensible::SPEC,
     processes::SPEC,
     prometheus::SPEC,
     statsd::SPEC,

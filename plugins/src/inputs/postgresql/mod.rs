@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::common::postgres::{
-    Address, ConnectOptions, Connection, PgValue, parse_address, quote_literal, row_values,
+    Connection, PgValue, StartupWarnings, connection, quote_literal, row_values,
 };
 use crate::config_types::Duration;
 use crate::model::{Metric, ValueType};
@@ -89,6 +89,7 @@ pub struct Postgresql {
     db_query: String,
     /// `max_idle = 0`: close the connection after every gather.
     keep_open: bool,
+    warnings: StartupWarnings,
 }
 
 impl Postgresql {
@@ -156,6 +157,7 @@ impl Postgresql {
 #[async_trait]
 impl Input for Postgresql {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+        self.warnings.flush();
         let res = self.collect(acc).await;
         if !self.keep_open {
             self.conn.close();
@@ -171,54 +173,24 @@ fn bad(key: &str, message: String) -> BuildError {
     })
 }
 
-/// Parses and checks the connection options both PostgreSQL inputs share.
-pub(crate) fn connection(
-    address: &str,
-    prepared: bool,
-    max_lifetime: Duration,
-    max_idle: i64,
-    max_open: i64,
-    id: &str,
-) -> Result<(Address, Connection), BuildError> {
-    let addr = parse_address(address).map_err(|e| bad("address", e))?;
-    let opts = ConnectOptions::new(&addr).map_err(|e| bad("address", e))?;
-    if max_open < 0 || max_idle < 0 {
-        return Err(bad(
-            if max_open < 0 { "max_open" } else { "max_idle" },
-            "must not be negative".into(),
-        ));
-    }
-    if max_open > 1 {
-        tracing::warn!(
-            input = id,
-            "max_open = {max_open} has no effect: sonde runs the queries one after another on one connection"
-        );
-    }
-    let lifetime = (!max_lifetime.is_zero()).then(|| max_lifetime.get());
-    Ok((addr, Connection::new(opts, prepared, lifetime)))
-}
-
 fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let cfg: Config = parse_config(table)?;
-    let id = if ctx.id.is_empty() {
-        "postgresql"
-    } else {
-        &ctx.id
-    };
+    let mut warnings = StartupWarnings::new(&ctx.id, "inputs.postgresql");
     if !cfg.databases.is_empty() && !cfg.ignored_databases.is_empty() {
-        tracing::warn!(
-            input = id,
+        warnings.list.push(
             "databases and ignored_databases are both set: ignored_databases wins (as in Telegraf)"
+                .into(),
         );
     }
     let (addr, conn) = connection(
         &cfg.address,
         cfg.prepared_statements,
-        cfg.max_lifetime,
+        cfg.max_lifetime.get(),
         cfg.max_idle,
         cfg.max_open,
-        id,
-    )?;
+        &mut warnings.list,
+    )
+    .map_err(|(key, e)| bad(key, e))?;
     let server = if cfg.outputaddress.is_empty() {
         addr.server_tag()
     } else {
@@ -229,6 +201,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         server,
         db_query: database_query(&cfg.databases, &cfg.ignored_databases),
         keep_open: cfg.max_idle != 0,
+        warnings,
     })))
 }
 
