@@ -15,6 +15,11 @@ want victoria-metrics
 want python3-venv
 want prometheus
 want prometheus-node-exporter
+# PostgreSQL (run as the postgres user) and Apache with mod_status, for tests/tests/pgapache.rs;
+# openssl makes their test certificates and password hashes.
+want postgresql
+want apache2
+want openssl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
