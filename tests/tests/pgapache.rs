@@ -733,3 +733,57 @@ fn postgresql_extensible_builtin_collections() {
     let sb = one(&lines, "postgresql_settings", &[("name", "shared_buffers")]);
     assert_eq!(sb.tag("unit"), Some("8kB"));
 }
+
+#[test]
+fn a_slow_query_is_cut_off_by_the_gather_timeout_and_the_next_gathers_recover() {
+    let pg = Postgres::start();
+    pg.psql(
+        "app",
+        "CREATE TABLE slow (on_ boolean); INSERT INTO slow VALUES (true)",
+    );
+    let dir = TempDir::new("pg-slow");
+    let out = dir.join("out.lp");
+    // The gather timeout is the interval (1s); the query sleeps 3s while `slow` has a row.
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"[agent]
+  omit_hostname = true
+  interval = "1s"
+  round_interval = false
+  flush_interval = "200ms"
+[[inputs.postgresql_extensible]]
+  address = "host={} port={} user=postgres dbname=app"
+  [[inputs.postgresql_extensible.query]]
+    sqlquery = "SELECT 1 AS ok FROM (SELECT pg_sleep(CASE WHEN EXISTS (SELECT 1 FROM slow) THEN 3 ELSE 0 END)) s"
+    measurement = "probe"
+[[outputs.file]]
+  files = ["{}"]
+"#,
+            pg.socket_dir().display(),
+            pg.port,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    agent.wait_log("gather timed out", 2, Duration::from_secs(20));
+    assert!(!out.exists() || !std::fs::read_to_string(&out).unwrap().contains("probe"));
+    pg.psql("app", "DELETE FROM slow");
+    let ok = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("probe,"))
+            .count()
+            >= 2
+    });
+    assert!(ok, "gathers did not recover; log:\n{}", agent.log());
+    // Each cut-off gather left its connection in an unknown state: it was replaced, so at most
+    // the one current sonde session remains once the old sleeps have ended.
+    std::thread::sleep(Duration::from_secs(3));
+    let sessions = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend'",
+    );
+    assert_eq!(sessions.trim(), "1", "{}", agent.log());
+}
