@@ -322,7 +322,7 @@ fn postgresql_matches_psql_over_tcp_socket_and_tls() {
         assert_types(&pg, "pg_stat_bgwriter", bg);
         let want: Vec<_> = bg_before.keys().filter(|k| *k != "stats_reset").collect();
         assert_eq!(bg.fields.keys().collect::<Vec<_>>(), want, "{what}");
-        assert_eq!(bg.raw("checkpoint_write_time").contains('i'), false);
+        assert!(!bg.raw("checkpoint_write_time").contains('i'));
     }
 
     // The TLS-only role cannot log in without TLS: the case above really used TLS.
