@@ -67,7 +67,7 @@ cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
-count_lines() { [ -f "$1" ] && grep -c "$2" "$1" || echo 0; }
+count_lines() { if [ -f "$1" ]; then grep -c "$2" "$1" || true; else echo 0; fi; }
 wait_count() { # file pattern target timeout_s
     local deadline=$((SECONDS + $4))
     while [ "$(count_lines "$1" "$2")" -lt "$3" ]; do
