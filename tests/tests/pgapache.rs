@@ -430,7 +430,7 @@ fn postgresql_outage_is_counted_and_gathering_recovers() {
     );
     assert_eq!(sessions.trim(), "1");
     pg.stop();
-    agent.wait_log("gather failed", 3, Duration::from_secs(20));
+    agent.wait_log("gather failed again", 2, Duration::from_secs(20));
     let before = count();
     pg.run();
     assert!(
@@ -452,7 +452,14 @@ fn postgresql_outage_is_counted_and_gathering_recovers() {
         "errors not counted: {}",
         errors()
     );
+    agent.wait_log("gathering again after", 1, Duration::from_secs(10));
     let log = agent.log();
+    // The outage is logged once as an error; the repeats only at debug level.
+    let logged_errors = log
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("inputs.postgresql"))
+        .count();
+    assert_eq!(logged_errors, 1, "{log}");
     assert!(
         log.contains("connecting to connect_timeout=2 dbname=postgres host=127.0.0.1 port="),
         "{log}"

@@ -755,6 +755,39 @@ impl StartupWarnings {
     }
 }
 
+/// Keeps an outage (a server down, a gather failing the same way) to one log line: the first
+/// failed gather is an ordinary error, the following ones are [`RepeatedError`]s, which the
+/// agent counts but logs at debug level; the recovery is logged.
+#[derive(Default)]
+pub struct Outage {
+    failures: u64,
+}
+
+impl Outage {
+    pub fn failed(&mut self, e: anyhow::Error) -> anyhow::Error {
+        self.failures += 1;
+        if self.failures == 1 {
+            e
+        } else {
+            anyhow::Error::new(crate::plugin::RepeatedError(format!(
+                "{e:#} (failed gather {} in a row)",
+                self.failures
+            )))
+        }
+    }
+
+    pub fn ok(&mut self, id: &str, server: &str) {
+        if self.failures > 0 {
+            tracing::info!(
+                input = id,
+                "{server}: gathering again after {} failed gathers",
+                self.failures
+            );
+            self.failures = 0;
+        }
+    }
+}
+
 /// One open connection with its prepared statements.
 struct Session {
     client: Client,
@@ -834,7 +867,7 @@ impl Connection {
                     .map_err(|e| describe(&e))?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        tracing::debug!("postgresql connection closed: {e}");
+                        tracing::debug!("postgresql connection closed: {}", describe(&e));
                     }
                 });
                 client
@@ -846,7 +879,7 @@ impl Connection {
                     .map_err(|e| describe(&e))?;
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
-                        tracing::debug!("postgresql connection closed: {e}");
+                        tracing::debug!("postgresql connection closed: {}", describe(&e));
                     }
                 });
                 client

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::common::postgres::{
-    Connection, PgValue, StartupWarnings, connection, quote_literal, row_values,
+    Connection, Outage, PgValue, StartupWarnings, connection, quote_literal, row_values,
 };
 use crate::config_types::Duration;
 use crate::model::{Metric, ValueType};
@@ -90,6 +90,7 @@ pub struct Postgresql {
     /// `max_idle = 0`: close the connection after every gather.
     keep_open: bool,
     warnings: StartupWarnings,
+    outage: Outage,
 }
 
 impl Postgresql {
@@ -162,7 +163,13 @@ impl Input for Postgresql {
         if !self.keep_open {
             self.conn.close();
         }
-        res
+        match res {
+            Ok(()) => {
+                self.outage.ok(&self.warnings.id, &self.server);
+                Ok(())
+            }
+            Err(e) => Err(self.outage.failed(e)),
+        }
     }
 }
 
@@ -202,6 +209,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         db_query: database_query(&cfg.databases, &cfg.ignored_databases),
         keep_open: cfg.max_idle != 0,
         warnings,
+        outage: Outage::default(),
     })))
 }
 
@@ -293,9 +301,23 @@ mod tests {
             panic!("not polled")
         };
         let mut acc = Accumulator::new(0);
-        let err = format!("{:#}", p.gather(&mut acc).await.unwrap_err());
+        let first = p.gather(&mut acc).await.unwrap_err();
+        let err = format!("{first:#}");
         assert!(err.contains(&format!("port={port}")), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         assert!(acc.metrics.is_empty());
+        // The same outage: still an error (counted), marked so that it is not logged again.
+        assert!(
+            first
+                .downcast_ref::<crate::plugin::RepeatedError>()
+                .is_none()
+        );
+        let second = p.gather(&mut acc).await.unwrap_err();
+        assert!(
+            second
+                .downcast_ref::<crate::plugin::RepeatedError>()
+                .is_some()
+        );
+        assert!(format!("{second:#}").contains("2 in a row"), "{second:#}");
     }
 }

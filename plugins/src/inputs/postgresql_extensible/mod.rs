@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::common::postgres::{
-    Connection, PgValue, StartupWarnings, connection, quote_literal, row_values,
+    Connection, Outage, PgValue, StartupWarnings, connection, quote_literal, row_values,
 };
 use crate::config_types::Duration;
 use crate::model::{Metric, ValueType};
@@ -201,6 +201,7 @@ pub struct PostgresqlExtensible {
     queries: Vec<Query>,
     keep_open: bool,
     warnings: StartupWarnings,
+    outage: Outage,
 }
 
 impl PostgresqlExtensible {
@@ -290,7 +291,13 @@ impl Input for PostgresqlExtensible {
         if !self.keep_open {
             self.conn.close();
         }
-        res
+        match res {
+            Ok(()) => {
+                self.outage.ok(&self.warnings.id, &self.server);
+                Ok(())
+            }
+            Err(e) => Err(self.outage.failed(e)),
+        }
     }
 }
 
@@ -392,6 +399,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         queries,
         keep_open: cfg.max_idle != 0,
         warnings,
+        outage: Outage::default(),
     })))
 }
 
