@@ -272,9 +272,11 @@ fn postgresql_matches_psql_over_tcp_socket_and_tls() {
         (
             "tls verify-full, no prepared statements",
             format!(
-                "address = \"host=127.0.0.1 port={port} user=tls_only password={PG_PASSWORD} dbname=postgres sslmode=verify-full sslrootcert={ca}\"\n  prepared_statements = false"
+                "address = \"host=127.0.0.1 port={port} user=tls_only password={PG_PASSWORD} dbname=postgres sslmode=verify-full sslrootcert={ca} channel_binding=require\"\n  prepared_statements = false"
             ),
-            format!("host=127.0.0.1 port={port} user=tls_only dbname=postgres"),
+            format!(
+                "host=127.0.0.1 port={port} user=tls_only dbname=postgres channel_binding=require"
+            ),
         ),
     ];
     for (what, opts, want_tag) in &cases {

@@ -286,6 +286,7 @@ impl ConnectOptions {
         let mut host_set = false;
         let mut user_set = false;
         let mut port_set = false;
+        let mut fallback_app = None;
         for (k, v) in &addr.pairs {
             match k.as_str() {
                 "host" => {
@@ -342,6 +343,43 @@ impl ConnectOptions {
                         _ => return Err(format!("target_session_attrs: unknown value {v:?}")),
                     });
                 }
+                "channel_binding" => {
+                    c.channel_binding(match v.as_str() {
+                        "disable" => tokio_postgres::config::ChannelBinding::Disable,
+                        "prefer" => tokio_postgres::config::ChannelBinding::Prefer,
+                        "require" => tokio_postgres::config::ChannelBinding::Require,
+                        _ => return Err(format!("channel_binding: unknown value {v:?}")),
+                    });
+                }
+                "keepalives_interval" => {
+                    c.keepalives_interval(duration_secs(k, v)?);
+                }
+                "keepalives_count" => {
+                    c.keepalives_retries(
+                        v.parse()
+                            .map_err(|_| format!("keepalives_count: bad number {v:?}"))?,
+                    );
+                }
+                "tcp_user_timeout" => {
+                    let ms: u64 = v
+                        .parse()
+                        .map_err(|_| format!("tcp_user_timeout: bad number {v:?}"))?;
+                    c.tcp_user_timeout(Duration::from_millis(ms));
+                }
+                "load_balance_hosts" => {
+                    c.load_balance_hosts(match v.as_str() {
+                        "disable" => tokio_postgres::config::LoadBalanceHosts::Disable,
+                        "random" => tokio_postgres::config::LoadBalanceHosts::Random,
+                        _ => return Err(format!("load_balance_hosts: unknown value {v:?}")),
+                    });
+                }
+                "fallback_application_name" => fallback_app = Some(v.clone()),
+                // GSSAPI encryption is not available: "disable" and "prefer" connect without.
+                "gssencmode" if v != "require" => {}
+                "gssencmode" | "passfile" | "service" | "requirepeer" | "krbsrvname" | "gsslib"
+                | "replication" => {
+                    return Err(format!("{k} is not supported"));
+                }
                 "sslmode" => mode = Some(parse_mode(v)?),
                 "sslrootcert" => rootcert = Some(v.clone()),
                 "sslcert" => cert = Some(PathBuf::from(v)),
@@ -389,6 +427,9 @@ impl ConnectOptions {
         }
         if !options.is_empty() {
             c.options(options.join(" "));
+        }
+        if c.get_application_name().is_none() {
+            c.application_name(fallback_app.unwrap_or_else(|| "sonde".into()));
         }
         let mut mode = match mode {
             Some(m) => m,
@@ -698,9 +739,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> tokio_postgres::tls::TlsStream for RustlsStream<S> {
+    /// `tls-server-end-point` (RFC 5929): a hash of the server's certificate, for
+    /// SCRAM-SHA-256-PLUS.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        match self
+            .0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+        {
+            Some(cert) => ChannelBinding::tls_server_end_point(end_point_hash(cert)),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// One DER element at the start of `der`: (tag, content, rest).
+fn der_element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The certificate hashed with its signature's hash (SHA-256 for MD5, SHA-1 and anything
+/// unrecognised), as RFC 5929 asks.
+fn end_point_hash(cert: &[u8]) -> Vec<u8> {
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm SEQUENCE { OID, ... }, ... }
+    let oid = der_element(cert)
+        .and_then(|(_, body, _)| der_element(body))
+        .and_then(|(_, _, after_tbs)| der_element(after_tbs))
+        .and_then(|(_, alg, _)| der_element(alg))
+        .map(|(_, oid, _)| oid)
+        .unwrap_or_default();
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    let alg = if SHA384.contains(&oid) {
+        &ring::digest::SHA384
+    } else if SHA512.contains(&oid) {
+        &ring::digest::SHA512
+    } else {
+        &ring::digest::SHA256
+    };
+    ring::digest::digest(alg, cert).as_ref().to_vec()
 }
 
 /// Parses and checks the connection options both PostgreSQL inputs share (`address`,
@@ -1196,7 +1293,22 @@ mod tests {
             ConnectOptions::new(&parse_address("host=h user=u password=secret").unwrap()).unwrap();
         assert!(!format!("{o:?}").contains("secret"), "{o:?}");
 
+        let o = ConnectOptions::new(
+            &parse_address("host=h channel_binding=require keepalives_count=3 gssencmode=prefer")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            o.config.get_channel_binding(),
+            tokio_postgres::config::ChannelBinding::Require
+        );
+        assert_eq!(o.config.get_options(), None);
+        assert_eq!(o.config.get_application_name(), Some("sonde"));
+
         for bad in [
+            "host=h channel_binding=maybe",
+            "host=h gssencmode=require",
+            "host=h service=x",
             "host=h sslmode=sometimes",
             "host=h port=x",
             "host=h sslmode=verify-full sslrootcert=/nonexistent/ca.pem",
@@ -1241,7 +1353,34 @@ mod tests {
         assert_eq!(quote_literal("it's"), "'it''s'");
     }
 
+    #[test]
+    fn end_point_hash_follows_the_signature_algorithm() {
+        // A skeleton certificate: SEQUENCE { SEQUENCE {} (tbs), SEQUENCE { OID }, BIT STRING }
+        let cert = |oid: &[u8]| {
+            let mut alg = vec![0x06, oid.len() as u8];
+            alg.extend(oid);
+            let mut body = vec![0x30, 0x00, 0x30, alg.len() as u8];
+            body.extend(alg);
+            body.extend([0x03, 0x01, 0x00]);
+            let mut c = vec![0x30, body.len() as u8];
+            c.extend(body);
+            c
+        };
+        let ecdsa384 = cert(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03]);
+        assert_eq!(end_point_hash(&ecdsa384).len(), 48);
+        let rsa512 = cert(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d]);
+        assert_eq!(end_point_hash(&rsa512).len(), 64);
+        let ecdsa256 = cert(&[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]);
+        assert_eq!(end_point_hash(&ecdsa256).len(), 32);
+        assert_eq!(end_point_hash(b"junk").len(), 32);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn end_point_hash_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let _ = end_point_hash(&raw);
+        }
+
         /// Whatever a server sends, decoding returns a value or an error, never a panic.
         #[test]
         fn decoding_never_panics(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
