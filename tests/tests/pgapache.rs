@@ -796,3 +796,56 @@ fn a_slow_query_is_cut_off_by_the_gather_timeout_and_the_next_gathers_recover() 
     );
     assert_eq!(sessions.trim(), "1", "{}", agent.log());
 }
+
+#[test]
+fn connections_are_kept_renewed_after_max_lifetime_or_closed_with_max_idle_zero() {
+    let pg = Postgres::start();
+    let dir = TempDir::new("pg-lifetime");
+    let out = dir.join("out.lp");
+    let addr = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        pg.socket_dir().display(),
+        pg.port
+    );
+    let input = |name: &str, extra: &str| {
+        format!(
+            "[[inputs.postgresql_extensible]]\n  address = \"{addr}\"\n  {extra}\n  [[inputs.postgresql_extensible.query]]\n    sqlquery = \"SELECT pg_backend_pid() AS pid\"\n    measurement = \"{name}\"\n"
+        )
+    };
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\n  omit_hostname = true\n  interval = \"250ms\"\n  round_interval = false\n  flush_interval = \"100ms\"\n{}{}{}[[outputs.file]]\n  files = [\"{}\"]\n",
+            input("kept", ""),
+            input("renewed", "max_lifetime = \"1s\""),
+            input("closed", "max_idle = 0"),
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let pids = |name: &str| -> Vec<i64> {
+        parse(&std::fs::read_to_string(&out).unwrap_or_default())
+            .iter()
+            .filter(|l| l.name == name)
+            .map(|l| l.int("pid"))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || pids("kept").len() >= 12),
+        "{}",
+        agent.log()
+    );
+    let distinct = |v: Vec<i64>| {
+        let mut v = v;
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    let kept = pids("kept");
+    assert_eq!(distinct(kept.clone()), 1, "{kept:?}");
+    let renewed = pids("renewed");
+    let n = distinct(renewed.clone());
+    assert!(n >= 2 && n < renewed.len(), "{renewed:?}");
+    let closed = pids("closed");
+    assert_eq!(distinct(closed.clone()), closed.len(), "{closed:?}");
+}
