@@ -316,10 +316,14 @@ impl Drop for Postgres {
 
 /// Apache httpd with mod_status on 127.0.0.1 at a free port: `/server-status` open,
 /// `/private-status` behind basic auth (user `monitor`, password [`APACHE_PASSWORD`]), and a
-/// static `/hello.txt`. Runs in the foreground with its own ServerRoot; killed when dropped.
+/// static `/hello.txt`; the same over HTTPS (mod_ssl, a certificate for 127.0.0.1 from
+/// [`Apache::certs`]' CA, a TLS session cache) on a second port. Runs in the foreground with
+/// its own ServerRoot; killed when dropped.
 pub struct Apache {
     pub dir: TempDir,
     pub port: u16,
+    pub https_port: u16,
+    pub certs: Certs,
     child: Child,
 }
 
@@ -335,6 +339,9 @@ impl Apache {
         let modules = "/usr/lib/apache2/modules";
         let dir = TempDir::new("apache");
         let port = free_port();
+        let https_port = free_port();
+        let certs = make_certs(dir.path());
+        let (cert, key) = (certs.cert.display(), certs.key.display());
         let root = dir.path().display().to_string();
         std::fs::create_dir(dir.join("htdocs")).unwrap();
         dir.write("htdocs/hello.txt", "hello\n");
@@ -363,7 +370,16 @@ LoadModule authn_core_module {modules}/mod_authn_core.so
 LoadModule authn_file_module {modules}/mod_authn_file.so
 LoadModule auth_basic_module {modules}/mod_auth_basic.so
 LoadModule status_module {modules}/mod_status.so
+LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so
+LoadModule ssl_module {modules}/mod_ssl.so
 ExtendedStatus On
+SSLSessionCache "shmcb:{root}/ssl_scache(512000)"
+Listen 127.0.0.1:{https_port}
+<VirtualHost 127.0.0.1:{https_port}>
+  SSLEngine on
+  SSLCertificateFile "{cert}"
+  SSLCertificateKeyFile "{key}"
+</VirtualHost>
 ServerLimit 2
 ThreadLimit 5
 ThreadsPerChild 5
@@ -402,7 +418,13 @@ DocumentRoot "{root}/htdocs"
             .stderr(log)
             .spawn()
             .expect("start apache2");
-        let mut a = Apache { dir, port, child };
+        let mut a = Apache {
+            dir,
+            port,
+            https_port,
+            certs,
+            child,
+        };
         let addr = a.addr();
         let ready = wait_until(Duration::from_secs(20), || {
             matches!(

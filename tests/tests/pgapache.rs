@@ -575,6 +575,37 @@ fn apache_fields_match_server_status() {
     assert!(!stderr.contains(APACHE_PASSWORD), "{stderr}");
     // The other URL still reports.
     assert_eq!(lines.len(), 1, "{lines:#?}");
+    // HTTPS, checked against the test CA; mod_ssl adds its TLS session cache counters.
+    let https = format!("https://127.0.0.1:{}/server-status?auto", apache.https_port);
+    let (lines, stderr) = test_run(
+        &dir,
+        &format!(
+            "[[inputs.apache]]\n  urls = [\"{https}\"]\n  tls_ca = \"{}\"\n",
+            apache.certs.ca.display()
+        ),
+    );
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let m = &lines[0];
+    assert_eq!(m.tag("port"), Some(apache.https_port.to_string().as_str()));
+    for k in [
+        "CacheSharedMemory",
+        "CacheCurrentEntries",
+        "CacheStoreCount",
+        "CacheRetrieveMissCount",
+    ] {
+        m.float(k);
+    }
+    assert!(m.float("CacheSharedMemory") > 0.0);
+    // Another CA: refused.
+    let (lines, stderr) = test_run(
+        &dir,
+        &format!(
+            "[[inputs.apache]]\n  urls = [\"{https}\"]\n  tls_ca = \"{}\"\n",
+            apache.certs.other_ca.display()
+        ),
+    );
+    assert!(lines.is_empty());
+    assert!(stderr.contains("certificate"), "{stderr}");
     // A page that is not mod_status output is an error.
     let (lines, stderr) = test_run(
         &dir,
