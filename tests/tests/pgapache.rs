@@ -346,6 +346,18 @@ fn postgresql_matches_psql_over_tcp_socket_and_tls() {
     );
     assert!(lines.is_empty());
     assert!(stderr.contains("certificate"), "{stderr}");
+    // verify-ca checks the chain only; verify-full also the name (here one the certificate
+    // does not have, with hostaddr giving the address).
+    let named = |mode: &str| {
+        format!(
+            "[[inputs.postgresql]]\n  address = \"host=db.invalid hostaddr=127.0.0.1 port={port} user=tls_only password={PG_PASSWORD} dbname=postgres sslmode={mode} sslrootcert={ca}\"\n"
+        )
+    };
+    let (lines, stderr) = test_run(&dir, &named("verify-ca"));
+    assert!(!lines.is_empty(), "{stderr}");
+    let (lines, stderr) = test_run(&dir, &named("verify-full"));
+    assert!(lines.is_empty());
+    assert!(stderr.contains("certificate"), "{stderr}");
     // A wrong password: an error that names the server, not the password.
     let (lines, stderr) = test_run(
         &dir,

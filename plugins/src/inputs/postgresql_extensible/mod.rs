@@ -468,6 +468,35 @@ mod tests {
     }
 
     #[test]
+    fn deprecated_withdbname_appends_the_databases() {
+        let mut warnings = Vec::new();
+        let cfg: Config = parse_config(
+            toml::from_str(
+                "databases = ['app', \"o'brien\"]\n[[query]]\nsqlquery = 'SELECT * FROM pg_stat_database WHERE datname'\nwithdbname = true\nversion = 901",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let qs = make_queries(&cfg, &mut warnings).unwrap();
+        assert_eq!(
+            qs[0].sql,
+            "SELECT * FROM pg_stat_database WHERE datname IN ('app', 'o''brien')"
+        );
+        assert_eq!(qs[0].min, 901);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().all(|w| w.contains("deprecated")));
+        let cfg: Config = parse_config(
+            toml::from_str(
+                "[[query]]\nsqlquery = 'SELECT 1 WHERE current_database()'\nwithdbname = true",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let qs = make_queries(&cfg, &mut Vec::new()).unwrap();
+        assert_eq!(qs[0].sql, "SELECT 1 WHERE current_database() is not null");
+    }
+
+    #[test]
     fn config_errors() {
         let err = |text: &str| match build(toml::from_str(text).unwrap(), &BuildContext::default())
         {
