@@ -31,6 +31,10 @@ want prometheus-alertmanager
 want apache2
 want dnsmasq-base
 want prometheus-blackbox-exporter
+# PostgreSQL (run as the postgres user) and Apache (above) with mod_status, for tests/tests/pgapache.rs;
+# openssl makes their test certificates and password hashes.
+want postgresql
+want openssl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

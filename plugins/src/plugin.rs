@@ -63,6 +63,12 @@ impl Accumulator {
     }
 }
 
+/// A gather error that continues one already reported (the same outage): the agent counts it
+/// like any other but logs it at debug level only, so that an outage is logged once.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RepeatedError(pub String);
+
 /// An input polled on its interval.
 #[async_trait]
 pub trait Input: Send {

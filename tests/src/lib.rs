@@ -5,6 +5,7 @@ pub mod cloudwatch;
 pub mod crypto;
 pub mod docker;
 pub mod http;
+pub mod pgapache;
 pub mod pki;
 pub mod probes;
 pub mod servers;

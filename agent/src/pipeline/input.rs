@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sonde_plugins::plugin::{Accumulator, Input, InputPlugin, MetricSink, ServiceContext};
+use sonde_plugins::plugin::{
+    Accumulator, Input, InputPlugin, MetricSink, RepeatedError, ServiceContext,
+};
 use sonde_plugins::selfstat::{self, Stat, Stats};
 use sonde_plugins::{Metric, Str};
 use tokio::sync::watch;
@@ -200,7 +202,11 @@ pub async fn gather_once(
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             stats.error();
-            error!(input = id, error = %format!("{e:#}"), "gather failed");
+            if e.downcast_ref::<RepeatedError>().is_some() {
+                debug!(input = id, error = %format!("{e:#}"), "gather failed again");
+            } else {
+                error!(input = id, error = %format!("{e:#}"), "gather failed");
+            }
         }
         Err(_) => {
             stats.error();

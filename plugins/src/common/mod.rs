@@ -1,5 +1,6 @@
 //! Code shared by several plugins.
 
 pub mod http;
+pub mod postgres;
 pub mod probe;
 pub mod server;

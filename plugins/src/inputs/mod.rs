@@ -5,6 +5,7 @@ use crate::registry::InputSpec;
 /// Host paths (HOST_PROC, HOST_SYS, …) and small helpers shared by the host inputs.
 pub mod host;
 
+pub mod apache;
 pub mod cpu;
 pub mod crypto;
 pub mod disk;
@@ -21,6 +22,8 @@ pub mod mem;
 pub mod net;
 pub mod net_response;
 pub mod netstat;
+pub mod postgresql;
+pub mod postgresql_extensible;
 pub mod processes;
 pub mod prometheus;
 pub mod statsd;
@@ -30,6 +33,7 @@ pub mod x509_cert;
 
 /// Every inputs plugin, in name order.
 pub static ALL: &[InputSpec] = &[
+    apache::SPEC,
     cpu::SPEC,
     crypto::SPEC,
     disk::SPEC,
@@ -46,6 +50,8 @@ pub static ALL: &[InputSpec] = &[
     net::SPEC,
     net_response::SPEC,
     netstat::SPEC,
+    postgresql::SPEC,
+    postgresql_extensible::SPEC,
     processes::SPEC,
     prometheus::SPEC,
     statsd::SPEC,
