@@ -8,6 +8,7 @@ pub mod host;
 pub mod cpu;
 pub mod disk;
 pub mod diskio;
+pub mod docker;
 pub mod exec;
 pub mod influxdb_listener;
 pub mod influxdb_v2_listener;
@@ -27,6 +28,7 @@ pub static ALL: &[InputSpec] = &[
     cpu::SPEC,
     disk::SPEC,
     diskio::SPEC,
+    docker::SPEC,
     exec::SPEC,
     influxdb_listener::SPEC,
     influxdb_v2_listener::SPEC,
