@@ -25,6 +25,8 @@ want man-db
 want systemd
 want docker.io
 want busybox-static
+# The docker input test reads the engine's own stats endpoint over its socket.
+want curl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"
