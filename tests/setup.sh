@@ -27,6 +27,8 @@ want docker.io
 want busybox-static
 # The docker input test reads the engine's own stats endpoint over its socket.
 want curl
+# inputs.procstat's default pid finder runs pgrep.
+want procps
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

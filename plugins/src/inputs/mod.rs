@@ -18,6 +18,7 @@ pub mod mem;
 pub mod net;
 pub mod netstat;
 pub mod processes;
+pub mod procstat;
 pub mod prometheus;
 pub mod statsd;
 pub mod swap;
@@ -38,6 +39,7 @@ pub static ALL: &[InputSpec] = &[
     net::SPEC,
     netstat::SPEC,
     processes::SPEC,
+    procstat::SPEC,
     prometheus::SPEC,
     statsd::SPEC,
     swap::SPEC,
