@@ -417,7 +417,7 @@ impl Docker {
                 &base,
                 c,
                 &inspect,
-                &self.labels_filter(),
+                &self.labels,
                 &self.tag_env,
                 self.source_tag,
             );
@@ -442,16 +442,12 @@ impl Docker {
         }
 
         let (sc, si, sv) = self.storage;
-        if sc || si || sv {
-            if let Err(e) = self.disk_usage(acc).await {
-                acc.add_error(format!("docker: gathering disk usage: {e:#}"));
-            }
+        if (sc || si || sv)
+            && let Err(e) = self.disk_usage(acc).await
+        {
+            acc.add_error(format!("docker: gathering disk usage: {e:#}"));
         }
         Ok(())
-    }
-
-    fn labels_filter(&self) -> &IncludeExclude {
-        &self.labels
     }
 
     async fn services(&self, acc: &mut Accumulator) -> anyhow::Result<()> {
