@@ -523,6 +523,25 @@ fn docker_input_against_a_real_engine() {
     assert!(du.iter().any(|l| l.tag("volume_name") == "sonde-vol"));
     assert!(du.iter().any(|l| l.fields.contains_key("layers_size")));
 
+    // endpoint = "ENV": DOCKER_HOST names the engine.
+    let env_cfg = dir.write(
+        "env.toml",
+        "[agent]\nomit_hostname = true\n[[inputs.docker]]\nendpoint = 'ENV'\n\
+         container_name_include = ['memk']\n[[outputs.file]]\n",
+    );
+    let out = Command::new(sonde_tests::sonde_bin())
+        .args(["--config", env_cfg.to_str().unwrap(), "--test"])
+        .env("DOCKER_HOST", docker.host())
+        .output()
+        .unwrap();
+    let l = parse(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        names(&l),
+        ["memk"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // The engine stopped mid-run: gather errors, no hang, and recovery when it is back.
     let out2 = dir.join("metrics2.out");
     let cfg = config(
