@@ -29,6 +29,8 @@ want busybox-static
 want curl
 # inputs.procstat's default pid finder runs pgrep.
 want procps
+# The docker TLS test makes its CA and certificates with openssl.
+want openssl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

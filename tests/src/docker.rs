@@ -13,17 +13,29 @@ pub struct Docker {
     child: Child,
     dir: TempDir,
     host: String,
+    extra: Vec<String>,
 }
 
 impl Docker {
     /// Starts a private engine and waits until it answers.
     pub fn start() -> Docker {
+        Docker::start_with(&[])
+    }
+
+    /// Like [`Docker::start`], with more `dockerd` arguments (another `--host`, TLS files).
+    pub fn start_with(extra: &[String]) -> Docker {
         // A short path: the engine's unix sockets must fit in 108 bytes.
         let dir = TempDir::new("dk");
         let sock = dir.join("docker.sock");
         let host = format!("unix://{}", sock.display());
-        let child = spawn_dockerd(&dir, &host);
-        let mut d = Docker { child, dir, host };
+        let extra = extra.to_vec();
+        let child = spawn_dockerd(&dir, &host, &extra);
+        let mut d = Docker {
+            child,
+            dir,
+            host,
+            extra,
+        };
         d.wait_up();
         d
     }
@@ -54,7 +66,7 @@ impl Docker {
 
     /// Starts the engine again on the same socket and data-root after [`Docker::stop`].
     pub fn restart(&mut self) {
-        self.child = spawn_dockerd(&self.dir, &self.host);
+        self.child = spawn_dockerd(&self.dir, &self.host, &self.extra);
         self.wait_up();
     }
 
@@ -120,7 +132,7 @@ impl Docker {
     }
 }
 
-fn spawn_dockerd(dir: &TempDir, host: &str) -> Child {
+fn spawn_dockerd(dir: &TempDir, host: &str, extra: &[String]) -> Child {
     let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -140,6 +152,7 @@ fn spawn_dockerd(dir: &TempDir, host: &str) -> Child {
         .arg("--pidfile")
         .arg(dir.join("docker.pid"))
         .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

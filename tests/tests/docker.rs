@@ -573,3 +573,84 @@ fn docker_input_against_a_real_engine() {
         agent.log()
     );
 }
+
+/// Runs a shell command in `dir`, failing the test unless it succeeds.
+fn sh(dir: &TempDir, script: &str) {
+    let out = Command::new("sh")
+        .args(["-ec", script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn docker_input_over_tcp_with_tls() {
+    // A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+    let pki = TempDir::new("dkpki");
+    sh(
+        &pki,
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca \
+           -keyout ca-key.pem -out ca.pem 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server-key.pem \
+           -out server.csr 2>/dev/null
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > server.ext
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+           -extfile server.ext -out server.pem 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=client -keyout key.pem -out client.csr \
+           2>/dev/null
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+           -extfile client.ext -out cert.pem 2>/dev/null",
+    );
+    let port = sonde_tests::servers::free_port();
+    let p = |f: &str| pki.join(f).display().to_string();
+    let docker = Docker::start_with(&[
+        "--host".into(),
+        format!("tcp://127.0.0.1:{port}"),
+        "--tlsverify".into(),
+        format!("--tlscacert={}", p("ca.pem")),
+        format!("--tlscert={}", p("server.pem")),
+        format!("--tlskey={}", p("server-key.pem")),
+    ]);
+    docker.busybox_image();
+    docker.ok(&["run", "-d", "--name", "tlsc", "busybox", "sleep", "1000"]);
+    let dir = TempDir::new("docker-tls");
+    let cfg = |tls: &str| {
+        dir.write(
+            "tls.toml",
+            &format!(
+                "[agent]\nomit_hostname = true\n[[inputs.docker]]\n\
+                 endpoint = 'tcp://127.0.0.1:{port}'\n{tls}\n[[outputs.file]]\n"
+            ),
+        )
+    };
+    let good = cfg(&format!(
+        "tls_ca = '{}'\ntls_cert = '{}'\ntls_key = '{}'",
+        p("ca.pem"),
+        p("cert.pem"),
+        p("key.pem")
+    ));
+    let r = run(&["--config", good.to_str().unwrap(), "--test"]);
+    let l = parse(&r.stdout);
+    assert!(
+        l.iter()
+            .any(|l| l.name == "docker_container_mem" && l.tag("container_name") == "tlsc"),
+        "{}{}",
+        r.stdout,
+        r.stderr
+    );
+    // Without the client certificate the engine refuses: a gather error, no metrics.
+    let bad = cfg(&format!("tls_ca = '{}'", p("ca.pem")));
+    let r = run(&["--config", bad.to_str().unwrap(), "--test"]);
+    assert!(!r.stdout.contains("docker_container_mem"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("docker") && r.stderr.contains("/version"),
+        "{}",
+        r.stderr
+    );
+}
