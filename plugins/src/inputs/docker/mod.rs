@@ -855,4 +855,15 @@ mod tests {
         let err = p.gather(&mut acc).await.unwrap_err();
         assert!(format!("{err:#}").contains("/version"), "{err:#}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn text_helpers_never_panic(s in "\\PC{0,80}") {
+            let _ = parse_image(&s);
+            let _ = container_name(std::slice::from_ref(&s));
+            let _ = change_key(&Summary { state: s.clone(), status: s.clone(), ..Default::default() });
+            let _ = serde_json::from_str::<Stats>(&s);
+            let _ = api::parse_endpoint(&s);
+        }
+    }
 }

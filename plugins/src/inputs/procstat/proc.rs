@@ -293,4 +293,24 @@ mod tests {
         assert!(pids(root).unwrap().contains(&me));
         assert_eq!(user_name(0), "root");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,400}") {
+            let _ = parse_stat(&s);
+            let _ = parse_status(&s);
+            let _ = parse_io(&s);
+            let _ = parse_limits(&s);
+            let _ = parse_smaps_rollup(&s);
+        }
+
+        #[test]
+        fn stat_round_trips_its_numbers(name in "[^\\n]{0,20}", utime in 0u64..1 << 40, threads in 1i64..10000) {
+            let line = format!("7 ({name}) R 1 7 7 0 -1 0 1 2 3 4 {utime} 5 0 0 20 0 {threads} 0 99 0 0");
+            let st = parse_stat(&line).unwrap();
+            proptest::prop_assert_eq!(st.utime, utime);
+            proptest::prop_assert_eq!(st.num_threads, threads);
+            proptest::prop_assert_eq!(st.starttime, 99);
+        }
+    }
 }
