@@ -146,6 +146,7 @@ fn procstat_against_processes_the_test_starts() {
     let _rm = Rmdir(cg.clone(), burn_pid);
 
     let pidfile = dir.write("py.pid", &format!("{py_pid}\n"));
+    let me_pidfile = dir.write("me.pid", &format!("{}\n", std::process::id()));
     let out = dir.join("out.lp");
     let cfg = dir.write(
         "sonde.toml",
@@ -156,11 +157,16 @@ fn procstat_against_processes_the_test_starts() {
              [[inputs.procstat]]\ncgroup = '{}'\nprefix = 'cg'\n\
              [[inputs.procstat]]\nexe = '^python3$'\nuser = 'root'\n\
              [[inputs.procstat]]\npattern = 'no-such-process-anywhere-[x]'\n\
+             [[inputs.procstat]]\ntag_with = ['level']\n\
+             [[inputs.procstat.filter]]\nname = 'kids'\npid_files = ['{me}']\nrecursion_depth = 1\n\
+             [[inputs.procstat.filter]]\nname = 'burner'\npatterns = ['sonde-burn-marke[r]']\n\
+             process_names = ['sh', 'dash', 'bash']\nusers = ['ro*']\nexecutables = ['*sh']\n\
              [[outputs.file]]\nfiles = ['{}']\n",
             pidfile.display(),
             cg.replacen("/sys/fs/cgroup/", "", 1)
                 .replace(&format!("-{}", std::process::id()), "-*"),
-            out.display()
+            out.display(),
+            me = me_pidfile.display(),
         ),
     );
     let agent = Agent::start(&dir, &cfg);
@@ -168,7 +174,11 @@ fn procstat_against_processes_the_test_starts() {
     let ok = wait_until(Duration::from_secs(30), || {
         read()
             .iter()
-            .filter(|l| l.name == "procstat" && l.tags.contains_key("pidfile"))
+            .filter(|l| {
+                l.name == "procstat"
+                    && l.tags.contains_key("pidfile")
+                    && !l.tags.contains_key("filter")
+            })
             .count()
             >= 3
     });
@@ -184,7 +194,9 @@ fn procstat_against_processes_the_test_starts() {
 
     let py_lines: Vec<&Line> = lines
         .iter()
-        .filter(|l| l.name == "procstat" && l.tags.contains_key("pidfile"))
+        .filter(|l| {
+            l.name == "procstat" && l.tags.contains_key("pidfile") && !l.tags.contains_key("filter")
+        })
         .collect();
     let m = py_lines.last().unwrap();
     assert_eq!(m.tags["pid"], py_pid.to_string());
@@ -284,6 +296,45 @@ fn procstat_against_processes_the_test_starts() {
         })
         .unwrap();
     assert_eq!((none.int("pid_count"), none.int("result_code")), (0, 0));
+
+    // Filter blocks: the test's own children at level 1 with their parent; the burner by
+    // pattern, name, user and executable; one lookup per filter (and per level).
+    let kids: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "kids"))
+        .collect();
+    let me = std::process::id().to_string();
+    assert!(
+        kids.iter()
+            .any(|l| l.tags["level"] == "0" && l.int("pid").to_string() == me)
+    );
+    for child in [py_pid, burn_pid] {
+        let c = kids
+            .iter()
+            .find(|l| l.int("pid") == child as i64)
+            .unwrap_or_else(|| panic!("child {child} missing: {kids:?}"));
+        assert_eq!(
+            (c.tags["level"].as_str(), c.tags["parent_pid"].as_str()),
+            ("1", me.as_str())
+        );
+    }
+    let burner: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "burner"))
+        .collect();
+    assert!(!burner.is_empty() && burner.iter().all(|l| l.int("pid") == burn_pid as i64));
+    let fl = lines
+        .iter()
+        .rfind(|l| {
+            l.name == "procstat_lookup"
+                && l.tags.get("filter").is_some_and(|f| f == "burner")
+                && !l.fields.contains_key("level")
+        })
+        .unwrap();
+    assert_eq!((fl.int("pid_count"), fl.int("running")), (1, 1));
+    assert!(lines.iter().any(|l| l.name == "procstat_lookup"
+        && l.tags.get("filter").is_some_and(|f| f == "kids")
+        && l.fields.get("level").is_some_and(|v| v == "1i")));
 
     // A missing pid file: a lookup error metric and a gather error, in --test too.
     let bad = dir.write(

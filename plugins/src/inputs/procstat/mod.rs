@@ -3,6 +3,7 @@
 //! with Telegraf's `procstat` and `procstat_lookup` measurements. Linux: /proc is read
 //! directly.
 
+mod filter;
 mod proc;
 
 use std::collections::HashMap;
@@ -38,7 +39,7 @@ struct Config {
     pid_finder: String,
     /// Deprecated (Telegraf 1.29): the pid as a tag; `tag_with = ["pid"]` now.
     pid_tag: bool,
-    filter: Vec<toml::Value>,
+    filter: Vec<filter::FilterConfig>,
 }
 
 impl Default for Config {
@@ -82,6 +83,7 @@ enum Selector {
 
 #[derive(Default, Clone, Copy)]
 struct Tagging {
+    level: bool,
     cmdline: bool,
     pid: bool,
     ppid: bool,
@@ -110,7 +112,10 @@ pub struct Procstat {
     props: Props,
     paths: HostPaths,
     /// CPU seconds (user+system+iowait) and when, per pid, from the previous gather.
-    previous: HashMap<i32, (f64, Instant, u64)>,
+    previous: HashMap<(usize, i32), (f64, Instant, u64)>,
+    /// `[[inputs.procstat.filter]]` blocks (new-style); empty in the old mode.
+    filters: Vec<filter::Filter>,
+    tag_level: bool,
 }
 
 struct Found {
@@ -141,34 +146,13 @@ impl Procstat {
                     .map_err(|e| anyhow::anyhow!("pidfile {path:?}: {e}"))?;
                 one(vec![pid])
             }
-            Selector::Cgroup(cg) => {
-                let path = if cg.starts_with('/') {
-                    cg.clone()
-                } else {
-                    format!("/sys/fs/cgroup/{cg}")
-                };
-                let mut out = Vec::new();
-                for item in glob::glob(&path)?.flatten() {
-                    let procs =
-                        std::fs::read_to_string(item.join("cgroup.procs")).map_err(|e| {
-                            anyhow::anyhow!("{}: {e}", item.join("cgroup.procs").display())
-                        })?;
-                    let pids = procs
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(|l| l.trim().parse::<i32>())
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", item.display()))?;
-                    out.push(Found {
-                        pids,
-                        tags: vec![
-                            ("cgroup", cg.clone()),
-                            ("cgroup_full", item.display().to_string()),
-                        ],
-                    });
-                }
-                Ok(out)
-            }
+            Selector::Cgroup(cg) => Ok(proc::cgroup_pids(cg)?
+                .into_iter()
+                .map(|(full, pids)| Found {
+                    pids,
+                    tags: vec![("cgroup", cg.clone()), ("cgroup_full", full)],
+                })
+                .collect()),
             _ if self.pgrep => one(self.pgrep().await?),
             Selector::Exe(re) => one(proc::pids(&root)?
                 .into_iter()
@@ -223,6 +207,7 @@ impl Procstat {
     fn process(
         &mut self,
         acc: &Accumulator,
+        slot: usize,
         pid: i32,
         tags: &[(&'static str, String)],
         env: &Env,
@@ -293,7 +278,7 @@ impl Procstat {
             let now = Instant::now();
             let total = user_s + sys_s + io_s;
             // The previous sample must be of the same process (same start time).
-            if let Some((prev, at, start)) = self.previous.get(&pid).copied()
+            if let Some((prev, at, start)) = self.previous.get(&(slot, pid)).copied()
                 && start == stat.starttime
             {
                 let wall = now.duration_since(at).as_secs_f64();
@@ -305,7 +290,8 @@ impl Procstat {
                     m.add_field(k("cpu_usage"), pct);
                 }
             }
-            self.previous.insert(pid, (total, now, stat.starttime));
+            self.previous
+                .insert((slot, pid), (total, now, stat.starttime));
         }
         if self.props.memory {
             if let Some(rss) = status.vm_rss {
@@ -426,6 +412,77 @@ fn env(paths: &HostPaths) -> Env {
 #[async_trait]
 impl Input for Procstat {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
+        if !self.filters.is_empty() {
+            self.gather_filters(acc);
+            return Ok(());
+        }
+        self.gather_old(acc).await
+    }
+}
+
+impl Procstat {
+    /// New-style: every filter block, its own `procstat_lookup` (tag `filter`).
+    fn gather_filters(&mut self, acc: &mut Accumulator) {
+        let root = self.proc_root();
+        let env = env(&self.paths);
+        let mut alive = std::collections::HashSet::new();
+        let filters = std::mem::take(&mut self.filters);
+        for (slot, f) in filters.iter().enumerate() {
+            let lookup =
+                |acc: &mut Accumulator, count: i64, running: i64, code: i64, level: Option<i64>| {
+                    let mut m =
+                        Metric::new("procstat_lookup", acc.time()).with_kind(ValueType::Gauge);
+                    m.add_tag("filter", f.name.as_str());
+                    m.add_tag("result", if code == 0 { "success" } else { "lookup_error" });
+                    m.add_field("pid_count", count);
+                    m.add_field("running", running);
+                    m.add_field("result_code", code);
+                    if let Some(l) = level {
+                        m.add_field("level", l);
+                    }
+                    acc.add(m);
+                };
+            let groups = match f.apply(&root) {
+                Ok(g) => g,
+                Err(e) => {
+                    lookup(acc, 0, 0, 1, None);
+                    acc.add_error(format!("applying filter {:?} failed: {e:#}", f.name));
+                    continue;
+                }
+            };
+            let mut count = 0;
+            let mut running = std::collections::HashSet::new();
+            for g in &groups {
+                count += g.pids.len() as i64;
+                let mut tags = g.tags.clone();
+                tags.push(("filter", f.name.clone()));
+                if self.tag_level {
+                    tags.push(("level", g.level.to_string()));
+                }
+                for pid in &g.pids {
+                    if let Some(m) = self.process(acc, slot, *pid, &tags, &env) {
+                        running.insert(*pid);
+                        alive.insert((slot, *pid));
+                        acc.add(m);
+                    }
+                }
+                if self.tag_level {
+                    lookup(
+                        acc,
+                        g.pids.len() as i64,
+                        running.len() as i64,
+                        0,
+                        Some(g.level),
+                    );
+                }
+            }
+            lookup(acc, count, running.len() as i64, 0, None);
+        }
+        self.filters = filters;
+        self.previous.retain(|k, _| alive.contains(k));
+    }
+
+    async fn gather_old(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
         let mut lookup_tags: Vec<(&'static str, String)> =
             vec![("pid_finder", self.pid_finder.clone())];
         let found = match self.find().await {
@@ -450,7 +507,7 @@ impl Input for Procstat {
         for f in &found {
             count += f.pids.len() as i64;
             for pid in &f.pids {
-                if let Some(m) = self.process(acc, *pid, &f.tags, &env) {
+                if let Some(m) = self.process(acc, 0, *pid, &f.tags, &env) {
                     running.insert(*pid);
                     acc.add(m);
                 }
@@ -462,7 +519,7 @@ impl Input for Procstat {
         if found.is_empty() {
             lookup_tags.push((self.selector_tag.0, self.selector_tag.1.clone()));
         }
-        self.previous.retain(|pid, _| running.contains(pid));
+        self.previous.retain(|(_, pid), _| running.contains(pid));
         lookup_tags.push(("result", "success".into()));
         let mut m = Metric::new("procstat_lookup", acc.time()).with_kind(ValueType::Gauge);
         for (k, v) in &lookup_tags {
@@ -496,8 +553,22 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
     if !cfg.win_service.is_empty() {
         return Err(unsupported("win_service"));
     }
-    if !cfg.filter.is_empty() {
-        return Err(unsupported("filter"));
+    let filters = cfg
+        .filter
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| filter::Filter::new(i, f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let old_style = !cfg.pid_file.is_empty()
+        || !cfg.exe.is_empty()
+        || !cfg.pattern.is_empty()
+        || !cfg.user.is_empty()
+        || !cfg.cgroup.is_empty();
+    if !filters.is_empty() && old_style {
+        return Err(config_error(
+            "filter",
+            "cannot operate in mixed mode with filters and old-style config".into(),
+        ));
     }
     if !cfg.socket_protocols.is_empty() {
         return Err(unsupported("socket_protocols"));
@@ -526,7 +597,7 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
             "ppid" => tagging.ppid = true,
             "status" => tagging.status = true,
             "user" => tagging.user = true,
-            "level" => {}
+            "level" => tagging.level = true,
             "protocol" | "state" | "src" | "src_port" | "dest" | "dest_port" | "name" => {
                 return Err(config_error(
                     "tag_with",
@@ -585,10 +656,13 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
         )
     } else if !cfg.user.is_empty() {
         (Selector::User(cfg.user.clone()), ("user", cfg.user))
+    } else if !filters.is_empty() {
+        (Selector::User(String::new()), ("filter", String::new()))
     } else {
         return Err(config_error(
             "pid_file",
-            "no selector: set one of pid_file, exe, pattern, user or cgroup".into(),
+            "no selector: set one of pid_file, exe, pattern, user or cgroup, or filter blocks"
+                .into(),
         ));
     };
     Ok(InputPlugin::Polled(Box::new(Procstat {
@@ -607,6 +681,8 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
         props,
         paths: HostPaths::from_env(),
         previous: HashMap::new(),
+        tag_level: tagging.level,
+        filters,
     })))
 }
 
@@ -649,6 +725,21 @@ mod tests {
         assert!(err("exe = 'x'\nmode = 'bsd'").starts_with("mode"));
         assert!(err("exe = 'x'\npid_finder = 'ps'").starts_with("pid_finder"));
         assert_eq!(err("exe = 'x'\npid_tag = true"), "ok");
+        assert_eq!(
+            err("[[filter]]\nname = 'a'\npatterns = ['x']\nrecursion_depth = -1"),
+            "ok"
+        );
+        assert!(err("[[filter]]\npatterns = ['x']").contains("must be named"));
+        assert!(err("exe = 'x'\n[[filter]]\nname = 'a'").contains("mixed mode"));
+        assert!(
+            err("[[filter]]\nname = 'a'\nsystemd_units = ['x']")
+                .starts_with("filter.0.systemd_units")
+        );
+        assert!(
+            err("[[filter]]\nname = 'a'\npid_files = ['p']\ncgroups = ['c']")
+                .contains("multiple services")
+        );
+        assert!(err("[[filter]]\nname = 'a'\nusers = ['[']").starts_with("filter.0.users"));
     }
 
     #[tokio::test]

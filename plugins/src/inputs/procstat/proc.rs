@@ -204,6 +204,30 @@ pub fn dir(proc_root: &Path, pid: i32) -> PathBuf {
     proc_root.join(pid.to_string())
 }
 
+/// The pids of every cgroup a (glob) path names: (cgroup directory, pids). Relative paths
+/// are under /sys/fs/cgroup.
+pub fn cgroup_pids(cg: &str) -> anyhow::Result<Vec<(String, Vec<i32>)>> {
+    let path = if cg.starts_with('/') {
+        cg.to_string()
+    } else {
+        format!("/sys/fs/cgroup/{cg}")
+    };
+    let mut out = Vec::new();
+    for item in glob::glob(&path)?.flatten() {
+        let file = item.join("cgroup.procs");
+        let procs = std::fs::read_to_string(&file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let pids = procs
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.trim().parse::<i32>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        out.push((item.display().to_string(), pids));
+    }
+    Ok(out)
+}
+
 /// The command line with NULs as spaces, trailing ones removed.
 pub fn cmdline(proc_root: &Path, pid: i32) -> Option<String> {
     let raw = std::fs::read(dir(proc_root, pid).join("cmdline")).ok()?;
