@@ -220,11 +220,24 @@ fn docker_input_against_a_real_engine() {
     ]);
     run_c(&["--name", "paused", "busybox", "sleep", "1000"]);
     docker.ok(&["pause", "paused"]);
+    // Restarted twice by its policy, then exited.
+    run_c(&[
+        "--name",
+        "rs",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.3; exit 1",
+    ]);
     assert!(
         wait_until(Duration::from_secs(30), || {
             docker.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]) == "healthy"
                 && docker.ok(&["inspect", "-f", "{{.State.Status}}", "oom"]) == "exited"
                 && docker.ok(&["inspect", "-f", "{{.State.Status}}", "ex3"]) == "exited"
+                && docker.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "rs"])
+                    == "exited 2"
         }),
         "containers did not settle"
     );
@@ -292,7 +305,7 @@ fn docker_input_against_a_real_engine() {
     let all = docker.ok(&["ps", "-aq"]).lines().count() as i64;
     assert_eq!(engine.int("n_containers"), all);
     assert_eq!(engine.int("n_containers_paused"), 1);
-    assert_eq!(engine.int("n_containers_stopped"), 2);
+    assert_eq!(engine.int("n_containers_stopped"), 3);
     assert_eq!(
         engine.int("n_cpus").to_string(),
         docker.ok(&["info", "-f", "{{.NCPU}}"])
@@ -433,6 +446,11 @@ fn docker_input_against_a_real_engine() {
     assert_eq!(ex3.int("finished_at"), fin);
     assert_eq!(ex3.int("uptime_ns"), fin - ex3.int("started_at"));
     assert!(find(&lines, "docker_container_mem", "ex3").is_empty());
+    let rs = *find(&lines, "docker_container_status", "rs")
+        .last()
+        .unwrap();
+    assert_eq!(rs.int("restart_count"), 2);
+    assert_eq!(rs.int("exitcode"), 1);
     let oom = *find(&lines, "docker_container_status", "oom")
         .last()
         .unwrap();
@@ -463,7 +481,7 @@ fn docker_input_against_a_real_engine() {
         "default: running only"
     );
     let (l, _) = test_once(&dir, &docker, "container_state_include = ['exited']");
-    assert_eq!(names(&l), ["ex3", "oom"]);
+    assert_eq!(names(&l), ["ex3", "oom", "rs"]);
     let (l, _) = test_once(
         &dir,
         &docker,
