@@ -34,6 +34,11 @@ want prometheus-blackbox-exporter
 # PostgreSQL (run as the postgres user) and Apache (above) with mod_status, for tests/tests/pgapache.rs;
 # openssl makes their test certificates and password hashes.
 want postgresql
+# The docker input test reads the engine's own stats endpoint over its socket.
+want curl
+# inputs.procstat's default pid finder runs pgrep.
+want procps
+# The docker TLS test makes its CA and certificates with openssl.
 want openssl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -13,46 +13,61 @@ pub struct Docker {
     child: Child,
     dir: TempDir,
     host: String,
+    extra: Vec<String>,
 }
 
 impl Docker {
     /// Starts a private engine and waits until it answers.
     pub fn start() -> Docker {
-        let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("dockerd is not installed: run tests/setup.sh (it installs docker.io)");
+        Docker::start_with(&[])
+    }
+
+    /// Like [`Docker::start`], with more `dockerd` arguments (another `--host`, TLS files).
+    pub fn start_with(extra: &[String]) -> Docker {
         // A short path: the engine's unix sockets must fit in 108 bytes.
         let dir = TempDir::new("dk");
         let sock = dir.join("docker.sock");
         let host = format!("unix://{}", sock.display());
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = Command::new(dockerd)
-            .arg("--host")
-            .arg(&host)
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start dockerd");
-        let mut d = Docker { child, dir, host };
+        let extra = extra.to_vec();
+        let child = spawn_dockerd(&dir, &host, &extra);
+        let mut d = Docker {
+            child,
+            dir,
+            host,
+            extra,
+        };
+        d.wait_up();
+        d
+    }
+
+    fn wait_up(&mut self) {
         let up = wait_until(Duration::from_secs(60), || {
-            d.cmd(&["version", "--format", "{{.Server.Version}}"])
+            self.cmd(&["version", "--format", "{{.Server.Version}}"])
                 .status
                 .success()
         });
         if !up {
-            let _ = d.child.kill();
-            panic!("dockerd did not come up; log:\n{}", d.log());
+            let _ = self.child.kill();
+            panic!("dockerd did not come up; log:\n{}", self.log());
         }
-        d
+    }
+
+    /// Stops the engine (SIGTERM, then SIGKILL after 20 s); its state stays for [`Docker::restart`].
+    pub fn stop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let stopped = wait_until(Duration::from_secs(20), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts the engine again on the same socket and data-root after [`Docker::stop`].
+    pub fn restart(&mut self) {
+        self.child = spawn_dockerd(&self.dir, &self.host, &self.extra);
+        self.wait_up();
     }
 
     /// The value for `DOCKER_HOST`.
@@ -117,6 +132,34 @@ impl Docker {
     }
 }
 
+fn spawn_dockerd(dir: &TempDir, host: &str, extra: &[String]) -> Child {
+    let dockerd = ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("dockerd is not installed: run tests/setup.sh (it installs docker.io)");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .unwrap();
+    Command::new(dockerd)
+        .arg("--host")
+        .arg(host)
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start dockerd")
+}
+
 impl Drop for Docker {
     fn drop(&mut self) {
         // Remove the containers first so that the engine's mounts under the temp dir go away.
@@ -128,6 +171,8 @@ impl Drop for Docker {
             args.extend(ids);
             let _ = self.cmd(&args);
         }
+        // Networks a test made (bridges on the host) go with the engine.
+        let _ = self.cmd(&["network", "prune", "-f"]);
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let stopped = wait_until(Duration::from_secs(20), || {
             matches!(self.child.try_wait(), Ok(Some(_)))

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod disk;
 pub mod diskio;
 pub mod dns_query;
+pub mod docker;
 pub mod exec;
 pub mod http;
 pub mod http_response;
@@ -25,6 +26,7 @@ pub mod netstat;
 pub mod postgresql;
 pub mod postgresql_extensible;
 pub mod processes;
+pub mod procstat;
 pub mod prometheus;
 pub mod statsd;
 pub mod swap;
@@ -39,6 +41,7 @@ pub static ALL: &[InputSpec] = &[
     disk::SPEC,
     diskio::SPEC,
     dns_query::SPEC,
+    docker::SPEC,
     exec::SPEC,
     http::SPEC,
     http_response::SPEC,
@@ -53,6 +56,7 @@ pub static ALL: &[InputSpec] = &[
     postgresql::SPEC,
     postgresql_extensible::SPEC,
     processes::SPEC,
+    procstat::SPEC,
     prometheus::SPEC,
     statsd::SPEC,
     swap::SPEC,

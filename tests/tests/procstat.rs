@@ -1,0 +1,354 @@
+//! inputs.procstat against processes the test starts: known RSS and open files (a Python
+//! process), a CPU burner, a cgroup made by the test; values checked against /proc/<pid>/* in
+//! the same run.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use sonde_tests::{Agent, TempDir, run, wait_until};
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Line {
+    name: String,
+    tags: BTreeMap<String, String>,
+    fields: BTreeMap<String, String>,
+}
+
+impl Line {
+    fn int(&self, k: &str) -> i64 {
+        let v = self
+            .fields
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing: {self:?}"));
+        v.trim_end_matches('i').parse().unwrap()
+    }
+    fn float(&self, k: &str) -> f64 {
+        self.fields
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing: {self:?}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Line protocol with tag values free of spaces; string fields may hold spaces (quoted).
+fn parse(text: &str) -> Vec<Line> {
+    let mut out = Vec::new();
+    for l in text.lines().filter(|l| l.starts_with("procstat")) {
+        let (series, rest) = l.split_once(' ').unwrap();
+        let rest = &rest[..rest.rfind(' ').unwrap()];
+        let mut it = series.split(',');
+        let name = it.next().unwrap().to_string();
+        let tags = it
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let mut fields = BTreeMap::new();
+        let (mut key, mut val, mut in_key, mut quoted) =
+            (String::new(), String::new(), true, false);
+        for c in rest.chars() {
+            match c {
+                '=' if in_key => in_key = false,
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    fields.insert(std::mem::take(&mut key), std::mem::take(&mut val));
+                    in_key = true;
+                }
+                _ if in_key => key.push(c),
+                _ => val.push(c),
+            }
+        }
+        fields.insert(key, val);
+        out.push(Line { name, tags, fields });
+    }
+    out
+}
+
+fn status_kb(pid: u32, key: &str) -> i64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse::<i64>()
+        .unwrap()
+        * 1024
+}
+
+fn stat_field(pid: u32, n: usize) -> i64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &s[s.rfind(')').unwrap() + 2..];
+    rest.split_whitespace().nth(n - 3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn procstat_against_processes_the_test_starts() {
+    let dir = TempDir::new("procstat");
+    // 48 MiB touched (RSS) and 20 open files, then wait.
+    let files = dir.path().display().to_string();
+    let py = Kill(
+        Command::new("python3")
+            .args([
+                "-c",
+                &format!(
+                    // One line: a newline in the command line would be one in the output too.
+                    "import time; b=b'\\x01'*(48<<20); \
+                     fs=[open('{files}/f%d'%i,'w') for i in range(20)]; time.sleep(120)"
+                ),
+                "sonde-mem-marker",
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let burn = Kill(
+        Command::new("sh")
+            .args(["-c", "while :; do :; done", "sonde-burn-marker"])
+            .spawn()
+            .unwrap(),
+    );
+    let (py_pid, burn_pid) = (py.0.id(), burn.0.id());
+    assert!(wait_until(Duration::from_secs(20), || {
+        std::fs::read_dir(format!("/proc/{py_pid}/fd")).map_or(0, |d| d.count()) >= 23
+            && status_kb(py_pid, "VmRSS") > 48 << 20
+    }));
+    // A cgroup of the test's own (cgroup v1 `pids` hierarchy or the v2 root) holding the burner.
+    let base = if std::path::Path::new("/sys/fs/cgroup/pids").is_dir() {
+        "/sys/fs/cgroup/pids"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let cg = format!("{base}/sonde-procstat-{}", std::process::id());
+    std::fs::create_dir(&cg).unwrap();
+    std::fs::write(format!("{cg}/cgroup.procs"), burn_pid.to_string()).unwrap();
+    struct Rmdir(String, u32);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            // Move the burner back out so the cgroup can go.
+            let parent = std::path::Path::new(&self.0)
+                .parent()
+                .unwrap()
+                .join("cgroup.procs");
+            let _ = std::fs::write(parent, self.1.to_string());
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rmdir(cg.clone(), burn_pid);
+
+    let pidfile = dir.write("py.pid", &format!("{py_pid}\n"));
+    let me_pidfile = dir.write("me.pid", &format!("{}\n", std::process::id()));
+    let out = dir.join("out.lp");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\ninterval = '1s'\nflush_interval = '1s'\nomit_hostname = true\n\
+             [[inputs.procstat]]\npid_file = '{}'\ntag_with = ['pid']\n\
+             [[inputs.procstat]]\npattern = 'sonde-burn-marke[r]'\npid_finder = 'native'\n\
+             [[inputs.procstat]]\ncgroup = '{}'\nprefix = 'cg'\n\
+             [[inputs.procstat]]\nexe = '^python3$'\nuser = 'root'\n\
+             [[inputs.procstat]]\npattern = 'no-such-process-anywhere-[x]'\n\
+             [[inputs.procstat]]\ntag_with = ['level']\n\
+             [[inputs.procstat.filter]]\nname = 'kids'\npid_files = ['{me}']\nrecursion_depth = 1\n\
+             [[inputs.procstat.filter]]\nname = 'burner'\npatterns = ['sonde-burn-marke[r]']\n\
+             process_names = ['sh', 'dash', 'bash']\nusers = ['ro*']\nexecutables = ['*sh']\n\
+             [[outputs.file]]\nfiles = ['{}']\n",
+            pidfile.display(),
+            cg.replacen("/sys/fs/cgroup/", "", 1)
+                .replace(&format!("-{}", std::process::id()), "-*"),
+            out.display(),
+            me = me_pidfile.display(),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let read = || parse(&std::fs::read_to_string(&out).unwrap_or_default());
+    let ok = wait_until(Duration::from_secs(30), || {
+        read()
+            .iter()
+            .filter(|l| {
+                l.name == "procstat"
+                    && l.tags.contains_key("pidfile")
+                    && !l.tags.contains_key("filter")
+            })
+            .count()
+            >= 3
+    });
+    assert!(ok, "log:\n{}", agent.log());
+    // Values from /proc right after the agent's gathers.
+    let rss = status_kb(py_pid, "VmRSS");
+    let fds = std::fs::read_dir(format!("/proc/{py_pid}/fd"))
+        .unwrap()
+        .count() as i64;
+    let burn_ticks = stat_field(burn_pid, 14) + stat_field(burn_pid, 15);
+    drop(agent);
+    let lines = read();
+
+    let py_lines: Vec<&Line> = lines
+        .iter()
+        .filter(|l| {
+            l.name == "procstat" && l.tags.contains_key("pidfile") && !l.tags.contains_key("filter")
+        })
+        .collect();
+    let m = py_lines.last().unwrap();
+    assert_eq!(m.tags["pid"], py_pid.to_string());
+    assert_eq!(m.tags["process_name"], "python3");
+    assert!(
+        (m.int("memory_rss") - rss).abs() < 4 << 20,
+        "{} vs {rss}",
+        m.int("memory_rss")
+    );
+    assert!(m.int("memory_rss") > 48 << 20);
+    assert_eq!(m.int("num_fds"), fds);
+    assert!(m.fields["cmdline"].contains("sonde-mem-marker"), "{m:?}");
+    assert_eq!(m.fields["user"], "root");
+    assert_eq!(m.int("ppid"), std::process::id() as i64);
+    assert_eq!(m.int("rlimit_num_fds_soft"), {
+        let l = std::fs::read_to_string(format!("/proc/{py_pid}/limits")).unwrap();
+        let line = l
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        line.split_whitespace()
+            .nth(3)
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            .min(i32::MAX as i64)
+    });
+    let clk = 100.0; // USER_HZ on Linux
+    let created = (std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .unwrap()
+        .trim()
+        .parse::<i64>()
+        .unwrap()
+        * 1000
+        + stat_field(py_pid, 22) * 1000 / clk as i64)
+        * 1_000_000;
+    assert_eq!(m.int("created_at"), created);
+    assert!(m.int("memory_pss") > 40 << 20);
+    let lookup = lines
+        .iter()
+        .rfind(|l| l.name == "procstat_lookup" && l.tags.contains_key("pidfile"))
+        .unwrap();
+    assert_eq!(
+        (
+            lookup.int("pid_count"),
+            lookup.int("running"),
+            lookup.int("result_code")
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(lookup.tags["result"], "success");
+
+    // The burner by pattern: CPU time below /proc's after the run, usage near one CPU.
+    let b: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.contains_key("pattern"))
+        .collect();
+    assert!(b.iter().all(|l| l.int("pid") == burn_pid as i64));
+    let last = b.last().unwrap();
+    let cpu_s = last.float("cpu_time_user") + last.float("cpu_time_system");
+    assert!(cpu_s <= burn_ticks as f64 / clk + 1e-9);
+    assert!(
+        last.float("cpu_usage") > 20.0,
+        "{}",
+        last.float("cpu_usage")
+    );
+    assert!(!b[0].fields.contains_key("cpu_usage"));
+
+    // The cgroup (glob): the burner, prefixed fields, cgroup and cgroup_full tags.
+    let c = lines
+        .iter()
+        .rfind(|l| l.name == "procstat" && l.tags.contains_key("cgroup"))
+        .unwrap_or_else(|| panic!("no cgroup metric: {lines:?}"));
+    assert_eq!(c.int("pid"), burn_pid as i64);
+    assert_eq!(c.tags["cgroup_full"], cg);
+    assert!(c.int("cg_num_threads") >= 1);
+
+    // exe (takes precedence over user, as in Telegraf) with pgrep: our python among them.
+    let e: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("exe").is_some_and(|v| v == "^python3$"))
+        .collect();
+    assert!(e.iter().any(|l| l.int("pid") == py_pid as i64));
+
+    // Nothing found: a successful lookup with zero pids.
+    let none = lines
+        .iter()
+        .rfind(|l| {
+            l.name == "procstat_lookup"
+                && l.tags
+                    .get("pattern")
+                    .is_some_and(|p| p.starts_with("no-such"))
+        })
+        .unwrap();
+    assert_eq!((none.int("pid_count"), none.int("result_code")), (0, 0));
+
+    // Filter blocks: the test's own children at level 1 with their parent; the burner by
+    // pattern, name, user and executable; one lookup per filter (and per level).
+    let kids: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "kids"))
+        .collect();
+    let me = std::process::id().to_string();
+    assert!(
+        kids.iter()
+            .any(|l| l.tags["level"] == "0" && l.int("pid").to_string() == me)
+    );
+    for child in [py_pid, burn_pid] {
+        let c = kids
+            .iter()
+            .find(|l| l.int("pid") == child as i64)
+            .unwrap_or_else(|| panic!("child {child} missing: {kids:?}"));
+        assert_eq!(
+            (c.tags["level"].as_str(), c.tags["parent_pid"].as_str()),
+            ("1", me.as_str())
+        );
+    }
+    let burner: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "burner"))
+        .collect();
+    assert!(!burner.is_empty() && burner.iter().all(|l| l.int("pid") == burn_pid as i64));
+    let fl = lines
+        .iter()
+        .rfind(|l| {
+            l.name == "procstat_lookup"
+                && l.tags.get("filter").is_some_and(|f| f == "burner")
+                && !l.fields.contains_key("level")
+        })
+        .unwrap();
+    assert_eq!((fl.int("pid_count"), fl.int("running")), (1, 1));
+    assert!(lines.iter().any(|l| l.name == "procstat_lookup"
+        && l.tags.get("filter").is_some_and(|f| f == "kids")
+        && l.fields.get("level").is_some_and(|v| v == "1i")));
+
+    // A missing pid file: a lookup error metric and a gather error, in --test too.
+    let bad = dir.write(
+        "bad.toml",
+        &format!(
+            "[[inputs.procstat]]\npid_file = '{}/missing.pid'\n[[outputs.file]]\n",
+            files
+        ),
+    );
+    let r = run(&["--config", bad.to_str().unwrap(), "--test"]);
+    assert!(
+        r.stdout.contains("result=lookup_error") && r.stdout.contains("result_code=1i"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("missing.pid"), "{}", r.stderr);
+}
