@@ -1,6 +1,6 @@
 //! `inputs.influxdb_v2_listener`: accepts InfluxDB 2.x writes (`/api/v2/write`) with token
-//! auth, and answers `/health`, `/ready` and `/ping`. Shares the write path with
-//! `inputs.influxdb_listener`.
+//! auth, and answers `/health`, `/ready` and `/ping`. Shares the write path
+//! (`common::lp_listener`) with `inputs.influxdb_listener`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +10,11 @@ use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::common::lp_listener::{
+    VERSION, WriteCore, WriteOutcome, check_write_options, default_body, ping,
+};
 use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
 use crate::config_types::{Duration as Dur, Size};
-use crate::inputs::influxdb_listener::{
-    WriteCore, WriteOutcome, check_write_options, default_body, ping,
-};
 use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
 
@@ -126,7 +126,7 @@ async fn handle(st: &State, req: Request<Incoming>) -> Resp {
             "application/json; charset=utf-8",
             serde_json::json!({
                 "name": "sonde", "message": "ready for queries and writes", "status": "pass",
-                "checks": [], "version": crate::inputs::influxdb_listener::VERSION,
+                "checks": [], "version": VERSION,
             })
             .to_string(),
         ),
@@ -298,7 +298,7 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::influxdb_listener::tests::{req, start};
+    use crate::common::lp_listener::tests::{req, start};
     use std::time::Duration;
 
     #[tokio::test]
