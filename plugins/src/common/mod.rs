@@ -1,6 +1,7 @@
 //! Code shared by several plugins.
 
 pub mod http;
+pub mod influx_writer;
 pub mod lp_listener;
 pub mod postgres;
 pub mod probe;
