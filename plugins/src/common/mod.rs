@@ -6,3 +6,4 @@ pub mod lp_listener;
 pub mod postgres;
 pub mod probe;
 pub mod server;
+pub mod time;
