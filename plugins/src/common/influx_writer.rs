@@ -8,7 +8,9 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::codec::influx::{InfluxOptions, write_metric};
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, parse_retry_after};
+use crate::common::http::{
+    ClientOptions, TlsClientConfig, build_client, error_chain, parse_retry_after,
+};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, WriteError};
@@ -351,17 +353,6 @@ pub(crate) fn shown_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// InfluxDB's error message from a response body: v1 `{"error":...}`, v2 `{"message":...}`.

@@ -10,10 +10,9 @@ use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-use crate::common::http::TlsClientConfig;
+use crate::common::http::{TlsClientConfig, error_chain};
 use crate::common::influx_writer::{
-    Answer, Writer, default_encoding, default_timeout, error_chain, outcome, retry, server_message,
-    shown_url,
+    Answer, Writer, default_encoding, default_timeout, outcome, retry, server_message, shown_url,
 };
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
