@@ -9,6 +9,7 @@ pub mod influx;
 pub mod json;
 pub mod json_v2;
 pub mod prometheus;
+pub mod prometheus_series;
 pub mod value;
 
 use std::sync::Arc;

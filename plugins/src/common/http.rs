@@ -391,14 +391,7 @@ fn parse_http_date(s: &str) -> Option<std::time::SystemTime> {
     if !(1..=31).contains(&day) || !(0..=9999).contains(&year) || h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
+    let days = crate::common::time::days_from_civil(year, month, day);
     let secs = days * 86400 + h * 3600 + m * 60 + sec;
     Some(std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }

@@ -1,6 +1,9 @@
 //! Code shared by several plugins.
 
 pub mod http;
+pub mod influx_writer;
+pub mod lp_listener;
 pub mod postgres;
 pub mod probe;
 pub mod server;
+pub mod time;

@@ -828,28 +828,9 @@ pub fn connection(
     Ok((addr, Connection::new(opts, prepared, lifetime)))
 }
 
-/// Warnings found while building a plugin, logged by its first gather: the agent builds
-/// plugins before its logger is set up, so a warning logged while building would be lost.
-#[derive(Default)]
-pub struct StartupWarnings {
-    pub id: String,
-    pub list: Vec<String>,
-}
-
-impl StartupWarnings {
-    pub fn new(id: &str, default: &str) -> Self {
-        StartupWarnings {
-            id: if id.is_empty() { default } else { id }.to_string(),
-            list: Vec::new(),
-        }
-    }
-
-    /// Logs the warnings, once.
-    pub fn flush(&mut self) {
-        for w in self.list.drain(..) {
-            tracing::warn!(input = %self.id, "{w}");
-        }
-    }
+/// The name an input's log lines carry: its id, or `default` (the plugin's name) without one.
+pub fn input_id(id: &str, default: &str) -> String {
+    if id.is_empty() { default } else { id }.to_string()
 }
 
 /// Keeps an outage (a server down, a gather failing the same way) to one log line: the first

@@ -182,6 +182,111 @@ pub fn config_error(key: &str, message: String) -> crate::registry::BuildError {
     })
 }
 
+/// /proc/meminfo keys (inputs.mem, inputs.swap) read, with how many bytes one unit is (kB lines, or bare counts).
+const MEMINFO_KEYS: &[(&str, u64)] = &[
+    ("MemTotal", 1024),
+    ("MemFree", 1024),
+    ("MemAvailable", 1024),
+    ("Buffers", 1024),
+    ("Cached", 1024),
+    ("Active", 1024),
+    ("Inactive", 1024),
+    ("Active(file)", 1024),
+    ("Inactive(file)", 1024),
+    ("Writeback", 1024),
+    ("WritebackTmp", 1024),
+    ("Dirty", 1024),
+    ("Shmem", 1024),
+    ("Slab", 1024),
+    ("SReclaimable", 1024),
+    ("SUnreclaim", 1024),
+    ("PageTables", 1024),
+    ("SwapCached", 1024),
+    ("CommitLimit", 1024),
+    ("Committed_AS", 1024),
+    ("HighTotal", 1024),
+    ("HighFree", 1024),
+    ("LowTotal", 1024),
+    ("LowFree", 1024),
+    ("SwapTotal", 1024),
+    ("SwapFree", 1024),
+    ("Mapped", 1024),
+    ("VmallocTotal", 1024),
+    ("VmallocUsed", 1024),
+    ("VmallocChunk", 1024),
+    ("HugePages_Total", 1),
+    ("HugePages_Free", 1),
+    ("Hugepagesize", 1024),
+];
+
+/// Index of a key in [`MEMINFO_KEYS`] (checked by a test).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum MemKey {
+    MemTotal,
+    MemFree,
+    MemAvailable,
+    Buffers,
+    Cached,
+    Active,
+    Inactive,
+    ActiveFile,
+    InactiveFile,
+    Writeback,
+    WritebackTmp,
+    Dirty,
+    Shmem,
+    Slab,
+    SReclaimable,
+    SUnreclaim,
+    PageTables,
+    SwapCached,
+    CommitLimit,
+    CommittedAs,
+    HighTotal,
+    HighFree,
+    LowTotal,
+    LowFree,
+    SwapTotal,
+    SwapFree,
+    Mapped,
+    VmallocTotal,
+    VmallocUsed,
+    VmallocChunk,
+    HugePagesTotal,
+    HugePagesFree,
+    Hugepagesize,
+}
+
+/// Parsed /proc/meminfo values in bytes (counts for HugePages_*), `None` when absent.
+pub(crate) struct MemInfo([Option<u64>; MEMINFO_KEYS.len()]);
+
+impl MemInfo {
+    pub(crate) fn parse(text: &str) -> MemInfo {
+        let mut v = [None; MEMINFO_KEYS.len()];
+        for line in text.lines() {
+            let Some((key, rest)) = line.split_once(':') else {
+                continue;
+            };
+            if let Some(i) = MEMINFO_KEYS.iter().position(|(k, _)| *k == key)
+                && let Some(n) = first_u64(rest)
+            {
+                v[i] = Some(n.saturating_mul(MEMINFO_KEYS[i].1));
+            }
+        }
+        MemInfo(v)
+    }
+    pub(crate) fn get(&self, k: MemKey) -> Option<u64> {
+        self.0[k as usize]
+    }
+    pub(crate) fn or0(&self, k: MemKey) -> u64 {
+        self.get(k).unwrap_or(0)
+    }
+    pub(crate) fn swap(&self) -> (Option<u64>, Option<u64>) {
+        (self.get(MemKey::SwapTotal), self.get(MemKey::SwapFree))
+    }
+}
+
 /// Root of the committed fixture trees, for tests.
 #[cfg(test)]
 pub fn fixture(variant: &str) -> HostPaths {
@@ -229,6 +334,16 @@ mod tests {
         read_seq_to(Path::new("/proc/net/tcp"), &mut buf, 256).unwrap();
         assert!(buf.starts_with("  sl  local_address"), "{buf}");
         assert!(buf.is_empty() || buf.ends_with('\n'));
+    }
+
+    #[test]
+    fn meminfo_key_table_matches_enum() {
+        assert_eq!(
+            MEMINFO_KEYS[MemKey::Hugepagesize as usize].0,
+            "Hugepagesize"
+        );
+        assert_eq!(MEMINFO_KEYS[MemKey::ActiveFile as usize].0, "Active(file)");
+        assert_eq!(MEMINFO_KEYS[MemKey::CommittedAs as usize].0, "Committed_AS");
     }
 
     #[test]

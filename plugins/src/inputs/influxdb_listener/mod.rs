@@ -2,26 +2,24 @@
 //! `/query` statements clients send before writing (`SHOW DATABASES`, `CREATE DATABASE`).
 //!
 //! A 204 is sent only once the batch is in the pipeline's queue, so an acknowledged write is
-//! never lost between the socket and the pipeline. The write path ([`WriteCore`]) is shared
+//! never lost between the socket and the pipeline. The write path is `common::lp_listener`, shared
 //! with `inputs.influxdb_v2_listener`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use crate::codec::ParseError;
-use crate::codec::influx;
-use crate::common::server::{self, BodyError, Resp, ServerOptions, TlsServerConfig};
+use crate::common::lp_listener::{
+    WriteCore, WriteOutcome, check_write_options, default_body, ping,
+};
+use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
 use crate::config_types::{Duration as Dur, Size};
-use crate::model::{Metric, now_ns};
-use crate::plugin::{BuildContext, InputPlugin, MetricSink, ServiceContext, ServiceInput};
+use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
-use crate::selfstat::{self, Stat, Stats};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,198 +52,6 @@ fn default_address() -> String {
 fn default_timeout() -> Dur {
     Dur::from_secs(10)
 }
-pub(crate) fn default_body() -> Size {
-    Size(32 << 20)
-}
-
-/// The limits and counters of a line-protocol write endpoint.
-pub(crate) struct WriteCore {
-    pub sink: MetricSink,
-    pub max_body: usize,
-    pub max_line: usize,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
-    /// Keeps the counters registered while the listener runs.
-    _stats: Arc<Stats>,
-    pub requests: Stat,
-    pub writes: Stat,
-    pub parse_errors: Stat,
-    pub rejected_requests: Stat,
-}
-
-/// How a write request failed before or while parsing.
-pub(crate) enum WriteOutcome {
-    /// Every line was taken (possibly none).
-    Ok,
-    /// Some lines were bad; the good ones are in the pipeline. The message names the first.
-    BadLines(String),
-    /// Nothing was taken.
-    Failed(StatusCode, String),
-}
-
-impl WriteCore {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        plugin: &'static str,
-        id: &str,
-        address: &str,
-        sink: MetricSink,
-        max_body: u64,
-        max_line: u64,
-        read_timeout: Duration,
-        write_timeout: Duration,
-    ) -> Self {
-        let stats = selfstat::register(plugin, &[("input", id), ("address", address)]);
-        WriteCore {
-            sink,
-            max_body: max_body.min(usize::MAX as u64) as usize,
-            max_line: max_line.min(usize::MAX as u64) as usize,
-            read_timeout,
-            write_timeout,
-            requests: stats.stat("requests_received"),
-            writes: stats.stat("writes_received"),
-            parse_errors: stats.stat("parse_errors"),
-            rejected_requests: stats.stat("requests_rejected"),
-            _stats: stats,
-        }
-    }
-
-    /// Reads, parses and queues one write. `tags` are added to every metric. Returns the
-    /// outcome and the number of metrics queued.
-    pub async fn write(
-        &self,
-        req: Request<Incoming>,
-        precision: i64,
-        tags: &[(&str, &str)],
-    ) -> (WriteOutcome, usize) {
-        let mut queued = 0;
-        let outcome = self.write_inner(req, precision, tags, &mut queued).await;
-        (outcome, queued)
-    }
-
-    async fn write_inner(
-        &self,
-        req: Request<Incoming>,
-        precision: i64,
-        tags: &[(&str, &str)],
-        queued: &mut usize,
-    ) -> WriteOutcome {
-        self.writes.incr();
-        let body = match server::read_body(req, self.max_body, self.read_timeout).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                return WriteOutcome::Failed(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!(
-                        "http: request body too large (max_body_size is {} bytes)",
-                        self.max_body
-                    ),
-                );
-            }
-            Err(BodyError::Timeout) => {
-                return WriteOutcome::Failed(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timed out reading the request body".into(),
-                );
-            }
-            Err(BodyError::Bad(m)) => return WriteOutcome::Failed(StatusCode::BAD_REQUEST, m),
-        };
-        let mut metrics = Vec::with_capacity(body.len() / 64 + 1);
-        let errors = parse_limited(&body, self.max_line, precision, now_ns(), &mut metrics);
-        if !tags.is_empty() {
-            for m in &mut metrics {
-                for (k, v) in tags {
-                    m.add_tag(*k, *v);
-                }
-            }
-        }
-        if !metrics.is_empty() {
-            let n = metrics.len();
-            match tokio::time::timeout(self.write_timeout, self.sink.send(metrics)).await {
-                Ok(Ok(())) => *queued = n,
-                Ok(Err(_)) => {
-                    return WriteOutcome::Failed(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the agent is shutting down".into(),
-                    );
-                }
-                // The send future was dropped unfinished: nothing was queued, so a 503 is true.
-                Err(_) => {
-                    return WriteOutcome::Failed(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the pipeline did not take the batch within write_timeout".into(),
-                    );
-                }
-            }
-        }
-        match errors.first() {
-            None => WriteOutcome::Ok,
-            Some(first) => {
-                self.parse_errors.add(errors.len() as i64);
-                let msg = format!(
-                    "partial write: unable to parse '{}': {} (line {}); {} bad line(s) dropped",
-                    line_text(&body, first.line),
-                    first.message,
-                    first.line,
-                    errors.len()
-                );
-                tracing::debug!(error = %msg, "bad line protocol");
-                WriteOutcome::BadLines(msg)
-            }
-        }
-    }
-}
-
-/// Parses `body`, treating lines longer than `max_line` (when non-zero) as bad lines.
-pub(crate) fn parse_limited(
-    body: &[u8],
-    max_line: usize,
-    precision: i64,
-    now: i64,
-    out: &mut Vec<Metric>,
-) -> Vec<ParseError> {
-    if max_line == 0 || body.len() <= max_line {
-        return influx::parse(body, precision, now, out);
-    }
-    // Parse the runs of acceptable lines between over-long ones, keeping line numbers.
-    let mut errors = Vec::new();
-    let (mut seg_start, mut seg_line, mut pos, mut line) = (0, 1, 0, 1);
-    let mut flush = |from: usize, to: usize, first_line: usize, errors: &mut Vec<ParseError>| {
-        for mut e in influx::parse(&body[from..to], precision, now, out) {
-            e.line += first_line - 1;
-            errors.push(e);
-        }
-    };
-    while pos < body.len() {
-        let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i);
-        if end - pos > max_line {
-            flush(seg_start, pos, seg_line, &mut errors);
-            errors.push(ParseError {
-                line,
-                message: format!("line longer than max_line_size ({max_line} bytes)"),
-            });
-            seg_start = (end + 1).min(body.len());
-            seg_line = line + 1;
-        }
-        pos = end + 1;
-        line += 1;
-    }
-    flush(seg_start, body.len(), seg_line, &mut errors);
-    errors.sort_by_key(|e| e.line);
-    errors
-}
-
-/// The text of 1-based line `n`, shortened for an error message.
-fn line_text(body: &[u8], n: usize) -> String {
-    let line = body.split(|&b| b == b'\n').nth(n - 1).unwrap_or_default();
-    let s = String::from_utf8_lossy(line);
-    let s = s.trim_end_matches('\r');
-    if s.chars().count() > 200 {
-        format!("{}…", s.chars().take(200).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
 
 /// Nanoseconds per unit of InfluxDB 1.x's `precision` parameter.
 pub(crate) fn precision_v1(p: Option<&str>) -> Option<i64> {
@@ -276,28 +82,6 @@ fn header_value(s: &str) -> http::HeaderValue {
         .collect();
     http::HeaderValue::from_str(&clean).unwrap_or(http::HeaderValue::from_static("error"))
 }
-
-/// The options both listeners validate the same way.
-pub(crate) fn check_write_options(
-    parser_type: Option<&str>,
-    max_body_size: Size,
-) -> Result<(), BuildError> {
-    if let Some(p) = parser_type
-        && p != "internal"
-        && p != "upstream"
-    {
-        return Err(
-            anyhow::anyhow!("parser_type must be \"internal\" or \"upstream\", not {p:?}").into(),
-        );
-    }
-    if max_body_size.0 == 0 {
-        return Err(anyhow::anyhow!("max_body_size must be positive").into());
-    }
-    Ok(())
-}
-
-pub(crate) const VERSION: &str = "1.8.10";
-
 struct Listener {
     cfg: Config,
     id: String,
@@ -383,27 +167,6 @@ async fn handle(st: &State, req: Request<Incoming>) -> Resp {
         st.core.rejected_requests.incr();
     }
     resp
-}
-
-pub(crate) fn ping(req: &Request<Incoming>) -> Resp {
-    let verbose =
-        server::query_param(req.uri().query(), "verbose").is_some_and(|v| v == "true" || v == "1");
-    let mut r = if verbose {
-        server::respond(
-            StatusCode::OK,
-            "application/json",
-            format!("{{\"version\":\"{VERSION}\"}}"),
-        )
-    } else {
-        server::empty(StatusCode::NO_CONTENT)
-    };
-    r.headers_mut().insert(
-        "X-Influxdb-Version",
-        http::HeaderValue::from_static(VERSION),
-    );
-    r.headers_mut()
-        .insert("X-Influxdb-Build", http::HeaderValue::from_static("OSS"));
-    r
 }
 
 fn authorized(st: &State, req: &Request<Incoming>) -> bool {
@@ -545,90 +308,13 @@ pub const SPEC: InputSpec = InputSpec {
 };
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::io::{Read, Write};
-
-    /// A running listener built from `toml`, its address, and the receiving end of its sink.
-    pub(crate) struct Running {
-        pub addr: String,
-        pub rx: flume::Receiver<Vec<Metric>>,
-        pub stop: tokio::sync::watch::Sender<bool>,
-        pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    }
-
-    pub(crate) async fn start(spec: &InputSpec, toml_text: &str, capacity: usize) -> Running {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let table: toml::Table =
-            toml::from_str(&format!("service_address = \"{addr}\"\n{toml_text}")).unwrap();
-        let InputPlugin::Service(svc) = (spec.build)(table, &BuildContext::default()).unwrap()
-        else {
-            panic!("not a service input")
-        };
-        let (tx, rx) = flume::bounded(capacity);
-        let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
-        let task = tokio::spawn(svc.run(ServiceContext {
-            sink,
-            interval: Duration::from_secs(10),
-            shutdown,
-        }));
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Running {
-            addr,
-            rx,
-            stop,
-            task,
-        }
-    }
-
-    /// A blocking HTTP/1.1 request; returns (status, headers+body text).
-    pub(crate) fn request(
-        addr: &str,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String) {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        (status, out)
-    }
-
-    pub(crate) async fn req(
-        addr: &str,
-        method: &'static str,
-        path: &str,
-        headers: &[(&'static str, &'static str)],
-        body: Vec<u8>,
-    ) -> (u16, String) {
-        let (addr, path, headers) = (addr.to_string(), path.to_string(), headers.to_vec());
-        tokio::task::spawn_blocking(move || request(&addr, method, &path, &headers, &body))
-            .await
-            .unwrap()
-    }
+    use crate::common::lp_listener::tests::{req, start};
+    use crate::model::Metric;
+    use crate::plugin::MetricSink;
+    use std::io::Write;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn write_ping_query_and_bad_lines() {

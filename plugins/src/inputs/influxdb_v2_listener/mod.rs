@@ -1,6 +1,6 @@
 //! `inputs.influxdb_v2_listener`: accepts InfluxDB 2.x writes (`/api/v2/write`) with token
-//! auth, and answers `/health`, `/ready` and `/ping`. Shares the write path with
-//! `inputs.influxdb_listener`.
+//! auth, and answers `/health`, `/ready` and `/ping`. Shares the write path
+//! (`common::lp_listener`) with `inputs.influxdb_listener`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +10,11 @@ use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::common::lp_listener::{
+    VERSION, WriteCore, WriteOutcome, check_write_options, default_body, ping,
+};
 use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
 use crate::config_types::{Duration as Dur, Size};
-use crate::inputs::influxdb_listener::{
-    WriteCore, WriteOutcome, check_write_options, default_body, ping,
-};
 use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
 
@@ -126,7 +126,7 @@ async fn handle(st: &State, req: Request<Incoming>) -> Resp {
             "application/json; charset=utf-8",
             serde_json::json!({
                 "name": "sonde", "message": "ready for queries and writes", "status": "pass",
-                "checks": [], "version": crate::inputs::influxdb_listener::VERSION,
+                "checks": [], "version": VERSION,
             })
             .to_string(),
         ),
@@ -250,25 +250,7 @@ fn note_batch(st: &State, len: usize) {
 }
 
 fn rfc3339_now() -> String {
-    let secs = crate::model::now_ns() / 1_000_000_000;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::common::time::rfc3339_seconds(crate::model::now_ns() / 1_000_000_000)
 }
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
@@ -298,7 +280,7 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inputs::influxdb_listener::tests::{req, start};
+    use crate::common::lp_listener::tests::{req, start};
     use std::time::Duration;
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::inputs::host::{self, HostPaths, metric, push};
+use crate::inputs::host::{self, HostPaths, MemInfo, MemKey as K, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, Format, InputSpec, parse_config};
@@ -13,111 +13,6 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {}
-
-/// /proc/meminfo keys read, with how many bytes one unit is (kB lines, or bare counts).
-const KEYS: &[(&str, u64)] = &[
-    ("MemTotal", 1024),
-    ("MemFree", 1024),
-    ("MemAvailable", 1024),
-    ("Buffers", 1024),
-    ("Cached", 1024),
-    ("Active", 1024),
-    ("Inactive", 1024),
-    ("Active(file)", 1024),
-    ("Inactive(file)", 1024),
-    ("Writeback", 1024),
-    ("WritebackTmp", 1024),
-    ("Dirty", 1024),
-    ("Shmem", 1024),
-    ("Slab", 1024),
-    ("SReclaimable", 1024),
-    ("SUnreclaim", 1024),
-    ("PageTables", 1024),
-    ("SwapCached", 1024),
-    ("CommitLimit", 1024),
-    ("Committed_AS", 1024),
-    ("HighTotal", 1024),
-    ("HighFree", 1024),
-    ("LowTotal", 1024),
-    ("LowFree", 1024),
-    ("SwapTotal", 1024),
-    ("SwapFree", 1024),
-    ("Mapped", 1024),
-    ("VmallocTotal", 1024),
-    ("VmallocUsed", 1024),
-    ("VmallocChunk", 1024),
-    ("HugePages_Total", 1),
-    ("HugePages_Free", 1),
-    ("Hugepagesize", 1024),
-];
-
-/// Index of a key in [`KEYS`] (checked by a test).
-#[derive(Clone, Copy)]
-#[repr(usize)]
-enum K {
-    MemTotal,
-    MemFree,
-    MemAvailable,
-    Buffers,
-    Cached,
-    Active,
-    Inactive,
-    ActiveFile,
-    InactiveFile,
-    Writeback,
-    WritebackTmp,
-    Dirty,
-    Shmem,
-    Slab,
-    SReclaimable,
-    SUnreclaim,
-    PageTables,
-    SwapCached,
-    CommitLimit,
-    CommittedAs,
-    HighTotal,
-    HighFree,
-    LowTotal,
-    LowFree,
-    SwapTotal,
-    SwapFree,
-    Mapped,
-    VmallocTotal,
-    VmallocUsed,
-    VmallocChunk,
-    HugePagesTotal,
-    HugePagesFree,
-    Hugepagesize,
-}
-
-/// Parsed /proc/meminfo values in bytes (counts for HugePages_*), `None` when absent.
-pub(crate) struct MemInfo([Option<u64>; KEYS.len()]);
-
-impl MemInfo {
-    pub(crate) fn parse(text: &str) -> MemInfo {
-        let mut v = [None; KEYS.len()];
-        for line in text.lines() {
-            let Some((key, rest)) = line.split_once(':') else {
-                continue;
-            };
-            if let Some(i) = KEYS.iter().position(|(k, _)| *k == key)
-                && let Some(n) = host::first_u64(rest)
-            {
-                v[i] = Some(n.saturating_mul(KEYS[i].1));
-            }
-        }
-        MemInfo(v)
-    }
-    fn get(&self, k: K) -> Option<u64> {
-        self.0[k as usize]
-    }
-    fn or0(&self, k: K) -> u64 {
-        self.get(k).unwrap_or(0)
-    }
-    pub(crate) fn swap(&self) -> (Option<u64>, Option<u64>) {
-        (self.get(K::SwapTotal), self.get(K::SwapFree))
-    }
-}
 
 struct Mem {
     meminfo: PathBuf,
@@ -271,13 +166,6 @@ mod tests {
             Some(FieldValue::UInt(v)) => *v,
             other => panic!("{k}: {other:?}"),
         }
-    }
-
-    #[test]
-    fn key_table_matches_enum() {
-        assert_eq!(KEYS[K::Hugepagesize as usize].0, "Hugepagesize");
-        assert_eq!(KEYS[K::ActiveFile as usize].0, "Active(file)");
-        assert_eq!(KEYS[K::CommittedAs as usize].0, "Committed_AS");
     }
 
     #[test]

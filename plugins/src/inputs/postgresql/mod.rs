@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::common::postgres::{
-    Connection, Outage, PgValue, StartupWarnings, connection, quote_literal, row_values,
+    Connection, Outage, PgValue, connection, input_id, quote_literal, row_values,
 };
 use crate::config_types::Duration;
 use crate::model::{Metric, ValueType};
@@ -89,7 +89,8 @@ pub struct Postgresql {
     db_query: String,
     /// `max_idle = 0`: close the connection after every gather.
     keep_open: bool,
-    warnings: StartupWarnings,
+    /// The name log lines carry.
+    id: String,
     outage: Outage,
 }
 
@@ -158,14 +159,13 @@ impl Postgresql {
 #[async_trait]
 impl Input for Postgresql {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
-        self.warnings.flush();
         let res = self.collect(acc).await;
         if !self.keep_open {
             self.conn.close();
         }
         match res {
             Ok(()) => {
-                self.outage.ok(&self.warnings.id, &self.server);
+                self.outage.ok(&self.id, &self.server);
                 Ok(())
             }
             Err(e) => Err(self.outage.failed(e)),
@@ -182,9 +182,10 @@ fn bad(key: &str, message: String) -> BuildError {
 
 fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let cfg: Config = parse_config(table)?;
-    let mut warnings = StartupWarnings::new(&ctx.id, "inputs.postgresql");
+    let id = input_id(&ctx.id, "inputs.postgresql");
+    let mut warnings = Vec::new();
     if !cfg.databases.is_empty() && !cfg.ignored_databases.is_empty() {
-        warnings.list.push(
+        warnings.push(
             "databases and ignored_databases are both set: ignored_databases wins (as in Telegraf)"
                 .into(),
         );
@@ -195,7 +196,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         cfg.max_lifetime.get(),
         cfg.max_idle,
         cfg.max_open,
-        &mut warnings.list,
+        &mut warnings,
     )
     .map_err(|(key, e)| bad(key, e))?;
     let server = if cfg.outputaddress.is_empty() {
@@ -203,12 +204,16 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
     } else {
         cfg.outputaddress
     };
+    // The agent captures warnings raised while building: shown at startup and by `config check`.
+    for w in &warnings {
+        tracing::warn!(input = %id, "{w}");
+    }
     Ok(InputPlugin::Polled(Box::new(Postgresql {
         conn,
         server,
         db_query: database_query(&cfg.databases, &cfg.ignored_databases),
         keep_open: cfg.max_idle != 0,
-        warnings,
+        id,
         outage: Outage::default(),
     })))
 }

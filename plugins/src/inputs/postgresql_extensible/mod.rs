@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::common::postgres::{
-    Connection, Outage, PgValue, StartupWarnings, connection, quote_literal, row_values,
+    Connection, Outage, PgValue, connection, input_id, quote_literal, row_values,
 };
 use crate::config_types::Duration;
 use crate::model::{Metric, ValueType};
@@ -200,7 +200,8 @@ pub struct PostgresqlExtensible {
     database: String,
     queries: Vec<Query>,
     keep_open: bool,
-    warnings: StartupWarnings,
+    /// The name log lines carry.
+    id: String,
     outage: Outage,
 }
 
@@ -257,7 +258,6 @@ impl PostgresqlExtensible {
 #[async_trait]
 impl Input for PostgresqlExtensible {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
-        self.warnings.flush();
         let res = async {
             let version = self
                 .conn
@@ -293,7 +293,7 @@ impl Input for PostgresqlExtensible {
         }
         match res {
             Ok(()) => {
-                self.outage.ok(&self.warnings.id, &self.server);
+                self.outage.ok(&self.id, &self.server);
                 Ok(())
             }
             Err(e) => Err(self.outage.failed(e)),
@@ -365,25 +365,26 @@ fn make_queries(cfg: &Config, warnings: &mut Vec<String>) -> Result<Vec<Query>, 
 
 fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let cfg: Config = parse_config(table)?;
-    let mut warnings = StartupWarnings::new(&ctx.id, "inputs.postgresql_extensible");
+    let id = input_id(&ctx.id, "inputs.postgresql_extensible");
+    let mut warnings = Vec::new();
     let (addr, conn) = connection(
         &cfg.address,
         cfg.prepared_statements,
         cfg.max_lifetime.get(),
         cfg.max_idle,
         cfg.max_open,
-        &mut warnings.list,
+        &mut warnings,
     )
     .map_err(|(key, e)| bad(vec![key.into()], e))?;
     if !cfg.databases.is_empty() {
-        warnings.list.push(
+        warnings.push(
             "databases is deprecated (Telegraf 1.22.4): put the database condition in the query; it only applies to queries with withdbname"
                 .into(),
         );
     }
-    let queries = make_queries(&cfg, &mut warnings.list)?;
+    let queries = make_queries(&cfg, &mut warnings)?;
     if queries.is_empty() {
-        warnings.list.push(
+        warnings.push(
             "no query and no built-in collection is enabled: nothing will be reported".into(),
         );
     }
@@ -392,13 +393,17 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
     } else {
         cfg.outputaddress
     };
+    // The agent captures warnings raised while building: shown at startup and by `config check`.
+    for w in &warnings {
+        tracing::warn!(input = %id, "{w}");
+    }
     Ok(InputPlugin::Polled(Box::new(PostgresqlExtensible {
         conn,
         server,
         database: addr.database(),
         queries,
         keep_open: cfg.max_idle != 0,
-        warnings,
+        id,
         outage: Outage::default(),
     })))
 }

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::inputs::host::{self, HostPaths, metric, push};
-use crate::inputs::mem::MemInfo;
+use crate::inputs::host::{self, HostPaths, MemInfo, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, Format, InputSpec, parse_config};

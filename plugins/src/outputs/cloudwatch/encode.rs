@@ -288,16 +288,7 @@ pub fn iso8601(out: &mut Vec<u8>, ms: i64) {
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86400);
     let sod = secs.rem_euclid(86400);
-    // Civil date of a day count (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
+    let (y, m, d) = crate::common::time::civil_from_days(days);
     fn two(out: &mut Vec<u8>, n: i64) {
         out.push(b'0' + (n / 10) as u8);
         out.push(b'0' + (n % 10) as u8);

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
 
+use crate::common::time;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Policy {
     /// Rotate once the file is this old (by its modification time when opened); zero: never.
@@ -165,7 +167,7 @@ fn stem_and_ext(path: &Path) -> (String, String) {
 async fn free_archive_name(path: &Path, now: SystemTime) -> std::io::Result<PathBuf> {
     let (stem, ext) = stem_and_ext(path);
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let base = format!("{stem}.{}-{secs}", civil_date(secs));
+    let base = format!("{stem}.{}-{secs}", time::date(secs as i64));
     let dir = path.parent().unwrap_or(Path::new("."));
     for n in 0u32.. {
         let name = if n == 0 {
@@ -224,20 +226,6 @@ fn archive_key(name: &str, stem: &str, ext: &str) -> Option<(u64, u32)> {
     parts.next().is_none().then_some((secs, seq))
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix time.
-fn civil_date(secs: u64) -> String {
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,9 +252,9 @@ mod tests {
 
     #[test]
     fn dates_are_utc_calendar_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(951_782_400), "2000-02-29");
-        assert_eq!(civil_date(1_764_547_200), "2025-12-01");
+        assert_eq!(time::date(0), "1970-01-01");
+        assert_eq!(time::date(951_782_400), "2000-02-29");
+        assert_eq!(time::date(1_764_547_200), "2025-12-01");
     }
 
     #[test]

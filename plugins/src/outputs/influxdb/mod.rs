@@ -1,17 +1,19 @@
 //! `outputs.influxdb`: writes line protocol to InfluxDB 1.x's `/write`.
 //!
-//! The HTTP half ([`Writer`]: failover over `urls`, gzip, answer classification, splitting on
-//! 413) is shared with `outputs.influxdb_v2`.
+//! The HTTP half (`common::influx_writer`: failover over `urls`, gzip, answer classification,
+//! splitting on 413) is shared with `outputs.influxdb_v2`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-use crate::codec::influx::{InfluxOptions, write_metric};
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, parse_retry_after};
+use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::influx_writer::{
+    Answer, Writer, default_encoding, default_timeout, outcome, retry, server_message, shown_url,
+};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
@@ -57,384 +59,6 @@ struct Config {
 
 fn default_database() -> String {
     "telegraf".into()
-}
-pub(crate) fn default_timeout() -> Dur {
-    Dur::from_secs(5)
-}
-pub(crate) fn default_encoding() -> String {
-    "gzip".into()
-}
-
-/// What one HTTP attempt came to.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    Ok,
-    /// 413: the body was too large.
-    TooLarge,
-    /// Bad data: drop it. `dropped` (v1) or `written` (v2) is the server's count when it
-    /// wrote part of the request.
-    Rejected {
-        dropped: Option<usize>,
-        written: Option<usize>,
-        message: String,
-    },
-    /// v1's 404 "database not found".
-    NoDatabase(String),
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
-
-/// Posts line protocol to one of several URLs, failing over on retryable answers.
-pub(crate) struct Writer {
-    pub client: reqwest::Client,
-    pub urls: Vec<String>,
-    pub headers: HeaderMap,
-    pub gzip: bool,
-    pub opts: InfluxOptions,
-    pub omit_timestamp: bool,
-    /// Tags to leave out of the lines (database/bucket routing tags).
-    pub exclude: Vec<String>,
-    pub id: String,
-}
-
-impl Writer {
-    pub fn new(
-        tls: &TlsClientConfig,
-        urls: Vec<String>,
-        timeout: Duration,
-        user_agent: Option<&str>,
-        http_headers: &BTreeMap<String, String>,
-        content_encoding: &str,
-        ctx: &BuildContext,
-    ) -> Result<Writer, BuildError> {
-        let client = build_client(&ClientOptions {
-            timeout,
-            idle_conn_timeout: None,
-            tls,
-        })?;
-        let urls = if urls.is_empty() {
-            vec!["http://localhost:8086".to_string()]
-        } else {
-            urls
-        };
-        for u in &urls {
-            let parsed = reqwest::Url::parse(u).map_err(|e| anyhow::anyhow!("url {u:?}: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(anyhow::anyhow!(
-                    "url {u:?}: only http and https are supported (not {})",
-                    parsed.scheme()
-                )
-                .into());
-            }
-        }
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if let Some(ua) = user_agent {
-            headers.insert(
-                reqwest::header::USER_AGENT,
-                HeaderValue::from_str(ua).map_err(|e| anyhow::anyhow!("user_agent: {e}"))?,
-            );
-        }
-        for (k, v) in http_headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| anyhow::anyhow!("http_headers key {k:?}: {e}"))?;
-            let value =
-                HeaderValue::from_str(v).map_err(|e| anyhow::anyhow!("http_headers.{k}: {e}"))?;
-            headers.insert(name, value);
-        }
-        let gzip = match content_encoding {
-            "gzip" => true,
-            "identity" | "" => false,
-            other => {
-                return Err(anyhow::anyhow!(
-                    "content_encoding must be \"gzip\" or \"identity\", not {other:?}"
-                )
-                .into());
-            }
-        };
-        if gzip {
-            headers.insert(
-                reqwest::header::CONTENT_ENCODING,
-                HeaderValue::from_static("gzip"),
-            );
-        }
-        Ok(Writer {
-            client,
-            urls: urls
-                .into_iter()
-                .map(|u| u.trim_end_matches('/').to_string())
-                .collect(),
-            headers,
-            gzip,
-            opts: InfluxOptions::default(),
-            omit_timestamp: false,
-            exclude: Vec::new(),
-            id: ctx.id.clone(),
-        })
-    }
-
-    /// Encodes metrics as line protocol (gzipped when configured).
-    pub fn encode(&self, metrics: &[&Metric]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(metrics.len() * 96);
-        for m in metrics {
-            let needs_copy = self.omit_timestamp || self.exclude.iter().any(|t| m.tag(t).is_some());
-            if needs_copy {
-                let mut m = (*m).clone();
-                for t in &self.exclude {
-                    m.remove_tag(t);
-                }
-                let start = out.len();
-                write_metric(&mut out, &m, &self.opts);
-                if self.omit_timestamp {
-                    omit_timestamp(&mut out, start);
-                }
-            } else {
-                write_metric(&mut out, m, &self.opts);
-            }
-        }
-        if !self.gzip {
-            return out;
-        }
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(out.len() / 4),
-            flate2::Compression::fast(),
-        );
-        enc.write_all(&out).expect("writing to a Vec");
-        enc.finish().expect("writing to a Vec")
-    }
-
-    /// Posts `body` to `<url><path>`, trying each URL (from a random one) until one gives an
-    /// answer that is not retryable.
-    pub async fn post(&self, path: &str, body: Vec<u8>, auth: Option<&HeaderValue>) -> Answer {
-        let n = self.urls.len();
-        let start = if n > 1 { fastrand::usize(..n) } else { 0 };
-        let body = bytes::Bytes::from(body);
-        let mut last = None;
-        for i in 0..n {
-            let url = &self.urls[(start + i) % n];
-            let answer = self.post_once(url, path, body.clone(), auth).await;
-            match answer {
-                Answer::Retry { .. } => {
-                    if n > 1 {
-                        tracing::debug!(output = %self.id, url = %shown_url(url), answer = ?answer, "trying the next url");
-                    }
-                    last = Some(answer);
-                }
-                other => return other,
-            }
-        }
-        last.expect("at least one url")
-    }
-
-    async fn post_once(
-        &self,
-        url: &str,
-        path: &str,
-        body: bytes::Bytes,
-        auth: Option<&HeaderValue>,
-    ) -> Answer {
-        let mut req = self
-            .client
-            .post(format!("{url}{path}"))
-            .headers(self.headers.clone())
-            .body(body);
-        if let Some(a) = auth {
-            req = req.header(reqwest::header::AUTHORIZATION, a.clone());
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "failed"
-                };
-                return Answer::Retry {
-                    reason: format!("{}: request {what}: {}", shown_url(url), error_chain(&e)),
-                    retry_after: None,
-                };
-            }
-        };
-        let status = resp.status();
-        if status.is_success() {
-            return Answer::Ok;
-        }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let text = resp.text().await.unwrap_or_default();
-        let message = server_message(&text);
-        let reason = format!("{}: {status}: {message}", shown_url(url));
-        match status.as_u16() {
-            413 => Answer::TooLarge,
-            404 if message.contains("database not found") => Answer::NoDatabase(reason),
-            // Authorization and wrong paths are configuration problems: keep the data.
-            401 | 403 | 404 | 408 | 429 => Answer::Retry {
-                reason,
-                retry_after,
-            },
-            400..=499 => Answer::Rejected {
-                dropped: dropped_count(&message),
-                written: written_count(&message),
-                message: reason,
-            },
-            _ => Answer::Retry {
-                reason,
-                retry_after,
-            },
-        }
-    }
-
-    /// Sends `metrics` to `path`, halving chunks the server finds too large (413). Returns the
-    /// number of metrics the server refused and its first reason. A retryable failure (or a
-    /// missing database) stops at once and is returned as the `Answer`; chunks already
-    /// written are written again on retry, which InfluxDB treats as overwrites of the same
-    /// points.
-    pub async fn send_all(
-        &self,
-        path: &str,
-        metrics: &[&Metric],
-        auth: Option<&HeaderValue>,
-    ) -> Result<(usize, Option<String>), Answer> {
-        let mut stack = vec![metrics];
-        let mut rejected = 0;
-        let mut reason = None;
-        while let Some(chunk) = stack.pop() {
-            if chunk.is_empty() {
-                continue;
-            }
-            match self.post(path, self.encode(chunk), auth).await {
-                Answer::Ok => {}
-                Answer::TooLarge if chunk.len() > 1 => {
-                    let (a, b) = chunk.split_at(chunk.len() / 2);
-                    stack.push(b);
-                    stack.push(a);
-                }
-                Answer::TooLarge => {
-                    rejected += 1;
-                    reason.get_or_insert_with(|| {
-                        "a single metric is larger than the server accepts (413)".to_string()
-                    });
-                }
-                Answer::Rejected {
-                    dropped,
-                    written,
-                    message,
-                } => {
-                    let refused = dropped
-                        .or(written.map(|w| chunk.len().saturating_sub(w)))
-                        .unwrap_or(chunk.len());
-                    rejected += refused.min(chunk.len());
-                    reason.get_or_insert(message);
-                }
-                stop @ (Answer::NoDatabase(_) | Answer::Retry { .. }) => return Err(stop),
-            }
-        }
-        Ok((rejected, reason))
-    }
-}
-
-/// A stopping answer of [`Writer::send_all`] as a retry.
-pub(crate) fn retry(answer: Answer) -> WriteError {
-    match answer {
-        Answer::Retry {
-            reason,
-            retry_after,
-        } => WriteError::Retry {
-            reason,
-            retry_after,
-        },
-        other => WriteError::Retry {
-            reason: format!("{other:?}"),
-            retry_after: None,
-        },
-    }
-}
-
-/// Folds per-group results into the write's result.
-pub(crate) fn outcome(
-    total: usize,
-    rejected: usize,
-    reason: Option<String>,
-) -> Result<(), WriteError> {
-    let reason = reason.unwrap_or_default();
-    if rejected == 0 {
-        Ok(())
-    } else if rejected >= total {
-        Err(WriteError::Reject { reason })
-    } else {
-        Err(WriteError::Partial { rejected, reason })
-    }
-}
-
-/// Removes the timestamp from the line(s) written since `start` (`influx_omit_timestamp`).
-fn omit_timestamp(out: &mut Vec<u8>, start: usize) {
-    let text = out.split_off(start);
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let cut = line.iter().rposition(|&b| b == b' ').unwrap_or(line.len());
-        out.extend_from_slice(&line[..cut]);
-        out.push(b'\n');
-    }
-}
-
-/// A URL as messages show it: a password in it (`http://user:pass@host`) is masked, since
-/// the reasons of failed writes are logged.
-pub(crate) fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.as_str().trim_end_matches('/').to_string()
-        }
-        _ => url.to_string(),
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
-}
-
-/// InfluxDB's error message from a response body: v1 `{"error":...}`, v2 `{"message":...}`.
-pub(crate) fn server_message(body: &str) -> String {
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-        for key in ["error", "message"] {
-            if let Some(s) = v.get(key).and_then(|x| x.as_str()) {
-                return s.to_string();
-            }
-        }
-    }
-    body.trim().chars().take(500).collect()
-}
-
-/// InfluxDB 1.x ends a partial write's message with `dropped=N`.
-fn dropped_count(message: &str) -> Option<usize> {
-    let i = message.rfind("dropped=")?;
-    let digits: String = message[i + 8..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// InfluxDB 2.x reports a partial write as "partial write error (N written): ...".
-fn written_count(message: &str) -> Option<usize> {
-    let i = message.find(" written)")?;
-    let start = message[..i].rfind('(')? + 1;
-    message[start..i].trim().parse().ok()
 }
 
 struct InfluxDb {
@@ -648,62 +272,10 @@ pub const SPEC: OutputSpec = OutputSpec {
 };
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::common::server::{self, Resp};
-    use std::sync::{Arc, Mutex};
-
-    /// One request as the test server saw it.
-    #[derive(Clone, Debug)]
-    pub(crate) struct Seen {
-        pub path: String,
-        pub headers: http::HeaderMap,
-        /// The body, gunzipped.
-        pub body: String,
-    }
-
-    /// A local HTTP server answering with `answer(request number, request)`.
-    pub(crate) async fn serve_script(
-        answer: impl Fn(usize, &Seen) -> Resp + Send + Sync + 'static,
-    ) -> (
-        String,
-        Arc<Mutex<Vec<Seen>>>,
-        tokio::sync::watch::Sender<bool>,
-    ) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (stop, rx) = tokio::sync::watch::channel(false);
-        let answer = Arc::new(answer);
-        let s = seen.clone();
-        let handler = move |req: http::Request<hyper::body::Incoming>| {
-            let (s, answer) = (s.clone(), answer.clone());
-            async move {
-                let path = req.uri().to_string();
-                let headers = req.headers().clone();
-                let body = server::read_body(req, 1 << 30, Duration::from_secs(5))
-                    .await
-                    .unwrap();
-                let seen = Seen {
-                    path,
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                };
-                let n = {
-                    let mut v = s.lock().unwrap();
-                    v.push(seen.clone());
-                    v.len() - 1
-                };
-                answer(n, &seen)
-            }
-        };
-        let opts = server::ServerOptions {
-            read_timeout: Duration::from_secs(5),
-            tls: None,
-        };
-        tokio::spawn(server::serve(listener, opts, handler, rx));
-        (url, seen, stop)
-    }
+    use crate::common::influx_writer::tests::{serve_script, status, with_header};
+    use crate::common::server;
 
     fn build_with(toml_text: &str) -> Box<dyn Output> {
         let t: toml::Table = toml::from_str(toml_text).unwrap();
@@ -719,14 +291,6 @@ pub(crate) mod tests {
                 .with_field("n", 5u64),
             Metric::new("mem", 2_000_000_000).with_field("free", 3i64),
         ]
-    }
-
-    pub(crate) fn status(code: u16, body: &str) -> Resp {
-        server::respond(
-            http::StatusCode::from_u16(code).unwrap(),
-            "application/json",
-            body.to_string(),
-        )
     }
 
     #[tokio::test]
@@ -803,11 +367,6 @@ pub(crate) mod tests {
         );
     }
 
-    pub(crate) fn with_header(mut r: Resp, k: &'static str, v: &'static str) -> Resp {
-        r.headers_mut().insert(k, HeaderValue::from_static(v));
-        r
-    }
-
     #[tokio::test]
     async fn a_password_in_the_url_is_used_but_never_shown() {
         let (url, seen, _stop) = serve_script(|_, _| status(500, "boom")).await;
@@ -867,15 +426,6 @@ pub(crate) mod tests {
     fn helpers() {
         assert_eq!(basic("u", "p"), "Basic dTpw");
         assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
-        assert_eq!(dropped_count("partial write: x dropped=12"), Some(12));
-        assert_eq!(dropped_count("nope"), None);
-        assert_eq!(
-            written_count("partial write error (5 written): bad"),
-            Some(5)
-        );
-        let mut out = b"keep\ncpu v=1 123\n".to_vec();
-        omit_timestamp(&mut out, 5);
-        assert_eq!(out, b"keep\ncpu v=1\n");
         let t: toml::Table = toml::from_str("urls = [\"udp://localhost:8089\"]").unwrap();
         assert!(build(t, &BuildContext::default()).is_err());
         let t: toml::Table = toml::from_str("content_encoding = \"br\"").unwrap();

@@ -8,9 +8,9 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use crate::common::http::TlsClientConfig;
+use crate::common::influx_writer::{Writer, default_encoding, default_timeout, outcome, retry};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
-use crate::outputs::influxdb::{Writer, default_encoding, default_timeout, outcome, retry};
 use crate::plugin::{BuildContext, Output, WriteError};
 use crate::registry::{BuildError, Format, OutputSpec, parse_config};
 
@@ -144,8 +144,8 @@ pub const SPEC: OutputSpec = OutputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::influx_writer::tests::{serve_script, status, with_header};
     use crate::common::server;
-    use crate::outputs::influxdb::tests::{serve_script, status, with_header};
     use std::time::Duration;
 
     fn build_with(toml_text: &str) -> Box<dyn Output> {

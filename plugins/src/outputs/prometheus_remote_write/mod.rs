@@ -13,12 +13,12 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::Deserialize;
 
 use crate::codec::prometheus::sanitize_label_name;
+use crate::codec::prometheus_series::place;
 use crate::common::http::{
     ClientOptions, TlsClientConfig, build_client, response_error, send_error,
 };
 use crate::config_types::Duration;
 use crate::model::{FieldValue, Metric};
-use crate::outputs::prometheus_client::store::place;
 use crate::plugin::{BuildContext, Output, WriteError};
 use crate::registry::{BuildError, ConfigError, Format, OutputSpec, parse_config};
 
