@@ -562,7 +562,7 @@ fn image_as_sidecar_scrapes_the_app_and_delivers_to_victoria_metrics() {
         "sonde.toml",
         &format!(
             "[agent]\n  interval = \"1s\"\n  flush_interval = \"1s\"\n  omit_hostname = true\n\
-             [[inputs.prometheus]]\n  urls = [\"http://localhost:{app_port}/metrics\"]\n\
+             [[inputs.prometheus]]\n  metric_version = 2\n  urls = [\"http://localhost:{app_port}/metrics\"]\n\
              [[outputs.prometheus_remote_write]]\n  url = \"{}\"\n",
             vm.url("/api/v1/write")
         ),

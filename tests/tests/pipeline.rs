@@ -111,6 +111,7 @@ fn http_config(dir: &TempDir, lines: &str, extra_output: &str, extra: &str) -> s
 
 [[inputs.exec]]
   commands = ["{script}"]
+  data_format = "influx"
 
 {extra}
 
@@ -279,6 +280,7 @@ fn sighup_reload_keeps_buffered_metrics() {
 
 [[inputs.exec]]
   commands = ["{}"]
+  data_format = "influx"
 
 [[outputs.http]]
   url = "{}"
@@ -345,6 +347,7 @@ fn sigterm_flushes_what_is_buffered() {
 
 [[inputs.exec]]
   commands = ["{script}"]
+  data_format = "influx"
 
 [[outputs.file]]
   files = ["{}"]

@@ -220,7 +220,7 @@ fn prometheus_input_reads_what_real_exporters_serve() {
     let cfg = dir.write(
         "sonde.toml",
         &format!(
-            "{AGENT}[[inputs.prometheus]]\n  urls = [\"{ne_url}\", \"{prom_url}\", \"file://{}\"]\n\
+            "{AGENT}[[inputs.prometheus]]\n  metric_version = 2\n  urls = [\"{ne_url}\", \"{prom_url}\", \"file://{}\"]\n\
              [[outputs.discard]]\n",
             fixture.display()
         ),

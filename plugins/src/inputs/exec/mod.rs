@@ -293,7 +293,8 @@ pub const SPEC: InputSpec = InputSpec {
     name: "exec",
     description: "Run commands and parse their output in a data_format",
     sample: include_str!("sample.toml"),
-    format: Format::Parser("influx"),
+    // Telegraf's legacy default for exec alone: without data_format the output is JSON.
+    format: Format::Parser("json"),
     build,
 };
 

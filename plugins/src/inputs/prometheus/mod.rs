@@ -39,7 +39,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             urls: Vec::new(),
-            metric_version: 2,
+            // Telegraf's default: a different one would rename every metric of a config
+            // that leaves it out.
+            metric_version: 1,
             url_tag: "url".into(),
             bearer_token: None,
             bearer_token_string: None,
@@ -286,7 +288,9 @@ mod tests {
     async fn scrapes_both_versions_with_auth_and_url_tag() {
         let (port, rx) = server(PAGE);
         let url = format!("http://127.0.0.1:{port}/metrics");
-        let mut v2 = input(&format!("urls = ['{url}']\nbearer_token_string = 'tok'"));
+        let mut v2 = input(&format!(
+            "urls = ['{url}']\nmetric_version = 2\nbearer_token_string = 'tok'"
+        ));
         let mut acc = Accumulator::new(42);
         v2.gather(&mut acc).await.unwrap();
         assert!(acc.errors.is_empty(), "{:?}", acc.errors);
@@ -306,8 +310,9 @@ mod tests {
         assert_eq!(reqs.kind, ValueType::Counter);
         assert_eq!(reqs.field("reqs_total"), Some(&FieldValue::Float(5.0)));
 
+        // metric_version 1 is the default, as in Telegraf.
         let mut v1 = input(&format!(
-            "urls = ['{url}']\nmetric_version = 1\nurl_tag = 'src'\nusername = 'u'\npassword = 'p'"
+            "urls = ['{url}']\nurl_tag = 'src'\nusername = 'u'\npassword = 'p'"
         ));
         let mut acc = Accumulator::new(42);
         v1.gather(&mut acc).await.unwrap();

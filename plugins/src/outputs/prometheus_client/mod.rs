@@ -50,7 +50,8 @@ impl Default for Config {
             path: "/metrics".into(),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
-            metric_version: 2,
+            // Telegraf's default (see the prometheus input).
+            metric_version: 1,
             basic_username: None,
             basic_password: None,
             ip_range: Vec::new(),
