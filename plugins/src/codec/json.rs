@@ -336,26 +336,7 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     if !pattern.contains(['*', '?']) {
         return pattern == s;
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+    super::gjson::like(pattern, s)
 }
 
 pub(crate) fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {

@@ -503,7 +503,8 @@ fn tls_config(
 ) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
-        TlsMode::Prefer | TlsMode::Require => Arc::new(NoVerify(provider.clone())),
+        // libpq's prefer/require: encryption without checking who the server is.
+        TlsMode::Prefer | TlsMode::Require => Arc::new(crate::common::http::AcceptAny::new()),
         _ => {
             let webpki = match rootcert {
                 Some("system") => None,
@@ -571,52 +572,6 @@ fn tls_config(
     // PostgreSQL 17's direct TLS negotiation wants ALPN "postgresql"; harmless otherwise.
     config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(config)
-}
-
-/// `sslmode=prefer|require`: encryption without checking who the server is (libpq's meaning).
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// `sslmode=verify-ca`: the chain must lead to a trusted root; the name is not checked.
