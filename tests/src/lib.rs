@@ -217,3 +217,26 @@ pub fn sorted_lines(s: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Splits a line-protocol line at `sep` outside quotes and backslash escapes (escapes kept).
+pub fn split_lp(s: &str, sep: char) -> Vec<String> {
+    let (mut out, mut cur, mut quoted, mut esc) = (Vec::new(), String::new(), false, false);
+    for c in s.chars() {
+        if esc {
+            cur.push(c);
+            esc = false;
+        } else if c == '\\' {
+            cur.push(c);
+            esc = true;
+        } else if c == '"' {
+            cur.push(c);
+            quoted = !quoted;
+        } else if c == sep && !quoted {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}

@@ -44,29 +44,6 @@ impl Line {
     }
 }
 
-/// Splits at `sep` outside quotes and backslash escapes.
-fn split_lp(s: &str, sep: char) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut esc) = (Vec::new(), String::new(), false, false);
-    for c in s.chars() {
-        if esc {
-            cur.push(c);
-            esc = false;
-        } else if c == '\\' {
-            cur.push(c);
-            esc = true;
-        } else if c == '"' {
-            cur.push(c);
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
-}
-
 fn unescape(s: &str) -> String {
     s.replace("\\ ", " ")
         .replace("\\,", ",")
@@ -74,9 +51,9 @@ fn unescape(s: &str) -> String {
 }
 
 fn parse_line(l: &str) -> Line {
-    let parts = split_lp(l, ' ');
+    let parts = sonde_tests::split_lp(l, ' ');
     assert!(parts.len() >= 2, "bad line {l:?}");
-    let mut head = split_lp(&parts[0], ',').into_iter();
+    let mut head = sonde_tests::split_lp(&parts[0], ',').into_iter();
     let name = unescape(&head.next().unwrap());
     let kv = |s: String| {
         let (k, v) = s
@@ -85,7 +62,10 @@ fn parse_line(l: &str) -> Line {
         (unescape(k), v.to_string())
     };
     let tags = head.map(kv).collect();
-    let fields = split_lp(&parts[1], ',').into_iter().map(kv).collect();
+    let fields = sonde_tests::split_lp(&parts[1], ',')
+        .into_iter()
+        .map(kv)
+        .collect();
     Line { name, tags, fields }
 }
 

@@ -43,29 +43,6 @@ impl Line {
     }
 }
 
-/// Splits at `sep` outside quotes and backslash escapes.
-fn split_lp(s: &str, sep: char) -> Vec<String> {
-    let (mut out, mut cur, mut quoted, mut esc) = (Vec::new(), String::new(), false, false);
-    for c in s.chars() {
-        if esc {
-            cur.push(c);
-            esc = false;
-        } else if c == '\\' {
-            cur.push(c);
-            esc = true;
-        } else if c == '"' {
-            cur.push(c);
-            quoted = !quoted;
-        } else if c == sep && !quoted {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
-        }
-    }
-    out.push(cur);
-    out
-}
-
 fn unescape(s: &str) -> String {
     let mut out = String::new();
     let mut esc = false;
@@ -84,9 +61,9 @@ fn parse(out: &str) -> Vec<Line> {
     out.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            let parts = split_lp(l, ' ');
+            let parts = sonde_tests::split_lp(l, ' ');
             assert!(parts.len() >= 2, "bad line {l:?}");
-            let mut head = split_lp(&parts[0], ',').into_iter();
+            let mut head = sonde_tests::split_lp(&parts[0], ',').into_iter();
             let name = unescape(&head.next().unwrap());
             let kv = |s: String| {
                 let (k, v) = s.split_once('=').unwrap();
@@ -99,7 +76,10 @@ fn parse(out: &str) -> Vec<Line> {
             Line {
                 name,
                 tags: tags.collect(),
-                fields: split_lp(&parts[1], ',').into_iter().map(kv).collect(),
+                fields: sonde_tests::split_lp(&parts[1], ',')
+                    .into_iter()
+                    .map(kv)
+                    .collect(),
                 time: parts.get(2).and_then(|t| t.parse().ok()).unwrap_or(0),
             }
         })

@@ -325,16 +325,20 @@ pub fn send_error(url: &reqwest::Url, e: &reqwest::Error) -> WriteError {
 /// How much of a server's error body goes into the logged reason.
 const MAX_REASON_BODY: usize = 512;
 
+/// The answer's `Retry-After` (seconds or an HTTP date), if it has a usable one.
+pub fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+}
+
 /// Maps a non-2xx answer: 429, 5xx (and stray 1xx/3xx) are retried, honouring `Retry-After`;
 /// other 4xx, and the codes in `permanent`, reject the batch for good. The reason carries the
 /// status and the start of the server's body.
 pub async fn response_error(resp: reqwest::Response, permanent: &[u16]) -> WriteError {
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+    let retry_after = retry_after(&resp);
     let text = resp.text().await.unwrap_or_default();
     let text = text.trim();
     let mut reason = format!("server answered {status}");

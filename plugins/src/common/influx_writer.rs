@@ -8,9 +8,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::codec::influx::{InfluxOptions, write_metric};
-use crate::common::http::{
-    ClientOptions, TlsClientConfig, build_client, error_chain, parse_retry_after,
-};
+use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, WriteError};
@@ -223,11 +221,7 @@ impl Writer {
         if status.is_success() {
             return Answer::Ok;
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
+        let retry_after = crate::common::http::retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
         let message = server_message(&text);
         let reason = format!("{}: {status}: {message}", shown_url(url));

@@ -325,11 +325,7 @@ impl Crypto {
             .await
             .map_err(|e| Failure::Other(error_chain(&e)))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::common::http::parse_retry_after(v, std::time::SystemTime::now()));
+        let retry_after = crate::common::http::retry_after(&resp);
         let text = resp
             .text()
             .await

@@ -298,11 +298,7 @@ impl CloudWatch {
             .await
             .map_err(|e| retry(format!("{what}: sending to {host}: {}", error_chain(&e))))?;
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::common::http::parse_retry_after(v, SystemTime::now()));
+        let retry_after = crate::common::http::retry_after(&resp);
         let text = resp.text().await.unwrap_or_default();
         if status.is_success() {
             return Ok(text);
