@@ -608,11 +608,13 @@ fn run(args: RunArgs, selection: Selection, registry: Registry) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         if args.once {
-            let lost = pipeline::run_once(cfg, args.test_wait).await;
-            return if lost == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            return match pipeline::run_once(cfg, args.test_wait).await {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::FAILURE,
+                Err(e) => {
+                    error!("cannot start: {e}");
+                    ExitCode::FAILURE
+                }
             };
         }
         serve(cfg, &args, &selection, &registry).await
@@ -647,7 +649,13 @@ async fn serve(
         error!("cannot start: {e}");
         return ExitCode::FAILURE;
     }
-    let mut running = Running::start(cfg);
+    let mut running = match Running::start(cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     running.ready(READY_LIMIT).await;
     info!("started");
     service::notify("READY=1");
@@ -679,7 +687,12 @@ async fn serve(
     }
     info!("shutting down");
     service::notify("STOPPING=1");
-    running.shutdown().await;
+    let lost = running.shutdown().await;
+    if lost > 0 {
+        // Already logged per output; the exit status tells the service manager too.
+        error!(lost, "stopped with metrics lost");
+        return ExitCode::FAILURE;
+    }
     info!("stopped");
     ExitCode::SUCCESS
 }

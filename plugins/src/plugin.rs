@@ -77,13 +77,86 @@ pub trait Input: Send {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()>;
 }
 
+/// One batch on its way from an input to the processors.
+pub struct Batch {
+    pub metrics: Vec<Metric>,
+    /// Set by sources that can push back (listeners): told whether every output buffer took
+    /// the batch. Without it, a full buffer drops its oldest metrics instead.
+    pub ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
+    /// The batch's share of the queue's byte budget, given back when it leaves the queue.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// What became of a batch sent with an acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every output buffer that takes it has it (written, and synced when its policy says so).
+    Accepted,
+    /// An output buffer is full: nothing was taken; try again after `retry_after`.
+    Full {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// An output buffer could not store it (a disk error): nothing was taken.
+    Failed(String),
+}
+
+/// The inputs' end of the queue to the processors, bounded by the estimated bytes of the
+/// batches in it, so a slow pipeline pushes back on inputs before memory grows.
+#[derive(Clone)]
+pub struct PipelineSender {
+    tx: flume::Sender<Batch>,
+    budget: Arc<tokio::sync::Semaphore>,
+    budget_bytes: u32,
+}
+
+impl PipelineSender {
+    pub fn new(tx: flume::Sender<Batch>, budget_bytes: u32) -> Self {
+        PipelineSender {
+            tx,
+            budget: Arc::new(tokio::sync::Semaphore::new(budget_bytes as usize)),
+            budget_bytes,
+        }
+    }
+
+    /// Queues a batch, waiting while the queue holds its byte budget.
+    pub async fn send(
+        &self,
+        metrics: Vec<Metric>,
+        ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
+    ) -> Result<(), SinkClosed> {
+        let bytes: usize = metrics.iter().map(Metric::estimated_size).sum();
+        // A batch larger than the whole budget waits for an empty queue.
+        let want = bytes.clamp(1, self.budget_bytes as usize) as u32;
+        let permit = self
+            .budget
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|_| SinkClosed)?;
+        self.tx
+            .send_async(Batch {
+                metrics,
+                ack,
+                permit: Some(permit),
+            })
+            .await
+            .map_err(|_| SinkClosed)
+    }
+
+    /// Batches waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
 /// Where a service input (listener) delivers metrics.
 ///
-/// `send` completes once the batch is in the pipeline's bounded queue, so a listener that
-/// answers after `send` never acknowledges data that could still be lost in between.
+/// `send` completes once every output buffer that takes the batch has stored it, or says
+/// why not, so a listener that answers after `send` acknowledges only what is safe.
 #[derive(Clone)]
 pub struct MetricSink {
-    tx: flume::Sender<Vec<Metric>>,
+    tx: PipelineSender,
     prepare: PrepareFn,
 }
 
@@ -95,23 +168,79 @@ pub type PrepareFn = Arc<dyn Fn(&mut Vec<Metric>) + Send + Sync>;
 #[error("pipeline closed")]
 pub struct SinkClosed;
 
+/// Why a batch was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the agent is shutting down")]
+    Closed,
+    /// An output buffer is full; the sender should try again later (HTTP 429).
+    #[error("{reason}")]
+    Full {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// An output buffer could not store the batch (HTTP 503).
+    #[error("{0}")]
+    Failed(String),
+}
+
 impl MetricSink {
-    pub fn new(tx: flume::Sender<Vec<Metric>>, prepare: PrepareFn) -> Self {
+    pub fn new(tx: PipelineSender, prepare: PrepareFn) -> Self {
         MetricSink { tx, prepare }
     }
 
-    pub async fn send(&self, mut batch: Vec<Metric>) -> Result<(), SinkClosed> {
+    /// Sends a batch and waits until the output buffers have stored it (or refused it).
+    pub async fn send(&self, mut batch: Vec<Metric>) -> Result<(), SendError> {
         (self.prepare)(&mut batch);
         if batch.is_empty() {
             return Ok(());
         }
-        self.tx.send_async(batch).await.map_err(|_| SinkClosed)
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(batch, Some(ack))
+            .await
+            .map_err(|_| SendError::Closed)?;
+        match done.await {
+            Ok(Delivery::Accepted) => Ok(()),
+            Ok(Delivery::Full {
+                reason,
+                retry_after,
+            }) => Err(SendError::Full {
+                reason,
+                retry_after,
+            }),
+            Ok(Delivery::Failed(m)) => Err(SendError::Failed(m)),
+            Err(_) => Err(SendError::Closed),
+        }
     }
 
     /// Number of batches waiting in the queue (for 429-style backpressure).
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.tx.queued()
     }
+}
+
+/// A sink for a service input's unit tests: every batch is acknowledged as soon as it is
+/// queued and handed on through a channel of `capacity` batches.
+#[cfg(test)]
+pub(crate) fn test_sink(capacity: usize) -> (MetricSink, flume::Receiver<Vec<Metric>>) {
+    let (tx, rx) = flume::unbounded::<Batch>();
+    let (out_tx, out_rx) = flume::bounded(capacity);
+    tokio::spawn(async move {
+        while let Ok(b) = rx.recv_async().await {
+            if let Some(ack) = b.ack {
+                let _ = ack.send(Delivery::Accepted);
+            }
+            if out_tx.send_async(b.metrics).await.is_err() {
+                break;
+            }
+        }
+    });
+    let sink = MetricSink::new(
+        PipelineSender::new(tx, u32::MAX),
+        Arc::new(|_: &mut Vec<Metric>| {}),
+    );
+    (sink, out_rx)
 }
 
 /// What a service input gets to run with.
@@ -221,20 +350,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sink_prepares_then_queues() {
+    async fn sink_prepares_queues_and_waits_for_the_buffers() {
         let (tx, rx) = flume::bounded(1);
         let sink = MetricSink::new(
-            tx,
+            PipelineSender::new(tx, 1 << 20),
             Arc::new(|b: &mut Vec<Metric>| b.retain(|m| m.name != "drop")),
         );
-        sink.send(vec![
-            Metric::new("keep", 0).with_field("f", 1i64),
-            Metric::new("drop", 0),
-        ])
-        .await
-        .unwrap();
-        let got = rx.recv().unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].name, "keep");
+        let pipeline = tokio::spawn(async move {
+            let first: Batch = rx.recv_async().await.unwrap();
+            assert_eq!(first.metrics.len(), 1);
+            assert_eq!(first.metrics[0].name, "keep");
+            first.ack.unwrap().send(Delivery::Accepted).unwrap();
+            let second: Batch = rx.recv_async().await.unwrap();
+            second
+                .ack
+                .unwrap()
+                .send(Delivery::Full {
+                    reason: "full".into(),
+                    retry_after: Duration::from_secs(2),
+                })
+                .unwrap();
+        });
+        let batch = || {
+            vec![
+                Metric::new("keep", 0).with_field("f", 1i64),
+                Metric::new("drop", 0),
+            ]
+        };
+        sink.send(batch()).await.unwrap();
+        match sink.send(batch()).await {
+            Err(SendError::Full { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(2))
+            }
+            other => panic!("{other:?}"),
+        }
+        pipeline.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_queue_budget_holds_senders_back() {
+        let (tx, rx) = flume::unbounded();
+        let sender = PipelineSender::new(tx, 100);
+        let big = || vec![Metric::new("m", 0).with_field("f", 1i64)];
+        // One metric is more than 100 estimated bytes: it takes the whole budget.
+        sender.send(big(), None).await.unwrap();
+        let blocked = tokio::time::timeout(Duration::from_millis(50), sender.send(big(), None));
+        assert!(blocked.await.is_err(), "the second batch must wait");
+        drop(rx.recv().unwrap());
+        tokio::time::timeout(Duration::from_secs(5), sender.send(big(), None))
+            .await
+            .expect("budget returned")
+            .unwrap();
     }
 }

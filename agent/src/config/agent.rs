@@ -25,6 +25,11 @@ pub const AGENT_KEYS: &[&str] = &[
     "logfile",
     "logformat",
     "shutdown_timeout",
+    "buffer_strategy",
+    "buffer_directory",
+    "buffer_disk_limit",
+    "buffer_disk_sync",
+    "overflow",
 ];
 
 /// Telegraf agent keys sonde accepts and ignores.
@@ -43,8 +48,6 @@ pub const IGNORED_AGENT_KEYS: &[&str] = &[
     "statefile",
     "always_include_local_tags",
     "always_include_global_tags",
-    "buffer_strategy",
-    "buffer_directory",
 ];
 
 /// Applies one file's `[agent]` over `agent`: keys it sets override earlier files.
@@ -81,6 +84,7 @@ pub fn apply(sec: &mut Section, agent: &mut AgentConfig) {
             agent.metric_buffer_limit_bytes = n;
         }
     }
+    agent.buffer.apply(sec);
     if let Some(f) = sec.string("logfile") {
         agent.logfile = (!f.is_empty()).then(|| PathBuf::from(f));
     }

@@ -44,6 +44,104 @@ pub struct AgentConfig {
     pub logformat: String,
     /// How long shutdown waits for outputs to flush.
     pub shutdown_timeout: Duration,
+    /// The outputs' buffer defaults.
+    pub buffer: BufferOptions,
+}
+
+/// Where an output buffers metrics: `buffer_strategy`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufferStrategy {
+    Memory,
+    /// Segment files under `buffer_directory`, bounded by `buffer_disk_limit`.
+    Disk {
+        limit_bytes: u64,
+        sync: crate::pipeline::SyncPolicy,
+    },
+}
+
+/// What a full buffer does with a batch from a listener (`overflow`). Polled inputs cannot
+/// push back: for them a full buffer always drops its oldest metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the batch: the listener answers 429 with Retry-After (statsd counts a drop).
+    Backpressure,
+    /// Accept it and drop the oldest buffered metrics.
+    DropOldest,
+}
+
+/// The buffer options, set in `[agent]` and overridden per output.
+#[derive(Clone, Debug)]
+pub struct BufferOptions {
+    pub disk: bool,
+    pub directory: PathBuf,
+    pub disk_limit: u64,
+    pub disk_sync: crate::pipeline::SyncPolicy,
+    pub overflow: Overflow,
+}
+
+impl Default for BufferOptions {
+    fn default() -> Self {
+        BufferOptions {
+            disk: false,
+            directory: PathBuf::from("/var/lib/sonde/buffer"),
+            disk_limit: 1 << 30,
+            disk_sync: crate::pipeline::SyncPolicy::Every(Duration::from_secs(1)),
+            overflow: Overflow::Backpressure,
+        }
+    }
+}
+
+impl BufferOptions {
+    /// Reads the buffer keys of `sec` over these values.
+    pub(crate) fn apply(&mut self, sec: &mut section::Section) {
+        if let Some(s) = sec.choice("buffer_strategy", &["memory", "disk"]) {
+            self.disk = s == "disk";
+        }
+        if let Some(d) = sec.string("buffer_directory") {
+            if d.is_empty() {
+                sec.value_error("buffer_directory", "must not be empty".into());
+            } else {
+                self.directory = PathBuf::from(d);
+            }
+        }
+        if let Some(n) = sec.size("buffer_disk_limit") {
+            if n == 0 {
+                sec.value_error("buffer_disk_limit", "must be more than zero".into());
+            } else {
+                self.disk_limit = n;
+            }
+        }
+        if let Some(v) = sec.string("buffer_disk_sync") {
+            match v.as_str() {
+                "always" => self.disk_sync = crate::pipeline::SyncPolicy::Always,
+                other => match sonde_plugins::config_types::parse_duration(other) {
+                    Ok(d) if !d.is_zero() => self.disk_sync = crate::pipeline::SyncPolicy::Every(d),
+                    _ => sec.value_error(
+                        "buffer_disk_sync",
+                        format!("expected \"always\" or a duration such as \"1s\", got {other:?}"),
+                    ),
+                },
+            }
+        }
+        if let Some(o) = sec.choice("overflow", &["backpressure", "drop_oldest"]) {
+            self.overflow = if o == "backpressure" {
+                Overflow::Backpressure
+            } else {
+                Overflow::DropOldest
+            };
+        }
+    }
+
+    pub fn strategy(&self) -> BufferStrategy {
+        if self.disk {
+            BufferStrategy::Disk {
+                limit_bytes: self.disk_limit,
+                sync: self.disk_sync,
+            }
+        } else {
+            BufferStrategy::Memory
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -66,6 +164,7 @@ impl Default for AgentConfig {
             logfile: None,
             logformat: "text".into(),
             shutdown_timeout: Duration::from_secs(10),
+            buffer: BufferOptions::default(),
         }
     }
 }
@@ -150,6 +249,10 @@ pub struct OutputConfig {
     pub metric_batch_size: usize,
     pub metric_buffer_limit: usize,
     pub metric_buffer_limit_bytes: u64,
+    pub buffer_strategy: BufferStrategy,
+    /// The base directory of disk buffers; each output has its own directory below it.
+    pub buffer_directory: PathBuf,
+    pub overflow: Overflow,
     pub name_override: Option<String>,
     pub name_prefix: Option<String>,
     pub name_suffix: Option<String>,

@@ -56,6 +56,9 @@ pub const OUTPUT_KEYS: &[&str] = &[
     "startup_error_behavior",
     "buffer_strategy",
     "buffer_directory",
+    "buffer_disk_limit",
+    "buffer_disk_sync",
+    "overflow",
 ];
 
 const LOG_LEVELS: &[&str] = &["", "error", "warn", "info", "debug", "trace"];
@@ -347,17 +350,8 @@ fn output_options(
         sec.choice("startup_error_behavior", STARTUP_BEHAVIORS)
             .as_deref(),
     );
-    if sec
-        .choice("buffer_strategy", &["memory", "disk"])
-        .as_deref()
-        == Some("disk")
-    {
-        tracing::warn!(
-            "{}: buffer_strategy = \"disk\" is not supported; buffering in memory",
-            sec.name
-        );
-    }
-    sec.string("buffer_directory");
+    let mut buffer = agent.buffer.clone();
+    buffer.apply(sec);
     let filter = sec.filter();
     let name = name.to_string();
     let a = alias.clone();
@@ -369,6 +363,9 @@ fn output_options(
         metric_batch_size,
         metric_buffer_limit,
         metric_buffer_limit_bytes,
+        buffer_strategy: buffer.strategy(),
+        buffer_directory: buffer.directory,
+        overflow: buffer.overflow,
         name_override,
         name_prefix,
         name_suffix,

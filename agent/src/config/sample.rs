@@ -16,7 +16,7 @@ const HEADER: &str = r##"# sonde configuration
 # fieldinclude, fieldexclude, tagpass, tagdrop, taginclude, tagexclude; inputs also interval,
 # precision, collection_jitter, collection_offset, name_override, name_prefix, name_suffix and
 # [inputs.NAME.tags]; outputs flush_interval, flush_jitter, metric_batch_size,
-# metric_buffer_limit and metric_buffer_limit_bytes.
+# metric_buffer_limit, metric_buffer_limit_bytes and the buffer_* options and overflow.
 
 # Tags added to every metric.
 [global_tags]
@@ -38,8 +38,24 @@ const HEADER: &str = r##"# sonde configuration
   metric_batch_size = 1000
   ## Most unwritten metrics kept per output; the oldest are dropped beyond it.
   metric_buffer_limit = 10000
-  ## Most memory each output's buffer may use.
+  ## Most memory each output's buffer may use (the encoded size of what it holds).
   metric_buffer_limit_bytes = "64MiB"
+
+  ## Where outputs buffer unwritten metrics: "memory", or "disk" (segment files in a
+  ## directory per output under buffer_directory, kept across restarts, crashes and
+  ## kill -9; a stop keeps the backlog there for the next start).
+  buffer_strategy = "memory"
+  buffer_directory = "/var/lib/sonde/buffer"
+  ## Most disk each output's disk buffer may use; beyond it the oldest segments are dropped.
+  buffer_disk_limit = "1GiB"
+  ## When disk buffer writes are forced to the disk: "always" (before a listener
+  ## acknowledges them) or at most once per interval. A kill -9 loses nothing either way;
+  ## a power loss may lose the last interval.
+  buffer_disk_sync = "1s"
+  ## What a full buffer does with metrics from a listener: "backpressure" refuses them
+  ## (HTTP 429 with Retry-After, so the sender retries), "drop_oldest" takes them and drops
+  ## the oldest buffered. Polled inputs cannot push back: for them the oldest are dropped.
+  overflow = "backpressure"
 
   ## Default interval between writes for all outputs, and a random delay up to
   ## flush_jitter added to each.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sonde_plugins::plugin::{
-    Accumulator, Input, InputPlugin, MetricSink, RepeatedError, ServiceContext,
+    Accumulator, Input, InputPlugin, MetricSink, PipelineSender, RepeatedError, ServiceContext,
 };
 use sonde_plugins::selfstat::{self, Stat, Stats};
 use sonde_plugins::{Metric, Str};
@@ -245,11 +245,7 @@ fn next_due(interval: Duration, round: bool, offset: Duration, jitter: Duration)
 
 /// Runs an input until `shutdown` turns true. Polled inputs gather on their schedule (the first
 /// gather at once, as the fastest path to data); service inputs run continuously.
-pub async fn run(
-    input: PreparedInput,
-    tx: flume::Sender<Vec<Metric>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(input: PreparedInput, tx: PipelineSender, mut shutdown: watch::Receiver<bool>) {
     let PreparedInput {
         name: _,
         id,
@@ -317,7 +313,8 @@ pub async fn run(
                     return;
                 }
                 let metrics = gather_once(&id, plugin.as_mut(), &modifiers, &stats, timeout).await;
-                if !metrics.is_empty() && tx.send_async(metrics).await.is_err() {
+                // A polled input cannot push back: a full output buffer drops its oldest.
+                if !metrics.is_empty() && tx.send(metrics, None).await.is_err() {
                     warn!(input = %id, "pipeline closed");
                     return;
                 }

@@ -5,26 +5,29 @@ mod input;
 mod output;
 mod process;
 
+pub use buffer::SyncPolicy;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sonde_plugins::Metric;
 use sonde_plugins::model::now_ns;
-use sonde_plugins::plugin::InputPlugin;
+use sonde_plugins::plugin::{Batch, Delivery, InputPlugin, PipelineSender};
 use sonde_plugins::selfstat::{self, Stats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use buffer::{Buffer, Record};
 use input::PreparedInput;
 use output::{AgentWriteStats, RunningOutput};
 use process::{RunningAggregator, RunningProcessor, run_processors};
 
-/// Batches waiting between the inputs and the processor task. Bounded so a stuck pipeline
-/// pushes back on listeners instead of growing without limit.
-const QUEUE_BATCHES: usize = 256;
+/// The estimated bytes of the batches waiting between the inputs and the processor task.
+/// Bounded so a slow processor pushes back on the inputs instead of growing without limit.
+const QUEUE_BYTES: u32 = 16 << 20;
 /// How long inputs get to stop before they are abandoned.
 const INPUT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,7 +98,8 @@ impl AgentStats {
 }
 
 /// Identity of an output across a reload: its name, alias and how many came before it with
-/// the same name and alias. Buffered metrics move to the output with the same identity.
+/// the same name and alias. Buffered metrics move to the output with the same identity, and
+/// its disk buffer directory is named after it, so editing an option keeps the backlog.
 type OutputKey = (String, Option<String>, usize);
 
 fn output_keys<'a>(outputs: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> Vec<OutputKey> {
@@ -110,6 +114,64 @@ fn output_keys<'a>(outputs: impl Iterator<Item = (&'a str, Option<&'a str>)>) ->
         .collect()
 }
 
+/// The directory name of an output's disk buffer: `influxdb_v2`, `influxdb_v2-central` (an
+/// alias), `influxdb_v2-2` (the second without an alias).
+fn buffer_dir_name((name, alias, index): &OutputKey) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut d = clean(name);
+    if let Some(a) = alias {
+        d.push('-');
+        d.push_str(&clean(a));
+    }
+    if *index > 0 {
+        d.push_str(&format!("-{}", index + 1));
+    }
+    d
+}
+
+/// Starts every output with its buffer; `carried` holds the buffers of a previous
+/// configuration.
+fn start_outputs(
+    outputs: Vec<crate::config::OutputConfig>,
+    stats: &AgentStats,
+    mut carried: HashMap<OutputKey, Buffer>,
+    fallback: bool,
+) -> Result<Vec<RunningOutput>, String> {
+    let keys = output_keys(
+        outputs
+            .iter()
+            .map(|o| (o.name.as_str(), o.alias.as_deref())),
+    );
+    let mut started = Vec::with_capacity(outputs.len());
+    for (o, key) in outputs.into_iter().zip(keys) {
+        let dir = o.buffer_directory.join(buffer_dir_name(&key));
+        let old = carried.remove(&key);
+        if let Some(b) = &old
+            && b.len() > 0
+        {
+            info!(output = %key.0, metrics = b.len(), "kept buffered metrics across reload");
+        }
+        started.push(RunningOutput::start(o, &stats.write, dir, old, fallback)?);
+    }
+    for (key, buffer) in carried {
+        if buffer.len() > 0 && buffer.disk_dir().is_none() {
+            warn!(output = %key.0, lost = buffer.len(), "output removed by reload: its buffered metrics are dropped");
+            stats.write.dropped.add(buffer.len() as i64);
+        }
+    }
+    Ok(started)
+}
+
 /// A started pipeline.
 pub struct Running {
     outputs: Arc<Vec<RunningOutput>>,
@@ -121,40 +183,24 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(cfg: Config) -> Running {
-        Self::start_with(cfg, HashMap::new())
+    /// Starts the pipeline. Fails when an output's buffer cannot be opened (a disk buffer
+    /// directory that cannot be created, or one in use by another process).
+    pub fn start(cfg: Config) -> Result<Running, String> {
+        Self::start_with(cfg, HashMap::new(), false)
     }
 
-    /// Starts the pipeline; `carried` holds metrics buffered by a previous configuration.
-    fn start_with(cfg: Config, mut carried: HashMap<OutputKey, Vec<Metric>>) -> Running {
+    /// Starts the pipeline; `carried` holds the buffers of a previous configuration. With
+    /// `fallback`, a disk buffer that cannot be opened is replaced by a memory buffer.
+    fn start_with(
+        cfg: Config,
+        carried: HashMap<OutputKey, Buffer>,
+        fallback: bool,
+    ) -> Result<Running, String> {
         let stats = AgentStats::register();
-        let keys = output_keys(
-            cfg.outputs
-                .iter()
-                .map(|o| (o.name.as_str(), o.alias.as_deref())),
-        );
-        let outputs: Vec<RunningOutput> = cfg
-            .outputs
-            .into_iter()
-            .zip(keys)
-            .map(|(o, key)| {
-                let out = RunningOutput::start(o, &stats.write);
-                if let Some(metrics) = carried.remove(&key).filter(|m| !m.is_empty()) {
-                    info!(output = %key.0, metrics = metrics.len(), "kept buffered metrics across reload");
-                    out.add_owned(metrics);
-                }
-                out
-            })
-            .collect();
-        for (key, metrics) in carried {
-            if !metrics.is_empty() {
-                warn!(output = %key.0, lost = metrics.len(), "output removed by reload: its buffered metrics are dropped");
-                stats.write.dropped.add(metrics.len() as i64);
-            }
-        }
-        let outputs = Arc::new(outputs);
+        let outputs = Arc::new(start_outputs(cfg.outputs, &stats, carried, fallback)?);
 
-        let (tx, rx) = flume::bounded::<Vec<Metric>>(QUEUE_BATCHES);
+        let (tx, rx) = flume::unbounded::<Batch>();
+        let tx = PipelineSender::new(tx, QUEUE_BYTES);
         let now = now_ns();
         let processors: Vec<_> = cfg
             .processors
@@ -183,14 +229,14 @@ impl Running {
                 tokio::spawn(input::run(p, tx.clone(), stop_rx.clone()))
             })
             .collect();
-        Running {
+        Ok(Running {
             outputs,
             stop_inputs,
             inputs,
             processor,
             shutdown_timeout: cfg.agent.shutdown_timeout,
             _stats: stats,
-        }
+        })
     }
 
     /// SIGUSR1: every output writes what it has now.
@@ -233,18 +279,18 @@ impl Running {
     }
 
     /// Graceful stop: inputs stop, the queue drains, every output flushes within the deadline.
-    pub async fn shutdown(self) {
+    /// Returns the metrics lost: what memory buffers still held at the deadline (disk buffers
+    /// keep theirs for the next start).
+    pub async fn shutdown(self) -> u64 {
         let deadline = Instant::now() + self.shutdown_timeout;
         let outputs = self.stop_inputs().await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for o in outputs {
-            tasks.spawn(o.drain(deadline));
-        }
-        while tasks.join_next().await.is_some() {}
+        drain_all(outputs, deadline).await
     }
 
     /// Replaces the running configuration, carrying each output's buffer over to the output
-    /// with the same identity in the new configuration.
+    /// with the same identity in the new configuration. If the new outputs cannot start (a
+    /// disk buffer that cannot be opened), they buffer in memory instead of failing: the old
+    /// configuration is already stopped.
     pub async fn reload(self, cfg: Config) -> Running {
         let outputs = self.stop_inputs().await;
         let keys = output_keys(
@@ -256,13 +302,30 @@ impl Running {
         for (o, key) in outputs.into_iter().zip(keys) {
             carried.insert(key, o.hand_over().await);
         }
-        Running::start_with(cfg, carried)
+        match Running::start_with(cfg, carried, true) {
+            Ok(r) => r,
+            Err(e) => unreachable!("outputs fall back to memory on reload: {e}"),
+        }
     }
 }
 
-/// The processor task: runs each batch through processors and aggregators, then fans it out.
+/// Drains every output within the deadline; returns the metrics lost.
+async fn drain_all(outputs: Vec<RunningOutput>, deadline: Instant) -> u64 {
+    let mut tasks = tokio::task::JoinSet::new();
+    for o in outputs {
+        tasks.spawn(o.drain(deadline));
+    }
+    let mut lost = 0;
+    while let Some(r) = tasks.join_next().await {
+        lost += r.unwrap_or(0);
+    }
+    lost
+}
+
+/// The processor task: runs each batch through processors and aggregators, then fans it out
+/// and tells a listener waiting for it whether the buffers took it.
 async fn process_loop(
-    rx: flume::Receiver<Vec<Metric>>,
+    rx: flume::Receiver<Batch>,
     mut processors: Vec<RunningProcessor>,
     mut aggregators: Vec<RunningAggregator>,
     outputs: Arc<Vec<RunningOutput>>,
@@ -279,14 +342,26 @@ async fn process_loop(
                     a.push(now, &mut aggregates);
                 }
                 let aggregates = run_processors(&mut processors, aggregates);
-                fan_out(&outputs, aggregates);
+                fan_out(&outputs, aggregates, false);
                 continue;
             }
         };
-        let Some(batch) = received else { break };
-        let batch = run_processors(&mut processors, batch);
+        let Some(Batch {
+            metrics,
+            ack,
+            permit,
+        }) = received
+        else {
+            break;
+        };
+        // The queue's byte budget covers the batch until it is processed.
+        let batch = run_processors(&mut processors, metrics);
         let batch = aggregate(&mut aggregators, batch);
-        fan_out(&outputs, batch);
+        let delivery = fan_out(&outputs, batch, ack.is_some());
+        drop(permit);
+        if let Some(ack) = ack {
+            let _ = ack.send(delivery);
+        }
     }
     // Inputs are gone: emit the open windows so nothing aggregated is lost.
     let now = now_ns();
@@ -295,7 +370,7 @@ async fn process_loop(
         a.push(now, &mut aggregates);
     }
     let aggregates = run_processors(&mut processors, aggregates);
-    fan_out(&outputs, aggregates);
+    fan_out(&outputs, aggregates, false);
 }
 
 /// Offers every metric to every aggregator; drops originals an aggregator with
@@ -316,18 +391,53 @@ fn aggregate(aggregators: &mut [RunningAggregator], mut batch: Vec<Metric>) -> V
     batch
 }
 
-/// Gives every output its copy; the last one takes the batch itself.
-pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>) {
-    if batch.is_empty() {
-        return;
+/// Gives every output what it takes of the batch, encoded into buffer records: outputs that
+/// take the batch unchanged share one encoding, the others copy only the metrics they select.
+/// With `can_refuse` (a listener waits for the answer), an output that pushes back and has no
+/// room refuses the whole batch before any output stores it.
+pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>, can_refuse: bool) -> Delivery {
+    if batch.is_empty() || outputs.is_empty() {
+        return Delivery::Accepted;
     }
-    let Some((last, rest)) = outputs.split_last() else {
-        return;
+    let mut scratch = Vec::new();
+    let shared_chunk = outputs
+        .iter()
+        .filter(|o| o.takes_all())
+        .map(|o| o.batch_size())
+        .min();
+    let shared = shared_chunk.map(|c| Record::encode_chunks(&batch, c, &mut scratch));
+    let own: Vec<Option<(Vec<Record>, usize)>> = outputs
+        .iter()
+        .map(|o| (!o.takes_all()).then(|| o.select(&batch, &mut scratch)))
+        .collect();
+    drop(batch);
+    let records_of = |i: usize| -> &[Record] {
+        match &own[i] {
+            Some((r, _)) => r,
+            None => shared.as_deref().unwrap_or_default(),
+        }
     };
-    for o in rest {
-        o.add(batch.clone());
+    if can_refuse {
+        for (i, o) in outputs.iter().enumerate() {
+            if let Some(limit) = o.refuses(records_of(i)) {
+                return Delivery::Full {
+                    reason: format!("{}: buffer full ({limit})", o.id()),
+                    retry_after: o.retry_after(),
+                };
+            }
+        }
     }
-    last.add(batch);
+    let mut failed = None;
+    for (i, (o, own)) in outputs.iter().zip(own.iter()).enumerate() {
+        let filtered = own.as_ref().map_or(0, |(_, f)| *f);
+        if let Err(e) = o.store(records_of(i).to_vec(), filtered) {
+            failed.get_or_insert(e);
+        }
+    }
+    match failed {
+        None => Delivery::Accepted,
+        Some(e) => Delivery::Failed(e),
+    }
 }
 
 /// Runs each input once (service inputs for `wait`), processors and aggregators, and returns
@@ -408,7 +518,8 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
             )
         })
         .collect();
-    let (tx, rx) = flume::unbounded::<Vec<Metric>>();
+    let (tx, rx) = flume::unbounded::<Batch>();
+    let tx = PipelineSender::new(tx, u32::MAX);
     let (stop, stop_rx) = watch::channel(false);
     let mut services = Vec::new();
     let mut polled = Vec::new();
@@ -432,7 +543,7 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
                 }
                 let m = input::gather_once(&p.id, plugin.as_mut(), &p.modifiers, &p.stats, timeout)
                     .await;
-                let _ = tx.send(m);
+                let _ = tx.send(m, None).await;
             }
         });
     }
@@ -454,8 +565,12 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
         .map(|a| RunningAggregator::new(a, started))
         .collect();
     let mut all = Vec::new();
-    while let Ok(batch) = rx.try_recv() {
-        let batch = run_processors(&mut processors, batch);
+    while let Ok(Batch { metrics, ack, .. }) = rx.try_recv() {
+        // `--test` stores nothing: a listener's batch is as good as taken.
+        if let Some(ack) = ack {
+            let _ = ack.send(Delivery::Accepted);
+        }
+        let batch = run_processors(&mut processors, metrics);
         all.extend(aggregate(&mut aggregators, batch));
     }
     let mut aggregates = Vec::new();
@@ -469,22 +584,19 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
 /// `--once`: gathers once, writes everything to the outputs and waits for that (up to the
 /// shutdown timeout). Returns how many metrics could not be written: dropped, or refused by
 /// an output for good.
-pub async fn run_once(mut cfg: Config, wait: Duration) -> i64 {
+pub async fn run_once(mut cfg: Config, wait: Duration) -> Result<i64, String> {
     let metrics = gather_once(&mut cfg, wait).await;
     let stats = AgentStats::register();
-    let outputs: Vec<RunningOutput> = cfg
-        .outputs
-        .into_iter()
-        .map(|o| RunningOutput::start(o, &stats.write))
-        .collect();
-    fan_out(&outputs, metrics);
+    let outputs = start_outputs(
+        std::mem::take(&mut cfg.outputs),
+        &stats,
+        HashMap::new(),
+        false,
+    )?;
+    fan_out(&outputs, metrics, false);
     let deadline = Instant::now() + cfg.agent.shutdown_timeout;
-    let mut tasks = tokio::task::JoinSet::new();
-    for o in outputs {
-        tasks.spawn(o.drain(deadline));
-    }
-    while tasks.join_next().await.is_some() {}
-    stats.write.dropped.get() + stats.write.rejected.get()
+    drain_all(outputs, deadline).await;
+    Ok(stats.write.dropped.get() + stats.write.rejected.get())
 }
 
 #[cfg(test)]
@@ -578,6 +690,9 @@ mod tests {
             metric_batch_size: 4,
             metric_buffer_limit: limit,
             metric_buffer_limit_bytes: u64::MAX,
+            buffer_strategy: crate::config::BufferStrategy::Memory,
+            buffer_directory: std::env::temp_dir(),
+            overflow: crate::config::Overflow::Backpressure,
             name_override: None,
             name_prefix: None,
             name_suffix: None,
@@ -614,7 +729,7 @@ mod tests {
     #[tokio::test]
     async fn retryable_failures_deliver_everything_exactly_once() {
         let (cfg, probe) = config(10, vec![retry(), retry()], 100);
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
         running.shutdown().await;
         let got = probe.got.lock().unwrap();
@@ -634,7 +749,7 @@ mod tests {
             }],
             100,
         );
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         wait_for(|| probe.calls.load(Ordering::SeqCst) >= 1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         running.shutdown().await;
@@ -652,7 +767,7 @@ mod tests {
         // Flush only at shutdown, so the whole burst sits in the buffer.
         cfg.outputs[0].flush_interval = Duration::from_secs(3600);
         cfg.outputs[0].metric_batch_size = 100;
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         running.shutdown().await;
         let got = probe.got.lock().unwrap();
@@ -668,7 +783,7 @@ mod tests {
     async fn reload_carries_buffered_metrics_to_the_new_output() {
         let failing = (0..1000).map(|_| retry()).collect();
         let (cfg, old) = config(8, failing, 100);
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         wait_for(|| old.calls.load(Ordering::SeqCst) >= 2).await;
         let (new_cfg, new) = config(0, vec![], 100);
         let running = running.reload(new_cfg).await;
@@ -692,7 +807,7 @@ mod tests {
         let (mut cfg, _probe) = config(5, vec![], 100);
         cfg.outputs[0].plugin = Box::new(Hang);
         cfg.agent.shutdown_timeout = Duration::from_millis(300);
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let dropped = running._stats.write.dropped.clone();
         running.shutdown().await;
@@ -759,7 +874,7 @@ mod tests {
         };
         // Three batches of 4, 4 and 2: the first two are refused, the last is written.
         let (cfg, probe) = config(10, vec![reject(), reject()], 100);
-        let lost = run_once(cfg, Duration::ZERO).await;
+        let lost = run_once(cfg, Duration::ZERO).await.unwrap();
         assert_eq!(probe.got.lock().unwrap().len(), 2);
         assert_eq!(
             lost, 8,
@@ -780,7 +895,7 @@ mod tests {
     async fn metrics_left_by_a_dead_flush_task_are_counted_as_dropped() {
         let (mut cfg, _probe) = config(6, vec![], 100);
         cfg.outputs[0].plugin = Box::new(Panics);
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let dropped = running._stats.write.dropped.clone();
         running.shutdown().await;
@@ -809,7 +924,7 @@ mod tests {
         cfg.inputs[0].plugin = InputPlugin::Polled(Box::new(Burst(3, false)));
         cfg.outputs[0].flush_interval = Duration::from_secs(3600);
         cfg.agent.shutdown_timeout = Duration::from_secs(8);
-        let running = Running::start(cfg);
+        let running = Running::start(cfg).unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         let started = Instant::now();
         running.shutdown().await;

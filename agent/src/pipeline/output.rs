@@ -1,5 +1,6 @@
 //! One running output: its buffer and the flush task that writes batches from it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::buffer::Buffer;
+use super::buffer::{Buffer, DiskConfig, Limit, Record, SyncPolicy};
 use super::{Rename, jittered};
-use crate::config::OutputConfig;
+use crate::config::{BufferStrategy, OutputConfig, Overflow};
 use crate::filter::Filter;
 
 /// What the flush task should do next.
@@ -48,11 +49,10 @@ struct Shared {
     flush_now: Notify,
     stats: WriteStats,
     last_drop_warning: Mutex<Option<Instant>>,
-    /// The batch being written: out of the buffer but not yet delivered. Kept here so that a
-    /// write cut off (shutdown deadline, reload) is handed over or counted, never lost unseen.
-    in_flight: Mutex<Option<Arc<Vec<Metric>>>>,
     /// Set once the first connect has been tried (an endpoint that serves is listening then).
     connect_tried: watch::Sender<bool>,
+    /// When the flush task tries next after a failure (ms), for the Retry-After of refusals.
+    retry_in_ms: AtomicU64,
 }
 
 pub struct RunningOutput {
@@ -60,9 +60,11 @@ pub struct RunningOutput {
     pub alias: Option<String>,
     filter: Filter,
     rename: Rename,
+    overflow: Overflow,
     shared: Arc<Shared>,
     mode: watch::Sender<Mode>,
     task: Option<JoinHandle<()>>,
+    sync_task: Option<JoinHandle<()>>,
 }
 
 /// The agent-wide counters that every output also adds to.
@@ -84,7 +86,16 @@ const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(30);
 const DROP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 impl RunningOutput {
-    pub fn start(cfg: OutputConfig, agent: &AgentWriteStats) -> RunningOutput {
+    /// Starts the output with its buffer: `carried` is what the same output buffered before a
+    /// reload (kept as it is when the storage did not change, else moved record by record).
+    /// `dir` is this output's own disk buffer directory, used with the disk strategy.
+    pub fn start(
+        cfg: OutputConfig,
+        agent: &AgentWriteStats,
+        dir: std::path::PathBuf,
+        carried: Option<Buffer>,
+        fallback: bool,
+    ) -> Result<RunningOutput, String> {
         let id = match &cfg.alias {
             Some(a) => format!("outputs.{}::{}", cfg.name, a),
             None => format!("outputs.{}", cfg.name),
@@ -110,12 +121,12 @@ impl RunningOutput {
             agent_rejected: agent.rejected.clone(),
             _stats: stats.clone(),
         };
-        let buffer = Buffer::new(
-            cfg.metric_buffer_limit,
-            cfg.metric_buffer_limit_bytes,
-            ws.dropped.clone(),
-            stats.stat("buffer_size"),
-        );
+        let size = stats.stat("buffer_size");
+        let buffer = open_buffer(&cfg, &id, &ws, size, dir, carried, fallback)?;
+        let sync_every = match buffer.sync_policy() {
+            Some(SyncPolicy::Every(d)) => Some(d),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             id,
             buffer: Mutex::new(buffer),
@@ -124,8 +135,8 @@ impl RunningOutput {
             flush_now: Notify::new(),
             stats: ws,
             last_drop_warning: Mutex::new(None),
-            in_flight: Mutex::new(None),
             connect_tried: watch::Sender::new(false),
+            retry_in_ms: AtomicU64::new(0),
         });
         let (mode_tx, mode_rx) = watch::channel(Mode::Run);
         let task = tokio::spawn(flush_loop(
@@ -135,15 +146,18 @@ impl RunningOutput {
             cfg.flush_interval,
             cfg.flush_jitter,
         ));
-        RunningOutput {
+        let sync_task = sync_every.map(|every| tokio::spawn(sync_loop(shared.clone(), every)));
+        Ok(RunningOutput {
             name: cfg.name,
             alias: cfg.alias,
             filter: cfg.filter,
             rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
+            overflow: cfg.overflow,
             shared,
             mode: mode_tx,
             task: Some(task),
-        }
+            sync_task,
+        })
     }
 
     /// Resolves once the output's first connect was tried, successfully or not.
@@ -152,54 +166,106 @@ impl RunningOutput {
         let _ = rx.wait_for(|tried| *tried).await;
     }
 
-    /// Filters and buffers metrics for this output.
-    pub fn add(&self, mut metrics: Vec<Metric>) {
-        if !self.filter.is_empty() {
-            let before = metrics.len();
-            metrics.retain_mut(|m| self.filter.selects(m) && self.filter.trim(m));
-            self.shared
-                .stats
-                .filtered
-                .add((before - metrics.len()) as i64);
-        }
-        if !self.rename.is_empty() {
-            for m in &mut metrics {
-                self.rename.apply(m);
-            }
-        }
-        self.add_owned(metrics);
+    pub fn id(&self) -> &str {
+        &self.shared.id
     }
 
-    /// Buffers metrics that already passed the filter.
-    pub fn add_owned(&self, metrics: Vec<Metric>) {
-        if metrics.is_empty() {
-            return;
+    /// Whether the output takes every metric unchanged (no filter, no rename), so that it can
+    /// share the records encoded for others.
+    pub fn takes_all(&self) -> bool {
+        self.filter.is_empty() && self.rename.is_empty()
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.shared.batch_size
+    }
+
+    /// The records of what this output takes from `batch`: filtered, trimmed and renamed
+    /// copies of the selected metrics only, and how many it filtered out.
+    pub fn select(&self, batch: &[Metric], scratch: &mut Vec<u8>) -> (Vec<Record>, usize) {
+        let mut mine = Vec::new();
+        for m in batch {
+            if !self.filter.selects(m) {
+                continue;
+            }
+            let mut m = m.clone();
+            if !self.filter.trim(&mut m) {
+                continue;
+            }
+            self.rename.apply(&mut m);
+            mine.push(m);
         }
-        let n = metrics.len();
-        let (ready, drops) = {
+        let filtered = batch.len() - mine.len();
+        (
+            Record::encode_chunks(&mine, self.shared.batch_size, scratch),
+            filtered,
+        )
+    }
+
+    /// The bound a listener's batch would exceed, when this output pushes back rather than
+    /// dropping its oldest.
+    pub fn refuses(&self, records: &[Record]) -> Option<Limit> {
+        if self.overflow != Overflow::Backpressure {
+            return None;
+        }
+        self.shared.buffer.lock().unwrap().would_overflow(records)
+    }
+
+    /// How long a refused sender should wait: the output's next retry, at least a second.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_millis(self.shared.retry_in_ms.load(Ordering::Relaxed))
+            .max(Duration::from_secs(1))
+    }
+
+    /// Buffers records (dropping the oldest when full). An error means the storage could not
+    /// take them (a disk error); they are counted as dropped.
+    pub fn store(&self, records: Vec<Record>, filtered: usize) -> Result<(), String> {
+        if filtered > 0 {
+            self.shared.stats.filtered.add(filtered as i64);
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let n: i64 = records.iter().map(|r| i64::from(r.count)).sum();
+        let (result, ready, drops, limit) = {
             let mut buf = self.shared.buffer.lock().unwrap();
-            buf.push(metrics);
+            let result = buf.push(records);
             let drops = std::mem::take(&mut buf.unreported_drops);
-            (buf.len() >= self.shared.batch_size, drops)
+            (
+                result,
+                buf.available() >= self.shared.batch_size,
+                drops,
+                buf.last_limit,
+            )
         };
-        self.shared.stats.added.add(n as i64);
+        if let Err(e) = &result {
+            self.shared.stats.dropped.add(n);
+            self.shared.stats.agent_dropped.add(n);
+            self.shared.stats.errors.incr();
+            error!(output = %self.shared.id, error = %e, dropped = n, "buffer cannot store metrics");
+        } else {
+            self.shared.stats.added.add(n);
+        }
         if drops > 0 {
             self.shared.stats.agent_dropped.add(drops as i64);
-            self.warn_drops(drops);
+            self.warn_drops(drops, limit);
         }
         if ready {
             self.shared.batch_ready.notify_one();
         }
+        result.map_err(|e| format!("{}: buffer cannot store metrics: {e}", self.shared.id))
     }
 
-    fn warn_drops(&self, drops: u64) {
+    fn warn_drops(&self, drops: u64, limit: Option<Limit>) {
         let mut last = self.shared.last_drop_warning.lock().unwrap();
         if last.is_none_or(|t| t.elapsed() >= DROP_WARNING_EVERY) {
             *last = Some(Instant::now());
+            let limit = limit.map(|l| l.to_string()).unwrap_or_default();
             warn!(
                 output = %self.shared.id,
                 dropped = drops,
                 total_dropped = self.shared.stats.dropped.get(),
+                %limit,
                 "buffer full: dropped the oldest metrics"
             );
         }
@@ -210,23 +276,37 @@ impl RunningOutput {
     }
 
     /// Writes everything buffered (until `deadline`), closes the output and waits for that.
-    pub async fn drain(mut self, deadline: Instant) {
+    /// Returns the metrics lost: what a memory buffer still held at the deadline. A disk
+    /// buffer keeps them for the next start.
+    pub async fn drain(mut self, deadline: Instant) -> u64 {
         let _ = self.mode.send(Mode::Drain(deadline));
         // A write that hangs past its own timeout must not hold shutdown past the deadline.
         self.join(deadline + Duration::from_secs(1)).await;
+        self.stop_sync();
         // Whatever is still here was not written: a write cut off, or a flush task that died
-        // (a panicking output) before it could drain. Count it rather than lose it unseen.
-        self.shared.count_lost();
+        // (a panicking output) before it could drain.
+        self.shared.keep_or_count_lost()
     }
 
-    /// Stops the flush task after any write in progress and returns what is still buffered,
-    /// including a batch whose write had to be abandoned.
-    pub async fn hand_over(mut self) -> Vec<Metric> {
+    /// Stops the flush task after any write in progress and returns the buffer, with a batch
+    /// whose write had to be abandoned back at its front.
+    pub async fn hand_over(mut self) -> Buffer {
         let _ = self.mode.send(Mode::HandOver);
         self.join(Instant::now() + HAND_OVER_TIMEOUT).await;
-        let mut metrics = self.shared.take_in_flight();
-        metrics.extend(self.shared.buffer.lock().unwrap().drain_all());
-        metrics
+        self.stop_sync();
+        let mut buf = self.shared.buffer.lock().unwrap();
+        buf.release();
+        let _ = buf.sync();
+        std::mem::replace(
+            &mut *buf,
+            Buffer::memory(1, 1, Stat::default(), Stat::default()),
+        )
+    }
+
+    fn stop_sync(&mut self) {
+        if let Some(t) = self.sync_task.take() {
+            t.abort();
+        }
     }
 
     /// Waits for the flush task until `limit`, then aborts it. Returns whether it finished.
@@ -248,22 +328,129 @@ impl RunningOutput {
 }
 
 impl Shared {
-    fn take_in_flight(&self) -> Vec<Metric> {
-        self.in_flight
-            .lock()
-            .unwrap()
-            .take()
-            .map(Arc::unwrap_or_clone)
-            .unwrap_or_default()
+    /// At the end: a disk buffer keeps what is left for the next start; a memory buffer
+    /// loses it, counted and reported as an error. Returns the metrics lost.
+    fn keep_or_count_lost(&self) -> u64 {
+        let mut buf = self.buffer.lock().unwrap();
+        buf.release();
+        let left = buf.len() as u64;
+        if left == 0 {
+            return 0;
+        }
+        if let Some(dir) = buf.disk_dir().map(|d| d.display().to_string()) {
+            match buf.sync() {
+                Ok(()) => {
+                    info!(output = %self.id, metrics = left, dir = %dir, "kept unwritten metrics in the disk buffer for the next start")
+                }
+                Err(e) => {
+                    error!(output = %self.id, metrics = left, error = %e, "disk buffer: final sync failed")
+                }
+            }
+            return 0;
+        }
+        let _ = buf.take_all();
+        drop(buf);
+        self.stats.dropped.add(left as i64);
+        self.stats.agent_dropped.add(left as i64);
+        error!(output = %self.id, lost = left, "stopped before everything was written: the memory buffer's metrics are lost (buffer_strategy = \"disk\" keeps them)");
+        left
     }
+}
 
-    /// Counts everything not yet written as dropped: shutdown gave up on it.
-    fn count_lost(&self) {
-        let lost = self.take_in_flight().len() + self.buffer.lock().unwrap().drain_all().len();
-        if lost > 0 {
-            self.stats.dropped.add(lost as i64);
-            self.stats.agent_dropped.add(lost as i64);
-            error!(output = %self.id, lost, "shutdown deadline passed before everything was written");
+/// Opens the buffer the configuration asks for, taking over `carried`.
+fn open_buffer(
+    cfg: &OutputConfig,
+    id: &str,
+    ws: &WriteStats,
+    size: Stat,
+    dir: std::path::PathBuf,
+    carried: Option<Buffer>,
+    fallback: bool,
+) -> Result<Buffer, String> {
+    let want_dir = match &cfg.buffer_strategy {
+        BufferStrategy::Memory => None,
+        BufferStrategy::Disk { .. } => Some(dir.as_path()),
+    };
+    let limit_bytes = match &cfg.buffer_strategy {
+        BufferStrategy::Memory => cfg.metric_buffer_limit_bytes,
+        BufferStrategy::Disk { limit_bytes, .. } => *limit_bytes,
+    };
+    let mut carried = carried;
+    if let Some(b) = &mut carried
+        && b.disk_dir() == want_dir
+    {
+        let mut b = carried.take().expect("checked");
+        b.reconfigure(
+            cfg.metric_buffer_limit,
+            limit_bytes,
+            ws.dropped.clone(),
+            size,
+        );
+        return Ok(b);
+    }
+    let mut buffer = match &cfg.buffer_strategy {
+        BufferStrategy::Memory => Buffer::memory(
+            cfg.metric_buffer_limit,
+            cfg.metric_buffer_limit_bytes,
+            ws.dropped.clone(),
+            size,
+        ),
+        BufferStrategy::Disk { limit_bytes, sync } => {
+            let dc = DiskConfig {
+                dir: dir.clone(),
+                limit_bytes: *limit_bytes,
+                sync: *sync,
+            };
+            match Buffer::disk(&dc, ws.dropped.clone(), size.clone()) {
+                Err(e) if fallback => {
+                    error!(output = %id, error = %e, "cannot open the disk buffer; buffering in memory");
+                    Buffer::memory(
+                        cfg.metric_buffer_limit,
+                        cfg.metric_buffer_limit_bytes,
+                        ws.dropped.clone(),
+                        size,
+                    )
+                }
+                Err(e) => return Err(format!("{id}: disk buffer: {e}")),
+                Ok((b, rec)) => {
+                    if rec.corrupt_records > 0 || rec.truncated_bytes > 0 {
+                        warn!(output = %id, dir = %dir.display(), corrupt_records = rec.corrupt_records, truncated_bytes = rec.truncated_bytes, "disk buffer: skipped damaged records (a crash while writing, or disk corruption)");
+                    }
+                    if rec.metrics > 0 {
+                        info!(output = %id, metrics = rec.metrics, dir = %dir.display(), "disk buffer: resuming with metrics left by the previous run");
+                    }
+                    b
+                }
+            }
+        }
+    };
+    if let Some(mut old) = carried {
+        // The storage changed (memory <-> disk, or another directory): move the records.
+        match old.take_all() {
+            Ok(records) => {
+                if let Err(e) = buffer.push(records) {
+                    error!(output = %id, error = %e, "cannot move buffered metrics to the new buffer");
+                }
+            }
+            Err(e) => error!(output = %id, error = %e, "cannot read the old buffer"),
+        }
+        let drops = std::mem::take(&mut buffer.unreported_drops);
+        ws.agent_dropped.add(drops as i64);
+    }
+    Ok(buffer)
+}
+
+/// Forces a disk buffer's appends to the disk every `every`.
+async fn sync_loop(shared: Arc<Shared>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let r = tokio::task::spawn_blocking(move || s.buffer.lock().unwrap().sync()).await;
+        if let Ok(Err(e)) = r {
+            shared.stats.errors.incr();
+            error!(output = %shared.id, error = %e, "disk buffer: sync failed");
         }
     }
 }
@@ -346,6 +533,10 @@ async fn flush_loop(
                 retry_in = Some(backoff(failures, retry_after));
             }
         }
+        shared.retry_in_ms.store(
+            retry_in.map_or(0, |d| d.as_millis() as u64),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -363,23 +554,34 @@ async fn write_batches(
         }
         let batch = {
             let mut buf = shared.buffer.lock().unwrap();
-            if buf.is_empty() || (full_only && buf.len() < shared.batch_size) {
+            if buf.available() == 0 || (full_only && buf.available() < shared.batch_size) {
                 return Ok(());
             }
-            buf.take(shared.batch_size)
+            match buf.lease(shared.batch_size) {
+                Ok(b) => b,
+                Err(e) => {
+                    shared.stats.errors.incr();
+                    error!(output = %shared.id, error = %e, "disk buffer: cannot read");
+                    return Err(None);
+                }
+            }
         };
+        if batch.is_empty() {
+            // Leased records that could not be decoded (counted as dropped).
+            ack(shared);
+            continue;
+        }
         let n = batch.len() as i64;
         let started = Instant::now();
-        let batch = Arc::new(batch);
-        *shared.in_flight.lock().unwrap() = Some(batch.clone());
         let result = output.write(&batch).await;
-        shared.in_flight.lock().unwrap().take();
+        drop(batch);
         shared
             .stats
             .write_time_ns
             .set(started.elapsed().as_nanos() as i64);
         match result {
             Ok(()) => {
+                ack(shared);
                 shared.stats.written.add(n);
                 shared.stats.agent_written.add(n);
                 debug!(output = %shared.id, metrics = n, elapsed = ?started.elapsed(), "wrote batch");
@@ -391,7 +593,7 @@ async fn write_batches(
                 shared.stats.errors.incr();
                 let buffered = {
                     let mut buf = shared.buffer.lock().unwrap();
-                    buf.put_back(Arc::unwrap_or_clone(batch));
+                    buf.release();
                     let drops = std::mem::take(&mut buf.unreported_drops);
                     shared.stats.agent_dropped.add(drops as i64);
                     buf.len()
@@ -400,12 +602,14 @@ async fn write_batches(
                 return Err(retry_after);
             }
             Err(WriteError::Reject { reason }) => {
+                ack(shared);
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(n);
                 shared.stats.agent_rejected.add(n);
                 error!(output = %shared.id, rejected = n, error = %reason, "batch rejected permanently, dropped");
             }
             Err(WriteError::Partial { rejected, reason }) => {
+                ack(shared);
                 let rejected = (rejected as i64).min(n);
                 shared.stats.errors.incr();
                 shared.stats.rejected.add(rejected);
@@ -415,6 +619,14 @@ async fn write_batches(
                 error!(output = %shared.id, rejected, error = %reason, "part of the batch rejected permanently, dropped");
             }
         }
+    }
+}
+
+/// The leased batch is done with (written, or rejected for good).
+fn ack(shared: &Shared) {
+    if let Err(e) = shared.buffer.lock().unwrap().ack() {
+        shared.stats.errors.incr();
+        error!(output = %shared.id, error = %e, "disk buffer: cannot save the read position");
     }
 }
 
@@ -450,7 +662,7 @@ async fn drain(
     })
     .await;
     if finished.is_err() {
-        shared.count_lost();
+        warn!(output = %shared.id, "shutdown deadline passed before everything was written");
     }
     if *connected && let Err(e) = output.close().await {
         warn!(output = %shared.id, error = %format!("{e:#}"), "close failed");

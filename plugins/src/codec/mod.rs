@@ -10,6 +10,7 @@ pub mod json;
 pub mod json_v2;
 pub mod prometheus;
 pub mod prometheus_series;
+pub mod record;
 pub mod value;
 
 use std::sync::Arc;

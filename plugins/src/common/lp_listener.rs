@@ -2,8 +2,9 @@
 //! `inputs.influxdb_v2_listener`): body limits, parsing, queueing and the request counters, plus
 //! the `/ping` answer both give.
 //!
-//! A write is acknowledged only once the batch is in the pipeline's queue, so an acknowledged
-//! write is never lost between the socket and the pipeline.
+//! A write is acknowledged only once every output buffer that takes the batch has stored it;
+//! when one is full the write is refused with 429 and Retry-After instead of being accepted
+//! and dropped later.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use crate::codec::influx;
 use crate::common::server::{self, BodyError, Resp};
 use crate::config_types::Size;
 use crate::model::{Metric, now_ns};
-use crate::plugin::MetricSink;
+use crate::plugin::{MetricSink, SendError};
 use crate::registry::BuildError;
 use crate::selfstat::{self, Stat, Stats};
 
@@ -47,6 +48,9 @@ pub(crate) enum WriteOutcome {
     BadLines(String),
     /// Nothing was taken.
     Failed(StatusCode, String),
+    /// Nothing was taken: an output buffer is full. The client should retry after the
+    /// duration (HTTP 429 with Retry-After).
+    Busy(String, Duration),
 }
 
 impl WriteCore {
@@ -129,13 +133,24 @@ impl WriteCore {
             let n = metrics.len();
             match tokio::time::timeout(self.write_timeout, self.sink.send(metrics)).await {
                 Ok(Ok(())) => *queued = n,
-                Ok(Err(_)) => {
+                Ok(Err(SendError::Full {
+                    reason,
+                    retry_after,
+                })) => {
+                    self.rejected_requests.incr();
+                    return WriteOutcome::Busy(reason, retry_after);
+                }
+                Ok(Err(SendError::Failed(m))) => {
+                    return WriteOutcome::Failed(StatusCode::SERVICE_UNAVAILABLE, m);
+                }
+                Ok(Err(SendError::Closed)) => {
                     return WriteOutcome::Failed(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "the agent is shutting down".into(),
                     );
                 }
-                // The send future was dropped unfinished: nothing was queued, so a 503 is true.
+                // Dropped unfinished: the batch may still reach the buffers, but the client
+                // is told to send it again (a duplicate rather than a loss).
                 Err(_) => {
                     return WriteOutcome::Failed(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -259,11 +274,10 @@ pub(crate) fn ping(req: &Request<Incoming>) -> Resp {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::io::{Read, Write};
-    use std::sync::Arc;
     use std::time::Duration;
 
     use crate::model::Metric;
-    use crate::plugin::{BuildContext, InputPlugin, MetricSink, ServiceContext};
+    use crate::plugin::{BuildContext, InputPlugin, ServiceContext};
     use crate::registry::InputSpec;
 
     /// A running listener built from `toml`, its address, and the receiving end of its sink.
@@ -275,6 +289,17 @@ pub(crate) mod tests {
     }
 
     pub(crate) async fn start(spec: &InputSpec, toml_text: &str, capacity: usize) -> Running {
+        let (sink, rx) = crate::plugin::test_sink(capacity);
+        start_with(spec, toml_text, sink, rx).await
+    }
+
+    /// Like [`start`], with the sink given (a test that plays the pipeline itself).
+    pub(crate) async fn start_with(
+        spec: &InputSpec,
+        toml_text: &str,
+        sink: crate::plugin::MetricSink,
+        rx: flume::Receiver<Vec<Metric>>,
+    ) -> Running {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -287,9 +312,7 @@ pub(crate) mod tests {
         else {
             panic!("not a service input")
         };
-        let (tx, rx) = flume::bounded(capacity);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let task = tokio::spawn(svc.run(ServiceContext {
             sink,
             interval: Duration::from_secs(10),

@@ -205,6 +205,12 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
     match st.core.write(req, precision, &tags).await.0 {
         WriteOutcome::Ok => server::empty(StatusCode::NO_CONTENT),
         WriteOutcome::BadLines(m) => json_error(StatusCode::BAD_REQUEST, &m),
+        WriteOutcome::Busy(m, retry_after) => {
+            let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, &m);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, server::retry_after_value(retry_after));
+            r
+        }
         WriteOutcome::Failed(status, m) => {
             let mut r = json_error(status, &m);
             if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -311,8 +317,6 @@ pub const SPEC: InputSpec = InputSpec {
 mod tests {
     use super::*;
     use crate::common::lp_listener::tests::{req, start};
-    use crate::model::Metric;
-    use crate::plugin::MetricSink;
     use std::io::Write;
     use std::time::Duration;
 
@@ -475,9 +479,8 @@ mod tests {
         let InputPlugin::Service(svc) = build(table, &BuildContext::default()).unwrap() else {
             panic!()
         };
-        let (tx, _rx) = flume::bounded(1);
+        let (sink, _rx) = crate::plugin::test_sink(1);
         let (_stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let err = svc
             .run(ServiceContext {
                 sink,

@@ -225,6 +225,12 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
     match outcome {
         WriteOutcome::Ok => server::empty(StatusCode::NO_CONTENT),
         WriteOutcome::BadLines(m) => v2_error(StatusCode::BAD_REQUEST, "invalid", &m),
+        WriteOutcome::Busy(m, retry_after) => {
+            let mut r = v2_error(StatusCode::TOO_MANY_REQUESTS, "too many requests", &m);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, server::retry_after_value(retry_after));
+            r
+        }
         WriteOutcome::Failed(status, m) => {
             let code = match status {
                 StatusCode::PAYLOAD_TOO_LARGE => "request too large",
@@ -280,7 +286,7 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::lp_listener::tests::{req, start};
+    use crate::common::lp_listener::tests::{req, start, start_with};
     use std::time::Duration;
 
     #[tokio::test]
@@ -341,38 +347,94 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn throttles_when_the_pipeline_lags_and_never_loses_an_acknowledged_write() {
-        // A queue of 2 batches nobody reads: the pipeline can't keep up.
-        let r = start(
+    async fn throttles_when_the_pipeline_lags_and_acknowledges_only_what_the_buffers_took() {
+        use crate::plugin::{Batch, Delivery, MetricSink, PipelineSender};
+        // The test plays the pipeline: a batch waits in its queue until it is answered.
+        let (tx, queue) = flume::unbounded::<Batch>();
+        let sink = MetricSink::new(
+            PipelineSender::new(tx, u32::MAX),
+            std::sync::Arc::new(|_: &mut Vec<crate::model::Metric>| {}),
+        );
+        let (_unused, rx) = flume::bounded(1);
+        let r = start_with(
             &SPEC,
-            "max_undelivered_metrics = 3\nwrite_timeout = \"300ms\"",
-            2,
+            "max_undelivered_metrics = 3\nwrite_timeout = \"5s\"",
+            sink,
+            rx,
         )
         .await;
         let path = "/api/v2/write?bucket=b";
         let body = b"m v=1\nm v=2\nm v=3\n".to_vec();
-        let (st1, _) = req(&r.addr, "POST", path, &[], body.clone()).await;
-        let (st2, text2) = req(&r.addr, "POST", path, &[], body.clone()).await;
-        assert_eq!((st1, st2), (204, 429), "{text2}");
-        assert!(text2.to_ascii_lowercase().contains("retry-after: 1"));
-        // Without throttling, a full queue answers 503 after write_timeout: nothing was queued.
-        let r2 = start(
-            &SPEC,
-            "max_undelivered_metrics = 0\nwrite_timeout = \"300ms\"",
-            1,
-        )
-        .await;
-        let (a, _) = req(&r2.addr, "POST", path, &[], body.clone()).await;
-        let (b, _) = req(&r2.addr, "POST", path, &[], body.clone()).await;
-        assert_eq!((a, b), (204, 503));
-        assert_eq!(r2.rx.len(), 1, "exactly the acknowledged batch is queued");
-        drop(r.rx);
-        r2.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), r2.task)
+        let write = || {
+            let (addr, body) = (r.addr.clone(), body.clone());
+            tokio::spawn(async move { req(&addr, "POST", path, &[], body).await })
+        };
+        let w1 = write();
+        let b1 = queue.recv_async().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !w1.is_finished(),
+            "no answer before the buffers took the batch"
+        );
+        b1.ack.unwrap().send(Delivery::Accepted).unwrap();
+        assert_eq!(w1.await.unwrap().0, 204);
+        // A batch of 3 metrics waits in the queue: the next write is throttled.
+        let w2 = write();
+        while queue.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (st3, text3) = write().await.unwrap();
+        assert_eq!(st3, 429, "{text3}");
+        assert!(
+            text3.to_ascii_lowercase().contains("retry-after: 1"),
+            "{text3}"
+        );
+        // A full output buffer refuses: 429 with the output's Retry-After, nothing taken.
+        let b2 = queue.recv_async().await.unwrap();
+        b2.ack
+            .unwrap()
+            .send(Delivery::Full {
+                reason: "outputs.http: buffer full".into(),
+                retry_after: Duration::from_secs(7),
+            })
+            .unwrap();
+        let (st2, text2) = w2.await.unwrap();
+        assert_eq!(st2, 429, "{text2}");
+        assert!(
+            text2.to_ascii_lowercase().contains("retry-after: 7"),
+            "{text2}"
+        );
+        assert!(text2.contains("buffer full"), "{text2}");
+        r.stop.send(true).unwrap();
+        drop(queue);
+        tokio::time::timeout(Duration::from_secs(5), r.task)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_write_the_buffers_do_not_take_in_time_is_503() {
+        use crate::plugin::{Batch, MetricSink, PipelineSender};
+        let (tx, queue) = flume::unbounded::<Batch>();
+        let sink = MetricSink::new(
+            PipelineSender::new(tx, u32::MAX),
+            std::sync::Arc::new(|_: &mut Vec<crate::model::Metric>| {}),
+        );
+        let (_unused_tx, rx) = flume::bounded(1);
+        let r = start_with(&SPEC, "write_timeout = \"300ms\"", sink, rx).await;
+        let (st, text) = req(
+            &r.addr,
+            "POST",
+            "/api/v2/write?bucket=b",
+            &[],
+            b"m v=1\n".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 503, "{text}");
+        assert!(text.to_ascii_lowercase().contains("retry-after"), "{text}");
+        assert_eq!(queue.len(), 1);
     }
 
     #[test]

@@ -438,6 +438,8 @@ struct Shared {
     aggs: Mutex<Aggregates>,
     parse_errors: Stat,
     received: Stat,
+    /// Aggregates the output buffers refused (full).
+    refused: Stat,
 }
 
 impl Shared {
@@ -586,6 +588,7 @@ impl ServiceInput for Statsd {
             }),
             parse_errors: stats.stat("parse_errors"),
             received: stats.stat("metrics_received"),
+            refused: stats.stat("metrics_dropped"),
         });
         let (tx, rx) = flume::bounded::<Vec<u8>>(cfg.allowed_pending_messages.max(1));
         let mut shutdown = ctx.shutdown.clone();
@@ -693,7 +696,20 @@ impl Statsd {
             let mut aggs = shared.aggs.lock().unwrap();
             Self::flush(cfg, &mut aggs, now_ns())
         };
-        batch.is_empty() || sink.send(batch).await.is_ok()
+        if batch.is_empty() {
+            return true;
+        }
+        let n = batch.len();
+        match sink.send(batch).await {
+            Ok(()) => true,
+            Err(crate::plugin::SendError::Closed) => false,
+            // statsd cannot push back on UDP senders: what a full buffer refuses is counted.
+            Err(e) => {
+                shared.refused.add(n as i64);
+                tracing::warn!(metrics = n, error = %e, "statsd: the output buffers refused the aggregates; dropped");
+                true
+            }
+        }
     }
 }
 
@@ -759,7 +775,6 @@ pub const SPEC: InputSpec = InputSpec {
 mod tests {
     use super::*;
     use crate::FieldValue;
-    use crate::plugin::MetricSink;
     use std::time::Duration;
 
     fn parser(datadog: bool) -> Parser {
@@ -920,9 +935,8 @@ mod tests {
         let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
             panic!()
         };
-        let (tx, rx) = flume::bounded(16);
+        let (sink, rx) = crate::plugin::test_sink(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let task = tokio::spawn(svc.run(ServiceContext {
             sink,
             interval: Duration::from_secs(10),
@@ -970,9 +984,8 @@ mod tests {
         let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
             panic!()
         };
-        let (tx, rx) = flume::bounded(16);
+        let (sink, rx) = crate::plugin::test_sink(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let task = tokio::spawn(svc.run(ServiceContext {
             sink,
             interval: Duration::from_secs(10),
@@ -1006,9 +1019,8 @@ mod tests {
         let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
             panic!()
         };
-        let (tx, rx) = flume::bounded(16);
+        let (sink, rx) = crate::plugin::test_sink(16);
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let sink = MetricSink::new(tx, Arc::new(|_: &mut Vec<Metric>| {}));
         let task = tokio::spawn(svc.run(ServiceContext {
             sink,
             interval: Duration::from_secs(10),

@@ -1,0 +1,319 @@
+//! An output's buffer: records (encoded metric batches, [`sonde_plugins::codec::record`]) in
+//! one of two storages, memory or disk, behind one interface, so both behave the same and are
+//! tested by the same suite. Bounded by metric count (memory) and by bytes; when full it drops
+//! the oldest records, or refuses new ones from a source that can push back.
+//!
+//! A write leases records from the front; they leave the buffer only when the write is
+//! acknowledged, so a failed or abandoned write loses nothing.
+
+mod disk;
+mod memory;
+
+use std::io;
+use std::sync::Arc;
+
+use sonde_plugins::Metric;
+use sonde_plugins::codec::record;
+use sonde_plugins::selfstat::Stat;
+
+use disk::DiskStore;
+pub use disk::{DiskConfig, Recovery, SyncPolicy};
+use memory::MemoryStore;
+
+/// One encoded batch and the number of metrics in it. Cheap to clone: outputs that take a
+/// batch unchanged share one record.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub data: Arc<[u8]>,
+    pub count: u32,
+}
+
+impl Record {
+    /// Encodes `metrics` into records of at most `chunk` metrics each.
+    pub fn encode_chunks(metrics: &[Metric], chunk: usize, scratch: &mut Vec<u8>) -> Vec<Record> {
+        metrics
+            .chunks(chunk.max(1))
+            .map(|c| {
+                scratch.clear();
+                record::encode(c, scratch);
+                Record {
+                    data: Arc::from(&scratch[..]),
+                    count: c.len() as u32,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Which bound a drop or a refusal hit, for the warning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Count(usize),
+    Bytes(u64),
+    Disk(u64),
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limit::Count(n) => write!(f, "metric_buffer_limit = {n} metrics"),
+            Limit::Bytes(n) => write!(f, "metric_buffer_limit_bytes = {n} bytes"),
+            Limit::Disk(n) => write!(f, "buffer_disk_limit = {n} bytes"),
+        }
+    }
+}
+
+enum Store {
+    Memory(MemoryStore),
+    Disk(DiskStore),
+}
+
+pub struct Buffer {
+    store: Store,
+    /// Metric bound (memory storage only: the disk storage is bounded by bytes).
+    limit: usize,
+    limit_bytes: u64,
+    leased: usize,
+    /// Counts metrics dropped because the buffer was full.
+    dropped: Stat,
+    /// Mirrors the metric count, for `internal_write.buffer_size`.
+    size: Stat,
+    /// Metrics dropped since the last overflow warning, so the warning can be rate-limited,
+    /// and the bound that made them go.
+    pub unreported_drops: u64,
+    pub last_limit: Option<Limit>,
+}
+
+impl Buffer {
+    pub fn memory(limit: usize, limit_bytes: u64, dropped: Stat, size: Stat) -> Self {
+        Buffer {
+            store: Store::Memory(MemoryStore::default()),
+            limit: limit.max(1),
+            limit_bytes: limit_bytes.max(1),
+            leased: 0,
+            dropped,
+            size,
+            unreported_drops: 0,
+            last_limit: None,
+        }
+    }
+
+    /// Opens the disk storage in `cfg.dir`, with what an earlier process left there.
+    pub fn disk(cfg: &DiskConfig, dropped: Stat, size: Stat) -> io::Result<(Self, Recovery)> {
+        let (store, recovery) = DiskStore::open(cfg)?;
+        let b = Buffer {
+            store: Store::Disk(store),
+            limit: usize::MAX,
+            limit_bytes: cfg.limit_bytes.max(1),
+            leased: 0,
+            dropped,
+            size,
+            unreported_drops: 0,
+            last_limit: None,
+        };
+        b.size.set(b.len() as i64);
+        Ok((b, recovery))
+    }
+
+    /// The disk directory, when the storage is the disk.
+    pub fn disk_dir(&self) -> Option<&std::path::Path> {
+        match &self.store {
+            Store::Disk(d) => Some(d.dir()),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// Takes the new configuration's bounds and counters (a reload keeping this buffer).
+    pub fn reconfigure(&mut self, limit: usize, limit_bytes: u64, dropped: Stat, size: Stat) {
+        if let Store::Memory(_) = self.store {
+            self.limit = limit.max(1);
+        }
+        self.limit_bytes = limit_bytes.max(1);
+        self.dropped = dropped;
+        self.size = size;
+        self.size.set(self.len() as i64);
+    }
+
+    /// Metrics buffered, including those out for a write.
+    pub fn len(&self) -> usize {
+        (match &self.store {
+            Store::Memory(m) => m.metrics(),
+            Store::Disk(d) => d.metrics(),
+        }) as usize
+    }
+
+    /// Metrics not out for a write.
+    pub fn available(&self) -> usize {
+        self.len() - self.leased
+    }
+
+    /// Bytes held: encoded records (memory) or segment files (disk).
+    pub fn bytes(&self) -> u64 {
+        match &self.store {
+            Store::Memory(m) => m.bytes(),
+            Store::Disk(d) => d.bytes(),
+        }
+    }
+
+    fn cost(&self, records: &[Record]) -> u64 {
+        records
+            .iter()
+            .map(|r| match &self.store {
+                Store::Memory(_) => MemoryStore::cost(r),
+                Store::Disk(_) => DiskStore::cost(r),
+            })
+            .sum()
+    }
+
+    /// The bound that appending `records` would exceed, if any.
+    pub fn would_overflow(&self, records: &[Record]) -> Option<Limit> {
+        let n: usize = records.iter().map(|r| r.count as usize).sum();
+        let bytes = self.bytes() + self.cost(records);
+        match &self.store {
+            Store::Memory(_) if self.len() + n > self.limit => Some(Limit::Count(self.limit)),
+            Store::Memory(_) if bytes > self.limit_bytes => Some(Limit::Bytes(self.limit_bytes)),
+            Store::Disk(_) if bytes > self.limit_bytes => Some(Limit::Disk(self.limit_bytes)),
+            _ => None,
+        }
+    }
+
+    /// Appends records at the back, then drops from the front (oldest first, records out for
+    /// a write last) whatever exceeds the bounds. An error means the storage could not take
+    /// them (a disk error): nothing of them was kept.
+    pub fn push(&mut self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
+        let mut result = Ok(());
+        for rec in records {
+            match &mut self.store {
+                Store::Memory(m) => m.append(rec),
+                Store::Disk(d) => {
+                    if let Err(e) = d.append(&rec) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        self.enforce_limits();
+        result
+    }
+
+    /// Leases up to `max` metrics from the front for a write. Nothing leaves the buffer until
+    /// [`Buffer::ack`]; [`Buffer::release`] gives them back.
+    pub fn lease(&mut self, max: usize) -> io::Result<Vec<Metric>> {
+        debug_assert_eq!(self.leased, 0, "one write at a time");
+        let records = match &mut self.store {
+            Store::Memory(m) => m.lease(max),
+            Store::Disk(d) => d.lease(max)?,
+        };
+        let mut metrics = Vec::with_capacity(records.iter().map(|r| r.count as usize).sum());
+        for r in &records {
+            // Records are checked when read from the disk, and memory ones were encoded here:
+            // a failure is a bug, and a record we cannot decode cannot be sent either.
+            if let Err(e) = record::decode(&r.data, &mut metrics) {
+                tracing::error!(error = %e, metrics = r.count, "dropping an undecodable buffer record");
+                self.dropped.add(i64::from(r.count));
+            }
+        }
+        self.leased = records.iter().map(|r| r.count as usize).sum();
+        Ok(metrics)
+    }
+
+    /// The leased metrics were delivered (or rejected for good): they leave the buffer.
+    pub fn ack(&mut self) -> io::Result<()> {
+        self.leased = 0;
+        let r = match &mut self.store {
+            Store::Memory(m) => {
+                m.ack();
+                Ok(())
+            }
+            Store::Disk(d) => d.ack(),
+        };
+        self.size.set(self.len() as i64);
+        r
+    }
+
+    /// The write failed: the leased metrics are the oldest again. If the bounds are exceeded
+    /// meanwhile, they are the first to go.
+    pub fn release(&mut self) {
+        self.leased = 0;
+        match &mut self.store {
+            Store::Memory(m) => m.release(),
+            Store::Disk(d) => d.release(),
+        }
+        self.enforce_limits();
+    }
+
+    /// Forces appended records to the disk (disk storage; a no-op in memory).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.store {
+            Store::Disk(d) => d.sync(),
+            Store::Memory(_) => Ok(()),
+        }
+    }
+
+    pub fn sync_policy(&self) -> Option<SyncPolicy> {
+        match &self.store {
+            Store::Disk(d) => Some(d.sync_policy()),
+            Store::Memory(_) => None,
+        }
+    }
+
+    /// Takes every record out (a reload that moves them to another storage).
+    pub fn take_all(&mut self) -> io::Result<Vec<Record>> {
+        self.leased = 0;
+        let r = match &mut self.store {
+            Store::Memory(m) => Ok(m.take_all()),
+            Store::Disk(d) => d.take_all(),
+        };
+        self.size.set(self.len() as i64);
+        r
+    }
+
+    fn enforce_limits(&mut self) {
+        let mut dropped = 0u64;
+        loop {
+            let limit = match &self.store {
+                Store::Memory(_) if self.len() > self.limit => Limit::Count(self.limit),
+                Store::Memory(_) if self.bytes() > self.limit_bytes => {
+                    Limit::Bytes(self.limit_bytes)
+                }
+                Store::Disk(_) if self.bytes() > self.limit_bytes => Limit::Disk(self.limit_bytes),
+                _ => break,
+            };
+            let excess = match limit {
+                Limit::Count(n) => (self.len() - n) as u64,
+                _ => u64::MAX,
+            };
+            let gone = match &mut self.store {
+                Store::Memory(m) => m.drop_oldest(excess),
+                Store::Disk(d) => match d.drop_oldest() {
+                    Ok(g) => {
+                        // The lease, if any, was in the dropped segment.
+                        self.leased = 0;
+                        g
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "disk buffer: cannot drop the oldest segment");
+                        None
+                    }
+                },
+            };
+            match gone {
+                Some(n) => {
+                    dropped += n;
+                    self.last_limit = Some(limit);
+                }
+                // Only records out for a write are left: they go if that write fails.
+                None => break,
+            }
+        }
+        if dropped > 0 {
+            self.dropped.add(dropped as i64);
+            self.unreported_drops += dropped;
+        }
+        self.size.set(self.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests;

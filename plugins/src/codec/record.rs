@@ -1,0 +1,444 @@
+//! The buffer record: a batch of metrics in a compact binary form. Output buffers keep
+//! records instead of live `Metric`s (a live metric costs several allocations and about
+//! three times its encoded size), and the disk buffer writes the same records to its segment
+//! files, so memory and disk buffering are one format.
+//!
+//! ```text
+//! record := varint(count) metric*
+//! metric := flags:u8 [name] varint(zigzag(time - previous time))
+//!           [varint(ntags) (str str)*] varint(nfields) field*
+//! field  := [key:str] type:u8 value
+//! str    := varint(len) utf8
+//! ```
+//! `flags` bits 0–2 say that the name, the tag set or the field keys equal those of the
+//! previous metric and are left out (metrics of one batch usually share them), bits 4–6 hold
+//! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
+//! (varint), 3 false, 4 true, 5 string.
+
+use crate::model::{FieldValue, Metric, Str, ValueType};
+
+const SAME_NAME: u8 = 1;
+const SAME_TAGS: u8 = 2;
+const SAME_FIELD_KEYS: u8 = 4;
+
+/// Why a record could not be decoded (only corrupt or truncated bytes get here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt buffer record: {0}")]
+pub struct RecordError(&'static str);
+
+/// Appends the record of `metrics` to `out`.
+pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
+    put_varint(out, metrics.len() as u64);
+    let mut prev: Option<&Metric> = None;
+    for m in metrics {
+        let same_name = prev.is_some_and(|p| p.name == m.name);
+        let same_tags = prev.is_some_and(|p| p.tags == m.tags);
+        let same_keys = prev.is_some_and(|p| {
+            p.fields.len() == m.fields.len()
+                && p.fields.iter().zip(&m.fields).all(|(a, b)| a.0 == b.0)
+        });
+        let flags = (same_name as u8 * SAME_NAME)
+            | (same_tags as u8 * SAME_TAGS)
+            | (same_keys as u8 * SAME_FIELD_KEYS)
+            | (kind_code(m.kind) << 4);
+        out.push(flags);
+        if !same_name {
+            put_str(out, &m.name);
+        }
+        let prev_time = prev.map_or(0, |p| p.time);
+        put_varint(out, zigzag(m.time.wrapping_sub(prev_time)));
+        if !same_tags {
+            put_varint(out, m.tags.len() as u64);
+            for (k, v) in &m.tags {
+                put_str(out, k);
+                put_str(out, v);
+            }
+        }
+        put_varint(out, m.fields.len() as u64);
+        for (k, v) in &m.fields {
+            if !same_keys {
+                put_str(out, k);
+            }
+            match v {
+                FieldValue::Float(f) => {
+                    out.push(0);
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+                FieldValue::Int(i) => {
+                    out.push(1);
+                    put_varint(out, zigzag(*i));
+                }
+                FieldValue::UInt(u) => {
+                    out.push(2);
+                    put_varint(out, *u);
+                }
+                FieldValue::Bool(b) => out.push(3 + *b as u8),
+                FieldValue::String(s) => {
+                    out.push(5);
+                    put_str(out, s);
+                }
+            }
+        }
+        prev = Some(m);
+    }
+}
+
+/// The number of metrics a record holds, read from its first bytes.
+pub fn count(record: &[u8]) -> Result<usize, RecordError> {
+    let mut r = Reader { buf: record };
+    let n = r.varint()?;
+    usize::try_from(n).map_err(|_| RecordError("count too large"))
+}
+
+/// Decodes a record, appending its metrics to `out`. On error `out` is left as it was.
+pub fn decode(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> {
+    let start = out.len();
+    let result = decode_into(record, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn decode_into(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> {
+    let mut r = Reader { buf: record };
+    let n = r.varint()?;
+    // Every metric takes at least 3 bytes: a hostile count must not reserve gigabytes.
+    if n > (record.len() / 3) as u64 {
+        return Err(RecordError("count larger than the record"));
+    }
+    out.reserve(n as usize);
+    let first = out.len();
+    for i in 0..n as usize {
+        let flags = r.byte()?;
+        let prev = (i > 0).then(|| &out[first + i - 1]);
+        if prev.is_none() && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
+            return Err(RecordError("first metric refers to a previous one"));
+        }
+        let name = match prev {
+            Some(p) if flags & SAME_NAME != 0 => p.name.clone(),
+            _ => r.str()?,
+        };
+        let kind = kind_from(flags >> 4)?;
+        let time = prev
+            .map_or(0, |p| p.time)
+            .wrapping_add(unzigzag(r.varint()?));
+        let tags = match prev {
+            Some(p) if flags & SAME_TAGS != 0 => p.tags.clone(),
+            _ => {
+                let nt = r.len_prefix(2)?;
+                let mut tags = Vec::with_capacity(nt);
+                for _ in 0..nt {
+                    tags.push((r.str()?, r.str()?));
+                }
+                tags
+            }
+        };
+        let nf = r.len_prefix(1)?;
+        let keys_from = match prev {
+            Some(p) if flags & SAME_FIELD_KEYS != 0 => {
+                if p.fields.len() != nf {
+                    return Err(RecordError("field count differs from the previous metric"));
+                }
+                Some(p)
+            }
+            _ => None,
+        };
+        let mut fields = Vec::with_capacity(nf);
+        for j in 0..nf {
+            let key = match keys_from {
+                Some(p) => p.fields[j].0.clone(),
+                None => r.str()?,
+            };
+            let value = match r.byte()? {
+                0 => FieldValue::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
+                1 => FieldValue::Int(unzigzag(r.varint()?)),
+                2 => FieldValue::UInt(r.varint()?),
+                3 => FieldValue::Bool(false),
+                4 => FieldValue::Bool(true),
+                5 => FieldValue::String(r.str()?),
+                _ => return Err(RecordError("unknown field type")),
+            };
+            fields.push((key, value));
+        }
+        out.push(Metric {
+            name,
+            tags,
+            fields,
+            time,
+            kind,
+        });
+    }
+    if !r.buf.is_empty() {
+        return Err(RecordError("trailing bytes"));
+    }
+    Ok(())
+}
+
+fn kind_code(k: ValueType) -> u8 {
+    match k {
+        ValueType::Untyped => 0,
+        ValueType::Counter => 1,
+        ValueType::Gauge => 2,
+        ValueType::Histogram => 3,
+        ValueType::Summary => 4,
+    }
+}
+
+fn kind_from(c: u8) -> Result<ValueType, RecordError> {
+    Ok(match c {
+        0 => ValueType::Untyped,
+        1 => ValueType::Counter,
+        2 => ValueType::Gauge,
+        3 => ValueType::Histogram,
+        4 => ValueType::Summary,
+        _ => return Err(RecordError("unknown value type")),
+    })
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, RecordError> {
+        let (&b, rest) = self.buf.split_first().ok_or(RecordError("truncated"))?;
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if n > self.buf.len() {
+            return Err(RecordError("truncated"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn varint(&mut self) -> Result<u64, RecordError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(RecordError("varint too long"))
+    }
+
+    /// A count of items that take at least `min_bytes` each: bounded by what is left.
+    fn len_prefix(&mut self, min_bytes: usize) -> Result<usize, RecordError> {
+        let n = self.varint()?;
+        if n > (self.buf.len() / min_bytes) as u64 {
+            return Err(RecordError("count larger than the record"));
+        }
+        Ok(n as usize)
+    }
+
+    fn str(&mut self) -> Result<Str, RecordError> {
+        let n = self.varint()?;
+        let n = usize::try_from(n).map_err(|_| RecordError("string too long"))?;
+        let bytes = self.take(n)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| RecordError("invalid UTF-8"))?;
+        Ok(Str::from(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(metrics: &[Metric]) -> Vec<Metric> {
+        let mut buf = Vec::new();
+        encode(metrics, &mut buf);
+        assert_eq!(count(&buf).unwrap(), metrics.len());
+        let mut out = Vec::new();
+        decode(&buf, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn shared_names_tags_and_keys_are_written_once() {
+        let batch: Vec<Metric> = (0..100)
+            .map(|i| {
+                Metric::new("http_check", 1_700_000_000_000_000_000 + i)
+                    .with_tag("host", "exec-1")
+                    .with_tag("scenario", "login")
+                    .with_field("status", 200i64)
+                    .with_field("duration_ms", i as f64)
+            })
+            .collect();
+        let mut buf = Vec::new();
+        encode(&batch, &mut buf);
+        // After the first metric: flags, a one-byte time delta, the field count, and the
+        // two typed values.
+        assert!(buf.len() < 60 + 100 * 16, "{} bytes", buf.len());
+        assert_eq!(round_trip(&batch), batch);
+    }
+
+    #[test]
+    fn corrupt_records_are_errors_and_leave_the_output_alone() {
+        let batch = vec![Metric::new("m", 5).with_field("v", 1i64)];
+        let mut buf = Vec::new();
+        encode(&batch, &mut buf);
+        let mut out = vec![Metric::new("kept", 0).with_field("v", 0i64)];
+        assert!(decode(&buf[..buf.len() - 1], &mut out).is_err());
+        assert_eq!(out.len(), 1);
+        let mut extra = buf.clone();
+        extra.push(0);
+        assert!(decode(&extra, &mut out).is_err());
+        // A first metric that says "same name as the previous one".
+        assert!(decode(&[1, SAME_NAME], &mut out).is_err());
+        // A count of 2^62 metrics in three bytes.
+        assert!(
+            decode(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f],
+                &mut out
+            )
+            .is_err()
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    fn arb_str() -> impl Strategy<Value = Str> {
+        prop_oneof![
+            Just(Str::from("host")),
+            Just(Str::from("a-rather-long-name-that-lives-on-the-heap")),
+            "[a-z ,=\"\\\\\n]{0,12}".prop_map(Str::from),
+            any::<String>().prop_map(Str::from),
+        ]
+    }
+
+    fn arb_value() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            any::<f64>().prop_map(FieldValue::Float),
+            any::<i64>().prop_map(FieldValue::Int),
+            any::<u64>().prop_map(FieldValue::UInt),
+            any::<bool>().prop_map(FieldValue::Bool),
+            arb_str().prop_map(FieldValue::String),
+        ]
+    }
+
+    fn arb_metric() -> impl Strategy<Value = Metric> {
+        (
+            arb_str(),
+            proptest::collection::vec((arb_str(), arb_str()), 0..4),
+            proptest::collection::vec((arb_str(), arb_value()), 1..4),
+            any::<i64>(),
+            0u8..5,
+        )
+            .prop_map(|(name, tags, fields, time, kind)| {
+                let mut m = Metric::new(name, time).with_kind(kind_from(kind).unwrap());
+                for (k, v) in tags {
+                    m.add_tag(k, v);
+                }
+                for (k, v) in fields {
+                    m.add_field(k, v);
+                }
+                m
+            })
+    }
+
+    /// Batches where neighbours often share name, tags or keys, to exercise the flags.
+    fn arb_batch() -> impl Strategy<Value = Vec<Metric>> {
+        proptest::collection::vec((arb_metric(), 0u8..8, any::<i64>()), 0..20).prop_map(|v| {
+            let mut out: Vec<Metric> = Vec::new();
+            for (mut m, share, t) in v {
+                if let Some(p) = out.last() {
+                    if share & 1 != 0 {
+                        m.name = p.name.clone();
+                    }
+                    if share & 2 != 0 {
+                        m.tags = p.tags.clone();
+                    }
+                    if share & 4 != 0 {
+                        m.fields = p
+                            .fields
+                            .iter()
+                            .map(|(k, _)| (k.clone(), t.into()))
+                            .collect();
+                    }
+                }
+                out.push(m);
+            }
+            out
+        })
+    }
+
+    /// Float fields compared by bits, so NaN round-trips count as equal.
+    fn same(a: &[Metric], b: &[Metric]) -> bool {
+        let bits = |m: &Metric| {
+            m.fields
+                .iter()
+                .map(|(k, v)| match v {
+                    FieldValue::Float(f) => (k.clone(), FieldValue::UInt(f.to_bits())),
+                    other => (k.clone(), other.clone()),
+                })
+                .collect::<Vec<_>>()
+        };
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.name == y.name
+                    && x.tags == y.tags
+                    && x.time == y.time
+                    && x.kind == y.kind
+                    && bits(x) == bits(y)
+                    && x.fields
+                        .iter()
+                        .zip(&y.fields)
+                        .all(|(p, q)| p.1.type_name() == q.1.type_name())
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(batch in arb_batch()) {
+            prop_assert!(same(&round_trip(&batch), &batch));
+        }
+
+        #[test]
+        fn never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let mut out = Vec::new();
+            let _ = count(&bytes);
+            if decode(&bytes, &mut out).is_err() {
+                prop_assert!(out.is_empty());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_damaged_records(batch in arb_batch(), at in any::<usize>(), byte in any::<u8>()) {
+            let mut buf = Vec::new();
+            encode(&batch, &mut buf);
+            if !buf.is_empty() {
+                let i = at % buf.len();
+                buf[i] = byte;
+            }
+            let mut out = Vec::new();
+            let _ = decode(&buf, &mut out);
+        }
+    }
+}
