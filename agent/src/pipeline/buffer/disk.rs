@@ -523,6 +523,21 @@ impl DiskStore {
                 break;
             }
         }
+        // Everything delivered: the active segment starts over rather than growing (and, on a
+        // full disk, so that space comes back). Truncated before the position is saved: a
+        // crash in between finds an empty segment, not a replay.
+        let single = self.segments.len() == 1;
+        let active = self.segments.back_mut().expect("never empty");
+        if single && active.bytes > 0 && self.committed.offset >= active.bytes {
+            self.writer.set_len(0)?;
+            active.bytes = 0;
+            active.metrics = 0;
+            self.committed = Pos {
+                seg: active.id,
+                offset: 0,
+                consumed: 0,
+            };
+        }
         self.save_position()
     }
 
