@@ -330,6 +330,8 @@ async fn process_loop(
     mut aggregators: Vec<RunningAggregator>,
     outputs: Arc<Vec<RunningOutput>>,
 ) {
+    let blocking_ok = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
         let next_push = aggregators.iter().map(|a| a.due()).min();
         let wait = next_push.map(|due| Duration::from_nanos((due - now_ns()).max(0) as u64));
@@ -357,7 +359,13 @@ async fn process_loop(
         // The queue's byte budget covers the batch until it is processed.
         let batch = run_processors(&mut processors, metrics);
         let batch = aggregate(&mut aggregators, batch);
-        let delivery = fan_out(&outputs, batch, ack.is_some());
+        let delivery = if blocking_ok && outputs.iter().any(|o| o.buffers_on_disk()) {
+            // Appends to a disk buffer (and fsync under "always") block: let the runtime
+            // move other tasks off this thread meanwhile.
+            tokio::task::block_in_place(|| fan_out(&outputs, batch, ack.is_some()))
+        } else {
+            fan_out(&outputs, batch, ack.is_some())
+        };
         drop(permit);
         if let Some(ack) = ack {
             let _ = ack.send(delivery);

@@ -61,6 +61,7 @@ pub struct RunningOutput {
     filter: Filter,
     rename: Rename,
     overflow: Overflow,
+    on_disk: bool,
     shared: Arc<Shared>,
     mode: watch::Sender<Mode>,
     task: Option<JoinHandle<()>>,
@@ -123,6 +124,7 @@ impl RunningOutput {
         };
         let size = stats.stat("buffer_size");
         let buffer = open_buffer(&cfg, &id, &ws, size, dir, carried, fallback)?;
+        let on_disk = buffer.disk_dir().is_some();
         let sync_every = match buffer.sync_policy() {
             Some(SyncPolicy::Every(d)) => Some(d),
             _ => None,
@@ -153,6 +155,7 @@ impl RunningOutput {
             filter: cfg.filter,
             rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
             overflow: cfg.overflow,
+            on_disk,
             shared,
             mode: mode_tx,
             task: Some(task),
@@ -174,6 +177,10 @@ impl RunningOutput {
     /// share the records encoded for others.
     pub fn takes_all(&self) -> bool {
         self.filter.is_empty() && self.rename.is_empty()
+    }
+
+    pub fn buffers_on_disk(&self) -> bool {
+        self.on_disk
     }
 
     pub fn batch_size(&self) -> usize {
@@ -446,9 +453,18 @@ async fn sync_loop(shared: Arc<Shared>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let s = shared.clone();
-        let r = tokio::task::spawn_blocking(move || s.buffer.lock().unwrap().sync()).await;
-        if let Ok(Err(e)) = r {
+        let pending = shared.buffer.lock().unwrap().pending_sync();
+        let r = match pending {
+            Ok(Some((segment, position))) => tokio::task::spawn_blocking(move || {
+                segment.sync_data()?;
+                position.sync_data()
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
             shared.stats.errors.incr();
             error!(output = %shared.id, error = %e, "disk buffer: sync failed");
         }

@@ -414,6 +414,16 @@ impl DiskStore {
         Ok(())
     }
 
+    /// Handles to sync outside the buffer's lock (the periodic sync), when anything changed
+    /// since the last sync: the active segment and the position file.
+    pub fn pending_sync(&mut self) -> io::Result<Option<(File, File)>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        self.dirty = false;
+        Ok(Some((self.writer.try_clone()?, self.position.try_clone()?)))
+    }
+
     /// Forces what was appended (and the read position) to the disk.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.dirty {

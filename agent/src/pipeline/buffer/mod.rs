@@ -251,6 +251,15 @@ impl Buffer {
         }
     }
 
+    /// What the periodic sync must fsync, taken under the lock and synced outside it so
+    /// that appends do not wait for the disk.
+    pub fn pending_sync(&mut self) -> io::Result<Option<(std::fs::File, std::fs::File)>> {
+        match &mut self.store {
+            Store::Disk(d) => d.pending_sync(),
+            Store::Memory(_) => Ok(None),
+        }
+    }
+
     pub fn sync_policy(&self) -> Option<SyncPolicy> {
         match &self.store {
             Store::Disk(d) => Some(d.sync_policy()),
