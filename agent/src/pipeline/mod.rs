@@ -769,6 +769,115 @@ mod tests {
         assert!(probe.got.lock().unwrap().is_empty());
     }
 
+    /// Outputs for fan-out tests: (namepass, metric_buffer_limit, overflow) each.
+    fn outputs(
+        specs: &[(&[&str], usize, crate::config::Overflow)],
+    ) -> (Vec<RunningOutput>, Vec<Probe>) {
+        let stats = AgentStats::register();
+        let mut outs = Vec::new();
+        let mut probes = Vec::new();
+        for (i, (namepass, limit, overflow)) in specs.iter().enumerate() {
+            let (mut cfg, probe) = config(0, vec![], *limit);
+            let mut o = cfg.outputs.remove(0);
+            o.alias = Some(format!("o{i}"));
+            o.overflow = *overflow;
+            o.flush_interval = Duration::from_secs(3600);
+            o.metric_batch_size = 1000;
+            o.filter = Filter::new(&crate::filter::FilterConfig {
+                namepass: namepass.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            })
+            .unwrap();
+            outs.push(
+                RunningOutput::start(o, &stats.write, std::env::temp_dir(), None, false).unwrap(),
+            );
+            probes.push(probe);
+        }
+        (outs, probes)
+    }
+
+    fn named(name: &str, n: i64) -> Vec<Metric> {
+        (0..n)
+            .map(|i| Metric::new(name, i).with_field("v", i))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn fan_out_gives_each_output_only_what_it_selects() {
+        use crate::config::Overflow::Backpressure;
+        let (outs, probes) = outputs(&[
+            (&[], 100, Backpressure),
+            (&["a*"], 100, Backpressure),
+            (&["zzz"], 100, Backpressure),
+        ]);
+        let mut batch = named("api", 3);
+        batch.extend(named("db", 2));
+        assert_eq!(fan_out(&outs, batch, true), Delivery::Accepted);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut lost = 0;
+        for o in outs {
+            lost += o.drain(deadline).await;
+        }
+        assert_eq!(lost, 0);
+        let names = |p: &Probe| {
+            p.got
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| m.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&probes[0]), ["api", "api", "api", "db", "db"]);
+        assert_eq!(names(&probes[1]), ["api", "api", "api"]);
+        assert!(names(&probes[2]).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_output_refuses_a_listener_batch_for_every_output() {
+        use crate::config::Overflow::{Backpressure, DropOldest};
+        let (outs, probes) = outputs(&[(&[], 100, DropOldest), (&[], 5, Backpressure)]);
+        assert_eq!(fan_out(&outs, named("m", 4), true), Delivery::Accepted);
+        match fan_out(&outs, named("m", 4), true) {
+            Delivery::Full {
+                reason,
+                retry_after,
+            } => {
+                assert!(reason.contains("outputs.scripted::o1"), "{reason}");
+                assert!(
+                    reason.contains("metric_buffer_limit = 5 metrics"),
+                    "{reason}"
+                );
+                assert!(retry_after >= Duration::from_secs(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A polled input's batch is never refused: the full output drops its oldest.
+        assert_eq!(fan_out(&outs, named("n", 4), false), Delivery::Accepted);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for o in outs {
+            o.drain(deadline).await;
+        }
+        // The refused batch reached neither output.
+        assert_eq!(probes[0].got.lock().unwrap().len(), 8);
+        let second: Vec<(String, i64)> = probes[1]
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| (m.name.to_string(), m.time))
+            .collect();
+        assert_eq!(
+            second,
+            [
+                ("m".into(), 3),
+                ("n".into(), 0),
+                ("n".into(), 1),
+                ("n".into(), 2),
+                ("n".into(), 3)
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn overflow_drops_oldest_and_shutdown_flushes_the_rest() {
         let (mut cfg, probe) = config(10, vec![], 6);
