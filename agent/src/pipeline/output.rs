@@ -378,9 +378,9 @@ fn open_buffer(
         BufferStrategy::Memory => None,
         BufferStrategy::Disk { .. } => Some(dir.as_path()),
     };
-    let limit_bytes = match &cfg.buffer_strategy {
-        BufferStrategy::Memory => cfg.metric_buffer_limit_bytes,
-        BufferStrategy::Disk { limit_bytes, .. } => *limit_bytes,
+    let (limit_bytes, sync) = match &cfg.buffer_strategy {
+        BufferStrategy::Memory => (cfg.metric_buffer_limit_bytes, None),
+        BufferStrategy::Disk { limit_bytes, sync } => (*limit_bytes, Some(*sync)),
     };
     let mut carried = carried;
     if let Some(b) = &mut carried
@@ -390,6 +390,7 @@ fn open_buffer(
         b.reconfigure(
             cfg.metric_buffer_limit,
             limit_bytes,
+            sync,
             ws.dropped.clone(),
             size,
         );

@@ -337,6 +337,10 @@ impl DiskStore {
         self.sync
     }
 
+    pub fn set_sync_policy(&mut self, sync: SyncPolicy) {
+        self.sync = sync;
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

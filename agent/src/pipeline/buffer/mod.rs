@@ -123,10 +123,23 @@ impl Buffer {
         }
     }
 
-    /// Takes the new configuration's bounds and counters (a reload keeping this buffer).
-    pub fn reconfigure(&mut self, limit: usize, limit_bytes: u64, dropped: Stat, size: Stat) {
-        if let Store::Memory(_) = self.store {
-            self.limit = limit.max(1);
+    /// Takes the new configuration's bounds, sync policy and counters (a reload keeping
+    /// this buffer).
+    pub fn reconfigure(
+        &mut self,
+        limit: usize,
+        limit_bytes: u64,
+        sync: Option<SyncPolicy>,
+        dropped: Stat,
+        size: Stat,
+    ) {
+        match &mut self.store {
+            Store::Memory(_) => self.limit = limit.max(1),
+            Store::Disk(d) => {
+                if let Some(s) = sync {
+                    d.set_sync_policy(s);
+                }
+            }
         }
         self.limit_bytes = limit_bytes.max(1);
         self.dropped = dropped;
