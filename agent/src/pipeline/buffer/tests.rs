@@ -503,3 +503,46 @@ proptest! {
         prop_assert!(delivered.windows(2).all(|w| w[0] < w[1]));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the directory holds — valid frames, damaged ones, random bytes — the open
+    /// succeeds, keeps every valid frame, and the buffer works afterwards.
+    #[test]
+    fn any_directory_content_opens(
+        valid in 0u8..4,
+        garbage in proptest::collection::vec(any::<u8>(), 0..200),
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        position in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let dir = TempDir::new();
+        let cfg = disk_cfg(dir.path(), 1 << 20);
+        {
+            let (mut b, _) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
+            b.push(recs(0..i64::from(valid) * 2, 2)).unwrap();
+        }
+        let seg = segments(dir.path()).last().unwrap().clone();
+        let mut data = std::fs::read(&seg).unwrap();
+        for (at, byte) in &flips {
+            if !data.is_empty() {
+                let i = at % data.len();
+                data[i] ^= byte | 1;
+            }
+        }
+        data.extend_from_slice(&garbage);
+        std::fs::write(&seg, &data).unwrap();
+        std::fs::write(dir.path().join("position"), &position).unwrap();
+        let (mut b, rec) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
+        if flips.is_empty() {
+            // Undamaged frames are all kept; only the appended garbage may go.
+            prop_assert_eq!(rec.metrics, u64::from(valid) * 2);
+            prop_assert!(rec.truncated_bytes <= garbage.len() as u64);
+        }
+        let before = b.len();
+        b.push(recs(100..102, 2)).unwrap();
+        let got = times(&b.lease(usize::MAX).unwrap());
+        prop_assert_eq!(got.len(), before + 2);
+        prop_assert_eq!(&got[got.len() - 2..], &[100, 101]);
+    }
+}
