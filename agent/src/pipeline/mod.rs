@@ -1,6 +1,6 @@
 //! The running pipeline: inputs → processors → aggregators → per-output buffers → outputs.
 
-mod buffer;
+pub mod buffer;
 mod input;
 mod output;
 mod process;
