@@ -78,7 +78,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("sonde-bench-buffer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     for (name, sync) in [
-        ("disk push+lease+ack, sync every 1s", SyncPolicy::Every(std::time::Duration::from_secs(1))),
+        (
+            "disk push+lease+ack, sync every 1s",
+            SyncPolicy::Every(std::time::Duration::from_secs(1)),
+        ),
         ("disk push+lease+ack, sync always", SyncPolicy::Always),
     ] {
         let cfg = DiskConfig {

@@ -110,7 +110,7 @@ fn kill_9_loses_nothing_acknowledged() {
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 i = i.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                sink.set_default(if i % 3 == 0 {
+                sink.set_default(if i.is_multiple_of(3) {
                     Reply::status(503)
                 } else {
                     Reply::status(204)

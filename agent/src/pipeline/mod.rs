@@ -157,14 +157,14 @@ fn start_outputs(
         let dir = o.buffer_directory.join(buffer_dir_name(&key));
         let old = carried.remove(&key);
         if let Some(b) = &old
-            && b.len() > 0
+            && !b.is_empty()
         {
             info!(output = %key.0, metrics = b.len(), "kept buffered metrics across reload");
         }
         started.push(RunningOutput::start(o, &stats.write, dir, old, fallback)?);
     }
     for (key, buffer) in carried {
-        if buffer.len() > 0 && buffer.disk_dir().is_none() {
+        if !buffer.is_empty() && buffer.disk_dir().is_none() {
             warn!(output = %key.0, lost = buffer.len(), "output removed by reload: its buffered metrics are dropped");
             stats.write.dropped.add(buffer.len() as i64);
         }

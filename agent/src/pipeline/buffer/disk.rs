@@ -445,10 +445,7 @@ impl DiskStore {
         let mut out = Vec::new();
         let mut n = 0usize;
         let mut header = [0u8; HEADER as usize];
-        loop {
-            let Some(i) = self.segments.iter().position(|s| s.id == pos.seg) else {
-                break;
-            };
+        while let Some(i) = self.segments.iter().position(|s| s.id == pos.seg) {
             let seg_bytes = self.segments[i].bytes;
             if pos.offset >= seg_bytes {
                 match self.segments.get(i + 1) {

@@ -155,6 +155,10 @@ impl Buffer {
         }) as usize
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Metrics not out for a write.
     pub fn available(&self) -> usize {
         self.len() - self.leased
