@@ -53,7 +53,7 @@ PERF_ARGS=${PERF_ARGS:-"--call-graph dwarf,16384 -F 499"}
 VM=/usr/bin/victoria-metrics
 VMAGENT=/usr/bin/vmagent
 
-bench_need "$VM:victoria-metrics" curl:curl taskset:util-linux python3:python3
+bench_need "$VM:victoria-metrics" curl:curl jq:jq taskset:util-linux python3:python3
 [ -x "$VMAGENT" ] || { echo "$VMAGENT missing (Debian's victoria-metrics package ships it)" >&2; exit 1; }
 if [ -n "${PERF_DIR:-}" ]; then
     command -v perf >/dev/null || { echo "PERF_DIR set but perf is missing" >&2; exit 1; }
