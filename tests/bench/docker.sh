@@ -18,7 +18,8 @@
 #     CLI asks each container's stats with stream=false, which makes the engine wait for a
 #     second sample, as Telegraf's input does); its wall time, median of 3.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 COUNTS=${1:-"10 50 100"}
 G=${2:-10}
@@ -27,22 +28,19 @@ INTERVAL=${INTERVAL:-3s}
 for c in dockerd docker busybox python3; do
     command -v "$c" >/dev/null || { echo "$c missing: run tests/setup.sh" >&2; exit 1; }
 done
-if [ -z "${SONDE_BIN:-}" ]; then
-    cargo build --release -p sonde --locked -q
-    SONDE_BIN="${CARGO_TARGET_DIR:-target}/release/sonde"
-fi
-[ -x "$SONDE_BIN" ] || { echo "no sonde binary at $SONDE_BIN" >&2; exit 1; }
+bench_sonde_bin
 
-TICK=$(getconf CLK_TCK)
+# Not bench_workdir: the engine's data-root needs a disk-backed directory and its own cleanup.
 WORK=$(mktemp -d /tmp/dkb.XXXXXX)
 export DOCKER_HOST="unix://$WORK/d.sock" DOCKER_BUILDKIT=0
 DPID=""
 SPID=""
 cleanup() {
-    [ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true
+    [ -z "$SPID" ] || kill "$SPID" 2>/dev/null || true
     if [ -n "$DPID" ]; then
         ids=$(docker ps -aq 2>/dev/null || true)
-        [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1 || true
+        # shellcheck disable=SC2086  # one argument per container id
+        [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
         kill "$DPID" 2>/dev/null || true
         wait "$DPID" 2>/dev/null || true
     fi
@@ -50,8 +48,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 dockerd --host "$DOCKER_HOST" --data-root "$WORK/data" --exec-root "$WORK/exec" \
     --pidfile "$WORK/d.pid" --iptables=false --ip6tables=false --bridge=none \
@@ -64,8 +60,6 @@ mkdir "$WORK/ctx"
 cp "$(command -v busybox)" "$WORK/ctx/busybox"
 printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\n' >"$WORK/ctx/Dockerfile"
 docker build -q -t busybox "$WORK/ctx" >/dev/null 2>&1
-
-median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:]]; print(f"{statistics.median(v):.3f}")' "$@"; }
 
 have=0
 printf '\n%5s  %14s  %14s  %16s  %18s  %8s\n' N "sonde wall s" "sonde CPU ms" "engine CPU ms" "docker stats s" "ratio"
@@ -100,7 +94,7 @@ EOF
     walls=$(grep 'gathered input="inputs.docker"' "$WORK/sonde.log" | sed -n "2,$((G + 1))p" |
         sed -E 's/.*elapsed=([0-9.]+)(ms|s|µs).*/\1 \2/' |
         awk '{ if ($2 == "ms") print $1 / 1000; else if ($2 == "µs") print $1 / 1e6; else print $1 }')
-    wall=$(median $walls)
+    wall=$(median <<<"$walls" | xargs printf '%.3f')
     metrics=$(grep 'gathered input="inputs.docker"' "$WORK/sonde.log" | tail -1 | sed -E 's/.*metrics=([0-9]+).*/\1/')
     scpu=$(python3 -c "print(f'{($s1 - $s0) * 1000 / $TICK / $G:.1f}')")
     dcpu=$(python3 -c "print(f'{($d1 - $d0) * 1000 / $TICK / $G:.1f}')")
@@ -112,7 +106,7 @@ EOF
         t1=$(date +%s.%N)
         peer+=("$(python3 -c "print($t1 - $t0)")")
     done
-    pw=$(median "${peer[@]}")
+    pw=$(printf '%s\n' "${peer[@]}" | median | xargs printf '%.3f')
     ratio=$(python3 -c "print(f'{$wall / $pw:.2f}')")
     printf '%5s  %14s  %14s  %16s  %18s  %8s   (%s metrics per gather)\n' "$N" "$wall" "$scpu" "$dcpu" "$pw" "$ratio" "$metrics"
 done

@@ -24,7 +24,8 @@
 #     keep-alive connection, paced at INTERVAL (--rate).
 # Each variant runs `runs` times, interleaved; medians are reported.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 N=${1:-500}
 RUNS=${2:-3}
@@ -32,50 +33,17 @@ INTERVAL=${INTERVAL:-50ms}
 NE_PORT=${NE_PORT:-9199}
 
 # ---------------------------------------------------------------- what is needed
-need=()
-command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+bench_need prometheus-node-exporter:prometheus-node-exporter curl:curl
 # The packaged service would compete for the CPU (and its port); it is left alone, but said.
 if pgrep -x prometheus-node >/dev/null 2>&1 || pgrep -x node_exporter >/dev/null 2>&1; then
     echo "note: another node_exporter is running on this machine" >&2
 fi
 
-if [ -z "${SONDE_BIN:-}" ]; then
-    cargo build --release -p sonde --locked -q
-    SONDE_BIN="${CARGO_TARGET_DIR:-target}/release/sonde"
-fi
-[ -x "$SONDE_BIN" ] || { echo "no sonde binary at $SONDE_BIN" >&2; exit 1; }
-
-TICK=$(getconf CLK_TCK)
-WORK=$(mktemp -d /dev/shm/sonde-bench.XXXXXX 2>/dev/null || mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-# utime+stime of a process, in clock ticks (fields 14 and 15 after the parenthesised name).
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+bench_sonde_bin
+bench_workdir sonde-bench
 # Interval in seconds, for curl's --rate and for waits.
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
-
-count_lines() { [ -f "$1" ] && grep -c "$2" "$1" || echo 0; }
-
-wait_count() { # file pattern target timeout_s
-    local deadline=$((SECONDS + $4))
-    while [ "$(count_lines "$1" "$2")" -lt "$3" ]; do
-        [ $SECONDS -lt "$deadline" ] || { echo "timeout waiting for $3 x $2 in $1" >&2; return 1; }
-        sleep 0.01
-    done
-}
 
 HOST_INPUTS='
 [[inputs.cpu]]
@@ -172,10 +140,8 @@ bench_ne() {
         'BEGIN { printf "%.6f %d\n", t / hz / n, h }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 VARIANTS=(sonde-discard sonde-file sonde-default ne-default ne-matching)
-echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $(nproc) CPUs; $(uname -r)"
+echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $NCPUS CPUs; $(uname -r)"
 echo "   sonde: $SONDE_BIN ($("$SONDE_BIN" version 2>/dev/null | head -1))"
 echo "   node_exporter: $(prometheus-node-exporter --version 2>&1 | head -1)"
 for r in $(seq "$RUNS"); do
@@ -185,7 +151,8 @@ for r in $(seq "$RUNS"); do
             ne-*) res=$(bench_ne "${v#ne-}") ;;
         esac
         echo "$res" >>"$WORK/$v.res"
-        printf '   run %d %-14s cpu/collection %s s, peak RSS %s kB\n' "$r" "$v" ${res}
+        read -r cpu rss <<<"$res"
+        printf '   run %d %-14s cpu/collection %s s, peak RSS %s kB\n' "$r" "$v" "$cpu" "$rss"
     done
 done
 
@@ -206,7 +173,6 @@ done
 echo "== ratios sonde / node_exporter (CPU per collection; target <= 0.25, RSS <= 10 MB)"
 for s in sonde-discard sonde-file sonde-default; do
     for n in ne-default ne-matching; do
-        printf '   %-14s / %-12s %.3f\n' "$s" "$n" \
-            "$(awk -v a="${CPU[$s]}" -v b="${CPU[$n]}" 'BEGIN { print (b > 0) ? a / b : "inf" }')"
+        printf '   %-14s / %-12s %s\n' "$s" "$n" "$(ratio "${CPU[$s]}" "${CPU[$n]}" 3)"
     done
 done

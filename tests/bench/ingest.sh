@@ -3,43 +3,36 @@
 # influxdb_listener; sonde forwards to outputs.discard (scenario "discard") and to
 # outputs.influxdb_v2 against a local 204 sink (scenario "influxdb_v2"). For reference the
 # same load is posted to InfluxDB 1.x itself. sonde and influxd are pinned to CPU 0, the load
-# generator to the other CPUs.
+# generator to the other CPUs. (tests/bench/remote_write.sh measures a fixed load of distinct
+# lines through discard, influxdb_v2 and prometheus_remote_write until delivered, against
+# vmagent and VictoriaMetrics' own /write.)
 #
 # Usage: tests/bench/ingest.sh [RUNS=5] [SECONDS=5] [CONNECTIONS=4] [LINES_PER_REQUEST=5000]
 # Prints per scenario: median metrics/s over RUNS, CPU seconds per run (user+sys of the
 # server process, median) and the server's peak RSS.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 RUNS=${1:-5} SECS=${2:-5} CONNS=${3:-4} LINES=${4:-5000}
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p sonde -p sonde-tests --bin sonde --bin loadgen
 BIN="$CARGO_TARGET_DIR/release"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
-CLK=$(getconf CLK_TCK)
-LOADCPUS="1-$(( $(nproc) - 1 ))"; [ "$(nproc)" -gt 1 ] || LOADCPUS=0
+bench_workdir sonde-bench-ingest
 
 # Runs the load RUNS times against $1 (address) $2 (path), server pid $3; prints a summary.
 measure() {
     local addr=$1 path=$2 pid=$3 name=$4 rates=() cpus=()
     "$BIN/loadgen" post "$addr" "$path" 1 "$CONNS" "$LINES" >/dev/null   # warm-up
     for _ in $(seq "$RUNS"); do
-        local t0; t0=$(ticks "$pid")
+        local t0; t0=$(cpu_ticks "$pid")
         read -r n secs refused < <(taskset -c "$LOADCPUS" "$BIN/loadgen" post "$addr" "$path" "$SECS" "$CONNS" "$LINES")
-        local t1; t1=$(ticks "$pid")
+        local t1; t1=$(cpu_ticks "$pid")
         rates+=("$(python3 -c "print(int($n/$secs))")")
-        cpus+=("$(python3 -c "print(round(($t1-$t0)/$CLK, 2))")")
+        cpus+=("$(python3 -c "print(round(($t1-$t0)/$TICK, 2))")")
         [ "$refused" = 0 ] || echo "  ($name: $refused requests refused)" >&2
     done
-    python3 - "$name" "$(hwm "$pid")" "${rates[*]}" "${cpus[*]}" "$SECS" <<'PY'
+    python3 - "$name" "$(hwm_kb "$pid")" "${rates[*]}" "${cpus[*]}" "$SECS" <<'PY'
 import statistics, sys
 name, hwm, rates, cpus, secs = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3].split()], [float(x) for x in sys.argv[4].split()], float(sys.argv[5])
 med = statistics.median(rates)
@@ -70,7 +63,7 @@ TOML
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-echo "== $RUNS runs of ${SECS}s, $CONNS connections, $LINES lines per request, $(nproc) CPUs"
+echo "== $RUNS runs of ${SECS}s, $CONNS connections, $LINES lines per request, $NCPUS CPUs"
 run_sonde discard '[[outputs.discard]]'
 
 SINK=127.0.0.1:$(free_port)

@@ -6,7 +6,8 @@
 # Runs packaging/build.sh first (the static binary and the packages), then builds the image on
 # a private Docker engine (own socket, data-root and exec-root; no bridge, no iptables).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 RUNS=${1:-20}
 
 packaging/build.sh --no-image >/dev/null
@@ -71,7 +72,7 @@ DOCKERD_PID=$!
 for _ in $(seq 100); do docker version >/dev/null 2>&1 && break; sleep 0.3; done
 docker build -q -f packaging/Dockerfile -t sonde:bench target/package/image >/dev/null
 echo "image: $(mb "$(docker image inspect -f '{{.Size}}' sonde:bench)") (Telegraf's official image: about 245 MB)"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ID=$(docker run -d --network host -e SONDE_LISTEN=127.0.0.1:$PORT sonde:bench)
+PORT=$(free_port)
+ID=$(docker run -d --network host -e SONDE_LISTEN="127.0.0.1:$PORT" sonde:bench)
 PID=$(docker inspect -f '{{.State.Pid}}' "$ID")
 echo "RSS, image with its default config after 25 s: $(steady_rss "$PID")"

@@ -25,59 +25,30 @@
 # Each variant runs `runs` times, interleaved; medians are reported. Only the agent's/exporter's
 # own CPU is counted, not the servers'.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 N=${1:-300}
 RUNS=${2:-3}
 INTERVAL=${INTERVAL:-50ms}
 
-need=()
-command -v prometheus-postgres-exporter >/dev/null || need+=(prometheus-postgres-exporter)
-command -v prometheus-apache-exporter >/dev/null || need+=(prometheus-apache-exporter)
-command -v curl >/dev/null || need+=(curl)
-[ -x /usr/sbin/apache2 ] || need+=(apache2)
-ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || need+=(postgresql)
-if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
-
-if [ -z "${SONDE_BIN:-}" ]; then
-    cargo build --release -p sonde --locked -q
-    SONDE_BIN="${CARGO_TARGET_DIR:-target}/release/sonde"
-fi
-[ -x "$SONDE_BIN" ] || { echo "no sonde binary at $SONDE_BIN" >&2; exit 1; }
-
-TICK=$(getconf CLK_TCK)
-WORK=$(mktemp -d /dev/shm/sonde-bench-pg.XXXXXX 2>/dev/null || mktemp -d)
+bench_need prometheus-postgres-exporter:prometheus-postgres-exporter \
+    prometheus-apache-exporter:prometheus-apache-exporter curl:curl /usr/sbin/apache2:apache2 \
+    /usr/lib/postgresql:postgresql
+bench_sonde_bin
+bench_workdir sonde-bench-pg
 chmod 755 "$WORK"
-PIDS=()
 PG_PID=""
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -n "$PG_PID" ] && kill -INT "$PG_PID" 2>/dev/null && sleep 1
-    [ -f "$WORK/apache/httpd.pid" ] && kill "$(cat "$WORK/apache/httpd.pid")" 2>/dev/null
-    rm -rf "$WORK"
+stop_servers() {
+    [ -z "$PG_PID" ] || { kill -INT "$PG_PID" 2>/dev/null && sleep 1; }
+    [ ! -f "$WORK/apache/httpd.pid" ] || kill "$(cat "$WORK/apache/httpd.pid")" 2>/dev/null
 }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+bench_on_exit stop_servers
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
-count_lines() { if [ -f "$1" ]; then grep -c "$2" "$1" || true; else echo 0; fi; }
-wait_count() { # file pattern target timeout_s
-    local deadline=$((SECONDS + $4))
-    while [ "$(count_lines "$1" "$2")" -lt "$3" ]; do
-        [ $SECONDS -lt "$deadline" ] || { echo "timeout waiting for $3 x $2 in $1" >&2; return 1; }
-        sleep 0.01
-    done
-}
 
 # ---------------------------------------------------------------- PostgreSQL
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PG_PORT=$(free_port)
 mkdir -p "$WORK/pg/sock"
 chown -R postgres: "$WORK/pg"
@@ -217,10 +188,8 @@ bench_exporter() {
         'BEGIN { printf "%.6f %d\n", t / hz / n, h }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 VARIANTS=(sonde-pg sonde-pg-full pgexp sonde-apache apacheexp)
-echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $(nproc) CPUs; $(uname -r)"
+echo "== $N collections per run, $RUNS runs, one per $INTERVAL; $NCPUS CPUs; $(uname -r)"
 echo "   sonde: $SONDE_BIN ($("$SONDE_BIN" version 2>/dev/null | head -1))"
 echo "   $(prometheus-postgres-exporter --version 2>&1 | head -1)"
 echo "   $(prometheus-apache-exporter --version 2>&1 | head -1)"
@@ -232,7 +201,8 @@ for r in $(seq "$RUNS"); do
             *) res=$(bench_exporter "$v") ;;
         esac
         echo "$res" >>"$WORK/$v.res"
-        printf '   run %d %-14s cpu/collection %s s, peak RSS %s kB\n' "$r" "$v" ${res}
+        read -r cpu rss <<<"$res"
+        printf '   run %d %-14s cpu/collection %s s, peak RSS %s kB\n' "$r" "$v" "$cpu" "$rss"
     done
 done
 
@@ -256,9 +226,8 @@ for v in "${VARIANTS[@]}"; do
         "$(awk -v k="${RSS[$v]}" 'BEGIN { print k / 1024 }')"
 done
 echo "== ratios sonde / exporter (target: CPU <= 0.5, RSS < 1)"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "inf" }'; }
 for pair in sonde-pg:pgexp sonde-pg-full:pgexp sonde-apache:apacheexp; do
     s=${pair%%:*} e=${pair##*:}
     printf '   %-14s / %-10s CPU %s   RSS %s\n' "$s" "$e" \
-        "$(ratio "${CPU[$s]}" "${CPU[$e]}")" "$(ratio "${RSS[$s]}" "${RSS[$e]}")"
+        "$(ratio "${CPU[$s]}" "${CPU[$e]}" 3)" "$(ratio "${RSS[$s]}" "${RSS[$e]}" 3)"
 done

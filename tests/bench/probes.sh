@@ -21,7 +21,8 @@
 #   - peak RSS = VmHWM at the end.
 # Each runs `runs` times, interleaved; medians and ratios (sonde / blackbox) are reported.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=tests/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 N=${1:-1000}
 ROUNDS=${2:-5}
@@ -29,51 +30,11 @@ RUNS=${3:-3}
 INTERVAL=${INTERVAL:-5}
 CONCURRENCY=${CONCURRENCY:-256}
 
-need=()
-[ -x /usr/bin/prometheus-blackbox-exporter ] || need+=(prometheus-blackbox-exporter)
-[ -x /usr/sbin/apache2 ] || need+=(apache2)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
-
-if [ -z "${SONDE_BIN:-}" ]; then
-    cargo build --release -p sonde --locked -q
-    SONDE_BIN="${CARGO_TARGET_DIR:-target}/release/sonde"
-fi
-[ -x "$SONDE_BIN" ] || { echo "no sonde binary at $SONDE_BIN" >&2; exit 1; }
-
-TICK=$(getconf CLK_TCK)
-WORK=$(mktemp -d /dev/shm/sonde-bench-probes.XXXXXX 2>/dev/null || mktemp -d)
+bench_need /usr/bin/prometheus-blackbox-exporter:prometheus-blackbox-exporter \
+    /usr/sbin/apache2:apache2 curl:curl
+bench_sonde_bin
+bench_workdir sonde-bench-probes
 chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-count() { if [ -f "$1" ]; then grep -c "$2" "$1" || true; else echo 0; fi; }
-wait_count() { # file pattern target timeout_s
-    local deadline=$((SECONDS + $4))
-    while [ "$(count "$1" "$2")" -lt "$3" ]; do
-        [ $SECONDS -lt "$deadline" ] || { echo "timeout waiting for $3 x $2 in $1" >&2; return 1; }
-        sleep 0.05
-    done
-}
-wait_port() {
-    local deadline=$((SECONDS + 30))
-    until (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; do
-        [ $SECONDS -lt "$deadline" ] || { echo "nothing listens on $1" >&2; return 1; }
-        sleep 0.05
-    done
-}
 
 # ---------------------------------------------------------------- the targets: Apache
 AP_PORT=$(free_port)
@@ -129,16 +90,16 @@ bench_sonde() {
     PIDS+=("$pid")
     wait_count "$out" '^http_response,' "$N" 60
     local t0 t1 c0 c1 ok hwm
-    c0=$(count "$out" '^http_response,')
+    c0=$(count_lines "$out" '^http_response,')
     t0=$(cpu_ticks "$pid")
     wait_count "$out" '^http_response,' $((c0 + ROUNDS * N)) $((ROUNDS * INTERVAL * 3 + 60))
     t1=$(cpu_ticks "$pid")
-    c1=$(count "$out" '^http_response,')
+    c1=$(count_lines "$out" '^http_response,')
     hwm=$(hwm_kb "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    ok=$(count "$out" 'result=success')
-    [ "$ok" -eq "$(count "$out" '^http_response,')" ] ||
-        echo "warning: sonde: only $ok of $(count "$out" '^http_response,') probes succeeded" >&2
+    ok=$(count_lines "$out" 'result=success')
+    [ "$ok" -eq "$(count_lines "$out" '^http_response,')" ] ||
+        echo "warning: sonde: only $ok of $(count_lines "$out" '^http_response,') probes succeeded" >&2
     awk -v t=$((t1 - t0)) -v n=$((c1 - c0)) -v hz="$TICK" -v h="$hwm" \
         'BEGIN { printf "%.7f %d\n", t / hz / n, h }'
 }
@@ -179,25 +140,25 @@ bench_blackbox() {
         'BEGIN { printf "%.7f %d\n", t / hz / n, h }'
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-echo "== $N targets, $ROUNDS rounds per run (one per ${INTERVAL}s), $RUNS runs; $(nproc) CPUs; $(uname -r)"
+echo "== $N targets, $ROUNDS rounds per run (one per ${INTERVAL}s), $RUNS runs; $NCPUS CPUs; $(uname -r)"
 echo "   sonde: $SONDE_BIN ($("$SONDE_BIN" version 2>/dev/null | head -1))"
 echo "   blackbox_exporter: $(/usr/bin/prometheus-blackbox-exporter --version 2>&1 | head -1)"
 for r in $(seq "$RUNS"); do
     for v in sonde blackbox; do
         res=$("bench_$v")
         echo "$res" >>"$WORK/$v.res"
-        printf '   run %d %-9s cpu/probe %s s, peak RSS %s kB\n' "$r" "$v" ${res}
+        read -r cpu rss <<<"$res"
+        printf '   run %d %-9s cpu/probe %s s, peak RSS %s kB\n' "$r" "$v" "$cpu" "$rss"
     done
 done
 
 echo "== medians"
+declare -A CPU RSS
 for v in sonde blackbox; do
     cpu=$(awk '{ print $1 }' "$WORK/$v.res" | median)
     rss=$(awk '{ print $2 }' "$WORK/$v.res" | median)
     printf '   %-9s cpu/probe %.1f µs, peak RSS %d kB\n' "$v" "$(awk -v c="$cpu" 'BEGIN { print c * 1e6 }')" "$rss"
-    eval "CPU_$v=$cpu RSS_$v=$rss"
+    CPU[$v]=$cpu RSS[$v]=$rss
 done
-awk -v a="$CPU_sonde" -v b="$CPU_blackbox" -v c="$RSS_sonde" -v d="$RSS_blackbox" \
+awk -v a="${CPU[sonde]}" -v b="${CPU[blackbox]}" -v c="${RSS[sonde]}" -v d="${RSS[blackbox]}" \
     'BEGIN { printf "== ratios (sonde / blackbox_exporter): cpu per probe %.2fx, peak RSS %.2fx\n", a / b, c / d }'
