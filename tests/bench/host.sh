@@ -55,6 +55,8 @@ TICK=$(getconf CLK_TCK)
 WORK=$(mktemp -d /dev/shm/sonde-bench.XXXXXX 2>/dev/null || mktemp -d)
 PIDS=()
 cleanup() {
+    # The benchmarks run in $(...) subshells: their processes are listed in a file.
+    [ -f "$WORK/pids" ] && while read -r p; do kill "$p" 2>/dev/null || true; done <"$WORK/pids"
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
@@ -67,7 +69,9 @@ hwm_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
 
-count_lines() { [ -f "$1" ] && grep -c "$2" "$1" || echo 0; }
+# grep -c prints 0 and fails when nothing matches (an output file created before its first
+# write): one number in every case.
+count_lines() { local n; n=$(grep -c "$2" "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 
 wait_count() { # file pattern target timeout_s
     local deadline=$((SECONDS + $4))
@@ -126,7 +130,7 @@ $outputs
 EOF
     "$SONDE_BIN" --quiet --config "$cfg" </dev/null >/dev/null 2>"$WORK/sonde-$variant.log" &
     local pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$WORK/pids"
     wait_count "$count" '^kernel ' 2 30
     local c0 t0 c1 t1
     c0=$(count_lines "$count" '^kernel ')
@@ -152,7 +156,7 @@ bench_ne() {
     prometheus-node-exporter --web.listen-address="127.0.0.1:$NE_PORT" --log.level=error \
         "${args[@]}" </dev/null >/dev/null 2>"$WORK/ne-$1.log" &
     local pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$WORK/pids"
     local url="http://127.0.0.1:$NE_PORT/metrics" deadline=$((SECONDS + 30))
     until curl -sf -o /dev/null "$url"; do
         [ $SECONDS -lt "$deadline" ] || { echo "node_exporter did not start" >&2; return 1; }
