@@ -371,7 +371,8 @@ mod tests {
         // The readers' handles, to count reads of the two files.
         let stat = SharedFile::new(paths.proc("stat"));
         let meminfo = SharedFile::new(paths.proc("meminfo"));
-        let mut inputs: Vec<(&str, Box<dyn FnMut(&mut Accumulator)>)> = vec![
+        type Gather<'a> = Box<dyn FnMut(&mut Accumulator) + 'a>;
+        let mut inputs: Vec<(&str, Gather)> = vec![
             ("cpu", Box::new(cpu::gatherer(&paths))),
             ("system", Box::new(system::gatherer(&paths))),
             ("kernel", Box::new(kernel::gatherer(&paths))),
