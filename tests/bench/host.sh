@@ -41,6 +41,9 @@ fi
 
 bench_sonde_bin
 bench_workdir sonde-bench
+# The benchmarks run in $(...) subshells: their processes are listed in a file.
+# shellcheck disable=SC2016  # expanded when the cleanup runs
+bench_on_exit '[ ! -f "$WORK/pids" ] || while read -r p; do kill "$p" 2>/dev/null || true; done <"$WORK/pids"'
 # Interval in seconds, for curl's --rate and for waits.
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
@@ -94,7 +97,7 @@ $outputs
 EOF
     "$SONDE_BIN" --quiet --config "$cfg" </dev/null >/dev/null 2>"$WORK/sonde-$variant.log" &
     local pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$WORK/pids"
     wait_count "$count" '^kernel ' 2 30
     local c0 t0 c1 t1
     c0=$(count_lines "$count" '^kernel ')
@@ -120,7 +123,7 @@ bench_ne() {
     prometheus-node-exporter --web.listen-address="127.0.0.1:$NE_PORT" --log.level=error \
         "${args[@]}" </dev/null >/dev/null 2>"$WORK/ne-$1.log" &
     local pid=$!
-    PIDS+=("$pid")
+    echo "$pid" >>"$WORK/pids"
     local url="http://127.0.0.1:$NE_PORT/metrics" deadline=$((SECONDS + 30))
     until curl -sf -o /dev/null "$url"; do
         [ $SECONDS -lt "$deadline" ] || { echo "node_exporter did not start" >&2; return 1; }

@@ -188,7 +188,7 @@ impl PreparedInput {
     }
 }
 
-/// Gathers once, bounded by `timeout`; returns the prepared metrics.
+/// Gathers once now, bounded by `timeout`; returns the prepared metrics.
 pub async fn gather_once(
     id: &str,
     plugin: &mut dyn Input,
@@ -196,8 +196,22 @@ pub async fn gather_once(
     stats: &GatherStats,
     timeout: Duration,
 ) -> Vec<Metric> {
+    let now = sonde_plugins::model::now_ns();
+    gather_at(id, plugin, modifiers, stats, timeout, now).await
+}
+
+/// Gathers once for the tick at `time` (the accumulator's timestamp; the inputs woken by one
+/// tick share it, and with it their reads of the same /proc files).
+async fn gather_at(
+    id: &str,
+    plugin: &mut dyn Input,
+    modifiers: &Modifiers,
+    stats: &GatherStats,
+    timeout: Duration,
+    time: i64,
+) -> Vec<Metric> {
     let started = std::time::Instant::now();
-    let mut acc = Accumulator::new(sonde_plugins::model::now_ns());
+    let mut acc = Accumulator::new(time);
     match tokio::time::timeout(timeout, plugin.gather(&mut acc)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -227,20 +241,60 @@ pub async fn gather_once(
     metrics
 }
 
-/// When the next gather is due: the next interval boundary (aligned to wall-clock time when
-/// `round_interval`), plus offset and a random jitter.
-fn next_due(interval: Duration, round: bool, offset: Duration, jitter: Duration) -> Duration {
-    let wait = if round && !interval.is_zero() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let i = interval.as_nanos();
-        let into = now.as_nanos() % i;
-        Duration::from_nanos((i - into) as u64)
-    } else {
-        interval
-    };
-    wait + offset + jitter.mul_f64(fastrand::f64())
+/// Wall-clock nanoseconds since the epoch.
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Where the ticks of unaligned intervals (`round_interval = false`) fall: every interval
+/// from the first time a schedule is computed, for every input alike.
+fn phase() -> i128 {
+    static PHASE: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *PHASE.get_or_init(wall_ns)
+}
+
+/// One tick of an input's schedule.
+struct Tick {
+    /// When to wake.
+    wake: tokio::time::Instant,
+    /// The gather's timestamp, in nanoseconds.
+    time: i64,
+    /// The grid point (before offset and jitter), in wall-clock nanoseconds.
+    grid: i128,
+}
+
+/// The next tick of an input's schedule, after the grid point `last`.
+///
+/// Ticks fall on one wall-clock grid per interval: its multiples when `round_interval`
+/// (Telegraf's aligned ticker), else multiples counted from one process-wide start (its
+/// unaligned ticker), plus the input's offset. So the polled inputs of one interval wake at
+/// the same instant (the runtime's timer fires them together) with the same timestamp, by
+/// which they share one read of the /proc files they have in common. A random jitter moves
+/// one input's tick, as in Telegraf.
+fn next_tick(
+    interval: Duration,
+    round: bool,
+    offset: Duration,
+    jitter: Duration,
+    last: Option<i128>,
+) -> Tick {
+    let now_instant = tokio::time::Instant::now();
+    let now = wall_ns();
+    let i = interval.as_nanos().max(1) as i128;
+    let start = if round { 0 } else { phase() };
+    let mut grid = now + i - (now - start).rem_euclid(i);
+    // A wall clock stepped back must not repeat a tick.
+    if let Some(last) = last
+        && grid <= last
+    {
+        grid += (last - grid) / i * i + i;
+    }
+    let extra = offset + jitter.mul_f64(fastrand::f64());
+    let wake = now_instant + Duration::from_nanos((grid - now) as u64) + extra;
+    let time = (grid + extra.as_nanos() as i128).clamp(0, i128::from(i64::MAX)) as i64;
+    Tick { wake, time, grid }
 }
 
 /// Runs an input until `shutdown` turns true. Polled inputs gather on their schedule (the first
@@ -299,20 +353,25 @@ pub async fn run(input: PreparedInput, tx: PipelineSender, mut shutdown: watch::
         }
         InputPlugin::Polled(mut plugin) => {
             let timeout = interval.max(Duration::from_millis(100));
+            // The first gather at once, then on the interval's grid.
+            let mut time = sonde_plugins::model::now_ns();
+            let mut last = None;
             let mut first = true;
             loop {
                 if !first {
-                    let wait = next_due(interval, round_interval, offset, jitter);
+                    let tick = next_tick(interval, round_interval, offset, jitter, last);
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
+                        _ = tokio::time::sleep_until(tick.wake) => {}
                         _ = shutdown.changed() => {}
                     }
+                    (time, last) = (tick.time, Some(tick.grid));
                 }
                 first = false;
                 if *shutdown.borrow() {
                     return;
                 }
-                let metrics = gather_once(&id, plugin.as_mut(), &modifiers, &stats, timeout).await;
+                let metrics =
+                    gather_at(&id, plugin.as_mut(), &modifiers, &stats, timeout, time).await;
                 // A polled input cannot push back: a full output buffer drops its oldest.
                 if !metrics.is_empty() && tx.send(metrics, None).await.is_err() {
                     warn!(input = %id, "pipeline closed");
@@ -368,15 +427,64 @@ mod tests {
 
     #[test]
     fn round_interval_aligns_to_the_boundary() {
-        let d = next_due(
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        let t = next_tick(
             Duration::from_secs(10),
             true,
             Duration::ZERO,
             Duration::ZERO,
+            None,
         );
+        let d = t.wake - tokio::time::Instant::now();
         assert!(d <= Duration::from_secs(10));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + d;
         // Within a few ms of a 10s boundary.
         assert!(now.as_millis() % 10_000 < 50 || now.as_millis() % 10_000 > 9_950);
+        // The timestamp is the boundary itself.
+        assert_eq!(t.time % 10_000_000_000, 0);
+        assert_eq!(i128::from(t.time), t.grid);
+    }
+
+    #[test]
+    fn inputs_of_one_interval_share_ticks_and_offset_and_jitter_move_them() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _g = rt.enter();
+        let ms = Duration::from_millis;
+        for round in [true, false] {
+            let a = next_tick(ms(200), round, Duration::ZERO, Duration::ZERO, None);
+            let b = next_tick(ms(200), round, Duration::ZERO, Duration::ZERO, None);
+            // Computed at (nearly) the same moment: the same tick, unless a boundary fell
+            // between the two calls.
+            assert!(
+                a.time == b.time || b.time - a.time == 200_000_000,
+                "{round}"
+            );
+            // The next tick after `a` is one interval later, never `a` again.
+            let c = next_tick(ms(200), round, Duration::ZERO, Duration::ZERO, Some(a.grid));
+            assert!(c.grid > a.grid && (c.grid - a.grid) % 200_000_000 == 0);
+            // A grid point in the future (a clock stepped back) is not repeated.
+            let d = next_tick(
+                ms(200),
+                round,
+                Duration::ZERO,
+                Duration::ZERO,
+                Some(a.grid + 400_000_000),
+            );
+            assert_eq!(d.grid, a.grid + 600_000_000);
+            // Offset: the same grid, later.
+            let o = next_tick(ms(200), round, ms(30), Duration::ZERO, None);
+            assert_eq!(i128::from(o.time) - o.grid, 30_000_000);
+            // Jitter: within [offset, offset + jitter).
+            let j = next_tick(ms(200), round, ms(30), ms(50), None);
+            let extra = i128::from(j.time) - j.grid;
+            assert!((30_000_000..80_000_000).contains(&extra), "{extra}");
+        }
     }
 }

@@ -5,5 +5,6 @@ pub mod influx_writer;
 pub mod lp_listener;
 pub mod postgres;
 pub mod probe;
+pub mod procfs;
 pub mod server;
 pub mod time;

@@ -90,9 +90,7 @@ impl HostPaths {
 
 /// Reads a whole (small) file into `buf`, reusing its allocation across gathers.
 pub fn read_to(path: &Path, buf: &mut String) -> std::io::Result<()> {
-    buf.clear();
-    File::open(path)?.read_to_string(buf)?;
-    Ok(())
+    crate::common::procfs::read_path(path, buf)
 }
 
 /// Reads a seq_file-backed /proc file (such as /proc/net/tcp) into `buf`, without the extra
@@ -344,6 +342,98 @@ mod tests {
         );
         assert_eq!(MEMINFO_KEYS[MemKey::ActiveFile as usize].0, "Active(file)");
         assert_eq!(MEMINFO_KEYS[MemKey::CommittedAs as usize].0, "Committed_AS");
+    }
+
+    /// Copies a fixture tree, so a test can change its files.
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &dst);
+            } else {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn inputs_of_one_tick_read_stat_and_meminfo_once_and_a_new_tick_rereads() {
+        use crate::common::procfs::SharedFile;
+        use crate::inputs::{cpu, kernel, mem, swap, system};
+        use crate::model::FieldValue;
+        let root = std::env::temp_dir().join(format!("sonde-host-tick-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let src = fixture("modern");
+        copy_tree(src.proc.parent().unwrap(), &root);
+        let paths = HostPaths::under(&root);
+        // The readers' handles, to count reads of the two files.
+        let stat = SharedFile::new(paths.proc("stat"));
+        let meminfo = SharedFile::new(paths.proc("meminfo"));
+        type Gather<'a> = Box<dyn FnMut(&mut Accumulator) + 'a>;
+        let mut inputs: Vec<(&str, Gather)> = vec![
+            ("cpu", Box::new(cpu::gatherer(&paths))),
+            ("system", Box::new(system::gatherer(&paths))),
+            ("kernel", Box::new(kernel::gatherer(&paths))),
+            ("mem", Box::new(mem::gatherer(&paths))),
+            ("swap", Box::new(swap::gatherer(&paths))),
+        ];
+        let ctxt = |acc: &Accumulator| {
+            acc.metrics
+                .iter()
+                .find_map(|m| m.field("context_switches").cloned())
+        };
+        let mem_total = |acc: &Accumulator| {
+            acc.metrics
+                .iter()
+                .find(|m| m.name == "mem")
+                .and_then(|m| m.field("total").cloned())
+        };
+        // Tick 1: five inputs, one read of each file. The files change half-way through the
+        // tick: the later inputs of the tick still parse the tick's read.
+        for (i, (name, gather)) in inputs.iter_mut().enumerate() {
+            let mut acc = Accumulator::new(1_000);
+            gather(&mut acc);
+            assert!(acc.errors.is_empty(), "{name}: {:?}", acc.errors);
+            assert!(!acc.metrics.is_empty(), "{name}");
+            if *name == "kernel" {
+                assert_eq!(ctxt(&acc), Some(FieldValue::Int(987654)));
+            }
+            if *name == "swap" {
+                assert!(acc.metrics.iter().any(|m| m.field("total").is_some()));
+            }
+            if i == 1 {
+                let s = std::fs::read_to_string(paths.proc("stat")).unwrap();
+                std::fs::write(paths.proc("stat"), s.replace("ctxt 987654", "ctxt 987700"))
+                    .unwrap();
+            }
+        }
+        assert_eq!((stat.reads(), meminfo.reads()), (1, 1));
+        // Tick 2: read again, once, with the new content.
+        let s = std::fs::read_to_string(paths.proc("meminfo")).unwrap();
+        let total = s
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            paths.proc("meminfo"),
+            s.replace(&total, "MemTotal:        4 kB"),
+        )
+        .unwrap();
+        for (name, gather) in inputs.iter_mut() {
+            let mut acc = Accumulator::new(2_000);
+            gather(&mut acc);
+            if *name == "kernel" {
+                assert_eq!(ctxt(&acc), Some(FieldValue::Int(987700)));
+            }
+            if *name == "mem" {
+                assert_eq!(mem_total(&acc), Some(FieldValue::UInt(4096)));
+            }
+        }
+        assert_eq!((stat.reads(), meminfo.reads()), (2, 2));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

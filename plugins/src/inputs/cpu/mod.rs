@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::SharedFile;
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::{Str, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -64,9 +65,9 @@ impl Times {
 
 struct Cpu {
     cfg: Config,
-    stat_path: std::path::PathBuf,
+    /// /proc/stat, read once per tick with inputs.system and inputs.kernel.
+    stat: SharedFile,
     ticks: f64,
-    buf: String,
     /// Last gather's times by cpu tag ("cpu-total", "cpu0", …).
     last: Vec<(Str, Times)>,
     cur: Vec<(Str, Times)>,
@@ -83,9 +84,8 @@ impl Cpu {
         };
         Cpu {
             cfg,
-            stat_path: paths.proc("stat"),
+            stat: SharedFile::new(paths.proc("stat")),
             ticks: host::clock_ticks(),
-            buf: String::new(),
             last: Vec::new(),
             cur: Vec::new(),
             cores,
@@ -93,45 +93,31 @@ impl Cpu {
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        if let Err(e) = host::read_or_err(&self.stat_path, &mut self.buf) {
-            acc.add_error(e);
-            return;
-        }
         self.cur.clear();
-        let mut total = None;
-        for line in self.buf.lines() {
-            let Some(rest) = line.strip_prefix("cpu") else {
-                continue;
-            };
-            let mut it = rest.split_ascii_whitespace();
-            let is_total = rest.starts_with(' ');
-            let id = if is_total {
-                ""
-            } else {
-                it.next().unwrap_or("")
-            };
-            let Some(times) = parse_times(&mut it, self.ticks) else {
+        let (percpu, ticks, cur) = (self.cfg.percpu, self.ticks, &mut self.cur);
+        let stat = &self.stat;
+        let tick = acc.time();
+        let total = match stat.with_or_err(tick, |text| {
+            parse_stat(text, percpu, ticks, cur, |line| {
                 acc.add_error(format!(
                     "{}: malformed cpu line {line:?}",
-                    self.stat_path.display()
-                ));
-                continue;
-            };
-            if is_total {
-                total = Some(times);
-            } else if self.cfg.percpu {
-                let mut tag = Str::new("cpu");
-                tag.push_str(id);
-                self.cur.push((tag, times));
+                    stat.path().display()
+                ))
+            })
+        }) {
+            Ok(total) => total,
+            Err(e) => {
+                acc.add_error(e);
+                return;
             }
-        }
+        };
         // Telegraf lists the per-cpu metrics first, then the total.
         if self.cfg.totalcpu {
             match total {
                 Some(t) => self.cur.push(("cpu-total".into(), t)),
                 None => acc.add_error(format!(
                     "{}: no aggregate cpu line",
-                    self.stat_path.display()
+                    self.stat.path().display()
                 )),
             }
         }
@@ -208,6 +194,42 @@ impl Cpu {
     }
 }
 
+/// The cpu lines of /proc/stat: the per-cpu times into `cur` (when `percpu`), the aggregate
+/// returned; `bad` gets each malformed cpu line.
+fn parse_stat(
+    text: &str,
+    percpu: bool,
+    ticks: f64,
+    cur: &mut Vec<(Str, Times)>,
+    mut bad: impl FnMut(&str),
+) -> Option<Times> {
+    let mut total = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
+        let mut it = rest.split_ascii_whitespace();
+        let is_total = rest.starts_with(' ');
+        let id = if is_total {
+            ""
+        } else {
+            it.next().unwrap_or("")
+        };
+        let Some(times) = parse_times(&mut it, ticks) else {
+            bad(line);
+            continue;
+        };
+        if is_total {
+            total = Some(times);
+        } else if percpu {
+            let mut tag = Str::new("cpu");
+            tag.push_str(id);
+            cur.push((tag, times));
+        }
+    }
+    total
+}
+
 /// Parses the tick columns of a cpu line. Kernels before 2.6.11/2.6.24/2.6.33 lack steal,
 /// guest and guest_nice (they read as 0); later columns are ignored.
 fn parse_times<'a>(it: &mut impl Iterator<Item = &'a str>, ticks: f64) -> Option<Times> {
@@ -275,6 +297,19 @@ fn read_core_ids(path: &std::path::Path) -> Vec<(Str, Str, Str)> {
     out
 }
 
+/// This input's gather on a fixture tree, for the shared-read tests in `inputs::host`.
+#[cfg(test)]
+pub(crate) fn gatherer(paths: &HostPaths) -> impl FnMut(&mut Accumulator) {
+    let mut input = Cpu::new(
+        Config {
+            collect_cpu_time: true,
+            ..Config::default()
+        },
+        paths,
+    );
+    move |acc| input.gather_sync(acc)
+}
+
 #[async_trait]
 impl Input for Cpu {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
@@ -310,7 +345,8 @@ mod tests {
     }
 
     fn run(c: &mut Cpu) -> Accumulator {
-        let mut acc = Accumulator::new(1);
+        // A tick of its own: /proc/stat is read afresh.
+        let mut acc = Accumulator::new(crate::model::now_ns());
         c.gather_sync(&mut acc);
         acc
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::ProcFile;
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -119,6 +120,29 @@ fn unescape(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// File systems whose statfs is the kernel's `simple_statfs` (kernfs for sysfs and cgroup):
+/// always 0 blocks, so never reported (gopsutil and Telegraf drop a total of 0). Not hugetlbfs
+/// or efivarfs, which report a size.
+const SIZELESS_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devpts",
+    "nsfs",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "configfs",
+    "fusectl",
+    "binfmt_misc",
+    "rpc_pipefs",
+    "selinuxfs",
+];
+
 struct Usage {
     total: u64,
     free: u64,
@@ -151,7 +175,7 @@ fn statvfs(path: &str, cbuf: &mut Vec<u8>) -> std::io::Result<Usage> {
 struct Disk {
     cfg: Config,
     paths: HostPaths,
-    mountinfo: PathBuf,
+    mountinfo: ProcFile,
     mounts: PathBuf,
     buf: String,
     cbuf: Vec<u8>,
@@ -166,7 +190,7 @@ impl Disk {
         // An autofs mount only announces a mount; statting it would trigger the mount.
         cfg.ignore_fs.push("autofs".into());
         Disk {
-            mountinfo: paths.proc("1/mountinfo"),
+            mountinfo: ProcFile::new(paths.proc("1/mountinfo")),
             mounts: paths.proc("self/mounts"),
             paths,
             cfg,
@@ -177,7 +201,7 @@ impl Disk {
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        let is_mountinfo = match host::read_to(&self.mountinfo, &mut self.buf) {
+        let is_mountinfo = match self.mountinfo.read(&mut self.buf) {
             Ok(()) => true,
             Err(_) => match host::read_or_err(&self.mounts, &mut self.buf) {
                 Ok(()) => false,
@@ -226,6 +250,11 @@ impl Disk {
             } else {
                 Cow::Borrowed(&m.mount_point)
             };
+            // Kernel pseudo file systems have no size, so Telegraf drops them below: known
+            // ones are dropped without the statvfs.
+            if SIZELESS_FS.contains(&m.fstype) {
+                continue;
+            }
             // Unreachable mounts (permissions, stale) are skipped, as in Telegraf.
             let Ok(u) = statvfs(&target, &mut self.cbuf) else {
                 continue;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::ProcFile;
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::{Metric, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -45,7 +46,7 @@ struct UdevInfo {
 struct DiskIo {
     cfg: Config,
     devices: Vec<glob::Pattern>,
-    diskstats: PathBuf,
+    diskstats: ProcFile,
     udev_dir: PathBuf,
     sys: PathBuf,
     buf: String,
@@ -72,7 +73,7 @@ impl DiskIo {
             .collect();
         Ok(DiskIo {
             devices: host::compile_globs("devices", &names)?,
-            diskstats: paths.proc("diskstats"),
+            diskstats: ProcFile::new(paths.proc("diskstats")),
             udev_dir: paths.run.join("udev/data"),
             sys: paths.sys.clone(),
             buf: String::new(),
@@ -82,7 +83,7 @@ impl DiskIo {
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        if let Err(e) = host::read_or_err(&self.diskstats, &mut self.buf) {
+        if let Err(e) = self.diskstats.read_or_err(&mut self.buf) {
             acc.add_error(e);
             return;
         }
@@ -139,7 +140,7 @@ impl DiskIo {
         if bad > 0 {
             acc.add_error(format!(
                 "{}: {bad} malformed lines",
-                self.diskstats.display()
+                self.diskstats.path().display()
             ));
         }
         self.buf = text;

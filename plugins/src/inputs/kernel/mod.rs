@@ -1,12 +1,11 @@
 //! `inputs.kernel`: boot time, context switches, interrupts, forks and entropy, as Telegraf's
 //! kernel plugin (from /proc/stat and /proc/sys/kernel/random/entropy_avail).
 
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::inputs::host::{self, HostPaths, metric, push};
+use crate::common::procfs::{ProcFile, SharedFile};
+use crate::inputs::host::{HostPaths, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, Format, InputSpec, parse_config};
@@ -16,63 +15,76 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 pub struct Config {}
 
 struct Kernel {
-    stat: PathBuf,
-    entropy: PathBuf,
+    /// /proc/stat, read once per tick with inputs.cpu and inputs.system.
+    stat: SharedFile,
+    entropy: ProcFile,
     buf: String,
 }
 
 impl Kernel {
     fn new(paths: &HostPaths) -> Self {
         Kernel {
-            stat: paths.proc("stat"),
-            entropy: paths.proc("sys/kernel/random/entropy_avail"),
+            stat: SharedFile::new(paths.proc("stat")),
+            entropy: ProcFile::new(paths.proc("sys/kernel/random/entropy_avail")),
             buf: String::new(),
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
         let mut m = metric(acc, "kernel", ValueType::Counter, 7);
-        match host::read_or_err(&self.entropy, &mut self.buf) {
+        match self.entropy.read_or_err(&mut self.buf) {
             Ok(()) => match self.buf.trim().parse::<i64>() {
                 Ok(v) => push(&mut m, "entropy_avail", v),
                 Err(_) => acc.add_error(format!(
                     "{}: not a number: {:?}",
-                    self.entropy.display(),
+                    self.entropy.path().display(),
                     self.buf.trim()
                 )),
             },
             Err(e) => acc.add_error(e),
         }
-        if let Err(e) = host::read_or_err(&self.stat, &mut self.buf) {
-            acc.add_error(e);
-            acc.add(m);
-            return;
-        }
-        let int = |s: Option<&str>| s.and_then(|v| v.parse::<i64>().ok());
-        for line in self.buf.lines() {
-            let mut it = line.split_ascii_whitespace();
-            let (name, v) = match it.next() {
-                Some("intr") => ("interrupts", int(it.next())),
-                Some("ctxt") => ("context_switches", int(it.next())),
-                Some("processes") => ("processes_forked", int(it.next())),
-                Some("btime") => ("boot_time", int(it.next())),
-                // Only kernels before 2.6 have the "page" line.
-                Some("page") => {
-                    if let (Some(i), Some(o)) = (int(it.next()), int(it.next())) {
-                        push(&mut m, "disk_pages_in", i);
-                        push(&mut m, "disk_pages_out", o);
+        let stat = &self.stat;
+        let tick = acc.time();
+        let parsed = stat.with_or_err(tick, |text| {
+            let int = |s: Option<&str>| s.and_then(|v| v.parse::<i64>().ok());
+            for line in text.lines() {
+                let mut it = line.split_ascii_whitespace();
+                let (name, v) = match it.next() {
+                    Some("intr") => ("interrupts", int(it.next())),
+                    Some("ctxt") => ("context_switches", int(it.next())),
+                    Some("processes") => ("processes_forked", int(it.next())),
+                    Some("btime") => ("boot_time", int(it.next())),
+                    // Only kernels before 2.6 have the "page" line.
+                    Some("page") => {
+                        if let (Some(i), Some(o)) = (int(it.next()), int(it.next())) {
+                            push(&mut m, "disk_pages_in", i);
+                            push(&mut m, "disk_pages_out", o);
+                        }
+                        continue;
                     }
-                    continue;
+                    _ => continue,
+                };
+                match v {
+                    Some(v) => push(&mut m, name, v),
+                    None => acc.add_error(format!(
+                        "{}: bad {name} line {line:?}",
+                        stat.path().display()
+                    )),
                 }
-                _ => continue,
-            };
-            match v {
-                Some(v) => push(&mut m, name, v),
-                None => acc.add_error(format!("{}: bad {name} line {line:?}", self.stat.display())),
             }
+        });
+        if let Err(e) = parsed {
+            acc.add_error(e);
         }
         acc.add(m);
     }
+}
+
+/// This input's gather on a fixture tree, for the shared-read tests in `inputs::host`.
+#[cfg(test)]
+pub(crate) fn gatherer(paths: &HostPaths) -> impl FnMut(&mut Accumulator) {
+    let mut input = Kernel::new(paths);
+    move |acc| input.gather_sync(acc)
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::SharedFile;
 use crate::inputs::host::{self, HostPaths, MemInfo, MemKey as K, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -15,30 +16,31 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 pub struct Config {}
 
 struct Mem {
-    meminfo: PathBuf,
+    /// /proc/meminfo, read once per tick with inputs.swap.
+    meminfo: SharedFile,
     zoneinfo: PathBuf,
     page_size: u64,
-    buf: String,
 }
 
 impl Mem {
     fn new(paths: &HostPaths) -> Self {
         Mem {
-            meminfo: paths.proc("meminfo"),
+            meminfo: SharedFile::new(paths.proc("meminfo")),
             zoneinfo: paths.proc("zoneinfo"),
             page_size: host::page_size(),
-            buf: String::new(),
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        if let Err(e) = host::read_or_err(&self.meminfo, &mut self.buf) {
-            acc.add_error(e);
-            return;
-        }
-        let mi = MemInfo::parse(&self.buf);
+        let mi = match self.meminfo.with_or_err(acc.time(), MemInfo::parse) {
+            Ok(mi) => mi,
+            Err(e) => {
+                acc.add_error(e);
+                return;
+            }
+        };
         let Some(total) = mi.get(K::MemTotal).filter(|t| *t > 0) else {
-            acc.add_error(format!("{}: no MemTotal", self.meminfo.display()));
+            acc.add_error(format!("{}: no MemTotal", self.meminfo.path().display()));
             return;
         };
         let free = mi.or0(K::MemFree);
@@ -122,6 +124,13 @@ impl Mem {
         let slab = sr - (sr / 2).min(low);
         (free as i128 - low as i128 + page_cache as i128 + slab as i128).max(0) as u64
     }
+}
+
+/// This input's gather on a fixture tree, for the shared-read tests in `inputs::host`.
+#[cfg(test)]
+pub(crate) fn gatherer(paths: &HostPaths) -> impl FnMut(&mut Accumulator) {
+    let mut input = Mem::new(paths);
+    move |acc| input.gather_sync(acc)
 }
 
 #[async_trait]

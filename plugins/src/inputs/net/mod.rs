@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::ProcFile;
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::{Str, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -29,8 +30,8 @@ const IFF_LOOPBACK: u32 = 0x8;
 struct Net {
     interfaces: Vec<glob::Pattern>,
     ignore_protocol_stats: bool,
-    dev: PathBuf,
-    snmp: PathBuf,
+    dev: ProcFile,
+    snmp: ProcFile,
     class_net: PathBuf,
     buf: String,
     small: String,
@@ -42,8 +43,8 @@ impl Net {
         Ok(Net {
             interfaces: host::compile_globs("interfaces", &cfg.interfaces)?,
             ignore_protocol_stats: cfg.ignore_protocol_stats,
-            dev: paths.proc("net/dev"),
-            snmp: paths.proc("net/snmp"),
+            dev: ProcFile::new(paths.proc("net/dev")),
+            snmp: ProcFile::new(paths.proc("net/snmp")),
             class_net: paths.sys("class/net"),
             buf: String::new(),
             small: String::new(),
@@ -62,7 +63,7 @@ impl Net {
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        match host::read_or_err(&self.dev, &mut self.buf) {
+        match self.dev.read_or_err(&mut self.buf) {
             Err(e) => acc.add_error(e),
             Ok(()) => {
                 let text = std::mem::take(&mut self.buf);
@@ -80,7 +81,10 @@ impl Net {
 
     fn interface(&mut self, acc: &mut Accumulator, line: &str) {
         let Some((name, rest)) = line.rsplit_once(':') else {
-            acc.add_error(format!("{}: malformed line {line:?}", self.dev.display()));
+            acc.add_error(format!(
+                "{}: malformed line {line:?}",
+                self.dev.path().display()
+            ));
             return;
         };
         let name = name.trim();
@@ -108,7 +112,10 @@ impl Net {
             n += 1;
         }
         if n < 12 {
-            acc.add_error(format!("{}: malformed line {line:?}", self.dev.display()));
+            acc.add_error(format!(
+                "{}: malformed line {line:?}",
+                self.dev.path().display()
+            ));
             return;
         }
         let speed = self
@@ -132,7 +139,7 @@ impl Net {
     /// /proc/net/snmp: pairs of "Proto: Name1 Name2 …" / "Proto: v1 v2 …" lines, reported as
     /// lower-cased `proto_name` integer fields.
     fn protocols(&mut self, acc: &mut Accumulator) {
-        if let Err(e) = host::read_or_err(&self.snmp, &mut self.buf) {
+        if let Err(e) = self.snmp.read_or_err(&mut self.buf) {
             acc.add_error(e);
             return;
         }
@@ -143,13 +150,13 @@ impl Net {
             let (Some((proto, names)), Some((vproto, values))) =
                 (names.split_once(':'), values.split_once(':'))
             else {
-                acc.add_error(format!("{}: malformed section", self.snmp.display()));
+                acc.add_error(format!("{}: malformed section", self.snmp.path().display()));
                 return;
             };
             if proto != vproto {
                 acc.add_error(format!(
                     "{}: section {proto} is not followed by its values",
-                    self.snmp.display()
+                    self.snmp.path().display()
                 ));
                 return;
             }
@@ -159,7 +166,7 @@ impl Net {
             if names.split_ascii_whitespace().count() != values.split_ascii_whitespace().count() {
                 acc.add_error(format!(
                     "{}: {proto}: header and values differ in length",
-                    self.snmp.display()
+                    self.snmp.path().display()
                 ));
                 continue;
             }
@@ -171,7 +178,7 @@ impl Net {
                 let Ok(value) = value.parse::<i64>() else {
                     acc.add_error(format!(
                         "{}: {proto} {name}: bad value {value:?}",
-                        self.snmp.display()
+                        self.snmp.path().display()
                     ));
                     m.fields.truncate(start);
                     break;

@@ -1,10 +1,9 @@
 //! `inputs.swap`: swap space (/proc/meminfo) and swap traffic (/proc/vmstat), as Telegraf's swap.
 
-use std::path::PathBuf;
-
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::{ProcFile, SharedFile};
 use crate::inputs::host::{self, HostPaths, MemInfo, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -15,8 +14,9 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 pub struct Config {}
 
 struct Swap {
-    meminfo: PathBuf,
-    vmstat: PathBuf,
+    /// /proc/meminfo, read once per tick with inputs.mem.
+    meminfo: SharedFile,
+    vmstat: ProcFile,
     page_size: u64,
     buf: String,
 }
@@ -24,17 +24,20 @@ struct Swap {
 impl Swap {
     fn new(paths: &HostPaths) -> Self {
         Swap {
-            meminfo: paths.proc("meminfo"),
-            vmstat: paths.proc("vmstat"),
+            meminfo: SharedFile::new(paths.proc("meminfo")),
+            vmstat: ProcFile::new(paths.proc("vmstat")),
             page_size: host::page_size(),
             buf: String::new(),
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        match host::read_or_err(&self.meminfo, &mut self.buf) {
+        match self
+            .meminfo
+            .with_or_err(acc.time(), |t| MemInfo::parse(t).swap())
+        {
             Err(e) => acc.add_error(e),
-            Ok(()) => match MemInfo::parse(&self.buf).swap() {
+            Ok(swap) => match swap {
                 (Some(total), Some(free)) => {
                     let used = total.saturating_sub(free);
                     let pct = if total == 0 {
@@ -49,11 +52,14 @@ impl Swap {
                     push(&mut m, "used_percent", pct);
                     acc.add(m);
                 }
-                _ => acc.add_error(format!("{}: no SwapTotal/SwapFree", self.meminfo.display())),
+                _ => acc.add_error(format!(
+                    "{}: no SwapTotal/SwapFree",
+                    self.meminfo.path().display()
+                )),
             },
         }
 
-        if let Err(e) = host::read_or_err(&self.vmstat, &mut self.buf) {
+        if let Err(e) = self.vmstat.read_or_err(&mut self.buf) {
             acc.add_error(e);
             return;
         }
@@ -76,6 +82,13 @@ impl Swap {
         }
         acc.add(m);
     }
+}
+
+/// This input's gather on a fixture tree, for the shared-read tests in `inputs::host`.
+#[cfg(test)]
+pub(crate) fn gatherer(paths: &HostPaths) -> impl FnMut(&mut Accumulator) {
+    let mut input = Swap::new(paths);
+    move |acc| input.gather_sync(acc)
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::{ProcFile, SharedFile};
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::{FieldValue, Str, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -15,8 +16,9 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 pub struct Config {}
 
 struct System {
-    loadavg: PathBuf,
-    stat: PathBuf,
+    loadavg: ProcFile,
+    /// /proc/stat, read once per tick with inputs.cpu and inputs.kernel.
+    stat: SharedFile,
     cpu_dir: PathBuf,
     utmp: PathBuf,
     buf: String,
@@ -37,8 +39,8 @@ fn wall_secs() -> u64 {
 impl System {
     fn new(paths: &HostPaths) -> Self {
         System {
-            loadavg: paths.proc("loadavg"),
-            stat: paths.proc("stat"),
+            loadavg: ProcFile::new(paths.proc("loadavg")),
+            stat: SharedFile::new(paths.proc("stat")),
             cpu_dir: paths.sys("devices/system/cpu"),
             utmp: paths.var.join("run/utmp"),
             buf: String::new(),
@@ -50,7 +52,7 @@ impl System {
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
         let mut g = metric(acc, "system", ValueType::Gauge, 7);
-        match host::read_or_err(&self.loadavg, &mut self.buf) {
+        match self.loadavg.read_or_err(&mut self.buf) {
             Err(e) => acc.add_error(e),
             Ok(()) => {
                 let mut it = self.buf.split_ascii_whitespace().map(str::parse::<f64>);
@@ -62,7 +64,7 @@ impl System {
                     }
                     _ => acc.add_error(format!(
                         "{}: unexpected content {:?}",
-                        self.loadavg.display(),
+                        self.loadavg.path().display(),
                         self.buf.trim()
                     )),
                 }
@@ -71,18 +73,21 @@ impl System {
 
         // One read of /proc/stat gives the online CPUs (its cpuN lines) and the boot time.
         let mut btime = None;
-        match host::read_or_err(&self.stat, &mut self.buf) {
-            Err(e) => acc.add_error(e),
-            Ok(()) => {
-                let mut n_cpus = 0i64;
-                for line in self.buf.lines() {
-                    let b = line.as_bytes();
-                    if b.len() > 3 && b.starts_with(b"cpu") && b[3].is_ascii_digit() {
-                        n_cpus += 1;
-                    } else if let Some(v) = line.strip_prefix("btime ") {
-                        btime = host::first_u64(v);
-                    }
+        let counted = self.stat.with_or_err(acc.time(), |text| {
+            let mut n_cpus = 0i64;
+            for line in text.lines() {
+                let b = line.as_bytes();
+                if b.len() > 3 && b.starts_with(b"cpu") && b[3].is_ascii_digit() {
+                    n_cpus += 1;
+                } else if let Some(v) = line.strip_prefix("btime ") {
+                    btime = host::first_u64(v);
                 }
+            }
+            n_cpus
+        });
+        match counted {
+            Err(e) => acc.add_error(e),
+            Ok(n_cpus) => {
                 push(&mut g, "n_cpus", n_cpus);
                 let phys = match self.physical {
                     Some((n, p)) if n == n_cpus => p,
@@ -119,7 +124,7 @@ impl System {
                 );
                 acc.add(s);
             }
-            None => acc.add_error(format!("{}: no btime line", self.stat.display())),
+            None => acc.add_error(format!("{}: no btime line", self.stat.path().display())),
         }
     }
 
@@ -194,6 +199,13 @@ fn format_uptime(up: u64) -> Str {
     }
     s.push_str(&format!("{hours:2}:{minutes:02}"));
     s.into()
+}
+
+/// This input's gather on a fixture tree, for the shared-read tests in `inputs::host`.
+#[cfg(test)]
+pub(crate) fn gatherer(paths: &HostPaths) -> impl FnMut(&mut Accumulator) {
+    let mut input = System::new(paths);
+    move |acc| input.gather_sync(acc)
 }
 
 #[async_trait]
