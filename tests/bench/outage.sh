@@ -2,7 +2,8 @@
 # An output outage under a steady load, with the disk buffer: sonde's influxdb_listener takes
 # CHUNK lines every 5 s while its outputs.http sink is down for OUTAGE seconds, then the sink
 # comes back. Samples sonde's RSS and the buffer's disk use every 5 s, then checks that every
-# line arrives, each series in order (tests/bench/lp_sink.py counts and checks).
+# line arrives, each series in order (tests/bench/lp_sink.py counts and checks). One
+# connection posts, so the order the listener accepts is the order of the timestamps.
 #
 # Usage: tests/bench/outage.sh [OUTAGE_S=180] [CHUNK=100000] [DISK_LIMIT=1GiB] [STRATEGY=disk]
 # Prints the RSS and disk samples, then: lines sent, delivered, out of order, duplicates,
@@ -49,7 +50,7 @@ sent=0 chunk=0 first_rss="" max_rss=0 max_disk=0
 echo "  t(s)  RSS(MiB)  buffer on disk(MiB)  lines sent"
 start=$SECONDS
 while [ $((SECONDS - start)) -lt "$OUTAGE" ]; do
-    read -r acc _ _ _ < <(taskset -c "$LOADCPUS" "$LOADGEN" lines "127.0.0.1:$LISTEN" /write "$CHUNK" 2 5000 "chunk=c$chunk")
+    read -r acc _ _ _ < <(taskset -c "$LOADCPUS" "$LOADGEN" lines "127.0.0.1:$LISTEN" /write "$CHUNK" 1 5000 "chunk=c$chunk")
     sent=$((sent + acc)) chunk=$((chunk + 1))
     sleep 5
     r=$(rss_kb "$SONDE") d=$(disk_kb)
