@@ -233,8 +233,8 @@ proptest! {
 
     #[test]
     fn every_parser_on_mutated_html(text in html_text(), edits in edits()) {
-        all_parsers(&mutate(text.into_bytes(), &edits))?;
         let _ = html::parse_number(&text);
+        all_parsers(&mutate(text.into_bytes(), &edits))?;
     }
 
     #[test]

@@ -154,11 +154,31 @@ proptest! {
 }
 
 #[test]
+fn found_by_fuzzing() {
+    // line_col sliced the text at any offset it was given and panicked inside a multi-byte
+    // character (found by check_substitute). The loader's own offsets are char boundaries,
+    // so this input loaded fine; line_col now rounds down instead of trusting its callers.
+    let registry = Registry::builtin();
+    let e = load_str(
+        "aa\"a_ = \"\0a\u{10000}\n",
+        "fuzz.toml",
+        &Selection::default(),
+        &registry,
+    )
+    .err()
+    .expect("invalid TOML");
+    assert!(e.to_string().starts_with("fuzz.toml:1:"), "{e}");
+    assert_eq!(line_col("a\u{10000}", 3), (1, 2));
+    assert_eq!(line_col("\u{fffd}\n\u{fffd}", 6), (2, 1));
+}
+
+#[test]
 fn the_bases_are_valid() {
     // The mutated corpus starts from configs that load (given their variables).
     for (i, base) in BASES.iter().enumerate() {
         let (text, _, errors) = substitute(base, &|k| match k {
             "PASS" => Some("p".into()),
+            "TOKEN" => Some("t".into()),
             _ => lookup(k),
         });
         assert!(errors.is_empty(), "base {i}: {errors:?}");
