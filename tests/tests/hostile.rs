@@ -480,7 +480,7 @@ fn listeners_keep_answering_under_hostile_requests() {
     let seed = std::env::var("SONDE_FUZZ_SEED")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| fastrand_seed());
+        .unwrap_or_else(fastrand_seed);
     eprintln!(
         "hostile listener fuzz: {} cases, SONDE_FUZZ_SEED={seed}",
         config.cases

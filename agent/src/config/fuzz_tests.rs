@@ -165,8 +165,7 @@ fn found_by_fuzzing() {
         &Selection::default(),
         &registry,
     )
-    .err()
-    .expect("invalid TOML");
+    .expect_err("invalid TOML");
     assert!(e.to_string().starts_with("fuzz.toml:1:"), "{e}");
     assert_eq!(line_col("a\u{10000}", 3), (1, 2));
     assert_eq!(line_col("\u{fffd}\n\u{fffd}", 6), (2, 1));
