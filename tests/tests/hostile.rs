@@ -1,6 +1,6 @@
 //! End-to-end: the listeners of the built binary under hostile input. Each test starts sonde
 //! with `inputs.influxdb_listener`, `inputs.influxdb_v2_listener` and `inputs.statsd` (UDP and
-//! TCP) writing to a file, throws generated hostile requests at them (garbage bytes, huge
+//! TCP) writing to a file and `outputs.prometheus_client` serving /metrics, throws generated hostile requests at them (garbage bytes, huge
 //! headers, lying Content-Length, bad and bomb gzip, unknown encodings, slowloris-style partial
 //! bodies held open, invalid UTF-8, absurd precisions and parameters), and after every case
 //! checks that each listener still answers a valid request. At the end every acknowledged
@@ -23,6 +23,8 @@ struct Listeners {
     agent: Agent,
     v1: String,
     v2: String,
+    /// outputs.prometheus_client's /metrics server.
+    prom: String,
     udp: String,
     tcp: String,
     out: PathBuf,
@@ -30,6 +32,7 @@ struct Listeners {
 
 fn start(dir: &TempDir) -> Listeners {
     let (v1, v2, udp, tcp) = (free_port(), free_port(), free_port(), free_port());
+    let prom = free_port();
     let out = dir.join("out.lp");
     let cfg = dir.write(
         "sonde.toml",
@@ -67,6 +70,10 @@ fn start(dir: &TempDir) -> Listeners {
 
 [[outputs.file]]
   files = ["{}"]
+
+[[outputs.prometheus_client]]
+  listen = "127.0.0.1:{prom}"
+  ip_range = ["::ffff:127.0.0.0/104"]
 "#,
             out.display()
         ),
@@ -76,11 +83,12 @@ fn start(dir: &TempDir) -> Listeners {
         agent,
         v1: format!("127.0.0.1:{v1}"),
         v2: format!("127.0.0.1:{v2}"),
+        prom: format!("127.0.0.1:{prom}"),
         udp: format!("127.0.0.1:{udp}"),
         tcp: format!("127.0.0.1:{tcp}"),
         out,
     };
-    for addr in [&l.v1, &l.v2, &l.tcp] {
+    for addr in [&l.v1, &l.v2, &l.tcp, &l.prom] {
         let ok = wait_until(Duration::from_secs(15), || TcpStream::connect(addr).is_ok());
         assert!(
             ok,
@@ -165,11 +173,12 @@ enum Length {
 enum Attack {
     /// Arbitrary bytes to an HTTP port.
     Raw {
-        v2: bool,
+        to: u8,
         bytes: Vec<u8>,
     },
     Http {
-        v2: bool,
+        /// 0: influxdb_listener, 1: influxdb_v2_listener, 2: outputs.prometheus_client.
+        to: u8,
         method: String,
         path: String,
         headers: Vec<(String, Vec<u8>)>,
@@ -179,7 +188,7 @@ enum Attack {
     },
     /// One header of this many bytes (hyper refuses heads above its limit).
     HugeHeader {
-        v2: bool,
+        to: u8,
         size: usize,
     },
     Udp(Vec<u8>),
@@ -243,7 +252,7 @@ fn query() -> impl Strategy<Value = String> {
 
 fn attack() -> impl Strategy<Value = Attack> {
     let http = (
-        any::<bool>(),
+        0u8..3,
         prop_oneof![
             Just("POST".to_string()),
             Just("GET".to_string()),
@@ -286,8 +295,8 @@ fn attack() -> impl Strategy<Value = Attack> {
         body(),
     )
         .prop_map(
-            |(v2, method, path, q, headers, encoding, length, body)| Attack::Http {
-                v2,
+            |(to, method, path, q, headers, encoding, length, body)| Attack::Http {
+                to,
                 method,
                 path: if q.is_empty() {
                     path.to_string()
@@ -302,9 +311,9 @@ fn attack() -> impl Strategy<Value = Attack> {
         );
     prop_oneof![
         3 => http,
-        1 => (any::<bool>(), prop::collection::vec(any::<u8>(), 0..1024))
-            .prop_map(|(v2, bytes)| Attack::Raw { v2, bytes }),
-        1 => (any::<bool>(), 1usize..1_000_000).prop_map(|(v2, size)| Attack::HugeHeader { v2, size }),
+        1 => (0u8..3, prop::collection::vec(any::<u8>(), 0..1024))
+            .prop_map(|(to, bytes)| Attack::Raw { to, bytes }),
+        1 => (0u8..3, 1usize..1_000_000).prop_map(|(to, size)| Attack::HugeHeader { to, size }),
         1 => prop_oneof![
             prop::collection::vec(any::<u8>(), 0..1400),
             "([a-z.,=:#|@-]{0,20}(:[-+]?[0-9.eE]{0,8}\\|(c|g|s|ms|h|d)(\\|@[0-9.e-]{0,5})?(\\|#[a-z:,]{0,10})?)?\n){1,6}"
@@ -389,10 +398,14 @@ fn render(
 
 /// Runs one attack. Partial requests are returned open (the caller holds them a while).
 fn run(l: &Listeners, a: &Attack, held: &mut Vec<TcpStream>) -> Result<(), TestCaseError> {
-    let http_addr = |v2: bool| if v2 { &l.v2 } else { &l.v1 };
+    let http_addr = |to: u8| match to {
+        0 => &l.v1,
+        1 => &l.v2,
+        _ => &l.prom,
+    };
     match a {
-        Attack::Raw { v2, bytes } => {
-            if let Some(ans) = exchange_then(http_addr(*v2), bytes, Duration::from_secs(5), true) {
+        Attack::Raw { to, bytes } => {
+            if let Some(ans) = exchange_then(http_addr(*to), bytes, Duration::from_secs(5), true) {
                 prop_assert!(
                     status(&ans) != Some(500),
                     "{}",
@@ -400,16 +413,16 @@ fn run(l: &Listeners, a: &Attack, held: &mut Vec<TcpStream>) -> Result<(), TestC
                 );
             }
         }
-        Attack::HugeHeader { v2, size } => {
+        Attack::HugeHeader { to, size } => {
             let mut req = b"POST /write HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
             req.extend(std::iter::repeat_n(b'h', *size));
             req.extend_from_slice(b"\r\nContent-Length: 5\r\n\r\na v=1");
-            if let Some(ans) = exchange_then(http_addr(*v2), &req, Duration::from_secs(5), true) {
+            if let Some(ans) = exchange_then(http_addr(*to), &req, Duration::from_secs(5), true) {
                 prop_assert!(status(&ans) != Some(500));
             }
         }
         Attack::Http {
-            v2,
+            to,
             method,
             path,
             headers,
@@ -420,7 +433,7 @@ fn run(l: &Listeners, a: &Attack, held: &mut Vec<TcpStream>) -> Result<(), TestC
             let (bytes, partial) = render(method, path, headers, encoding, length, body);
             if partial {
                 // Slowloris: the head and part of the body, then nothing; kept open.
-                if let Ok(mut s) = TcpStream::connect(http_addr(*v2)) {
+                if let Ok(mut s) = TcpStream::connect(http_addr(*to)) {
                     let _ = s.write_all(&bytes);
                     held.push(s);
                     if held.len() > 16 {
@@ -428,7 +441,7 @@ fn run(l: &Listeners, a: &Attack, held: &mut Vec<TcpStream>) -> Result<(), TestC
                     }
                 }
             } else if let Some(ans) =
-                exchange_then(http_addr(*v2), &bytes, Duration::from_secs(5), true)
+                exchange_then(http_addr(*to), &bytes, Duration::from_secs(5), true)
             {
                 let st = status(&ans);
                 prop_assert!(st != Some(500), "{a:?}\n{}", String::from_utf8_lossy(&ans));
@@ -518,6 +531,12 @@ fn listeners_keep_answering_under_hostile_requests() {
         );
         prop_assert_eq!(st, Some(204), "influxdb_v2_listener after {:?}", a);
         prop_assert_eq!(valid(&l.v1, "GET", "/ping", "", b""), Some(204));
+        prop_assert_eq!(
+            valid(&l.prom, "GET", "/metrics", "", b""),
+            Some(200),
+            "prometheus_client after {:?}",
+            a
+        );
         udp.send_to(b"canary_udp:1|c", &l.udp).unwrap();
         let mut tcp = TcpStream::connect(&l.tcp).map_err(|e| {
             TestCaseError::fail(format!("statsd TCP refused a connection after {a:?}: {e}"))
