@@ -18,3 +18,18 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast "$@"
 fi
+
+echo "== fuzz (bounded: the hostile-input targets again with more cases, about 60-120 s)"
+# Property tests over arbitrary and mutated bytes for every parser, the config loader, the
+# glob matchers and the statsd line parser, then the running listeners under generated
+# hostile requests. SONDE_FUZZ_CASES scales the parser targets (case counts, not time).
+fuzz_cases="${SONDE_FUZZ_CASES:-5000}"
+fuzz_start=$SECONDS
+PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde-plugins --test fuzz_parsers
+PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde-plugins --lib -- \
+    fuzz_tests like_agrees_with_the_reference paths_never_panic
+PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde --lib -- \
+    config::fuzz_tests glob_agrees_with_the_reference
+PROPTEST_CASES="${SONDE_FUZZ_LISTENER_CASES:-5000}" cargo test --locked -p sonde-tests \
+    --test hostile listeners_keep_answering_under_hostile_requests -- --nocapture
+echo "fuzz step: $((SECONDS - fuzz_start)) s"

@@ -223,38 +223,57 @@ impl Glob {
     }
 }
 
+/// Matches `s` against the compiled pattern by simulating the pattern as an NFA: the set of
+/// pattern positions reachable after each character. O(len(s) × len(pattern)) time whatever
+/// the input, so a hostile tag value cannot make a pattern like `a*a*a*a*b` backtrack
+/// exponentially (a recursive matcher took minutes on 10k characters).
 fn match_tokens(toks: &[Tok], s: &str, seps: &str) -> bool {
-    let Some((tok, rest)) = toks.split_first() else {
-        return s.is_empty();
-    };
-    match tok {
-        Tok::Star | Tok::SuperStar => {
-            if rest.is_empty() && (matches!(tok, Tok::SuperStar) || seps.is_empty()) {
-                return true;
+    let n = toks.len();
+    // live[i]: the pattern is matched up to token i (exclusive).
+    let mut live = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
+    live[0] = true;
+    close_stars(toks, &mut live);
+    for c in s.chars() {
+        next.iter_mut().for_each(|b| *b = false);
+        let mut any = false;
+        for (i, tok) in toks.iter().enumerate() {
+            if !live[i] {
+                continue;
             }
-            for (i, c) in s.char_indices() {
-                if match_tokens(rest, &s[i..], seps) {
-                    return true;
-                }
-                if matches!(tok, Tok::Star) && seps.contains(c) {
-                    return false;
-                }
+            let (stay, advance) = match tok {
+                Tok::SuperStar => (true, false),
+                Tok::Star => (!seps.contains(c), false),
+                Tok::Char(x) => (false, *x == c),
+                Tok::Any => (false, !seps.contains(c)),
+                Tok::Class { negated, ranges } => (
+                    false,
+                    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated,
+                ),
+            };
+            if stay {
+                next[i] = true;
+                any = true;
             }
-            match_tokens(rest, "", seps)
+            if advance {
+                next[i + 1] = true;
+                any = true;
+            }
         }
-        _ => {
-            let Some(c) = s.chars().next() else {
-                return false;
-            };
-            let ok = match tok {
-                Tok::Char(x) => *x == c,
-                Tok::Any => !seps.contains(c),
-                Tok::Class { negated, ranges } => {
-                    ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
-                }
-                Tok::Star | Tok::SuperStar => unreachable!(),
-            };
-            ok && match_tokens(rest, &s[c.len_utf8()..], seps)
+        if !any {
+            return false;
+        }
+        close_stars(toks, &mut next);
+        std::mem::swap(&mut live, &mut next);
+    }
+    live[n]
+}
+
+/// A star may match nothing: a live position before a star makes the one after it live.
+fn close_stars(toks: &[Tok], live: &mut [bool]) {
+    for (i, tok) in toks.iter().enumerate() {
+        if live[i] && matches!(tok, Tok::Star | Tok::SuperStar) {
+            live[i + 1] = true;
         }
     }
 }
@@ -492,5 +511,71 @@ mod tests {
         let mut m = metric();
         assert!(f.trim(&mut m));
         assert_eq!(m.tags, vec![("cpu".into(), "cpu0".into())]);
+    }
+
+    #[test]
+    fn hostile_values_do_not_backtrack_exponentially() {
+        // A backtracking matcher needs about C(10000, 7) steps here; this one 10000 × 15.
+        let value = "a".repeat(10_000);
+        assert!(!glob("a*a*a*a*a*a*a*b", &value));
+        assert!(glob("a*a*a*a*a*a*a*a", &value));
+        let set = GlobSet::new(&v(&["**a*a*a*a*a*a*b"]), ".")
+            .unwrap()
+            .unwrap();
+        assert!(!set.matches(&"a.".repeat(5_000)));
+        let f = filter(|c| c.tagpass = vec![("host".into(), v(&["*a*a*a*a*a*a*a*a*b"]))]);
+        let m = Metric::new("cpu", 0)
+            .with_tag("host", value.as_str())
+            .with_field("v", 1.0);
+        assert!(!f.selects(&m));
+    }
+
+    /// The plain recursive definition of a glob match: exponential, fine for short inputs.
+    fn reference(toks: &[Tok], s: &[char], seps: &str) -> bool {
+        let Some((tok, rest)) = toks.split_first() else {
+            return s.is_empty();
+        };
+        match tok {
+            Tok::Star | Tok::SuperStar => (0..=s.len()).any(|k| {
+                (matches!(tok, Tok::SuperStar) || !s[..k].iter().any(|c| seps.contains(*c)))
+                    && reference(rest, &s[k..], seps)
+            }),
+            _ => {
+                let Some((&c, tail)) = s.split_first() else {
+                    return false;
+                };
+                let ok = match tok {
+                    Tok::Char(x) => *x == c,
+                    Tok::Any => !seps.contains(c),
+                    Tok::Class { negated, ranges } => {
+                        ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated
+                    }
+                    Tok::Star | Tok::SuperStar => unreachable!(),
+                };
+                ok && reference(rest, tail, seps)
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn glob_agrees_with_the_reference(
+            pattern in "([ab.?*]|\\\\[*?]|\\[!?[ab]\\]|\\*\\*){0,8}",
+            value in "[ab.*?]{0,12}",
+            dotted in proptest::bool::ANY,
+        ) {
+            let seps = if dotted { "." } else { "" };
+            let Ok(Glob::Pattern(toks)) = Glob::compile(&pattern) else {
+                // Exact patterns (no wildcard) compare strings; nothing to check.
+                return Ok(());
+            };
+            let chars: Vec<char> = value.chars().collect();
+            let set = GlobSet::new(std::slice::from_ref(&pattern), seps).unwrap().unwrap();
+            proptest::prop_assert_eq!(
+                set.matches(&value),
+                reference(&toks, &chars, seps),
+                "pattern {:?} value {:?} seps {:?}", pattern, value, seps
+            );
+        }
     }
 }

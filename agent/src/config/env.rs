@@ -245,9 +245,13 @@ fn matching_brace(b: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// 1-based line and column (in characters) of a byte offset. An offset inside a multi-byte
+/// character (a parser's span can end there) counts as that character's.
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
     let before = &text[..offset];
     let line_start = before.rfind('\n').map_or(0, |p| p + 1);
     let line = before.bytes().filter(|&c| c == b'\n').count() + 1;

@@ -4,6 +4,8 @@
 mod agent;
 mod doc;
 mod env;
+#[cfg(test)]
+mod fuzz_tests;
 mod plugins;
 mod sample;
 mod section;

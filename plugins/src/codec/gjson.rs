@@ -480,13 +480,14 @@ pub(crate) fn like(pattern: &str, s: &str) -> bool {
     let t: Vec<char> = s.chars().collect();
     let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // A `*` in the pattern is a wildcard even where the value has a literal `*`.
+        if pi < p.len() && p[pi] == '*' {
             star = Some(pi);
             mark = ti;
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some(s) = star {
             pi = s + 1;
             mark += 1;
@@ -594,6 +595,49 @@ mod tests {
         ] {
             let e = Path::parse(p).unwrap_err();
             assert!(e.contains(why), "{p}: {e}");
+        }
+    }
+
+    #[test]
+    fn like_is_polynomial_on_hostile_values() {
+        // Shared by `%` queries and the json parser's tag_keys/json_string_fields wildcards.
+        let value = "a".repeat(10_000);
+        assert!(!like("a*a*a*a*a*a*a*b", &value));
+        assert!(like("a*a*a*a*a*a*a*a", &value));
+    }
+
+    #[test]
+    fn like_star_is_a_wildcard_against_a_literal_star() {
+        // Found by like_agrees_with_the_reference: a `*` in the value was matched as a
+        // literal by the pattern's `*`, which then could not match a run.
+        assert!(like("?*?", "**"));
+        assert!(like("a*b", "a*xb"));
+        assert!(like("*", "*"));
+    }
+
+    /// The plain recursive definition: exponential, fine for short inputs.
+    fn like_reference(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|k| like_reference(rest, &s[k..])),
+            Some((&c, rest)) => {
+                s.first().is_some_and(|&x| c == '?' || c == x) && like_reference(rest, &s[1..])
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn like_agrees_with_the_reference(p in "[ab?*]{0,8}", s in "[ab?*]{0,12}") {
+            let (pc, sc): (Vec<char>, Vec<char>) = (p.chars().collect(), s.chars().collect());
+            proptest::prop_assert_eq!(like(&p, &s), like_reference(&pc, &sc), "{:?} {:?}", p, s);
+        }
+
+        #[test]
+        fn paths_never_panic(path in "[a-z0-9.*?#|@\\\\%=!<>\\[\\]{}()\",: -]{0,24}") {
+            if let Ok(p) = Path::parse(&path) {
+                let _ = p.get(&doc());
+            }
         }
     }
 }

@@ -576,5 +576,7 @@ mod tests {
         assert!(!wildcard("a?c", "abbc"));
         assert!(wildcard("*", ""));
         assert!(!wildcard("x", "xy"));
+        // Polynomial, not exponential, on a hostile key.
+        assert!(!wildcard("a*a*a*a*a*a*a*b", &"a".repeat(10_000)));
     }
 }

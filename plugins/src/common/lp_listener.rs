@@ -80,6 +80,11 @@ impl WriteCore {
         }
     }
 
+    /// Another counter of this listener's `internal_*` measurement.
+    pub fn stat(&self, field: &'static str) -> Stat {
+        self._stats.stat(field)
+    }
+
     /// Reads, parses and queues one write. `tags` are added to every metric. Returns the
     /// outcome and the number of metrics queued.
     pub async fn write(
@@ -119,6 +124,10 @@ impl WriteCore {
                 );
             }
             Err(BodyError::Bad(m)) => return WriteOutcome::Failed(StatusCode::BAD_REQUEST, m),
+            Err(e @ BodyError::UnsupportedEncoding(_)) => {
+                let (status, message) = e.status(self.max_body);
+                return WriteOutcome::Failed(status, message);
+            }
         };
         let mut metrics = Vec::with_capacity(body.len() / 64 + 1);
         let errors = parse_limited(&body, self.max_line, precision, now_ns(), &mut metrics);

@@ -157,6 +157,7 @@ pub async fn serve<F, Fut>(
 {
     let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
     let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
     loop {
         if *shutdown.borrow() {
             break;
@@ -166,13 +167,13 @@ pub async fn serve<F, Fut>(
                 Ok(s) => s,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff.failed(&e, "HTTP listener").await;
                     continue;
                 }
             },
             _ = shutdown.changed() => continue,
         };
+        backoff.succeeded();
         while conns.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
@@ -199,6 +200,46 @@ pub async fn serve<F, Fut>(
         while conns.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Paces an accept loop after errors. Running out of file descriptors (EMFILE, ENFILE) or
+/// buffers persists while connections wait in the backlog, and the listening socket stays
+/// readable: retrying at once spins a core and floods the log. Waits 10 ms after the first
+/// error of a run, doubling up to 1 s, and logs the first error of a run and every 100th.
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    /// Consecutive failures.
+    errors: u32,
+}
+
+impl AcceptBackoff {
+    pub const FIRST: Duration = Duration::from_millis(10);
+    pub const MAX: Duration = Duration::from_secs(1);
+
+    /// The wait after the `n`th consecutive failure (1-based).
+    pub fn delay(n: u32) -> Duration {
+        Self::FIRST
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+            .min(Self::MAX)
+    }
+
+    /// Logs (rate-limited) and waits before the next accept.
+    pub async fn failed(&mut self, e: &std::io::Error, what: &str) {
+        self.errors = self.errors.saturating_add(1);
+        if self.errors % 100 == 1 {
+            tracing::warn!(
+                error = %e,
+                consecutive = self.errors,
+                "{what}: accepting a connection failed; retrying with backoff"
+            );
+        }
+        tokio::time::sleep(Self::delay(self.errors)).await;
+    }
+
+    /// A connection was accepted: the next error starts a new run.
+    pub fn succeeded(&mut self) {
+        self.errors = 0;
+    }
 }
 
 /// The client's address, put in every request's extensions by [`serve`] (for allow-lists).
@@ -240,10 +281,59 @@ pub enum BodyError {
     TooLarge,
     Timeout,
     Bad(String),
+    /// A `Content-Encoding` other than gzip or identity: answered 415, never read as text.
+    UnsupportedEncoding(String),
+}
+
+impl BodyError {
+    /// The status a listener answers with, and a message for the client.
+    pub fn status(&self, limit: usize) -> (StatusCode, String) {
+        match self {
+            BodyError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("http: request body too large (max_body_size is {limit} bytes)"),
+            ),
+            BodyError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "timed out reading the request body".into(),
+            ),
+            BodyError::Bad(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            BodyError::UnsupportedEncoding(e) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {e:?} (gzip or identity are accepted)"),
+            ),
+        }
+    }
+}
+
+/// How a request body is encoded: `Ok(true)` for gzip, `Ok(false)` for none (absent, empty or
+/// `identity`), an error naming anything else (deflate, br, zstd, a list of codings, ...).
+pub fn content_encoding(headers: &http::HeaderMap) -> Result<bool, BodyError> {
+    let mut gzip = false;
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        let Ok(text) = v.to_str() else {
+            return Err(BodyError::UnsupportedEncoding(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
+        };
+        for coding in text.split(',').map(str::trim) {
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                if gzip {
+                    // gzip applied twice: not something a client sends; refuse, not guess.
+                    return Err(BodyError::UnsupportedEncoding(text.to_string()));
+                }
+                gzip = true;
+            } else if !(coding.is_empty() || coding.eq_ignore_ascii_case("identity")) {
+                return Err(BodyError::UnsupportedEncoding(text.to_string()));
+            }
+        }
+    }
+    Ok(gzip)
 }
 
 /// Reads a request body of at most `limit` bytes (after gunzipping when the request says
-/// `Content-Encoding: gzip`), within `timeout`.
+/// `Content-Encoding: gzip`), within `timeout`. Any other encoding is refused before the body
+/// is read ([`BodyError::UnsupportedEncoding`], a 415).
 pub async fn read_body(
     req: Request<Incoming>,
     limit: usize,
@@ -257,10 +347,7 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(BodyError::TooLarge);
     }
-    let gzip = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let gzip = content_encoding(req.headers())?;
     let body = Limited::new(req.into_body(), limit);
     let bytes = match tokio::time::timeout(timeout, body.collect()).await {
         Err(_) => return Err(BodyError::Timeout),
@@ -408,6 +495,52 @@ mod tests {
         assert!(base64_decode("@@").is_none());
         assert!(secret_eq("abc", "abc") && !secret_eq("abc", "abd") && !secret_eq("a", "ab"));
         assert_eq!(normalize_address(":8186"), "0.0.0.0:8186");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+
+    #[test]
+    fn only_gzip_and_identity_encodings_are_read() {
+        let enc = |values: &[&[u8]]| {
+            let mut h = http::HeaderMap::new();
+            for v in values {
+                h.append(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_bytes(v).unwrap(),
+                );
+            }
+            content_encoding(&h)
+        };
+        assert!(matches!(enc(&[]), Ok(false)));
+        assert!(matches!(enc(&[b"identity"]), Ok(false)));
+        assert!(matches!(enc(&[b""]), Ok(false)));
+        assert!(matches!(enc(&[b"GZIP"]), Ok(true)));
+        assert!(matches!(enc(&[b"identity, gzip"]), Ok(true)));
+        assert!(matches!(enc(&[b"x-gzip"]), Ok(true)));
+        let bad: [&[&[u8]]; 6] = [
+            &[b"deflate"],
+            &[b"br"],
+            &[b"zstd"],
+            &[b"gzip, deflate"],
+            &[b"gzip", b"gzip"],
+            &[b"gzip\xff"],
+        ];
+        for bad in bad {
+            let e = enc(bad).unwrap_err();
+            assert!(matches!(e, BodyError::UnsupportedEncoding(_)), "{bad:?}");
+            assert_eq!(e.status(1).0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        }
+    }
+
+    #[test]
+    fn accept_backoff_grows_to_a_ceiling() {
+        assert_eq!(AcceptBackoff::delay(1), AcceptBackoff::FIRST);
+        assert_eq!(AcceptBackoff::delay(2), AcceptBackoff::FIRST * 2);
+        assert_eq!(AcceptBackoff::delay(30), AcceptBackoff::MAX);
+        assert_eq!(AcceptBackoff::delay(u32::MAX), AcceptBackoff::MAX);
     }
 }
 

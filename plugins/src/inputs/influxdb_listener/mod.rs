@@ -20,6 +20,7 @@ use crate::common::server::{self, Resp, ServerOptions, TlsServerConfig};
 use crate::config_types::{Duration as Dur, Size};
 use crate::plugin::{BuildContext, InputPlugin, ServiceContext, ServiceInput};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
+use crate::selfstat::Stat;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +94,40 @@ struct Listener {
 struct State {
     core: WriteCore,
     cfg: Config,
+    /// The names `SHOW DATABASES` lists: every `db` written to or created, up to
+    /// [`MAX_DATABASES`] names of at most [`MAX_DATABASE_NAME`] bytes, so clients inventing a
+    /// new name per request cannot grow memory without limit.
     databases: Mutex<BTreeSet<String>>,
+    /// Names not remembered because of those limits (`databases_not_listed`).
+    databases_over: Stat,
+}
+
+const MAX_DATABASES: usize = 1000;
+const MAX_DATABASE_NAME: usize = 255;
+
+impl State {
+    /// Remembers a database name for `SHOW DATABASES`, within the limits.
+    fn remember_database(&self, name: &str) {
+        let mut set = self.databases.lock().unwrap();
+        if set.contains(name) {
+            return;
+        }
+        if set.len() < MAX_DATABASES && name.len() <= MAX_DATABASE_NAME {
+            set.insert(name.to_string());
+            return;
+        }
+        drop(set);
+        let n = self.databases_over.get();
+        if n % 1000 == 0 {
+            tracing::warn!(
+                not_listed = n + 1,
+                "influxdb_listener: database name not remembered for SHOW DATABASES: at most \
+                 {MAX_DATABASES} names of at most {MAX_DATABASE_NAME} bytes are kept (the writes \
+                 are still accepted)"
+            );
+        }
+        self.databases_over.incr();
+    }
 }
 
 #[async_trait]
@@ -126,10 +160,12 @@ impl ServiceInput for Listener {
             read_timeout: cfg.read_timeout.get(),
             tls,
         };
+        let databases_over = core.stat("databases_not_listed");
         let state = Arc::new(State {
             core,
             cfg,
             databases: Mutex::new(BTreeSet::new()),
+            databases_over,
         });
         let handler = move |req| {
             let st = state.clone();
@@ -193,7 +229,7 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
     let db = server::query_param(q, "db").unwrap_or_default();
     let rp = server::query_param(q, "rp").unwrap_or_default();
     if !db.is_empty() {
-        st.databases.lock().unwrap().insert(db.clone());
+        st.remember_database(&db);
     }
     let mut tags: Vec<(&str, &str)> = Vec::new();
     if !st.cfg.database_tag.is_empty() && !db.is_empty() {
@@ -227,8 +263,12 @@ async fn query(st: &State, req: Request<Incoming>) -> Resp {
     let mut q = server::query_param(req.uri().query(), "q");
     if q.is_none() && req.method() == Method::POST {
         // Form-encoded body (`q=...`), as the Go and Python clients send it.
-        if let Ok(body) = server::read_body(req, 1 << 20, st.core.read_timeout).await {
-            q = server::query_param(Some(&String::from_utf8_lossy(&body)), "q");
+        match server::read_body(req, 1 << 20, st.core.read_timeout).await {
+            Ok(body) => q = server::query_param(Some(&String::from_utf8_lossy(&body)), "q"),
+            Err(e) => {
+                let (status, message) = e.status(1 << 20);
+                return json_error(status, &message);
+            }
         }
     }
     let Some(q) = q.filter(|q| !q.trim().is_empty()) else {
@@ -263,8 +303,7 @@ async fn query(st: &State, req: Request<Incoming>) -> Resp {
                 }));
             }
             ["CREATE", "DATABASE"] if words.len() >= 3 => {
-                let name = words[2].trim_matches('"').to_string();
-                st.databases.lock().unwrap().insert(name);
+                st.remember_database(words[2].trim_matches('"'));
                 results.push(serde_json::json!({ "statement_id": i }));
             }
             _ => {
@@ -468,6 +507,89 @@ mod tests {
             "{text}"
         );
         assert_eq!(r.rx.try_recv().unwrap().len(), 2);
+        r.stop.send(true).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unknown_content_encoding_is_415_not_text() {
+        let r = start(&SPEC, "", 16).await;
+        // Telegraf-compatible clients send gzip; anything else must not be parsed as text
+        // (a deflate body that happens to look like line protocol would be garbage metrics).
+        for enc in ["deflate", "br", "zstd", "gzip, br", "x-custom"] {
+            let (st, text) = req(
+                &r.addr,
+                "POST",
+                "/write?db=x",
+                &[("content-encoding", enc)],
+                b"a v=1".to_vec(),
+            )
+            .await;
+            assert_eq!(st, 415, "{enc}: {text}");
+            assert!(text.contains("Content-Encoding"), "{text}");
+        }
+        assert!(r.rx.is_empty(), "nothing was queued");
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            "/query",
+            &[
+                ("content-encoding", "br"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            b"q=SHOW+DATABASES".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 415);
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            "/write",
+            &[("content-encoding", "identity")],
+            b"a v=1".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 204);
+        assert_eq!(r.rx.try_recv().unwrap().len(), 1);
+        r.stop.send(true).unwrap();
+    }
+
+    #[tokio::test]
+    async fn remembered_database_names_are_bounded() {
+        let r = start(&SPEC, "database_tag = \"db\"", 16).await;
+        // One request creating more databases than are kept, and a name that is too long.
+        let mut q = String::from("q=");
+        for i in 0..MAX_DATABASES + 200 {
+            q.push_str(&format!("CREATE+DATABASE+d{i:05}%3B"));
+        }
+        let (st, text) = req(&r.addr, "POST", "/query", &[], q.into_bytes()).await;
+        assert_eq!(st, 200, "{text}");
+        let long = "x".repeat(MAX_DATABASE_NAME + 1);
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            &format!("/write?db={long}"),
+            &[],
+            b"a v=1".to_vec(),
+        )
+        .await;
+        assert_eq!(st, 204, "the write itself is accepted");
+        let got = r.rx.try_recv().unwrap();
+        assert_eq!(got[0].tag("db"), Some(long.as_str()));
+        let (st, text) = req(&r.addr, "GET", "/query?q=SHOW+DATABASES", &[], vec![]).await;
+        assert_eq!(st, 200);
+        let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let names = v["results"][0]["series"][0]["values"].as_array().unwrap();
+        assert_eq!(names.len(), MAX_DATABASES);
+        assert_eq!(names[0][0], "d00000");
+        assert!(!body.contains(&long));
+        let over = crate::selfstat::snapshot(0)
+            .into_iter()
+            .find(|m| {
+                m.name == "internal_influxdb_listener" && m.tag("address") == Some(r.addr.as_str())
+            })
+            .and_then(|m| m.field("databases_not_listed").cloned());
+        assert_eq!(over, Some(crate::FieldValue::Int(201)));
         r.stop.send(true).unwrap();
     }
 

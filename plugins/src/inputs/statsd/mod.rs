@@ -4,6 +4,8 @@
 //! Packets go from the socket into a queue of `allowed_pending_messages`; when the parser
 //! falls behind, further packets are dropped and counted, never blocking the socket reader.
 
+#[cfg(test)]
+mod fuzz_tests;
 mod template;
 
 use std::collections::{HashMap, HashSet};
@@ -619,11 +621,28 @@ impl ServiceInput for Statsd {
                 let mut sd = shutdown.clone();
                 tokio::spawn(async move {
                     let conns = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+                    let mut backoff = crate::common::server::AcceptBackoff::default();
                     loop {
-                        let (stream, _) = tokio::select! {
-                            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+                        let accepted = tokio::select! {
+                            r = listener.accept() => r,
                             _ = sd.wait_for(|s| *s) => break,
                         };
+                        let stream = match accepted {
+                            Ok((s, _)) => s,
+                            // EMFILE and the like last while clients wait in the backlog:
+                            // back off instead of spinning on the readable socket.
+                            Err(e) => {
+                                let stopped = tokio::select! {
+                                    _ = backoff.failed(&e, "statsd") => false,
+                                    _ = sd.wait_for(|s| *s) => true,
+                                };
+                                if stopped {
+                                    break;
+                                }
+                                continue;
+                            }
+                        };
+                        backoff.succeeded();
                         let Ok(permit) = conns.clone().try_acquire_owned() else {
                             tracing::warn!(
                                 "statsd: refused a TCP connection: max_tcp_connections ({max}) reached"

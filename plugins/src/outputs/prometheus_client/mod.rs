@@ -78,7 +78,22 @@ impl Cidr {
         };
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let bits = bits.unwrap_or(max);
-        (bits <= max).then_some(Cidr { net: ip, bits })
+        if bits > max {
+            return None;
+        }
+        // `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8 written in IPv6 form; Go's
+        // net.IPNet (Telegraf) matches IPv4 clients against it, so does sonde. A prefix shorter
+        // than the `::ffff:` part masks it away and stays an IPv6 network, as in Go.
+        if let IpAddr::V6(v6) = ip
+            && bits >= 96
+            && let Some(v4) = v6.to_ipv4_mapped()
+        {
+            return Some(Cidr {
+                net: IpAddr::V4(v4),
+                bits: bits - 96,
+            });
+        }
+        Some(Cidr { net: ip, bits })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
@@ -436,6 +451,22 @@ mod tests {
         let v6 = Cidr::parse("fd00::/8").unwrap();
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("fe80::1".parse().unwrap()));
+        // ip_range entries in IPv4-mapped IPv6 form match IPv4 clients and mapped peers.
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.200.0.1".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+        assert!(!mapped.contains("::ffff:11.0.0.1".parse().unwrap()));
+        let host = Cidr::parse("::ffff:127.0.0.1").unwrap();
+        assert!(host.contains("127.0.0.1".parse().unwrap()));
+        assert!(host.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!host.contains("127.0.0.2".parse().unwrap()));
+        assert!(!host.contains("::1".parse().unwrap()));
+        // A prefix that masks away the ::ffff: part is an IPv6 network: no IPv4 client matches.
+        let wide = Cidr::parse("::ffff:10.0.0.0/64").unwrap();
+        assert!(!wide.contains("10.0.0.1".parse().unwrap()));
+        assert!(wide.contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("::ffff:10.0.0.0/129").is_none());
         assert!(Cidr::parse("10.0.0.0/33").is_none());
         assert!(Cidr::parse("nope").is_none());
     }
@@ -602,5 +633,38 @@ mod tests {
             .parse()
             .unwrap();
         assert!(rss > 1e6, "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ip_range_in_ipv4_mapped_form_admits_ipv4_clients() {
+        // On a dual-stack listener an IPv4 client's address is ::ffff:127.0.0.1; on an IPv4
+        // listener it is 127.0.0.1. An ip_range written in either form admits both.
+        for (listen, range) in [
+            ("127.0.0.1", "::ffff:127.0.0.0/104"),
+            ("[::]", "::ffff:127.0.0.1/128"),
+            ("[::]", "127.0.0.0/8"),
+        ] {
+            let port = free_port();
+            let mut out = build_from(&format!(
+                "listen = '{listen}:{port}'\nip_range = ['{range}']"
+            ))
+            .unwrap();
+            out.connect().await.unwrap();
+            let r = tokio::task::spawn_blocking(move || get(port, "/metrics", &[]))
+                .await
+                .unwrap();
+            assert_eq!(r.0, 200, "listen {listen}, ip_range {range}");
+            drop(out);
+        }
+        let port = free_port();
+        let mut out = build_from(&format!(
+            "listen = '[::]:{port}'\nip_range = ['::ffff:10.0.0.0/104']"
+        ))
+        .unwrap();
+        out.connect().await.unwrap();
+        let r = tokio::task::spawn_blocking(move || get(port, "/metrics", &[]))
+            .await
+            .unwrap();
+        assert_eq!(r.0, 403);
     }
 }

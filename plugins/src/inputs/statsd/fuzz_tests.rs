@@ -1,0 +1,110 @@
+//! Hostile input for the statsd line parser and aggregates: arbitrary bytes and mutated
+//! near-valid lines must be counted as parse errors or aggregated, never panic, and a flush
+//! afterwards must produce well-formed metrics. `PROPTEST_CASES` raises the case count (CI's
+//! fuzz step).
+
+use super::*;
+use proptest::prelude::*;
+
+fn shared(datadog: bool, templates: &[&str]) -> Shared {
+    let templates: Vec<String> = templates.iter().map(|s| s.to_string()).collect();
+    Shared {
+        parser: Parser {
+            templates: Templates::new(&templates, "_").unwrap(),
+            datadog,
+            keep_container: !datadog,
+        },
+        aggs: Mutex::new(Aggregates {
+            entries: HashMap::new(),
+            percentile_limit: 20,
+        }),
+        parse_errors: Stat::default(),
+        received: Stat::default(),
+    }
+}
+
+fn config() -> Config {
+    parse_config(
+        toml::from_str("percentiles = [0.0, 50.0, 99.9, 100.0]\ndelete_timings = false").unwrap(),
+    )
+    .unwrap()
+}
+
+/// Feeds packets, flushes twice (the second flush sees kept state), checks the output.
+fn feed(packets: &[Vec<u8>], datadog: bool) -> Result<(), TestCaseError> {
+    let sh = shared(
+        datadog,
+        &["cpu.* measurement.measurement.region", "measurement.field*"],
+    );
+    let cfg = config();
+    for p in packets {
+        sh.handle_packet(p);
+    }
+    for _ in 0..2 {
+        let out = Statsd::flush(&cfg, &mut sh.aggs.lock().unwrap(), 1);
+        for m in out {
+            prop_assert!(!m.fields.is_empty(), "{m:?}");
+            prop_assert!(m.tag("metric_type").is_some(), "{m:?}");
+        }
+    }
+    Ok(())
+}
+
+/// Lines close to valid statsd: a bucket, values, types, rates and DogStatsD tags.
+fn near_valid() -> impl Strategy<Value = String> {
+    "([a-z._,=-]{0,8}(:[-+]?[0-9.eE]{0,6}(\\|(c|g|s|ms|h|d|x))?(\\|@[-0-9.eE]{0,4})?(\\|#[a-z:,]{0,8})?){0,3}\n?){1,4}"
+}
+
+proptest! {
+    #[test]
+    fn statsd_never_panics_on_bytes(
+        packets in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..4),
+        datadog in any::<bool>(),
+    ) {
+        feed(&packets, datadog)?;
+    }
+
+    #[test]
+    fn statsd_never_panics_on_near_valid_lines(
+        lines in prop::collection::vec(near_valid(), 1..4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        datadog in any::<bool>(),
+    ) {
+        let mut packets: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+        for (at, byte) in edits {
+            let p = at.get_mut(&mut packets);
+            if !p.is_empty() {
+                let i = at.index(p.len());
+                p[i] = byte;
+            }
+        }
+        feed(&packets, datadog)?;
+    }
+}
+
+#[test]
+fn extreme_values_are_counted_not_panics() {
+    // Found by hand around the fuzz targets: values and rates at the edges of f64.
+    let packets: Vec<Vec<u8>> = [
+        "a:1e308|c|@1e-308",
+        "a:1e308|c|@0.0000001",
+        "b:NaN|g",
+        "b:inf|g",
+        "b:-inf|g",
+        "t:1e308|ms|@0.1",
+        "t:-1e308|ms",
+        "t:NaN|ms",
+        "s:\u{0}|s",
+        ":|",
+        "|||",
+        "a:1|c|@0",
+        "a:1|c|@-1",
+        "a:1|c|#a:b:c,,,:",
+        "a,=,=b:1|c",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect();
+    feed(&packets, true).unwrap();
+    feed(&packets, false).unwrap();
+}
