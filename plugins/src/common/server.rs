@@ -379,12 +379,12 @@ pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<B
     r
 }
 
-/// A response without a body.
 /// A Retry-After header value in whole seconds, at least 1.
 pub fn retry_after_value(d: std::time::Duration) -> http::HeaderValue {
     http::HeaderValue::from(d.as_secs_f64().ceil().max(1.0) as u64)
 }
 
+/// A response without a body.
 pub fn empty(status: StatusCode) -> Resp {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = status;
