@@ -1,10 +1,12 @@
 //! Line protocol parse and serialize throughput on a realistic 10,000-line batch
-//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields). Reported in lines/s.
+//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s, and
+//! Prometheus remote-write encoding of the same metrics (1,000 and 10,000 per request).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sonde_plugins::Metric;
 use sonde_plugins::codec::influx::{self, InfluxOptions};
 use sonde_plugins::codec::{Serializer, json, prometheus};
+use sonde_plugins::outputs::prometheus_remote_write;
 
 #[path = "lp_batch.rs"]
 mod lp_batch;
@@ -22,18 +24,34 @@ fn thread_cpu_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-fn cpu_rate(what: &str, mut f: impl FnMut()) {
+fn cpu_rate(what: &str, f: impl FnMut()) {
+    cpu_rate_n(what, LINES, f);
+}
+
+/// Median of 7 runs of 20 calls, each call handling `n` metrics.
+fn cpu_rate_n(what: &str, n: usize, mut f: impl FnMut()) {
     let mut rates: Vec<f64> = (0..7)
         .map(|_| {
             let t = thread_cpu_ns();
             for _ in 0..20 {
                 f();
             }
-            (20 * LINES) as f64 / ((thread_cpu_ns() - t) as f64 / 1e9)
+            (20 * n) as f64 / ((thread_cpu_ns() - t) as f64 / 1e9)
         })
         .collect();
     rates.sort_by(f64::total_cmp);
-    println!("{what}: median {:.0} lines per CPU-second", rates[3]);
+    println!(
+        "{what}: median {:.0} metrics (lines) per CPU-second, {:.1} ns each",
+        rates[3],
+        1e9 / rates[3]
+    );
+}
+
+/// One remote-write request body for `batch`: protobuf, snappy-compressed, in the encoder's
+/// reused buffers. Returns its size.
+fn remote_write(enc: &mut prometheus_remote_write::Encoder, batch: &[Metric]) -> usize {
+    enc.encode(batch, false);
+    enc.compress().unwrap().len()
 }
 
 fn bench(c: &mut Criterion) {
@@ -54,6 +72,13 @@ fn bench(c: &mut Criterion) {
             influx::write_metric(&mut buf, m, &InfluxOptions::default());
         }
     });
+
+    let mut enc = prometheus_remote_write::Encoder::new();
+    for n in [1_000, LINES] {
+        cpu_rate_n(&format!("remote_write encode+snappy {n}"), n, || {
+            remote_write(&mut enc, &metrics[..n]);
+        });
+    }
 
     let mut g = c.benchmark_group("influx");
     g.throughput(Throughput::Elements(LINES as u64));
@@ -77,6 +102,15 @@ fn bench(c: &mut Criterion) {
             out.len()
         })
     });
+    g.finish();
+
+    let mut g = c.benchmark_group("prometheus_remote_write");
+    for n in [1_000, LINES] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("encode_snappy_{n}"), |b| {
+            b.iter(|| remote_write(&mut enc, &metrics[..n]))
+        });
+    }
     g.finish();
 
     let mut g = c.benchmark_group("other");

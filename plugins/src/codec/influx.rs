@@ -172,7 +172,21 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
 /// Appends one metric as a line (with trailing `\n`); several lines when `max_line_bytes`
 /// requires it. Writes nothing for a metric line protocol cannot carry (empty name, a name
 /// starting with `#`, no writable field: NaN and infinite floats are dropped).
+#[inline]
 pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
+    write_metric_filtered(out, metric, opts, &[], false);
+}
+
+/// [`write_metric`] leaving out the tags whose keys are in `skip_tags` and, with
+/// `omit_timestamp`, the timestamp (the InfluxDB outputs' routing tags and
+/// `influx_omit_timestamp`), without copying the metric.
+pub fn write_metric_filtered(
+    out: &mut Vec<u8>,
+    metric: &Metric,
+    opts: &InfluxOptions,
+    skip_tags: &[String],
+    omit_timestamp: bool,
+) {
     if metric.name.is_empty() || metric.name.starts_with('#') {
         return;
     }
@@ -181,6 +195,9 @@ pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
     for (k, v) in &metric.tags {
         // Empty keys or values are not encodable; Telegraf drops such tags too.
         if k.is_empty() || v.is_empty() {
+            continue;
+        }
+        if !skip_tags.is_empty() && skip_tags.iter().any(|t| t == k) {
             continue;
         }
         out.push(b',');
@@ -192,9 +209,42 @@ pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
     let header_end = out.len();
 
     let mut ts = itoa::Buffer::new();
-    let ts = ts.format(metric.time).as_bytes();
-    // " <timestamp>\n"
-    let footer_len = ts.len() + 2;
+    let ts: &[u8] = if omit_timestamp {
+        b""
+    } else {
+        ts.format(metric.time).as_bytes()
+    };
+    // " <timestamp>\n", or "\n" alone.
+    let footer_len = if omit_timestamp { 1 } else { ts.len() + 2 };
+    let footer = |out: &mut Vec<u8>| {
+        if !omit_timestamp {
+            out.push(b' ');
+            out.extend_from_slice(ts);
+        }
+        out.push(b'\n');
+    };
+
+    if opts.max_line_bytes == 0 && !opts.sort_fields {
+        // The common case: one line, fields in order.
+        let mut written = false;
+        for (k, v) in &metric.fields {
+            let field_start = out.len();
+            if written {
+                out.push(b',');
+            }
+            if write_field(out, k, v, opts) {
+                written = true;
+            } else {
+                out.truncate(field_start);
+            }
+        }
+        if !written {
+            out.truncate(start);
+            return;
+        }
+        footer(out);
+        return;
+    }
 
     let mut line_start = start;
     let mut on_line = 0usize;
@@ -215,9 +265,7 @@ pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
             // Move this field to a fresh line with the same header.
             let field: Vec<u8> = out[field_start + 1..].to_vec();
             out.truncate(field_start);
-            out.push(b' ');
-            out.extend_from_slice(ts);
-            out.push(b'\n');
+            footer(out);
             line_start = out.len();
             out.extend_from_within(start..header_end);
             out.extend_from_slice(&field);
@@ -242,9 +290,7 @@ pub fn write_metric(out: &mut Vec<u8>, metric: &Metric, opts: &InfluxOptions) {
         out.truncate(start);
         return;
     }
-    out.push(b' ');
-    out.extend_from_slice(ts);
-    out.push(b'\n');
+    footer(out);
 }
 
 /// The `influx` serializer.
@@ -1278,6 +1324,57 @@ mod tests {
     }
 
     #[test]
+    fn string_values_keep_line_breaks_inside_quotes() {
+        // InfluxDB has no escape for a line break in a string field value: its parsers
+        // (1.x/2.x `scanLine`, InfluxDB 3's `split_lines`) keep a raw `\n` between quotes in
+        // the line and store it as is, while `\n` written as two characters (Telegraf's
+        // escape) is stored as a backslash and an `n` (checked against InfluxDB 1.6). So the
+        // break is written raw, and everything that splits lines must honour quotes.
+        let m = Metric::new("m", 5)
+            .with_field("s", "two\nlines, a=\"b\" \\\r\n")
+            .with_field("v", 1i64);
+        let line = ser(&m);
+        assert_eq!(line, "m s=\"two\nlines, a=\\\"b\\\" \\\\\r\n\",v=1i 5\n");
+        let (back, errs) = p(format!("{line}{line}"));
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(back, vec![m.clone(), m.clone()]);
+        let oracle: Vec<_> = influxdb_line_protocol::parse_lines(&line)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(oracle.len(), 1);
+        match oracle[0].field_value("s") {
+            Some(influxdb_line_protocol::FieldValue::String(s)) => {
+                assert_eq!(s.as_str(), "two\nlines, a=\"b\" \\\r\n")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn filtered_write_skips_tags_and_timestamp() {
+        let m = Metric::new("m", 5)
+            .with_tag("db", "x")
+            .with_tag("host", "h")
+            .with_field("s", "a\nb")
+            .with_field("v", 1.5);
+        let mut out = Vec::new();
+        let skip = ["db".to_string()];
+        write_metric_filtered(&mut out, &m, &InfluxOptions::default(), &skip, true);
+        assert_eq!(out, b"m,host=h s=\"a\nb\",v=1.5\n");
+        out.clear();
+        write_metric_filtered(&mut out, &m, &InfluxOptions::default(), &skip, false);
+        assert_eq!(out, b"m,host=h s=\"a\nb\",v=1.5 5\n");
+        // Split lines each lose their timestamp.
+        out.clear();
+        let opts = InfluxOptions {
+            max_line_bytes: 12,
+            ..Default::default()
+        };
+        write_metric_filtered(&mut out, &m, &opts, &[], true);
+        assert_eq!(out, b"m,db=x,host=h s=\"a\nb\"\nm,db=x,host=h v=1.5\n");
+    }
+
+    #[test]
     fn serialize_skips_non_finite_and_unencodable() {
         let m = Metric::new("m", 1)
             .with_field("a", f64::NAN)
@@ -1374,5 +1471,184 @@ mod tests {
             },
         );
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 3);
+    }
+
+    mod props {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Text made of the characters line protocol treats specially, plus plain and
+        /// multi-byte ones.
+        fn text(min: usize) -> impl Strategy<Value = String> {
+            let chars = prop::sample::select(vec![
+                'a', 'b', 'Z', '0', '9', '_', '.', '-', ' ', ',', '=', '"', '\\', '\'', '#', 'é',
+                '✓', '💡', 'i', 'u', 't', 'e',
+            ]);
+            prop::collection::vec(chars, min..12).prop_map(|v| v.into_iter().collect())
+        }
+
+        /// String field values may also hold line breaks and tabs.
+        fn string_value() -> impl Strategy<Value = String> {
+            let chars = prop::sample::select(vec![
+                'a', ' ', ',', '=', '"', '\\', '\n', '\r', '\t', 'é', '💡', 'n',
+            ]);
+            prop::collection::vec(chars, 0..12).prop_map(|v| v.into_iter().collect())
+        }
+
+        fn value() -> impl Strategy<Value = FieldValue> {
+            prop_oneof![
+                any::<f64>()
+                    .prop_filter("finite", |v| v.is_finite())
+                    .prop_map(FieldValue::Float),
+                prop::sample::select(vec![
+                    0.0,
+                    -0.0,
+                    1e21,
+                    1e-7,
+                    -1.5e300,
+                    f64::MAX,
+                    f64::MIN,
+                    f64::MIN_POSITIVE,
+                    5e-324,
+                    0.1,
+                    123456789.125,
+                ])
+                .prop_map(FieldValue::Float),
+                any::<i64>().prop_map(FieldValue::Int),
+                prop::sample::select(vec![i64::MIN, i64::MAX, 0, -1]).prop_map(FieldValue::Int),
+                any::<u64>().prop_map(FieldValue::UInt),
+                prop::sample::select(vec![u64::MAX, 0]).prop_map(FieldValue::UInt),
+                any::<bool>().prop_map(FieldValue::Bool),
+                string_value().prop_map(|s| FieldValue::String(s.into())),
+            ]
+        }
+
+        fn metric() -> impl Strategy<Value = Metric> {
+            (
+                text(1).prop_filter("not a comment", |s| !s.starts_with('#')),
+                prop::collection::vec((text(1), text(1)), 0..5),
+                prop::collection::vec((text(1), value()), 1..8),
+                any::<i64>(),
+            )
+                .prop_map(|(name, tags, fields, time)| {
+                    let mut m = Metric::new(name, time);
+                    for (k, v) in tags {
+                        m.add_tag(k, v);
+                    }
+                    for (k, v) in fields {
+                        m.add_field(k, v);
+                    }
+                    m
+                })
+        }
+
+        /// Equal, floats compared by bits (so -0.0 must stay -0.0).
+        fn same(a: &Metric, b: &Metric) -> bool {
+            a.name == b.name
+                && a.tags == b.tags
+                && a.time == b.time
+                && a.fields.len() == b.fields.len()
+                && a.fields.iter().zip(&b.fields).all(|((ka, va), (kb, vb))| {
+                    ka == kb
+                        && match (va, vb) {
+                            (FieldValue::Float(x), FieldValue::Float(y)) => {
+                                x.to_bits() == y.to_bits()
+                            }
+                            _ => va == vb,
+                        }
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                input in prop::collection::vec(any::<u8>(), 0..200),
+                precision in prop::sample::select(vec![1i64, 1_000, 1_000_000_000]),
+            ) {
+                let mut out = Vec::new();
+                let errs = parse(&input, precision, 0, &mut out);
+                let lines = input.iter().filter(|&&b| b == b'\n').count() + 1;
+                prop_assert!(out.len() + errs.len() <= lines);
+                for e in &errs {
+                    prop_assert!(e.line >= 1 && e.line <= lines, "{e:?}");
+                }
+                for m in &out {
+                    prop_assert!(!m.fields.is_empty());
+                    prop_assert!(m.tags.windows(2).all(|w| w[0].0 < w[1].0));
+                }
+            }
+
+            #[test]
+            fn line_protocol_shaped_bytes_never_panic(
+                parts in prop::collection::vec(
+                    prop::sample::select(vec![
+                        "m", ",", "=", " ", "\"", "\\", "\n", "\r", "\t", "#", "1", "-", ".", "e",
+                        "i", "u", "t", "f", "true", "1.5", "9223372036854775808", "é", "\u{0}",
+                    ]),
+                    0..60,
+                ),
+            ) {
+                let input = parts.concat();
+                let mut out = Vec::new();
+                let _ = parse(input.as_bytes(), 1, 0, &mut out);
+            }
+
+            #[test]
+            fn serialized_metrics_parse_back_exactly(
+                batch in prop::collection::vec(metric(), 1..5),
+            ) {
+                let mut buf = Vec::new();
+                for m in &batch {
+                    write_metric(&mut buf, m, &InfluxOptions::default());
+                }
+                let mut out = Vec::new();
+                let errs = parse(&buf, 1, 0, &mut out);
+                let text = String::from_utf8_lossy(&buf);
+                prop_assert!(errs.is_empty(), "{errs:?} in {text:?}");
+                prop_assert_eq!(out.len(), batch.len(), "{}", text);
+                for (got, want) in out.iter().zip(&batch) {
+                    prop_assert!(same(got, want), "{got:?} != {want:?} via {text:?}");
+                }
+                // InfluxDB 3's own parser reads the same values (it refuses names, keys and tag
+                // values ending with a backslash, which we and InfluxDB 1.x/2.x accept).
+                let ends_bs = |m: &Metric| {
+                    m.name.ends_with('\\')
+                        || m.tags.iter().any(|(k, v)| k.ends_with('\\') || v.ends_with('\\'))
+                        || m.fields.iter().any(|(k, _)| k.ends_with('\\'))
+                };
+                if batch.iter().any(ends_bs) {
+                    return Ok(());
+                }
+                let lines: Vec<_> = influxdb_line_protocol::parse_lines(std::str::from_utf8(&buf).unwrap())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| TestCaseError::fail(format!("{e} in {text:?}")))?;
+                prop_assert_eq!(lines.len(), batch.len());
+                for (line, want) in lines.iter().zip(&batch) {
+                    prop_assert_eq!(line.series.measurement.as_str(), want.name.as_str());
+                    let tags: Vec<(String, String)> = line.series.tag_set.iter().flatten()
+                        .map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                    let want_tags: Vec<(String, String)> = want.tags.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                    prop_assert_eq!(tags, want_tags);
+                    prop_assert_eq!(line.timestamp, Some(want.time));
+                    prop_assert_eq!(line.field_set.len(), want.fields.len());
+                    for ((k, v), (wk, wv)) in line.field_set.iter().zip(&want.fields) {
+                        prop_assert_eq!(k.as_str(), wk.as_str());
+                        use influxdb_line_protocol::FieldValue as O;
+                        let ok = match (v, wv) {
+                            (O::F64(x), FieldValue::Float(y)) => x.to_bits() == y.to_bits(),
+                            (O::I64(x), FieldValue::Int(y)) => x == y,
+                            (O::U64(x), FieldValue::UInt(y)) => x == y,
+                            (O::Boolean(x), FieldValue::Bool(y)) => x == y,
+                            (O::String(x), FieldValue::String(y)) => x.as_str() == y.as_str(),
+                            _ => false,
+                        };
+                        prop_assert!(ok, "{k}: {v:?} vs {wv:?} in {text:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -94,3 +94,221 @@ pub(crate) fn place(m: &Metric, key: &str, version: u8) -> Option<Place> {
         _ => p(join_name(name, key), "", None),
     }
 }
+
+/// The bound label of a placed field (`le`/`quantile` and its value), borrowed from the
+/// metric: the field key (Telegraf's v1 shape) or the tag (v2 shape).
+pub(crate) type BoundRef<'a> = Option<(&'static str, &'a str)>;
+
+/// [`place`] for encoders that write into a reused buffer: appends the series name
+/// (`<family><suffix>`, exactly as `place` names it) to `name` and returns the bound label
+/// without allocating. `None` when the field has no place (then `name` holds partial text).
+pub(crate) fn place_into<'a>(
+    m: &'a Metric,
+    key: &'a str,
+    version: u8,
+    name: &mut Vec<u8>,
+) -> Option<BoundRef<'a>> {
+    let measurement = m.name.as_str();
+    match m.kind {
+        ValueType::Histogram | ValueType::Summary => {
+            let histo = m.kind == ValueType::Histogram;
+            let label = if histo { "le" } else { "quantile" };
+            if key == "sum" || key == "count" {
+                sanitize_into(name, &[measurement], true);
+                name.extend_from_slice(if key == "sum" { b"_sum" } else { b"_count" });
+                return Some(None);
+            }
+            if is_bound(key).is_some() {
+                sanitize_into(name, &[measurement], true);
+                if histo {
+                    name.extend_from_slice(b"_bucket");
+                }
+                return Some(Some((label, key)));
+            }
+            for suffix in ["_sum", "_count"] {
+                if let Some(base) = key.strip_suffix(suffix) {
+                    join_name_into(name, measurement, base);
+                    name.extend_from_slice(suffix.as_bytes());
+                    return Some(None);
+                }
+            }
+            let bound = m.tag(label)?;
+            if histo {
+                let base = key.strip_suffix("_bucket")?;
+                join_name_into(name, measurement, base);
+                name.extend_from_slice(b"_bucket");
+            } else {
+                join_name_into(name, measurement, key);
+            }
+            Some(Some((label, bound)))
+        }
+        _ if version == 1 => {
+            let plain = key == "value"
+                || (key == "counter" && m.kind == ValueType::Counter)
+                || (key == "gauge" && m.kind == ValueType::Gauge);
+            if plain {
+                sanitize_into(name, &[measurement], true);
+            } else {
+                sanitize_into(name, &[measurement, "_", key], true);
+            }
+            Some(None)
+        }
+        _ => {
+            join_name_into(name, measurement, key);
+            Some(None)
+        }
+    }
+}
+
+/// [`join_name`] appended to `out`.
+fn join_name_into(out: &mut Vec<u8>, measurement: &str, field: &str) {
+    if measurement == "prometheus" {
+        sanitize_into(out, &[field], true);
+    } else {
+        sanitize_into(out, &[measurement, "_", field], true);
+    }
+}
+
+/// Appends the sanitized concatenation of `parts`, as
+/// [`crate::codec::prometheus::sanitize_metric_name`] (`colon`) or `sanitize_label_name`
+/// would return it: a `_` before a leading digit (or for an empty name), every character
+/// outside `[a-zA-Z0-9_]` (and `:` with `colon`) as one `_`.
+pub(crate) fn sanitize_into(out: &mut Vec<u8>, parts: &[&str], colon: bool) {
+    let first = parts.iter().find_map(|p| p.as_bytes().first().copied());
+    if first.is_none_or(|b| b.is_ascii_digit()) {
+        out.push(b'_');
+    }
+    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':');
+    for part in parts {
+        let bytes = part.as_bytes();
+        if bytes.iter().all(|&b| ok(b)) {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        for &b in bytes {
+            if ok(b) {
+                out.push(b);
+            } else if !(0x80..0xc0).contains(&b) {
+                // One `_` per character: UTF-8 continuation bytes add nothing.
+                out.push(b'_');
+            }
+        }
+    }
+}
+
+/// Whether `s` is a valid label name as it is (`sanitize_label_name` would not change it).
+pub(crate) fn is_label_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && !b[0].is_ascii_digit()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::prometheus::{sanitize_label_name, sanitize_metric_name};
+
+    #[test]
+    fn sanitize_into_matches_sanitize() {
+        let samples = [
+            "",
+            "a",
+            "9x",
+            "_",
+            "a.b-c",
+            "é",
+            "aé:b",
+            "ünïcödé_ñ",
+            "1",
+            "x:y",
+            "prometheus",
+            "💡lamp",
+            "a b\tc",
+            "ÿ",
+        ];
+        for a in samples {
+            for b in samples {
+                let joined = format!("{a}_{b}");
+                let mut out = Vec::new();
+                sanitize_into(&mut out, &[a, "_", b], true);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    sanitize_metric_name(&joined)
+                );
+                let mut out = Vec::new();
+                sanitize_into(&mut out, &[a, b], false);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    sanitize_label_name(&format!("{a}{b}"))
+                );
+            }
+            assert_eq!(is_label_name(a), sanitize_label_name(a) == a, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn place_into_matches_place() {
+        let names = ["cpu", "prometheus", "9lives", "a.b", "é", ""];
+        let keys = [
+            "sum",
+            "count",
+            "0.5",
+            "+Inf",
+            "NaN",
+            "1e3",
+            "rt_bucket",
+            "rt_sum",
+            "rt_count",
+            "bucket",
+            "_bucket",
+            "value",
+            "counter",
+            "gauge",
+            "x-y",
+            "ü",
+            "",
+        ];
+        let kinds = [
+            ValueType::Untyped,
+            ValueType::Counter,
+            ValueType::Gauge,
+            ValueType::Histogram,
+            ValueType::Summary,
+        ];
+        for name in names {
+            for kind in kinds {
+                for tags in [&[][..], &[("le", "0.25")][..], &[("quantile", "0.99")][..]] {
+                    let mut m = Metric::new(name, 0).with_kind(kind);
+                    for (k, v) in tags {
+                        m.add_tag(*k, *v);
+                    }
+                    for key in keys {
+                        for version in [1, 2] {
+                            let mut buf = Vec::new();
+                            let got = place_into(&m, key, version, &mut buf);
+                            let want = place(&m, key, version);
+                            match (got, want) {
+                                (None, None) => {}
+                                (Some(bound), Some(p)) => {
+                                    assert_eq!(
+                                        String::from_utf8(buf).unwrap(),
+                                        format!("{}{}", p.family, p.suffix)
+                                    );
+                                    assert_eq!(
+                                        bound,
+                                        p.bound.as_ref().map(|(l, v)| (*l, v.as_str()))
+                                    );
+                                }
+                                (g, w) => panic!(
+                                    "{name:?} {kind:?} {key:?} v{version}: {g:?} vs {}",
+                                    w.is_some()
+                                ),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

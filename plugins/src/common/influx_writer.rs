@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::codec::influx::{InfluxOptions, write_metric};
+use crate::codec::influx::{InfluxOptions, write_metric_filtered};
 use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
@@ -53,6 +53,10 @@ pub(crate) struct Writer {
     /// Tags to leave out of the lines (database/bucket routing tags).
     pub exclude: Vec<String>,
     pub id: String,
+    /// The line protocol of the batch being gzipped, kept from one request to the next.
+    scratch: std::sync::Mutex<Vec<u8>>,
+    /// Bytes per metric of the last batch, to size the next body in one allocation.
+    bytes_per_metric: std::sync::atomic::AtomicUsize,
 }
 
 impl Writer {
@@ -131,37 +135,42 @@ impl Writer {
             omit_timestamp: false,
             exclude: Vec::new(),
             id: ctx.id.clone(),
+            scratch: std::sync::Mutex::new(Vec::new()),
+            bytes_per_metric: std::sync::atomic::AtomicUsize::new(96),
         })
     }
 
-    /// Encodes metrics as line protocol (gzipped when configured).
+    /// Encodes metrics as line protocol (gzipped when configured): written straight from the
+    /// metrics (routing tags and the timestamp left out as configured, no copies), into a
+    /// body sized from the last batch, or for gzip into a buffer reused between requests.
     pub fn encode(&self, metrics: &[&Metric]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(metrics.len() * 96);
-        for m in metrics {
-            let needs_copy = self.omit_timestamp || self.exclude.iter().any(|t| m.tag(t).is_some());
-            if needs_copy {
-                let mut m = (*m).clone();
-                for t in &self.exclude {
-                    m.remove_tag(t);
-                }
-                let start = out.len();
-                write_metric(&mut out, &m, &self.opts);
-                if self.omit_timestamp {
-                    omit_timestamp(&mut out, start);
-                }
-            } else {
-                write_metric(&mut out, m, &self.opts);
+        use std::sync::atomic::Ordering::Relaxed;
+        let write = |out: &mut Vec<u8>| {
+            for m in metrics {
+                write_metric_filtered(out, m, &self.opts, &self.exclude, self.omit_timestamp);
             }
-        }
+            if !metrics.is_empty() {
+                self.bytes_per_metric
+                    .store(out.len().div_ceil(metrics.len()), Relaxed);
+            }
+        };
+        // A little over the last batch's size, so the body is written without regrowing.
+        let estimate = metrics.len() * (self.bytes_per_metric.load(Relaxed) + 8);
         if !self.gzip {
+            let mut out = Vec::with_capacity(estimate);
+            write(&mut out);
             return out;
         }
+        let mut lp = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        lp.clear();
+        lp.reserve(estimate);
+        write(&mut lp);
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(
-            Vec::with_capacity(out.len() / 4),
+            Vec::with_capacity(lp.len() / 4),
             flate2::Compression::fast(),
         );
-        enc.write_all(&out).expect("writing to a Vec");
+        enc.write_all(&lp).expect("writing to a Vec");
         enc.finish().expect("writing to a Vec")
     }
 
@@ -327,16 +336,6 @@ pub(crate) fn outcome(
     }
 }
 
-/// Removes the timestamp from the line(s) written since `start` (`influx_omit_timestamp`).
-fn omit_timestamp(out: &mut Vec<u8>, start: usize) {
-    let text = out.split_off(start);
-    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        let cut = line.iter().rposition(|&b| b == b' ').unwrap_or(line.len());
-        out.extend_from_slice(&line[..cut]);
-        out.push(b'\n');
-    }
-}
-
 /// A URL as messages show it: a password in it (`http://user:pass@host`) is masked, since
 /// the reasons of failed writes are logged.
 pub(crate) fn shown_url(url: &str) -> String {
@@ -450,15 +449,57 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn counts_and_omit_timestamp() {
+    fn encode_leaves_out_routing_tags_and_timestamps() {
+        let writer = |gzip: &str| {
+            Writer::new(
+                &TlsClientConfig::default(),
+                vec![],
+                Duration::from_secs(1),
+                None,
+                &BTreeMap::new(),
+                gzip,
+                &BuildContext::default(),
+            )
+            .unwrap()
+        };
+        let m = Metric::new("m", 7)
+            .with_tag("db", "x")
+            .with_tag("host", "a")
+            .with_field("s", "two\nlines 1")
+            .with_field("v", 1i64);
+        let plain = writer("identity");
+        assert_eq!(
+            plain.encode(&[&m]),
+            b"m,db=x,host=a s=\"two\nlines 1\",v=1i 7\n"
+        );
+        let mut w = writer("identity");
+        w.exclude.push("db".into());
+        w.omit_timestamp = true;
+        // The string's line break stays inside the quotes: only the timestamp goes.
+        assert_eq!(
+            w.encode(&[&m, &m]),
+            b"m,host=a s=\"two\nlines 1\",v=1i\n".repeat(2)
+        );
+        let mut gz = writer("gzip");
+        gz.exclude.push("db".into());
+        for n in [3, 1, 2] {
+            let batch = vec![&m; n];
+            let mut text = Vec::new();
+            use std::io::Read;
+            flate2::read::GzDecoder::new(&gz.encode(&batch)[..])
+                .read_to_end(&mut text)
+                .unwrap();
+            assert_eq!(text, b"m,host=a s=\"two\nlines 1\",v=1i 7\n".repeat(n));
+        }
+    }
+
+    #[test]
+    fn partial_write_counts() {
         assert_eq!(dropped_count("partial write: x dropped=12"), Some(12));
         assert_eq!(dropped_count("nope"), None);
         assert_eq!(
             written_count("partial write error (5 written): bad"),
             Some(5)
         );
-        let mut out = b"keep\ncpu v=1 123\n".to_vec();
-        omit_timestamp(&mut out, 5);
-        assert_eq!(out, b"keep\ncpu v=1\n");
     }
 }

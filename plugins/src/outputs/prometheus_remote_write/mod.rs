@@ -6,21 +6,22 @@
 //! success; 429 and 5xx (and connection errors) are retried, honouring `Retry-After`; other
 //! statuses reject the batch for good with the server's message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::codec::prometheus::sanitize_label_name;
-use crate::codec::prometheus_series::place;
 use crate::common::http::{
     ClientOptions, TlsClientConfig, build_client, response_error, send_error,
 };
 use crate::config_types::Duration;
-use crate::model::{FieldValue, Metric};
+use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
 use crate::registry::{BuildError, ConfigError, Format, OutputSpec, parse_config};
+
+mod encode;
+pub use encode::Encoder;
 
 /// The remote-write 1.0 messages (prometheus/prompb/types.proto), the fields sonde sends.
 pub mod proto {
@@ -100,106 +101,21 @@ pub struct RemoteWrite {
     headers: HeaderMap,
     auth: Auth,
     string_as_label: bool,
-}
-
-/// Builds the request of a batch: one time series per name + label set, samples in time
-/// order (one per timestamp: the last written wins), labels sorted by name.
-pub fn encode(batch: &[Metric], string_as_label: bool) -> proto::WriteRequest {
-    let mut index: HashMap<Vec<proto::Label>, usize> = HashMap::new();
-    let mut series: Vec<proto::TimeSeries> = Vec::new();
-    let mut labels: Vec<proto::Label> = Vec::new();
-    for m in batch {
-        for (key, value) in &m.fields {
-            let Some(value) = value
-                .as_f64()
-                .filter(|_| !matches!(value, FieldValue::String(_)))
-            else {
-                continue;
-            };
-            let Some(p) = place(m, key, 2) else {
-                continue;
-            };
-            labels.clear();
-            labels.push(proto::Label {
-                name: "__name__".into(),
-                value: format!("{}{}", p.family, p.suffix),
-            });
-            let bound_tag = p.bound.as_ref().map(|b| b.0).filter(|l| m.tag(l).is_some());
-            for (k, v) in &m.tags {
-                if !v.is_empty() && Some(k.as_str()) != bound_tag {
-                    labels.push(proto::Label {
-                        name: sanitize_label_name(k),
-                        value: v.to_string(),
-                    });
-                }
-            }
-            if string_as_label {
-                for (k, v) in &m.fields {
-                    if let FieldValue::String(s) = v {
-                        labels.push(proto::Label {
-                            name: sanitize_label_name(k),
-                            value: s.to_string(),
-                        });
-                    }
-                }
-            }
-            if let Some((l, text)) = p.bound {
-                labels.push(proto::Label {
-                    name: l.into(),
-                    value: text,
-                });
-            }
-            // Remote write wants names sorted; a stable sort keeps the first of two keys that
-            // sanitize alike, which dedup then keeps.
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            labels.dedup_by(|a, b| a.name == b.name);
-            let sample = proto::Sample {
-                value,
-                timestamp: m.time.div_euclid(1_000_000),
-            };
-            match index.get(&labels) {
-                Some(&i) => series[i].samples.push(sample),
-                None => {
-                    index.insert(labels.clone(), series.len());
-                    series.push(proto::TimeSeries {
-                        labels: labels.clone(),
-                        samples: vec![sample],
-                    });
-                }
-            }
-        }
-    }
-    for s in &mut series {
-        if s.samples.len() > 1 {
-            // Stable: for equal timestamps the later write comes last and is the one kept.
-            s.samples.sort_by_key(|x| x.timestamp);
-            let mut kept: Vec<proto::Sample> = Vec::with_capacity(s.samples.len());
-            for x in s.samples.drain(..) {
-                match kept.last_mut() {
-                    Some(last) if last.timestamp == x.timestamp => *last = x,
-                    _ => kept.push(x),
-                }
-            }
-            s.samples = kept;
-        }
-    }
-    proto::WriteRequest { timeseries: series }
+    /// Request buffers, reused from batch to batch.
+    encoder: Encoder,
 }
 
 #[async_trait]
 impl Output for RemoteWrite {
     async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
-        let req = encode(batch, self.string_as_label);
-        if req.timeseries.is_empty() {
+        if self.encoder.encode(batch, self.string_as_label).is_empty() {
             return Ok(());
         }
-        let raw = prost::Message::encode_to_vec(&req);
-        let body =
-            snap::raw::Encoder::new()
-                .compress_vec(&raw)
-                .map_err(|e| WriteError::Reject {
-                    reason: format!("snappy: {e}"),
-                })?;
+        let body = bytes::Bytes::copy_from_slice(self.encoder.compress().map_err(|e| {
+            WriteError::Reject {
+                reason: format!("snappy: {e}"),
+            }
+        })?);
         let mut rb = self
             .client
             .post(self.url.clone())
@@ -279,6 +195,7 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
         headers,
         auth,
         string_as_label: cfg.string_as_label,
+        encoder: Encoder::new(),
     }))
 }
 
@@ -293,7 +210,100 @@ pub const SPEC: OutputSpec = OutputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ValueType;
+    use crate::codec::prometheus::sanitize_label_name;
+    use crate::codec::prometheus_series::place;
+    use crate::model::{FieldValue, ValueType};
+    use std::collections::HashMap;
+    /// The encoder as it was before [`Encoder`]: prost messages with a `String` per label.
+    /// Kept as the reference the hand-written encoding must match byte for byte.
+    fn reference_encode(batch: &[Metric], string_as_label: bool) -> proto::WriteRequest {
+        let mut index: HashMap<Vec<proto::Label>, usize> = HashMap::new();
+        let mut series: Vec<proto::TimeSeries> = Vec::new();
+        let mut labels: Vec<proto::Label> = Vec::new();
+        for m in batch {
+            for (key, value) in &m.fields {
+                let Some(value) = value
+                    .as_f64()
+                    .filter(|_| !matches!(value, FieldValue::String(_)))
+                else {
+                    continue;
+                };
+                let Some(p) = place(m, key, 2) else {
+                    continue;
+                };
+                labels.clear();
+                labels.push(proto::Label {
+                    name: "__name__".into(),
+                    value: format!("{}{}", p.family, p.suffix),
+                });
+                let bound_tag = p.bound.as_ref().map(|b| b.0).filter(|l| m.tag(l).is_some());
+                for (k, v) in &m.tags {
+                    if !v.is_empty() && Some(k.as_str()) != bound_tag {
+                        labels.push(proto::Label {
+                            name: sanitize_label_name(k),
+                            value: v.to_string(),
+                        });
+                    }
+                }
+                if string_as_label {
+                    for (k, v) in &m.fields {
+                        if let FieldValue::String(s) = v {
+                            labels.push(proto::Label {
+                                name: sanitize_label_name(k),
+                                value: s.to_string(),
+                            });
+                        }
+                    }
+                }
+                if let Some((l, text)) = p.bound {
+                    labels.push(proto::Label {
+                        name: l.into(),
+                        value: text,
+                    });
+                }
+                // Remote write wants names sorted; a stable sort keeps the first of two keys that
+                // sanitize alike, which dedup then keeps.
+                labels.sort_by(|a, b| a.name.cmp(&b.name));
+                labels.dedup_by(|a, b| a.name == b.name);
+                let sample = proto::Sample {
+                    value,
+                    timestamp: m.time.div_euclid(1_000_000),
+                };
+                match index.get(&labels) {
+                    Some(&i) => series[i].samples.push(sample),
+                    None => {
+                        index.insert(labels.clone(), series.len());
+                        series.push(proto::TimeSeries {
+                            labels: labels.clone(),
+                            samples: vec![sample],
+                        });
+                    }
+                }
+            }
+        }
+        for s in &mut series {
+            if s.samples.len() > 1 {
+                // Stable: for equal timestamps the later write comes last and is the one kept.
+                s.samples.sort_by_key(|x| x.timestamp);
+                let mut kept: Vec<proto::Sample> = Vec::with_capacity(s.samples.len());
+                for x in s.samples.drain(..) {
+                    match kept.last_mut() {
+                        Some(last) if last.timestamp == x.timestamp => *last = x,
+                        _ => kept.push(x),
+                    }
+                }
+                s.samples = kept;
+            }
+        }
+        proto::WriteRequest { timeseries: series }
+    }
+
+    /// What the hand-written encoder sends for `batch`, decoded.
+    fn encode(batch: &[Metric], string_as_label: bool) -> proto::WriteRequest {
+        let mut enc = Encoder::new();
+        prost::Message::decode(enc.encode(batch, string_as_label)).unwrap()
+    }
+
     use std::io::{BufRead, BufReader, Read, Write};
 
     fn names(ts: &proto::TimeSeries) -> Vec<(&str, &str)> {
@@ -347,6 +357,205 @@ mod tests {
         );
         let with_strings = encode(&batch[..1], true);
         assert!(names(&with_strings.timeseries[0]).contains(&("state", "ok")));
+    }
+
+    /// A batch with everything the encoder has to get right: every value type and kind,
+    /// both histogram/summary shapes, NaN/infinities/zeros, strings, label names that need
+    /// sanitizing (and collide once sanitized), special characters in values, repeated and
+    /// out-of-order timestamps, negative and zero times.
+    fn varied_batch() -> Vec<Metric> {
+        let mut b = vec![
+            Metric::new("cpu", 2_000_000_000)
+                .with_kind(ValueType::Gauge)
+                .with_tag("host", "a \"quoted\", comma=eq\\back")
+                .with_tag("zone", "ünïcödé ✓")
+                .with_tag("empty", "")
+                .with_field("usage_idle", 90.5)
+                .with_field("nan", f64::NAN)
+                .with_field("inf", f64::INFINITY)
+                .with_field("ninf", f64::NEG_INFINITY)
+                .with_field("zero", 0.0)
+                .with_field("negzero", -0.0)
+                .with_field("state", "ok")
+                .with_field("up", true)
+                .with_field("down", false)
+                .with_field("n", -7i64)
+                .with_field("big", u64::MAX),
+            Metric::new("cpu", 1_000_000_000)
+                .with_kind(ValueType::Gauge)
+                .with_tag("host", "a \"quoted\", comma=eq\\back")
+                .with_tag("zone", "ünïcödé ✓")
+                .with_field("usage_idle", 80.0),
+            // Same series and timestamp as the first: the later value wins.
+            Metric::new("cpu", 2_000_000_000)
+                .with_kind(ValueType::Gauge)
+                .with_tag("host", "a \"quoted\", comma=eq\\back")
+                .with_tag("zone", "ünïcödé ✓")
+                .with_field("usage_idle", 95.0),
+            Metric::new("http.requests-total", 0)
+                .with_kind(ValueType::Counter)
+                .with_tag("method.name", "GET")
+                .with_tag("method-name", "POST")
+                .with_tag("9lives", "cat")
+                .with_tag("__name__", "sneaky")
+                .with_tag("Upper", "x\ny")
+                .with_field("counter", 12u64),
+            Metric::new("old", -1_500_000)
+                .with_field("v", 1.0)
+                .with_field("text", "line\nbreak"),
+            // Telegraf's v1 histogram and summary shapes.
+            Metric::new("rt", 3_000_000)
+                .with_kind(ValueType::Histogram)
+                .with_tag("le", "stale")
+                .with_tag("path", "/api")
+                .with_field("sum", 12.5)
+                .with_field("count", 4u64)
+                .with_field("0.5", 1u64)
+                .with_field("1", 3u64)
+                .with_field("+Inf", 4u64),
+            Metric::new("lat", 3_000_000)
+                .with_kind(ValueType::Summary)
+                .with_field("sum", 2.0)
+                .with_field("count", 2u64)
+                .with_field("0.99", 1.9)
+                .with_field("0.5", f64::NAN),
+            // The v2 shapes: the bound in a tag.
+            Metric::new("prometheus", 4_000_000)
+                .with_kind(ValueType::Histogram)
+                .with_tag("le", "0.25")
+                .with_field("req_bucket", 7u64)
+                .with_field("req_sum", 1.5)
+                .with_field("req_count", 9u64)
+                .with_field("req_other", 1.0),
+            Metric::new("prometheus", 4_000_000)
+                .with_kind(ValueType::Summary)
+                .with_tag("quantile", "0.9")
+                .with_field("rpc", 0.2),
+            // No bound tag: the bucket has no place.
+            Metric::new("prometheus", 4_000_000)
+                .with_kind(ValueType::Histogram)
+                .with_field("req_bucket", 7u64),
+            Metric::new("strings_only", 5).with_field("s", "x"),
+        ];
+        // Many samples of a few series, timestamps shuffled with repeats.
+        let mut rng = fastrand::Rng::with_seed(1);
+        for i in 0..300 {
+            b.push(
+                Metric::new("mem", rng.i64(0..40) * 1_000_000 + rng.i64(0..999_999))
+                    .with_tag("host", format!("h{}", i % 7))
+                    .with_field("used", rng.f64())
+                    .with_field("free", i as i64),
+            );
+        }
+        b
+    }
+
+    #[test]
+    fn hand_encoding_matches_prost_byte_for_byte() {
+        let batch = varied_batch();
+        let mut enc = Encoder::new();
+        for string_as_label in [false, true] {
+            // Twice with one encoder, a smaller batch between: nothing of a batch stays.
+            for part in [&batch[..], &batch[3..9], &batch[..]] {
+                let want = prost::Message::encode_to_vec(&reference_encode(part, string_as_label));
+                let got = enc.encode(part, string_as_label).to_vec();
+                assert_eq!(got, want, "string_as_label {string_as_label}");
+                // And it decodes to the same request.
+                let got: proto::WriteRequest = prost::Message::decode(&got[..]).unwrap();
+                let want: proto::WriteRequest = prost::Message::decode(&want[..]).unwrap();
+                assert_eq!(format!("{got:?}"), format!("{want:?}"));
+            }
+        }
+        let req = encode(&batch, false);
+        let find = |name: &str| {
+            req.timeseries
+                .iter()
+                .find(|t| {
+                    t.labels
+                        .iter()
+                        .any(|l| l.name == "__name__" && l.value == name)
+                })
+                .unwrap_or_else(|| panic!("no series {name}"))
+        };
+        assert!(find("cpu_nan").samples[0].value.is_nan());
+        assert_eq!(find("cpu_ninf").samples[0].value, f64::NEG_INFINITY);
+        assert_eq!(find("cpu_big").samples[0].value, u64::MAX as f64);
+        assert_eq!(
+            names(find("http_requests_total_counter")),
+            [
+                ("Upper", "x\ny"),
+                ("_9lives", "cat"),
+                ("__name__", "http_requests_total_counter"),
+                ("method_name", "POST"),
+            ]
+        );
+        assert_eq!(find("old_v").samples[0].timestamp, -2);
+        // The stale `le` tag gives way to the bound from the field key.
+        let inf: Vec<_> = req
+            .timeseries
+            .iter()
+            .filter(|t| names(t).contains(&("__name__", "rt_bucket")))
+            .map(|t| names(t))
+            .collect();
+        assert_eq!(inf.len(), 3);
+        assert!(inf.contains(&vec![
+            ("__name__", "rt_bucket"),
+            ("le", "+Inf"),
+            ("path", "/api")
+        ]));
+        assert!(
+            !req.timeseries
+                .iter()
+                .any(|t| names(t).contains(&("__name__", "strings_only_s")))
+        );
+    }
+
+    #[test]
+    fn random_batches_match_prost() {
+        let mut rng = fastrand::Rng::with_seed(42);
+        let names = ["cpu", "prometheus", "a.b", "9x", "é"];
+        let keys = [
+            "v", "sum", "count", "0.5", "+Inf", "x_bucket", "x_sum", "q", "s", "le",
+        ];
+        let tag_keys = [
+            "host", "le", "quantile", "a-b", "a_b", "a.b", "__name__", "ü",
+        ];
+        let kinds = [
+            ValueType::Untyped,
+            ValueType::Counter,
+            ValueType::Gauge,
+            ValueType::Histogram,
+            ValueType::Summary,
+        ];
+        let mut enc = Encoder::new();
+        for _ in 0..300 {
+            let batch: Vec<Metric> = (0..rng.usize(0..60))
+                .map(|_| {
+                    let mut m =
+                        Metric::new(names[rng.usize(..names.len())], rng.i64(-3..4) * 999_999)
+                            .with_kind(kinds[rng.usize(..kinds.len())]);
+                    for _ in 0..rng.usize(0..4) {
+                        let v = ["", "x", "0.5", "y z"][rng.usize(..4)];
+                        m.add_tag(tag_keys[rng.usize(..tag_keys.len())], v);
+                    }
+                    for _ in 0..rng.usize(1..5) {
+                        let k = keys[rng.usize(..keys.len())];
+                        match rng.usize(..6) {
+                            0 => m.add_field(k, rng.i64(-2..3) as f64 / 2.0),
+                            1 => m.add_field(k, f64::NAN),
+                            2 => m.add_field(k, rng.i64(..)),
+                            3 => m.add_field(k, rng.bool()),
+                            4 => m.add_field(k, ["", "txt"][rng.usize(..2)]),
+                            _ => m.add_field(k, rng.u64(..)),
+                        }
+                    }
+                    m
+                })
+                .collect();
+            let sal = rng.bool();
+            let want = prost::Message::encode_to_vec(&reference_encode(&batch, sal));
+            assert_eq!(enc.encode(&batch, sal), &want[..], "{batch:?}");
+        }
     }
 
     /// A request as the test server saw it: headers and body.
