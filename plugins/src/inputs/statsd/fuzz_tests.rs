@@ -20,6 +20,7 @@ fn shared(datadog: bool, templates: &[&str]) -> Shared {
         }),
         parse_errors: Stat::default(),
         received: Stat::default(),
+        refused: Stat::default(),
     }
 }
 
