@@ -123,9 +123,10 @@ fn the_first_lines_list_the_plugins_and_warnings_raised_while_loading() {
     let cfg = dir.write(
         "sonde.toml",
         &format!(
-            "[[inputs.mem]]\n[[inputs.system]]\n  alias = \"sys\"\n[[processors.rename]]\n\
-             [[outputs.prometheus_client]]\n  listen = \"127.0.0.1:{scrape}\"\n\
-               buffer_strategy = \"disk\"\n"
+            "[[inputs.mem]]\n[[inputs.system]]\n  alias = \"sys\"\n\
+             [[inputs.http_response]]\n  address = \"http://127.0.0.1:{scrape}/metrics\"\n\
+             [[processors.rename]]\n\
+             [[outputs.prometheus_client]]\n  listen = \"127.0.0.1:{scrape}\"\n"
         ),
     );
     let agent = Agent::start(&dir, &cfg);
@@ -138,11 +139,11 @@ fn the_first_lines_list_the_plugins_and_warnings_raised_while_loading() {
             .position(|l| l.contains(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in:\n{log}"))
     };
-    assert!(lines[pos("loaded inputs:")].ends_with("loaded inputs: mem system::sys"));
+    assert!(lines[pos("loaded inputs:")].ends_with("loaded inputs: http_response mem system::sys"));
     assert!(lines[pos("loaded processors:")].ends_with("loaded processors: rename"));
     assert!(lines[pos("loaded aggregators:")].ends_with("loaded aggregators: none"));
     assert!(lines[pos("loaded outputs:")].ends_with("loaded outputs: prometheus_client"));
-    let warning = pos("buffer_strategy = \"disk\" is not supported");
+    let warning = pos("`address` is deprecated, use `urls`");
     assert!(lines[warning].contains("WARN"));
     assert!(
         warning < pos("started"),
@@ -154,7 +155,7 @@ fn the_first_lines_list_the_plugins_and_warnings_raised_while_loading() {
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(
         r.stderr
-            .contains("warning: outputs.prometheus_client[0]: buffer_strategy = \"disk\""),
+            .contains("warning: http_response: `address` is deprecated, use `urls`"),
         "{}",
         r.stderr
     );
