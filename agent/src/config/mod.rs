@@ -1367,6 +1367,74 @@ mod tests {
     }
 
     #[test]
+    fn buffer_options_from_the_agent_and_per_output() {
+        use crate::pipeline::SyncPolicy;
+        let c = ok(r#"
+[agent]
+  buffer_strategy = "disk"
+  buffer_directory = "/srv/sonde-buffer"
+  buffer_disk_limit = "2GiB"
+  buffer_disk_sync = "always"
+  overflow = "drop_oldest"
+[[outputs.file]]
+  files = ["stdout"]
+[[outputs.file]]
+  files = ["stdout"]
+  buffer_strategy = "memory"
+  overflow = "backpressure"
+[[outputs.file]]
+  files = ["stdout"]
+  buffer_disk_sync = "250ms"
+  buffer_directory = "/other"
+"#);
+        let o = &c.outputs;
+        assert_eq!(
+            o[0].buffer_strategy,
+            BufferStrategy::Disk {
+                limit_bytes: 2 << 30,
+                sync: SyncPolicy::Always
+            }
+        );
+        assert_eq!(o[0].buffer_directory, PathBuf::from("/srv/sonde-buffer"));
+        assert_eq!(o[0].overflow, Overflow::DropOldest);
+        assert_eq!(o[1].buffer_strategy, BufferStrategy::Memory);
+        assert_eq!(o[1].overflow, Overflow::Backpressure);
+        assert_eq!(
+            o[2].buffer_strategy,
+            BufferStrategy::Disk {
+                limit_bytes: 2 << 30,
+                sync: SyncPolicy::Every(Duration::from_millis(250))
+            }
+        );
+        assert_eq!(o[2].buffer_directory, PathBuf::from("/other"));
+        // The defaults: memory, pushing back, /var/lib/sonde/buffer for disk.
+        let d = ok("[[outputs.file]]\n  files = [\"stdout\"]\n");
+        assert_eq!(d.outputs[0].buffer_strategy, BufferStrategy::Memory);
+        assert_eq!(d.outputs[0].overflow, Overflow::Backpressure);
+        assert_eq!(
+            d.outputs[0].buffer_directory,
+            PathBuf::from("/var/lib/sonde/buffer")
+        );
+    }
+
+    #[test]
+    fn bad_buffer_options_are_errors() {
+        assert_eq!(
+            error("[agent]\n  buffer_disk_sync = \"sometimes\"\n"),
+            "test.toml:2:22: agent: buffer_disk_sync: expected \"always\" or a duration such as \"1s\", got \"sometimes\""
+        );
+        assert!(
+            error("[[outputs.file]]\n  files = [\"stdout\"]\n  buffer_strategy = \"tape\"\n")
+                .contains("buffer_strategy"),
+        );
+        assert!(
+            error("[[outputs.file]]\n  files = [\"stdout\"]\n  overflow = \"block\"\n")
+                .contains("overflow")
+        );
+        assert!(error("[agent]\n  buffer_disk_limit = 0\n").contains("must be more than zero"));
+    }
+
+    #[test]
     fn sample_config_loads() {
         let all = sample_config(&Selection::default(), &FAKES);
         for key in agent::AGENT_KEYS {
