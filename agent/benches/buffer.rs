@@ -12,15 +12,9 @@ use sonde_plugins::selfstat::Stat;
 mod lp_batch;
 use lp_batch::{LINES, batch};
 
-fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
+#[path = "../../plugins/benches/common/mod.rs"]
+mod common;
+use common::thread_cpu_ns;
 
 /// Runs `f` (one pass over the batch) 20 times, 7 rounds; prints the median rate.
 fn cpu_rate(what: &str, mut f: impl FnMut()) {

@@ -12,17 +12,11 @@ use sonde_plugins::codec::influx::{self, InfluxOptions};
 use sonde_plugins::outputs::cloudwatch::encode::{self, Encoder, Mapping};
 use sonde_plugins::outputs::cloudwatch::{GZIP_MIN_BYTES, gzip, sign_request};
 
-const N: usize = 100_000;
+#[path = "common/mod.rs"]
+mod common;
+use common::thread_cpu_ns;
 
-fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
+const N: usize = 100_000;
 
 fn cpu_rate(what: &str, mut f: impl FnMut()) -> f64 {
     let mut rates: Vec<f64> = (0..7)

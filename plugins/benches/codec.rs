@@ -12,17 +12,9 @@ use sonde_plugins::outputs::prometheus_remote_write;
 mod lp_batch;
 use lp_batch::{LINES, batch};
 
-/// CPU time of this thread: on a shared, loaded machine wall-clock figures mostly measure the
-/// neighbours, so the bench also prints lines per CPU-second.
-fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::thread_cpu_ns;
 
 fn cpu_rate(what: &str, f: impl FnMut()) {
     cpu_rate_n(what, LINES, f);
