@@ -53,6 +53,10 @@ struct Shared {
     connect_tried: watch::Sender<bool>,
     /// When the flush task tries next after a failure (ms), for the Retry-After of refusals.
     retry_in_ms: AtomicU64,
+    /// The longest backoff between retries: the flush interval (Telegraf retries every
+    /// flush), within [MIN_BACKOFF, MAX_BACKOFF], so a peer that comes back after a long
+    /// outage gets the backlog within about one flush interval.
+    max_backoff: Duration,
 }
 
 pub struct RunningOutput {
@@ -139,6 +143,7 @@ impl RunningOutput {
             last_drop_warning: Mutex::new(None),
             connect_tried: watch::Sender::new(false),
             retry_in_ms: AtomicU64::new(0),
+            max_backoff: cfg.flush_interval.clamp(MIN_BACKOFF, MAX_BACKOFF),
         });
         let (mode_tx, mode_rx) = watch::channel(Mode::Run);
         let task = tokio::spawn(flush_loop(
@@ -533,7 +538,7 @@ async fn flush_loop(
                 Err(e) => {
                     shared.stats.errors.incr();
                     failures += 1;
-                    let d = backoff(failures, None);
+                    let d = backoff(failures, None, shared.max_backoff);
                     error!(output = %shared.id, error = %format!("{e:#}"), retry_in = ?d, "connect failed");
                     retry_in = Some(d);
                     continue;
@@ -547,7 +552,7 @@ async fn flush_loop(
             }
             Err(retry_after) => {
                 failures += 1;
-                retry_in = Some(backoff(failures, retry_after));
+                retry_in = Some(backoff(failures, retry_after, shared.max_backoff));
             }
         }
         shared.retry_in_ms.store(
@@ -663,7 +668,7 @@ async fn drain(
                     Err(e) => {
                         warn!(output = %shared.id, error = %format!("{e:#}"), "connect failed during shutdown");
                         failures += 1;
-                        tokio::time::sleep(backoff(failures, None)).await;
+                        tokio::time::sleep(backoff(failures, None, shared.max_backoff)).await;
                         continue;
                     }
                 }
@@ -672,7 +677,7 @@ async fn drain(
                 Ok(()) => return,
                 Err(retry_after) => {
                     failures += 1;
-                    tokio::time::sleep(backoff(failures, retry_after)).await;
+                    tokio::time::sleep(backoff(failures, retry_after, shared.max_backoff)).await;
                 }
             }
         }
@@ -687,13 +692,14 @@ async fn drain(
     info!(output = %shared.id, "stopped");
 }
 
-/// Exponential backoff with ±20% jitter, or the server's Retry-After when it gave one.
-fn backoff(failures: u32, retry_after: Option<Duration>) -> Duration {
+/// Exponential backoff up to `cap` with ±20% jitter, or the server's Retry-After when it gave
+/// one.
+fn backoff(failures: u32, retry_after: Option<Duration>, cap: Duration) -> Duration {
     if let Some(d) = retry_after {
         return d.min(MAX_RETRY_AFTER);
     }
     let exp = MIN_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    let base = exp.min(MAX_BACKOFF);
+    let base = exp.min(cap);
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
 }
 
@@ -703,17 +709,25 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b1 = backoff(1, None);
+        let b1 = backoff(1, None, MAX_BACKOFF);
         assert!(b1 >= MIN_BACKOFF.mul_f64(0.8) && b1 <= MIN_BACKOFF.mul_f64(1.2));
-        let b3 = backoff(3, None);
+        let b3 = backoff(3, None, MAX_BACKOFF);
         assert!(b3 >= (MIN_BACKOFF * 4).mul_f64(0.8));
-        assert!(backoff(40, None) <= MAX_BACKOFF.mul_f64(1.2));
+        assert!(backoff(40, None, MAX_BACKOFF) <= MAX_BACKOFF.mul_f64(1.2));
+        // Capped at the flush interval: the default 10s, not a minute.
+        let ten = Duration::from_secs(10);
+        let b40 = backoff(40, None, ten);
+        assert!(
+            b40 >= ten.mul_f64(0.8) && b40 <= ten.mul_f64(1.2),
+            "{b40:?}"
+        );
+        // The server's Retry-After wins over the cap.
         assert_eq!(
-            backoff(1, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
+            backoff(1, Some(Duration::from_secs(30)), ten),
+            Duration::from_secs(30)
         );
         assert_eq!(
-            backoff(1, Some(Duration::from_secs(100_000))),
+            backoff(1, Some(Duration::from_secs(100_000)), ten),
             MAX_RETRY_AFTER
         );
     }
