@@ -330,8 +330,11 @@ async fn process_loop(
     mut aggregators: Vec<RunningAggregator>,
     outputs: Arc<Vec<RunningOutput>>,
 ) {
-    let blocking_ok = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread;
+    // Appends to a disk buffer (and fsync under "always") block: with one, fan-out runs
+    // under block_in_place so the runtime moves other tasks off this thread meanwhile.
+    let block_in_place = outputs.iter().any(|o| o.buffers_on_disk())
+        && tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
         let next_push = aggregators.iter().map(|a| a.due()).min();
         let wait = next_push.map(|due| Duration::from_nanos((due - now_ns()).max(0) as u64));
@@ -359,9 +362,7 @@ async fn process_loop(
         // The queue's byte budget covers the batch until it is processed.
         let batch = run_processors(&mut processors, metrics);
         let batch = aggregate(&mut aggregators, batch);
-        let delivery = if blocking_ok && outputs.iter().any(|o| o.buffers_on_disk()) {
-            // Appends to a disk buffer (and fsync under "always") block: let the runtime
-            // move other tasks off this thread meanwhile.
+        let delivery = if block_in_place {
             tokio::task::block_in_place(|| fan_out(&outputs, batch, ack.is_some()))
         } else {
             fan_out(&outputs, batch, ack.is_some())
@@ -435,10 +436,11 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>, can_refuse:
             }
         }
     }
+    // Each output's own records move into its buffer; the shared ones are cloned (Arcs).
     let mut failed = None;
-    for (i, (o, own)) in outputs.iter().zip(own.iter()).enumerate() {
-        let filtered = own.as_ref().map_or(0, |(_, f)| *f);
-        if let Err(e) = o.store(records_of(i).to_vec(), filtered) {
+    for (o, own) in outputs.iter().zip(own) {
+        let (records, filtered) = own.unwrap_or_else(|| (shared.clone().unwrap_or_default(), 0));
+        if let Err(e) = o.store(records, filtered) {
             failed.get_or_insert(e);
         }
     }
