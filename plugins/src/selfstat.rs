@@ -11,6 +11,8 @@ use crate::model::{Metric, Str};
 
 pub struct Stats {
     pub measurement: &'static str,
+    /// Unique per registration: the `_id` tag of `inputs.internal`'s `per_instance` mode.
+    pub id: u64,
     pub tags: Vec<(Str, Str)>,
     fields: Mutex<Vec<(&'static str, Arc<AtomicI64>)>>,
 }
@@ -46,9 +48,12 @@ impl Stats {
         Stat(a)
     }
 
-    pub fn to_metric(&self, time: i64) -> Metric {
+    pub fn to_metric(&self, time: i64, with_id: bool) -> Metric {
         let mut m = Metric::new(self.measurement, time);
         m.tags = self.tags.clone();
+        if with_id {
+            m.add_tag("_id", format!("{:08x}", self.id));
+        }
         for (f, a) in self.fields.lock().unwrap().iter() {
             m.add_field(*f, a.load(Ordering::Relaxed));
         }
@@ -65,8 +70,10 @@ pub fn register(measurement: &'static str, tags: &[(&str, &str)]) -> Arc<Stats> 
         .map(|(k, v)| ((*k).into(), (*v).into()))
         .collect();
     t.sort();
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let s = Arc::new(Stats {
         measurement,
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         tags: t,
         fields: Mutex::new(Vec::new()),
     });
@@ -76,14 +83,34 @@ pub fn register(measurement: &'static str, tags: &[(&str, &str)]) -> Arc<Stats> 
     s
 }
 
-/// Every live measurement as a metric stamped `time`.
-pub fn snapshot(time: i64) -> Vec<Metric> {
+/// Every live measurement as a metric stamped `time`, tagged with its `_id` if `with_id`.
+pub fn snapshot(time: i64, with_id: bool) -> Vec<Metric> {
     let reg = REGISTRY.lock().unwrap();
     reg.iter()
         .filter_map(Weak::upgrade)
-        .map(|s| s.to_metric(time))
+        .map(|s| s.to_metric(time, with_id))
         .filter(|m| !m.fields.is_empty())
         .collect()
+}
+
+/// The allocator's heap figures under Telegraf's `internal_memstats` names. glibc's malloc
+/// (the allocator of a gnu build) reports them through mallinfo2; the static musl build's
+/// mimalloc keeps no such counters in release builds, so it reports none.
+pub fn heap_stats() -> Vec<(&'static str, i64)> {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let mi = unsafe { libc::mallinfo2() };
+        let in_use = (mi.uordblks + mi.hblkhd) as i64;
+        vec![
+            ("alloc_bytes", in_use),
+            ("heap_alloc_bytes", in_use),
+            ("heap_in_use_bytes", in_use),
+            ("heap_idle_bytes", mi.fordblks as i64),
+        ]
+    }
+    #[cfg(not(target_env = "gnu"))]
+    Vec::new()
 }
 
 #[cfg(test)]
@@ -95,7 +122,7 @@ mod tests {
         let s = register("internal_test_selfstat", &[("b", "2"), ("a", "1")]);
         s.stat("count").add(3);
         s.stat("count").incr();
-        let snap = snapshot(7);
+        let snap = snapshot(7, false);
         let m = snap
             .iter()
             .find(|m| m.name == "internal_test_selfstat")
@@ -104,7 +131,7 @@ mod tests {
         assert_eq!(m.field("count"), Some(&crate::FieldValue::Int(4)));
         drop(s);
         assert!(
-            !snapshot(7)
+            !snapshot(7, false)
                 .iter()
                 .any(|m| m.name == "internal_test_selfstat")
         );

@@ -215,6 +215,10 @@ const MEMINFO_KEYS: &[(&str, u64)] = &[
     ("HugePages_Total", 1),
     ("HugePages_Free", 1),
     ("Hugepagesize", 1024),
+    ("Active(anon)", 1024),
+    ("Inactive(anon)", 1024),
+    ("Unevictable", 1024),
+    ("Percpu", 1024),
 ];
 
 /// Index of a key in [`MEMINFO_KEYS`] (checked by a test).
@@ -254,6 +258,10 @@ pub(crate) enum MemKey {
     HugePagesTotal,
     HugePagesFree,
     Hugepagesize,
+    ActiveAnon,
+    InactiveAnon,
+    Unevictable,
+    Percpu,
 }
 
 /// Parsed /proc/meminfo values in bytes (counts for HugePages_*), `None` when absent.

@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(names.len(), MAX_DATABASES);
         assert_eq!(names[0][0], "d00000");
         assert!(!body.contains(&long));
-        let over = crate::selfstat::snapshot(0)
+        let over = crate::selfstat::snapshot(0, false)
             .into_iter()
             .find(|m| {
                 m.name == "internal_influxdb_listener" && m.tag("address") == Some(r.addr.as_str())

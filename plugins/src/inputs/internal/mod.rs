@@ -1,8 +1,10 @@
 //! `inputs.internal`: the agent's own metrics (Telegraf's `internal_*` measurements).
 //!
 //! `internal_agent`, `internal_gather` and `internal_write` are kept by the agent in
-//! [`crate::selfstat`]; this input reports them, plus the process's memory as
-//! `internal_memstats`.
+//! [`crate::selfstat`]; this input reports them, summed per plugin type as Telegraf does (or
+//! per instance with an `_id` tag, `per_instance = true`), plus the process's memory as
+//! `internal_memstats` with Telegraf's field names where they mean something for a process
+//! without a garbage collector.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -16,39 +18,76 @@ use crate::selfstat;
 #[serde(deny_unknown_fields, default)]
 struct Config {
     collect_memstats: bool,
+    /// Go runtime statistics: accepted for Telegraf configs, with a warning (no Go runtime).
+    collect_gostats: bool,
+    per_instance: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             collect_memstats: true,
+            collect_gostats: false,
+            per_instance: false,
         }
     }
 }
 
 pub struct Internal {
     collect_memstats: bool,
+    per_instance: bool,
 }
 
 #[async_trait]
 impl Input for Internal {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
-        for m in selfstat::snapshot(acc.time()) {
+        let stats = selfstat::snapshot(acc.time(), self.per_instance);
+        for m in if self.per_instance {
+            stats
+        } else {
+            sum_per_type(stats)
+        } {
             acc.add(m);
         }
         if self.collect_memstats {
             match std::fs::read_to_string("/proc/self/status") {
-                Ok(status) => acc.add_fields(
-                    "internal_memstats",
-                    &[],
-                    memstats(&status),
-                    ValueType::Gauge,
-                ),
+                Ok(status) => {
+                    let mut fields = memstats(&status);
+                    fields.extend(selfstat::heap_stats());
+                    acc.add_fields("internal_memstats", &[], fields, ValueType::Gauge)
+                }
                 Err(e) => acc.add_error(format!("reading /proc/self/status: {e}")),
             }
         }
         Ok(())
     }
+}
+
+/// Telegraf's default: the metrics of plugins of one type (same measurement and tags, such as
+/// two unaliased `inputs.cpu`) are summed field by field into one.
+fn sum_per_type(metrics: Vec<crate::model::Metric>) -> Vec<crate::model::Metric> {
+    let mut out: Vec<crate::model::Metric> = Vec::with_capacity(metrics.len());
+    for m in metrics {
+        match out
+            .iter_mut()
+            .find(|o| o.name == m.name && o.tags == m.tags)
+        {
+            Some(o) => {
+                for (k, v) in m.fields {
+                    let add = match v {
+                        crate::FieldValue::Int(n) => n,
+                        _ => continue,
+                    };
+                    match o.fields.iter_mut().find(|(ok, _)| *ok == k) {
+                        Some((_, crate::FieldValue::Int(have))) => *have += add,
+                        _ => o.add_field(k, add),
+                    }
+                }
+            }
+            None => out.push(m),
+        }
+    }
+    out
 }
 
 /// The memory fields of `/proc/self/status` (values given there in kB), in bytes.
@@ -88,8 +127,15 @@ fn memstats(status: &str) -> Vec<(&'static str, i64)> {
 
 fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let cfg: Config = parse_config(table)?;
+    if cfg.collect_gostats {
+        tracing::warn!(
+            "inputs.internal: collect_gostats has no effect: sonde has no Go runtime; its memory \
+             is in internal_memstats"
+        );
+    }
     Ok(InputPlugin::Polled(Box::new(Internal {
         collect_memstats: cfg.collect_memstats,
+        per_instance: cfg.per_instance,
     })))
 }
 
@@ -144,9 +190,67 @@ mod tests {
             .iter()
             .find(|m| m.name == "internal_memstats")
             .expect("memstats reported");
-        match mem.field("rss_bytes") {
-            Some(FieldValue::Int(n)) => assert!(*n > 0),
-            other => panic!("rss_bytes: {other:?}"),
+        for field in ["rss_bytes", "sys_bytes", "heap_sys_bytes"] {
+            match mem.field(field) {
+                Some(FieldValue::Int(n)) => assert!(*n > 0, "{field}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // Test binaries run on glibc's allocator, whose mallinfo2 gives the heap in use.
+        #[cfg(target_env = "gnu")]
+        for field in ["alloc_bytes", "heap_alloc_bytes", "heap_in_use_bytes"] {
+            match mem.field(field) {
+                Some(FieldValue::Int(n)) => assert!(*n > 0, "{field}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    /// Two instances of one plugin type: summed by default, apart with `_id` per instance.
+    #[tokio::test]
+    async fn per_type_sums_and_per_instance_keeps_apart() {
+        let tags = [("output", "internal_sum_test")];
+        let a = selfstat::register("internal_write", &tags);
+        let b = selfstat::register("internal_write", &tags);
+        a.stat("metrics_written").add(5);
+        b.stat("metrics_written").add(7);
+        b.stat("errors").add(1);
+        let mine = |acc: &Accumulator| -> Vec<crate::model::Metric> {
+            acc.metrics
+                .iter()
+                .filter(|m| m.tag("output") == Some("internal_sum_test"))
+                .cloned()
+                .collect()
+        };
+        for (per_instance, want) in [(false, 1), (true, 2)] {
+            let table: toml::Table =
+                toml::from_str(&format!("per_instance = {per_instance}")).unwrap();
+            let InputPlugin::Polled(mut input) = build(table, &Default::default()).unwrap() else {
+                panic!()
+            };
+            let mut acc = Accumulator::new(1);
+            input.gather(&mut acc).await.unwrap();
+            let got = mine(&acc);
+            assert_eq!(got.len(), want, "{got:?}");
+            if per_instance {
+                let ids: Vec<_> = got
+                    .iter()
+                    .map(|m| m.tag("_id").unwrap().to_string())
+                    .collect();
+                assert_ne!(ids[0], ids[1]);
+                let total: i64 = got
+                    .iter()
+                    .map(|m| match m.field("metrics_written") {
+                        Some(FieldValue::Int(n)) => *n,
+                        _ => 0,
+                    })
+                    .sum();
+                assert_eq!(total, 12);
+            } else {
+                assert!(got[0].tag("_id").is_none());
+                assert_eq!(got[0].field("metrics_written"), Some(&FieldValue::Int(12)));
+                assert_eq!(got[0].field("errors"), Some(&FieldValue::Int(1)));
+            }
         }
     }
 

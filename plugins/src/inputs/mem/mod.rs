@@ -13,9 +13,15 @@ use crate::registry::{BuildError, Format, InputSpec, parse_config};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {}
+pub struct Config {
+    /// Telegraf's extended Linux fields: active/inactive anon and file pages, percpu,
+    /// unevictable.
+    #[serde(default)]
+    collect_extended: bool,
+}
 
 struct Mem {
+    collect_extended: bool,
     /// /proc/meminfo, read once per tick with inputs.swap.
     meminfo: SharedFile,
     zoneinfo: PathBuf,
@@ -25,6 +31,7 @@ struct Mem {
 impl Mem {
     fn new(paths: &HostPaths) -> Self {
         Mem {
+            collect_extended: false,
             meminfo: SharedFile::new(paths.proc("meminfo")),
             zoneinfo: paths.proc("zoneinfo"),
             page_size: host::page_size(),
@@ -92,6 +99,14 @@ impl Mem {
         push(&mut m, "vmalloc_used", mi.or0(K::VmallocUsed));
         push(&mut m, "write_back", mi.or0(K::Writeback));
         push(&mut m, "write_back_tmp", mi.or0(K::WritebackTmp));
+        if self.collect_extended {
+            push(&mut m, "active_anon", mi.or0(K::ActiveAnon));
+            push(&mut m, "active_file", mi.or0(K::ActiveFile));
+            push(&mut m, "inactive_anon", mi.or0(K::InactiveAnon));
+            push(&mut m, "inactive_file", mi.or0(K::InactiveFile));
+            push(&mut m, "percpu", mi.or0(K::Percpu));
+            push(&mut m, "unevictable", mi.or0(K::Unevictable));
+        }
         acc.add(m);
     }
 
@@ -142,10 +157,10 @@ impl Input for Mem {
 }
 
 fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
-    let _cfg: Config = parse_config(table)?;
-    Ok(InputPlugin::Polled(Box::new(Mem::new(
-        &HostPaths::from_env(),
-    ))))
+    let cfg: Config = parse_config(table)?;
+    let mut mem = Mem::new(&HostPaths::from_env());
+    mem.collect_extended = cfg.collect_extended;
+    Ok(InputPlugin::Polled(Box::new(mem)))
 }
 
 pub const SPEC: InputSpec = InputSpec {
@@ -196,6 +211,46 @@ mod tests {
         assert_eq!(u(m, "high_free"), 0);
         assert_eq!(m.field("used_percent"), Some(&FieldValue::Float(33.75)));
         assert_eq!(m.field("available_percent"), Some(&FieldValue::Float(62.5)));
+    }
+
+    /// collect_extended adds gopsutil's ExLinux fields, read from the host's own meminfo.
+    #[test]
+    fn extended_fields_match_real_meminfo() {
+        let mut m = Mem::new(&HostPaths::default());
+        m.collect_extended = true;
+        let mut acc = Accumulator::new(1);
+        m.gather_sync(&mut acc);
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let got = &acc.metrics[0];
+        assert_eq!(got.fields.len(), 40);
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kb = |key: &str| -> u64 {
+            let line = meminfo
+                .lines()
+                .find(|l| l.starts_with(&format!("{key}:")))
+                .unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        };
+        // Anonymous and percpu pages move a little between the two reads; allow 64 MiB.
+        for (field, key) in [
+            ("active_anon", "Active(anon)"),
+            ("inactive_anon", "Inactive(anon)"),
+            ("active_file", "Active(file)"),
+            ("inactive_file", "Inactive(file)"),
+            ("percpu", "Percpu"),
+            ("unevictable", "Unevictable"),
+        ] {
+            let (g, w) = (u(got, field), kb(key));
+            assert!(g.abs_diff(w) < 64 << 20, "{field}: {g} vs {w}");
+        }
+        // Off by default: the 34 fields Telegraf reports on Linux.
+        let acc = gather(&HostPaths::default());
+        assert!(acc.metrics[0].field("active_anon").is_none());
     }
 
     #[test]

@@ -526,7 +526,7 @@ mod tests {
         let keys: Vec<_> = out[0].fields.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, ["x2", "y"]);
         assert_eq!(out[0].field("x2"), Some(&FieldValue::Int(7)));
-        let snap = selfstat::snapshot(0);
+        let snap = selfstat::snapshot(0, false);
         let s = snap
             .iter()
             .find(|m| m.tag("processor") == Some("conv_test_counted"))
