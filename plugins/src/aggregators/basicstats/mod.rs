@@ -32,9 +32,10 @@ enum Stat {
     PercentChange,
     Interval,
     Last,
+    First,
 }
 
-const ALL: [(&str, Stat); 14] = [
+const ALL: [(&str, Stat); 15] = [
     ("count", Stat::Count),
     ("min", Stat::Min),
     ("max", Stat::Max),
@@ -49,6 +50,7 @@ const ALL: [(&str, Stat); 14] = [
     ("percent_change", Stat::PercentChange),
     ("interval", Stat::Interval),
     ("last", Stat::Last),
+    ("first", Stat::First),
 ];
 
 const DEFAULT: [Stat; 6] = [
@@ -189,6 +191,7 @@ fn value(stat: Stat, a: &Acc) -> Option<FieldValue> {
         Stat::Mean => a.mean,
         Stat::Sum => a.sum,
         Stat::Last => a.last,
+        Stat::First => a.first,
         Stat::S2 if two => a.variance(),
         Stat::Stdev if two => a.variance().sqrt(),
         Stat::Diff if two => a.diff(),
@@ -210,6 +213,15 @@ fn parse_stats(names: Option<Vec<String>>) -> Result<Vec<Stat>, BuildError> {
     for (i, name) in names.iter().enumerate() {
         match ALL.iter().find(|(n, _)| n == name) {
             Some(&(_, s)) => wanted.push(s),
+            // Telegraf's own sample config lists "variance", which Telegraf then ignores with a
+            // warning: the user asked for the variance, so it is given (as Telegraf's `_s2`).
+            None if name == "variance" => {
+                tracing::warn!(
+                    "aggregators.basicstats: stat \"variance\" is reported as the field suffix \
+                     _s2, Telegraf's name for the variance (Telegraf itself ignores \"variance\")"
+                );
+                wanted.push(Stat::S2);
+            }
             None => {
                 let valid: Vec<_> = ALL.iter().map(|(n, _)| *n).collect();
                 let hint = if name == "variance" {
@@ -413,12 +425,28 @@ mod tests {
         a.add(&Metric::new("m", 0).with_field("v", 1i64));
         assert!(push(&mut a, 1).is_empty());
 
-        let t: toml::Table = toml::from_str(r#"stats = ["count", "variance"]"#).unwrap();
+        let t: toml::Table = toml::from_str(r#"stats = ["count", "varience"]"#).unwrap();
         let Err(BuildError::Config(e)) = build(t, &BuildContext::default()) else {
             panic!("unknown stat accepted");
         };
         assert_eq!(e.path, ["stats", "1"]);
-        assert!(e.message.contains("s2"), "{}", e.message);
+        assert!(e.message.contains("first"), "{}", e.message);
+    }
+
+    /// Telegraf's sample config: `stats = ["count","min","max","mean","variance","stdev"]`.
+    #[test]
+    fn telegraf_sample_stats_and_first() {
+        let mut a =
+            with(r#"stats = ["count", "min", "max", "mean", "variance", "stdev", "first"]"#);
+        for (t, v) in [(0, 4.0), (1, 2.0), (2, 9.0)] {
+            a.add(&Metric::new("m", t).with_field("v", v));
+        }
+        let m = &push(&mut a, 3)[0];
+        assert_eq!(float(m, "v_first"), 4.0);
+        assert_eq!(float(m, "v_count"), 3.0);
+        // sample variance of 4, 2, 9: mean 5, squares 1 + 9 + 16 = 26, / 2
+        assert_eq!(float(m, "v_s2"), 13.0);
+        assert!(m.field("v_variance").is_none());
     }
 
     proptest! {

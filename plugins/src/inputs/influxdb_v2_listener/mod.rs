@@ -37,6 +37,9 @@ struct Config {
     token: Option<String>,
     #[serde(default)]
     parser_type: Option<String>,
+    /// Telegraf's switch to statistics tagged with the alias: sonde's always are.
+    #[serde(default)]
+    use_internal_statistics: Option<bool>,
 }
 
 fn default_address() -> String {
@@ -263,6 +266,13 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
     let tls = TlsServerConfig::take(&mut table)?.build()?;
     let cfg: Config = parse_config(table)?;
     check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
+    if let Some(v) = cfg.use_internal_statistics {
+        tracing::warn!(
+            "{}: use_internal_statistics = {v} has no effect: sonde always reports the listener's \
+             statistics tagged with the input's alias (the `input` tag)",
+            ctx.id
+        );
+    }
     server::check_address(&cfg.service_address).map_err(|message| ConfigError {
         path: vec!["service_address".into()],
         message,

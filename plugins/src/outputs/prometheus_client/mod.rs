@@ -41,6 +41,19 @@ struct Config {
     collectors_exclude: Vec<String>,
     string_as_label: bool,
     export_timestamp: bool,
+    /// "legacy" (ASCII names, the default) or Telegraf's "utf8".
+    name_sanitization: String,
+    /// Headers added to every response.
+    http_headers: std::collections::BTreeMap<String, String>,
+    /// Families whose type is set whatever the metric says (globs on the family name).
+    metric_types: MetricTypes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct MetricTypes {
+    counter: Vec<String>,
+    gauge: Vec<String>,
 }
 
 impl Default for Config {
@@ -59,6 +72,9 @@ impl Default for Config {
             collectors_exclude: Vec::new(),
             string_as_label: true,
             export_timestamp: false,
+            name_sanitization: "legacy".into(),
+            http_headers: Default::default(),
+            metric_types: MetricTypes::default(),
         }
     }
 }
@@ -130,6 +146,8 @@ struct Shared {
     auth: Option<(String, String)>,
     ip_range: Vec<Cidr>,
     process: bool,
+    /// `http_headers`, added to every response (errors too, as Telegraf's handler does).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 pub struct PrometheusClient {
@@ -166,7 +184,13 @@ impl Output for PrometheusClient {
         let shared = self.shared.clone();
         let handler = move |req| {
             let shared = shared.clone();
-            async move { handle(&shared, req) }
+            async move {
+                let mut r = handle(&shared, req);
+                for (k, v) in &shared.headers {
+                    r.headers_mut().insert(k.clone(), v.clone());
+                }
+                r
+            }
         };
         let opts = ServerOptions {
             read_timeout: self.read_timeout,
@@ -398,6 +422,46 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
             }));
         }
     }
+    if cfg.name_sanitization != "legacy" {
+        let message = if cfg.name_sanitization == "utf8" {
+            "\"utf8\" is not supported yet: names are sanitized to Prometheus' ASCII rules \
+             (\"legacy\")"
+                .to_string()
+        } else {
+            format!(
+                "{:?}: expected \"legacy\" or \"utf8\"",
+                cfg.name_sanitization
+            )
+        };
+        return Err(bad("name_sanitization", message));
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &cfg.http_headers {
+        let name = header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| bad("http_headers", format!("{k:?} is not a valid header name")))?;
+        let value = HeaderValue::from_str(v).map_err(|_| {
+            bad(
+                "http_headers",
+                format!("the value of {k:?} is not a valid header value"),
+            )
+        })?;
+        headers.push((name, value));
+    }
+    let type_globs = |key: &str, pats: &[String]| -> Result<Vec<glob::Pattern>, BuildError> {
+        pats.iter()
+            .enumerate()
+            .map(|(i, p)| {
+                glob::Pattern::new(p).map_err(|e| {
+                    BuildError::Config(ConfigError {
+                        path: vec!["metric_types".into(), key.into(), i.to_string()],
+                        message: format!("{p:?}: {e}"),
+                    })
+                })
+            })
+            .collect()
+    };
+    let counter_types = type_globs("counter", &cfg.metric_types.counter)?;
+    let gauge_types = type_globs("gauge", &cfg.metric_types.gauge)?;
     let auth = match (cfg.basic_username, cfg.basic_password) {
         (None, None) => None,
         (u, p) => Some((u.unwrap_or_default(), p.unwrap_or_default())),
@@ -407,6 +471,8 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
         string_as_label: cfg.string_as_label,
         export_timestamp: cfg.export_timestamp,
         expiration: (!cfg.expiration_interval.is_zero()).then(|| cfg.expiration_interval.get()),
+        counter_types,
+        gauge_types,
     });
     Ok(Box::new(PrometheusClient {
         shared: Arc::new(Shared {
@@ -415,6 +481,7 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<Box<dyn Output>,
             auth,
             ip_range,
             process: !cfg.collectors_exclude.iter().any(|c| c == "process"),
+            headers,
         }),
         listen: cfg.listen,
         read_timeout: cfg.read_timeout.get(),
@@ -536,6 +603,59 @@ mod tests {
             .local_addr()
             .unwrap()
             .port()
+    }
+
+    /// http_headers on every answer (a refused one too), metric_types overriding the type.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn http_headers_and_metric_types() {
+        let port = free_port();
+        let mut out = build_from(&format!(
+            "listen = '127.0.0.1:{port}'\ncollectors_exclude = ['process']\n\
+             http_headers = {{ 'X-Special-Header' = 'Special-Value' }}\n\
+             [metric_types]\ncounter = ['cpu_time_*']\ngauge = ['disk_*']"
+        ))
+        .unwrap();
+        out.connect().await.unwrap();
+        out.write(&[
+            Metric::new("cpu", 0)
+                .with_kind(crate::model::ValueType::Untyped)
+                .with_field("time_idle", 12.5)
+                .with_field("usage_idle", 1.0),
+            Metric::new("disk", 0)
+                .with_kind(crate::model::ValueType::Counter)
+                .with_field("free", 3u64),
+        ])
+        .await
+        .unwrap();
+        let (ok, missing) = tokio::task::spawn_blocking(move || {
+            (get(port, "/metrics", &[]), get(port, "/nope", &[]))
+        })
+        .await
+        .unwrap();
+        assert_eq!(ok.0, 200);
+        assert!(ok.1.contains("x-special-header: Special-Value"), "{}", ok.1);
+        assert_eq!(missing.0, 404);
+        assert!(
+            missing.1.contains("x-special-header: Special-Value"),
+            "{}",
+            missing.1
+        );
+        let body = String::from_utf8(ok.2).unwrap();
+        assert!(body.contains("# TYPE cpu_time_idle counter\n"), "{body}");
+        assert!(body.contains("# TYPE cpu_usage_idle untyped\n"), "{body}");
+        assert!(body.contains("# TYPE disk_free gauge\n"), "{body}");
+        out.close().await.unwrap();
+    }
+
+    #[test]
+    fn name_sanitization_utf8_is_refused_until_supported() {
+        let Err(BuildError::Config(e)) = build_from("name_sanitization = 'utf8'") else {
+            panic!("utf8 accepted")
+        };
+        assert_eq!(e.path, ["name_sanitization"]);
+        assert!(e.message.contains("not supported yet"), "{}", e.message);
+        assert!(build_from("name_sanitization = 'legacy'").is_ok());
+        assert!(build_from("name_sanitization = 'ascii'").is_err());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,6 +45,10 @@ pub struct StoreOptions {
     pub export_timestamp: bool,
     /// Series not updated for this long are dropped; `None` keeps them forever.
     pub expiration: Option<Duration>,
+    /// `metric_types`: families (by name, glob) served as counters or gauges whatever type
+    /// their metrics carry. Counter wins when both match.
+    pub counter_types: Vec<glob::Pattern>,
+    pub gauge_types: Vec<glob::Pattern>,
 }
 
 /// A sample value, kept exact for integers.
@@ -187,16 +191,17 @@ impl Store {
     }
 
     fn update(&mut self, m: &Metric, place: Place, labels: &str, value: Val, now: Instant) {
+        let kind = self.kind_of(&place.family, m.kind);
         let family = match self.families.get_mut(place.family.as_str()) {
             Some(f) => f,
             None => self.families.entry(place.family).or_insert(Family {
-                kind: m.kind,
+                kind,
                 series: BTreeMap::new(),
                 rendered: [None, None],
                 oldest: now,
             }),
         };
-        family.kind = m.kind;
+        family.kind = kind;
         family.rendered = [None, None];
         self.generation += 1;
         let series = match family.series.get_mut(labels) {
@@ -243,6 +248,22 @@ impl Store {
                     })
                 });
             }
+        }
+    }
+
+    /// The type a family is served with: `metric_types` overrides a scalar's own type
+    /// (histograms and summaries keep theirs, their samples need it).
+    fn kind_of(&self, family: &str, kind: ValueType) -> ValueType {
+        if matches!(kind, ValueType::Histogram | ValueType::Summary) {
+            return kind;
+        }
+        let o = &self.opts;
+        if o.counter_types.iter().any(|p| p.matches(family)) {
+            ValueType::Counter
+        } else if o.gauge_types.iter().any(|p| p.matches(family)) {
+            ValueType::Gauge
+        } else {
+            kind
         }
     }
 
@@ -397,6 +418,8 @@ mod tests {
             string_as_label: true,
             export_timestamp: false,
             expiration: None,
+            counter_types: Vec::new(),
+            gauge_types: Vec::new(),
         }
     }
 
