@@ -39,6 +39,8 @@ fn store() -> Store {
         string_as_label: true,
         export_timestamp: false,
         expiration: None,
+        counter_types: Vec::new(),
+        gauge_types: Vec::new(),
     });
     s.write(&metrics(1.5), Instant::now());
     s

@@ -40,6 +40,8 @@ proptest! {
             string_as_label: false,
             export_timestamp: false,
             expiration: None,
+            counter_types: Vec::new(),
+            gauge_types: Vec::new(),
         });
         store.write(std::slice::from_ref(&m), Instant::now());
         let format = if om { Format::OpenMetrics } else { Format::Text };

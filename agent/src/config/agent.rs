@@ -1,5 +1,6 @@
-//! `[agent]`: sonde's options, plus Telegraf's other agent keys accepted as no-ops so a real
-//! Telegraf config runs unchanged.
+//! `[agent]`: sonde's options, plus Telegraf's other agent keys: those that cannot apply to
+//! sonde are accepted with a startup warning that says so, so a real Telegraf config runs
+//! unchanged and nothing is ignored silently.
 
 use std::path::PathBuf;
 
@@ -30,24 +31,53 @@ pub const AGENT_KEYS: &[&str] = &[
     "buffer_disk_limit",
     "buffer_disk_sync",
     "overflow",
-];
-
-/// Telegraf agent keys sonde accepts and ignores.
-pub const IGNORED_AGENT_KEYS: &[&str] = &[
-    "utc",
-    "flush_buffer_when_full",
-    "logtarget",
-    "log_level",
-    "structured_log_message_key",
-    "logfile_rotation_interval",
-    "logfile_rotation_max_size",
-    "logfile_rotation_max_archives",
-    "log_with_timezone",
+    "skip_processors_before_aggregators",
     "skip_processors_after_aggregators",
-    "snmp_translator",
-    "statefile",
     "always_include_local_tags",
     "always_include_global_tags",
+    "logtarget",
+    "log_with_timezone",
+];
+
+/// Telegraf agent keys that cannot apply to sonde, and why: accepted, with a warning.
+pub const IGNORED_AGENT_KEYS: &[(&str, &str)] = &[
+    (
+        "utc",
+        "sonde always logs in UTC (Telegraf removed this key)",
+    ),
+    (
+        "flush_buffer_when_full",
+        "outputs always write as soon as a batch is full (Telegraf removed this key)",
+    ),
+    (
+        "structured_log_message_key",
+        "sonde's JSON log lines keep the message under \"fields.message\"",
+    ),
+    (
+        "logfile_rotation_interval",
+        "sonde does not rotate its log file; log to journald or rotate with logrotate's copytruncate",
+    ),
+    (
+        "logfile_rotation_max_size",
+        "sonde does not rotate its log file; log to journald or rotate with logrotate's copytruncate",
+    ),
+    (
+        "logfile_rotation_max_archives",
+        "sonde does not rotate its log file; log to journald or rotate with logrotate's copytruncate",
+    ),
+    ("snmp_translator", "sonde has no SNMP plugins"),
+    (
+        "log_level",
+        "sonde's log level is set by debug and quiet (and per plugin by log_level)",
+    ),
+    (
+        "statefile",
+        "no sonde plugin keeps state across restarts (the disk buffer keeps its own position)",
+    ),
+    (
+        "config_url_retry_attempts",
+        "sonde reads its configuration from files only, not from URLs",
+    ),
 ];
 
 /// Applies one file's `[agent]` over `agent`: keys it sets override earlier files.
@@ -65,7 +95,14 @@ pub fn apply(sec: &mut Section, agent: &mut AgentConfig) {
     set!(collection_offset, duration);
     set!(flush_interval, positive_duration);
     set!(flush_jitter, duration);
-    set!(precision, duration);
+    // Telegraf writes `precision = ""` for "not set" (derived from the interval).
+    match sec.table.get("precision") {
+        Some(toml::Value::String(p)) if p.is_empty() => {
+            sec.table.remove("precision");
+            agent.precision = std::time::Duration::ZERO;
+        }
+        _ => set!(precision, duration),
+    }
     set!(hostname, string);
     set!(omit_hostname, bool);
     set!(debug, bool);
@@ -92,15 +129,54 @@ pub fn apply(sec: &mut Section, agent: &mut AgentConfig) {
         // Telegraf's "structured" is its JSON-ish format.
         agent.logformat = if f == "structured" { "json".into() } else { f };
     }
-    for key in IGNORED_AGENT_KEYS {
+    let before = sec
+        .bool("skip_processors_before_aggregators")
+        .map(|skip| !skip);
+    let after = sec
+        .bool("skip_processors_after_aggregators")
+        .map(|skip| !skip);
+    if before == Some(false) && after == Some(false) {
+        sec.value_error(
+            "skip_processors_after_aggregators",
+            "cannot be true together with skip_processors_before_aggregators: processors would \
+             never run"
+                .into(),
+        );
+    }
+    if let Some(b) = before {
+        agent.processors_before_aggregators = b;
+    }
+    if let Some(a) = after {
+        agent.processors_after_aggregators = a;
+    }
+    set!(always_include_local_tags, bool);
+    set!(always_include_global_tags, bool);
+    // sonde logs to `logfile` when one is set and to stderr otherwise, which is what
+    // Telegraf's "file" and "stderr" mean; Windows' event log has no counterpart.
+    if let Some(t) = sec.choice("logtarget", &["file", "stderr", "eventlog"])
+        && t == "eventlog"
+    {
+        tracing::warn!(
+            "[agent] logtarget = \"eventlog\" has no effect: sonde logs to stderr or logfile"
+        );
+    }
+    if let Some(tz) = sec.string("log_with_timezone")
+        && !tz.is_empty()
+        && !tz.eq_ignore_ascii_case("utc")
+    {
+        tracing::warn!(
+            "[agent] log_with_timezone = {tz:?} has no effect: sonde's log timestamps are in UTC"
+        );
+    }
+    for (key, why) in IGNORED_AGENT_KEYS {
         if sec.table.remove(*key).is_some() {
-            tracing::debug!("[agent] {key} is a Telegraf option sonde ignores");
+            tracing::warn!("[agent] {key} has no effect: {why}");
         }
     }
     let known: Vec<&str> = AGENT_KEYS
         .iter()
-        .chain(IGNORED_AGENT_KEYS)
         .copied()
+        .chain(IGNORED_AGENT_KEYS.iter().map(|(k, _)| *k))
         .collect();
     sec.reject_unknown(&known);
 }

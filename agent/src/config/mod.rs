@@ -48,6 +48,14 @@ pub struct AgentConfig {
     pub shutdown_timeout: Duration,
     /// The outputs' buffer defaults.
     pub buffer: BufferOptions,
+    /// Where processors run when there are aggregators: before them (on what inputs gather)
+    /// and after them (on the aggregates). Telegraf's `skip_processors_before_aggregators`
+    /// and `skip_processors_after_aggregators` turn one off.
+    pub processors_before_aggregators: bool,
+    pub processors_after_aggregators: bool,
+    /// Plugin `tags` / global tags (and `host`) survive taginclude and tagexclude.
+    pub always_include_local_tags: bool,
+    pub always_include_global_tags: bool,
 }
 
 /// Where an output buffers metrics: `buffer_strategy`.
@@ -96,8 +104,9 @@ impl Default for BufferOptions {
 impl BufferOptions {
     /// Reads the buffer keys of `sec` over these values.
     pub(crate) fn apply(&mut self, sec: &mut section::Section) {
-        if let Some(s) = sec.choice("buffer_strategy", &["memory", "disk"]) {
-            self.disk = s == "disk";
+        // Telegraf's "disk_write_through" is its full name for "disk".
+        if let Some(s) = sec.choice("buffer_strategy", &["memory", "disk", "disk_write_through"]) {
+            self.disk = s != "memory";
         }
         if let Some(d) = sec.string("buffer_directory") {
             if d.is_empty() {
@@ -113,7 +122,21 @@ impl BufferOptions {
                 self.disk_limit = n;
             }
         }
-        if let Some(v) = sec.string("buffer_disk_sync") {
+        // Telegraf's form is a bool: true syncs every write, false leaves syncing to the OS
+        // (here: the periodic default, which bounds the loss to one interval).
+        let sync = match sec.table.get("buffer_disk_sync") {
+            Some(toml::Value::Boolean(b)) => {
+                let b = *b;
+                sec.table.remove("buffer_disk_sync");
+                Some(if b {
+                    "always".to_string()
+                } else {
+                    "1s".to_string()
+                })
+            }
+            _ => sec.string("buffer_disk_sync"),
+        };
+        if let Some(v) = sync {
             match v.as_str() {
                 "always" => self.disk_sync = crate::pipeline::SyncPolicy::Always,
                 other => match sonde_plugins::config_types::parse_duration(other) {
@@ -167,6 +190,10 @@ impl Default for AgentConfig {
             logformat: "text".into(),
             shutdown_timeout: Duration::from_secs(10),
             buffer: BufferOptions::default(),
+            processors_before_aggregators: true,
+            processors_after_aggregators: true,
+            always_include_local_tags: false,
+            always_include_global_tags: false,
         }
     }
 }
@@ -1414,6 +1441,26 @@ mod tests {
         assert_eq!(
             d.outputs[0].buffer_directory,
             PathBuf::from("/var/lib/sonde/buffer")
+        );
+    }
+
+    /// Telegraf's spellings: `precision = ""`, a bool `buffer_disk_sync`, "disk_write_through".
+    #[test]
+    fn telegraf_agent_spellings() {
+        let c = ok(
+            "[agent]\n  precision = \"\"\n  buffer_strategy = \"disk_write_through\"\n  \
+             buffer_disk_sync = true\n",
+        );
+        assert_eq!(c.agent.precision, Duration::ZERO);
+        assert!(c.agent.buffer.disk);
+        assert_eq!(
+            c.agent.buffer.disk_sync,
+            crate::pipeline::SyncPolicy::Always
+        );
+        let c = ok("[agent]\n  buffer_disk_sync = false\n");
+        assert_eq!(
+            c.agent.buffer.disk_sync,
+            crate::pipeline::SyncPolicy::Every(Duration::from_secs(1))
         );
     }
 

@@ -62,7 +62,7 @@ const HEADER: &str = r##"# sonde configuration
   flush_interval = "10s"
   flush_jitter = "0s"
 
-  ## Timestamps are rounded to this precision; "0s" derives it from the interval.
+  ## Timestamps are rounded to this precision; "0s" (or "") derives it from the interval.
   precision = "0s"
 
   ## Override the hostname; empty uses the machine's.
@@ -77,6 +77,18 @@ const HEADER: &str = r##"# sonde configuration
   logfile = ""
   ## "text" or "json".
   logformat = "text"
+  ## Telegraf's "stderr" or "file" (file when logfile is set); "eventlog" has no effect.
+  logtarget = "stderr"
+  ## Log timestamps are in UTC; any other zone has no effect (with a warning).
+  log_with_timezone = ""
+
+  ## With aggregators, processors run on what the inputs gather before it reaches the
+  ## aggregators, and again on the aggregates. Skip either run (not both).
+  skip_processors_before_aggregators = false
+  skip_processors_after_aggregators = false
+  ## Keep the plugins' own `tags` / the global tags and host through taginclude/tagexclude.
+  always_include_local_tags = false
+  always_include_global_tags = false
 
   ## How long shutdown waits for outputs to write what they buffered.
   shutdown_timeout = "10s"

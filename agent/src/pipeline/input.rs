@@ -22,6 +22,9 @@ pub struct Modifiers {
     pub rename: Rename,
     /// Plugin tags first, then global tags, then `host`: earlier ones win.
     pub tags: Vec<(Str, Str)>,
+    /// Tags put back after taginclude/tagexclude: Telegraf's `always_include_local_tags`
+    /// (the plugin's `tags`) and `always_include_global_tags` (global tags and `host`).
+    pub kept_tags: Vec<(Str, Str)>,
     /// Round timestamps to this many nanoseconds (0 or 1 = leave them).
     pub precision_ns: i64,
 }
@@ -38,6 +41,9 @@ impl Modifiers {
             }
             if !self.filter.trim(m) {
                 return false;
+            }
+            for (k, v) in &self.kept_tags {
+                m.add_tag_if_absent(k, v);
             }
             if self.precision_ns > 1 {
                 m.time = round_to(m.time, self.precision_ns);
@@ -139,14 +145,22 @@ impl PreparedInput {
             Some(a) => format!("inputs.{}::{}", cfg.name, a),
             None => format!("inputs.{}", cfg.name),
         };
+        let to_str = |(k, v): &(String, String)| (Str::from(k.as_str()), Str::from(v.as_str()));
         let mut tags: Vec<(Str, Str)> = cfg
             .tags
             .iter()
             .chain(global_tags.iter())
-            .map(|(k, v)| (Str::from(k.as_str()), Str::from(v.as_str())))
+            .map(to_str)
             .collect();
         if !agent.omit_hostname {
             tags.push(("host".into(), agent.hostname.as_str().into()));
+        }
+        let mut kept_tags = Vec::new();
+        if agent.always_include_local_tags {
+            kept_tags.extend(cfg.tags.iter().map(to_str));
+        }
+        if agent.always_include_global_tags {
+            kept_tags.extend(tags[cfg.tags.len()..].iter().cloned());
         }
         let precision = if cfg.precision.is_zero() {
             if agent.precision.is_zero() {
@@ -180,6 +194,7 @@ impl PreparedInput {
                 filter: cfg.filter,
                 rename: Rename::new(cfg.name_override, cfg.name_prefix, cfg.name_suffix),
                 tags,
+                kept_tags,
                 precision_ns,
             }),
             stats,
@@ -411,6 +426,7 @@ mod tests {
             filter: Filter::default(),
             rename: Rename::new(None, Some("p_".into()), Some("_s".into())),
             tags: vec![("host".into(), "h".into()), ("dc".into(), "x".into())],
+            kept_tags: Vec::new(),
             precision_ns: 1_000_000_000,
         };
         let mut batch = vec![

@@ -23,7 +23,7 @@ use crate::config::Config;
 use buffer::{Buffer, Record};
 use input::PreparedInput;
 use output::{AgentWriteStats, RunningOutput};
-use process::{RunningAggregator, RunningProcessor, run_processors};
+use process::{Chain, RunningAggregator, RunningProcessor};
 
 /// The estimated bytes of the batches waiting between the inputs and the processor task.
 /// Bounded so a slow processor pushes back on the inputs instead of growing without limit.
@@ -202,17 +202,21 @@ impl Running {
         let (tx, rx) = flume::unbounded::<Batch>();
         let tx = PipelineSender::new(tx, QUEUE_BYTES);
         let now = now_ns();
-        let processors: Vec<_> = cfg
-            .processors
-            .into_iter()
-            .map(RunningProcessor::new)
-            .collect();
-        let aggregators: Vec<_> = cfg
-            .aggregators
-            .into_iter()
-            .map(|a| RunningAggregator::new(a, now))
-            .collect();
-        let processor = tokio::spawn(process_loop(rx, processors, aggregators, outputs.clone()));
+        let chain = Chain {
+            processors: cfg
+                .processors
+                .into_iter()
+                .map(RunningProcessor::new)
+                .collect(),
+            aggregators: cfg
+                .aggregators
+                .into_iter()
+                .map(|a| RunningAggregator::new(a, now))
+                .collect(),
+            before: cfg.agent.processors_before_aggregators,
+            after: cfg.agent.processors_after_aggregators,
+        };
+        let processor = tokio::spawn(process_loop(rx, chain, outputs.clone()));
 
         let (stop_inputs, stop_rx) = watch::channel(false);
         let inputs = cfg
@@ -326,8 +330,7 @@ async fn drain_all(outputs: Vec<RunningOutput>, deadline: Instant) -> u64 {
 /// and tells a listener waiting for it whether the buffers took it.
 async fn process_loop(
     rx: flume::Receiver<Batch>,
-    mut processors: Vec<RunningProcessor>,
-    mut aggregators: Vec<RunningAggregator>,
+    mut chain: Chain,
     outputs: Arc<Vec<RunningOutput>>,
 ) {
     // Appends to a disk buffer (and fsync under "always") block: with one, fan-out runs
@@ -336,17 +339,13 @@ async fn process_loop(
         && tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
-        let next_push = aggregators.iter().map(|a| a.due()).min();
-        let wait = next_push.map(|due| Duration::from_nanos((due - now_ns()).max(0) as u64));
+        let wait = chain
+            .next_push()
+            .map(|due| Duration::from_nanos((due - now_ns()).max(0) as u64));
         let received = tokio::select! {
             r = rx.recv_async() => r.ok(),
             _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
-                let now = now_ns();
-                let mut aggregates = Vec::new();
-                for a in aggregators.iter_mut().filter(|a| a.due() <= now) {
-                    a.push(now, &mut aggregates);
-                }
-                let aggregates = run_processors(&mut processors, aggregates);
+                let aggregates = chain.push(now_ns(), false);
                 fan_out(&outputs, aggregates, false);
                 continue;
             }
@@ -360,8 +359,7 @@ async fn process_loop(
             break;
         };
         // The queue's byte budget covers the batch until it is processed.
-        let batch = run_processors(&mut processors, metrics);
-        let batch = aggregate(&mut aggregators, batch);
+        let batch = chain.take(metrics);
         let delivery = if block_in_place {
             tokio::task::block_in_place(|| fan_out(&outputs, batch, ack.is_some()))
         } else {
@@ -373,31 +371,8 @@ async fn process_loop(
         }
     }
     // Inputs are gone: emit the open windows so nothing aggregated is lost.
-    let now = now_ns();
-    let mut aggregates = Vec::new();
-    for a in &mut aggregators {
-        a.push(now, &mut aggregates);
-    }
-    let aggregates = run_processors(&mut processors, aggregates);
+    let aggregates = chain.push(now_ns(), true);
     fan_out(&outputs, aggregates, false);
-}
-
-/// Offers every metric to every aggregator; drops originals an aggregator with
-/// `drop_original` selected.
-fn aggregate(aggregators: &mut [RunningAggregator], mut batch: Vec<Metric>) -> Vec<Metric> {
-    if aggregators.is_empty() {
-        return batch;
-    }
-    batch.retain(|m| {
-        let mut keep = true;
-        for a in aggregators.iter_mut() {
-            if a.add(m) && a.drop_original {
-                keep = false;
-            }
-        }
-        keep
-    });
-    batch
 }
 
 /// Gives every output what it takes of the batch, encoded into buffer records: outputs that
@@ -566,28 +541,27 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
         let _ = tokio::time::timeout(INPUT_STOP_TIMEOUT, s).await;
     }
     drop(tx);
-    let mut processors: Vec<_> = std::mem::take(&mut cfg.processors)
-        .into_iter()
-        .map(RunningProcessor::new)
-        .collect();
-    let mut aggregators: Vec<_> = std::mem::take(&mut cfg.aggregators)
-        .into_iter()
-        .map(|a| RunningAggregator::new(a, started))
-        .collect();
+    let mut chain = Chain {
+        processors: std::mem::take(&mut cfg.processors)
+            .into_iter()
+            .map(RunningProcessor::new)
+            .collect(),
+        aggregators: std::mem::take(&mut cfg.aggregators)
+            .into_iter()
+            .map(|a| RunningAggregator::new(a, started))
+            .collect(),
+        before: cfg.agent.processors_before_aggregators,
+        after: cfg.agent.processors_after_aggregators,
+    };
     let mut all = Vec::new();
     while let Ok(Batch { metrics, ack, .. }) = rx.try_recv() {
         // `--test` stores nothing: a listener's batch is as good as taken.
         if let Some(ack) = ack {
             let _ = ack.send(Delivery::Accepted);
         }
-        let batch = run_processors(&mut processors, metrics);
-        all.extend(aggregate(&mut aggregators, batch));
+        all.extend(chain.take(metrics));
     }
-    let mut aggregates = Vec::new();
-    for a in &mut aggregators {
-        a.push(now_ns(), &mut aggregates);
-    }
-    all.extend(run_processors(&mut processors, aggregates));
+    all.extend(chain.push(now_ns(), true));
     all
 }
 

@@ -51,6 +51,76 @@ pub fn run_processors(chain: &mut [RunningProcessor], mut batch: Vec<Metric>) ->
     batch
 }
 
+/// The processors and aggregators between the inputs and the outputs, in Telegraf's order:
+/// processors, then aggregators, then the processors again on the aggregates. Telegraf's
+/// `skip_processors_before_aggregators` moves the first run after the aggregators (Telegraf
+/// then never processes what passes the aggregators, nor anything without aggregators: here
+/// every metric is processed once); `skip_processors_after_aggregators` leaves aggregates
+/// unprocessed.
+pub struct Chain {
+    pub processors: Vec<RunningProcessor>,
+    pub aggregators: Vec<RunningAggregator>,
+    pub before: bool,
+    pub after: bool,
+}
+
+impl Chain {
+    /// What inputs gathered: processed, offered to the aggregators; returns what goes on.
+    pub fn take(&mut self, batch: Vec<Metric>) -> Vec<Metric> {
+        if self.aggregators.is_empty() {
+            return run_processors(&mut self.processors, batch);
+        }
+        let batch = if self.before {
+            run_processors(&mut self.processors, batch)
+        } else {
+            batch
+        };
+        let batch = aggregate(&mut self.aggregators, batch);
+        if self.before {
+            batch
+        } else {
+            run_processors(&mut self.processors, batch)
+        }
+    }
+
+    /// Earliest time an aggregator's window is due.
+    pub fn next_push(&self) -> Option<i64> {
+        self.aggregators.iter().map(|a| a.due()).min()
+    }
+
+    /// The aggregates of every window due at `now` (all windows with `all`), processed.
+    pub fn push(&mut self, now: i64, all: bool) -> Vec<Metric> {
+        let mut aggregates = Vec::new();
+        for a in self
+            .aggregators
+            .iter_mut()
+            .filter(|a| all || a.due() <= now)
+        {
+            a.push(now, &mut aggregates);
+        }
+        if self.after {
+            run_processors(&mut self.processors, aggregates)
+        } else {
+            aggregates
+        }
+    }
+}
+
+/// Offers every metric to every aggregator; drops originals an aggregator with
+/// `drop_original` selected.
+fn aggregate(aggregators: &mut [RunningAggregator], mut batch: Vec<Metric>) -> Vec<Metric> {
+    batch.retain(|m| {
+        let mut keep = true;
+        for a in aggregators.iter_mut() {
+            if a.add(m) && a.drop_original {
+                keep = false;
+            }
+        }
+        keep
+    });
+    batch
+}
+
 /// An aggregator and its current window `[start, end)`.
 pub struct RunningAggregator {
     pub id: String,
