@@ -5,6 +5,8 @@
 //! never lost between the socket and the pipeline. The write path is `common::lp_listener`, shared
 //! with `inputs.influxdb_v2_listener`.
 
+mod jwt;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -42,6 +44,11 @@ struct Config {
     retention_policy_tag: String,
     basic_username: Option<String>,
     basic_password: Option<String>,
+    /// JWT authentication (InfluxDB 1.x's): HMAC-signed bearer tokens naming this user.
+    #[serde(default)]
+    token_shared_secret: String,
+    #[serde(default)]
+    token_username: String,
     /// Telegraf's choice of parser; sonde has one, so both values use it.
     #[serde(default)]
     parser_type: Option<String>,
@@ -182,12 +189,17 @@ async fn handle(st: &State, req: Request<Incoming>) -> Resp {
     if path == "/ping" {
         return ping(&req);
     }
-    if !authorized(st, &req) {
+    if let Err(why) = authorized(st, &req) {
         st.core.rejected_requests.incr();
-        let mut r = json_error(StatusCode::UNAUTHORIZED, "authorization failed");
+        let mut r = json_error(StatusCode::UNAUTHORIZED, &why);
+        let challenge = if st.cfg.token_shared_secret.is_empty() {
+            "Basic realm=\"sonde\""
+        } else {
+            "Bearer"
+        };
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Basic realm=\"sonde\""),
+            http::HeaderValue::from_static(challenge),
         );
         return r;
     }
@@ -205,16 +217,49 @@ async fn handle(st: &State, req: Request<Incoming>) -> Resp {
     resp
 }
 
-fn authorized(st: &State, req: &Request<Incoming>) -> bool {
+fn authorized(st: &State, req: &Request<Incoming>) -> Result<(), String> {
+    if !st.cfg.token_shared_secret.is_empty() {
+        // InfluxDB reads `Authorization: Bearer`; Telegraf reads `Authentication` (a bug in
+        // Telegraf): both are taken, so clients of either work.
+        let bearer = [header::AUTHORIZATION.as_str(), "authentication"]
+            .iter()
+            .find_map(|h| {
+                req.headers()
+                    .get(*h)?
+                    .to_str()
+                    .ok()?
+                    .strip_prefix("Bearer ")
+                    .map(str::trim)
+            })
+            .ok_or("authorization failed: a bearer token is required")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        return jwt::verify(
+            bearer,
+            st.cfg.token_shared_secret.as_bytes(),
+            &st.cfg.token_username,
+            now,
+        )
+        .map_err(|e| e.to_string());
+    }
     let (Some(user), Some(pass)) = (&st.cfg.basic_username, &st.cfg.basic_password) else {
-        return st.cfg.basic_username.is_none() && st.cfg.basic_password.is_none();
+        return if st.cfg.basic_username.is_none() && st.cfg.basic_password.is_none() {
+            Ok(())
+        } else {
+            Err("authorization failed".into())
+        };
     };
     // Basic auth, or InfluxDB 1.x's `u`/`p` query parameters.
     let given = server::basic_auth(req).or_else(|| {
         let q = req.uri().query();
         Some((server::query_param(q, "u")?, server::query_param(q, "p")?))
     });
-    given.is_some_and(|(u, p)| server::secret_eq(&u, user) && server::secret_eq(&p, pass))
+    if given.is_some_and(|(u, p)| server::secret_eq(&u, user) && server::secret_eq(&p, pass)) {
+        Ok(())
+    } else {
+        Err("authorization failed".into())
+    }
 }
 
 async fn write(st: &State, req: Request<Incoming>) -> Resp {
@@ -329,6 +374,17 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
     if cfg.basic_username.is_some() != cfg.basic_password.is_some() {
         return Err(
             anyhow::anyhow!("basic_username and basic_password must be given together").into(),
+        );
+    }
+    if cfg.token_shared_secret.is_empty() != cfg.token_username.is_empty() {
+        return Err(anyhow::anyhow!(
+            "token_shared_secret and token_username must be given together for token authentication"
+        )
+        .into());
+    }
+    if !cfg.token_shared_secret.is_empty() && cfg.basic_username.is_some() {
+        return Err(
+            anyhow::anyhow!("cannot use basic authentication and tokens at the same time").into(),
         );
     }
     check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
@@ -448,6 +504,62 @@ mod tests {
             std::net::TcpStream::connect(&r.addr).is_err(),
             "port released"
         );
+    }
+
+    /// JWT bearer tokens, in `Authorization` (InfluxDB's header) and `Authentication`
+    /// (Telegraf's); anything else is 401 and nothing reaches the pipeline.
+    #[tokio::test]
+    async fn token_authentication() {
+        let r = start(
+            &SPEC,
+            "token_shared_secret = \"s3cret\"\ntoken_username = \"writer\"",
+            16,
+        )
+        .await;
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let good = jwt::tests::token(
+            "HS256",
+            b"s3cret",
+            &format!(r#"{{"username":"writer","exp":{exp}}}"#),
+        );
+        let expired = jwt::tests::token("HS256", b"s3cret", r#"{"username":"writer","exp":1}"#);
+        let forged = jwt::tests::token("HS256", b"guess", r#"{"username":"writer"}"#);
+        // The test helper takes 'static headers.
+        let bearer =
+            |t: &str| -> &'static str { Box::leak(format!("Bearer {t}").into_boxed_str()) };
+        for (header, token, want) in [
+            ("authorization", good.as_str(), 204),
+            ("authentication", good.as_str(), 204),
+            ("authorization", expired.as_str(), 401),
+            ("authorization", forged.as_str(), 401),
+        ] {
+            let (st, text) = req(
+                &r.addr,
+                "POST",
+                "/write",
+                &[(header, bearer(token))],
+                b"a v=1".to_vec(),
+            )
+            .await;
+            assert_eq!(st, want, "{header} {token}: {text}");
+        }
+        let (st, text) = req(&r.addr, "POST", "/write", &[], b"a v=1".to_vec()).await;
+        assert_eq!(st, 401);
+        assert!(text.contains("bearer token is required"), "{text}");
+        assert_eq!(r.rx.len(), 2, "only the two good writes were taken");
+
+        for bad in [
+            "token_shared_secret = \"s\"",
+            "token_username = \"u\"",
+            "token_shared_secret = \"s\"\ntoken_username = \"u\"\nbasic_username = \"a\"\nbasic_password = \"b\"",
+        ] {
+            let t: toml::Table = toml::from_str(bad).unwrap();
+            assert!(build(t, &BuildContext::default()).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]
