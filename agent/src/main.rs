@@ -510,14 +510,11 @@ fn load_config(
 
 fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let level = if args.debug || cfg.agent.debug {
-        "debug"
-    } else if args.quiet || cfg.agent.quiet {
-        "error"
-    } else {
-        "info"
-    };
-    let filter = EnvFilter::try_from_env("SONDE_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let mut agent = cfg.agent.clone();
+    agent.debug |= args.debug;
+    agent.quiet |= args.quiet;
+    let filter = EnvFilter::try_from_env("SONDE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(agent.log_directives()));
     let json = args.log_format.as_deref().unwrap_or(&cfg.agent.logformat) == "json";
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -128,3 +128,41 @@ fn telegraf_agent_keys_are_taken_and_those_without_effect_say_so() {
         r.stderr
     );
 }
+
+/// `log_level` on a plugin sets the level of that plugin's own messages: net_response says why
+/// a probe failed at debug level, shown for it alone while the agent logs at info.
+#[test]
+fn a_plugins_log_level_applies_to_its_messages() {
+    let dir = TempDir::new("agentopts-loglevel");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let log_of = |level: &str| {
+        let cfg = dir.write(
+            "sonde.toml",
+            &format!(
+                "[[inputs.net_response]]\n  protocol = \"tcp\"\n  address = \"127.0.0.1:{port}\"\n{level}\n\
+                 [[outputs.discard]]\n"
+            ),
+        );
+        // --once runs the gather and logs like the running agent (no --debug).
+        let r = run(&["--once", "--config", cfg.to_str().unwrap()]);
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+        r.stderr
+    };
+    let quiet = log_of("");
+    assert!(!quiet.contains("net_response: "), "{quiet}");
+    let verbose = log_of("  log_level = \"debug\"");
+    assert!(
+        verbose.contains("DEBUG") && verbose.contains("net_response: "),
+        "{verbose}"
+    );
+    // Only that plugin's messages: the agent's own debug lines stay off.
+    assert!(
+        verbose
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .all(|l| l.contains("net_response")),
+        "{verbose}"
+    );
+}

@@ -44,6 +44,8 @@ pub struct AgentConfig {
     pub logfile: Option<PathBuf>,
     /// "text" or "json".
     pub logformat: String,
+    /// Per-plugin `log_level`s: (module path of the plugin, level), in config order.
+    pub plugin_log_levels: Vec<(String, String)>,
     /// How long shutdown waits for outputs to flush.
     pub shutdown_timeout: Duration,
     /// The outputs' buffer defaults.
@@ -188,6 +190,7 @@ impl Default for AgentConfig {
             quiet: false,
             logfile: None,
             logformat: "text".into(),
+            plugin_log_levels: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
             buffer: BufferOptions::default(),
             processors_before_aggregators: true,
@@ -195,6 +198,35 @@ impl Default for AgentConfig {
             always_include_local_tags: false,
             always_include_global_tags: false,
         }
+    }
+}
+
+impl AgentConfig {
+    /// The logger's filter directives: the agent's level, then each plugin's `log_level`
+    /// for its own module (the most verbose wins when instances of one plugin differ).
+    pub fn log_directives(&self) -> String {
+        let mut out = if self.debug {
+            "debug"
+        } else if self.quiet {
+            "error"
+        } else {
+            "info"
+        }
+        .to_string();
+        const ORDER: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+        let rank = |l: &str| ORDER.iter().position(|o| *o == l).unwrap_or(0);
+        let mut levels: Vec<(&str, &str)> = Vec::new();
+        for (target, level) in &self.plugin_log_levels {
+            match levels.iter_mut().find(|(t, _)| t == target) {
+                Some(have) if rank(level) > rank(have.1) => have.1 = level,
+                Some(_) => {}
+                None => levels.push((target, level)),
+            }
+        }
+        for (target, level) in levels {
+            out.push_str(&format!(",{target}={level}"));
+        }
+        out
     }
 }
 
@@ -1442,6 +1474,24 @@ mod tests {
             d.outputs[0].buffer_directory,
             PathBuf::from("/var/lib/sonde/buffer")
         );
+    }
+
+    #[test]
+    fn plugin_log_levels_become_module_directives() {
+        let mut a = AgentConfig::default();
+        assert_eq!(a.log_directives(), "info");
+        a.quiet = true;
+        a.plugin_log_levels = vec![
+            ("sonde_plugins::inputs::statsd".into(), "debug".into()),
+            ("sonde_plugins::outputs::http".into(), "error".into()),
+            ("sonde_plugins::inputs::statsd".into(), "warn".into()),
+        ];
+        assert_eq!(
+            a.log_directives(),
+            "error,sonde_plugins::inputs::statsd=debug,sonde_plugins::outputs::http=error"
+        );
+        // Every directive is one the logger accepts.
+        tracing_subscriber::EnvFilter::try_new(a.log_directives()).unwrap();
     }
 
     /// Telegraf's spellings: `precision = ""`, a bool `buffer_disk_sync`, "disk_write_through".

@@ -80,6 +80,7 @@ pub fn build_all(
         &selection.inputs,
         diags,
         |sec, spec| {
+            log_level(sec, "inputs", spec.name, &mut cfg.agent);
             let (alias, finish) = input_options(sec, &agent, spec.name);
             let plugin = build(sec, spec, INPUT_KEYS, &agent, alias.as_deref())?;
             cfg.inputs.push(finish(plugin));
@@ -95,7 +96,7 @@ pub fn build_all(
         |sec, spec| {
             let alias = sec.string("alias");
             let order = sec.int("order").unwrap_or(0);
-            sec.choice("log_level", LOG_LEVELS);
+            log_level(sec, "processors", spec.name, &mut cfg.agent);
             let filter = sec.filter();
             let plugin = build(sec, spec, PROCESSOR_KEYS, &agent, alias.as_deref())?;
             cfg.processors.push(ProcessorConfig {
@@ -115,6 +116,7 @@ pub fn build_all(
         &selection.aggregators,
         diags,
         |sec, spec| {
+            log_level(sec, "aggregators", spec.name, &mut cfg.agent);
             let (alias, finish) = aggregator_options(sec, spec.name);
             let plugin = build(sec, spec, AGGREGATOR_KEYS, &agent, alias.as_deref())?;
             cfg.aggregators.push(finish(plugin));
@@ -128,6 +130,7 @@ pub fn build_all(
         &selection.outputs,
         diags,
         |sec, spec| {
+            log_level(sec, "outputs", spec.name, &mut cfg.agent);
             let (alias, finish) = output_options(sec, &agent, spec.name);
             let plugin = build(sec, spec, OUTPUT_KEYS, &agent, alias.as_deref())?;
             cfg.outputs.push(finish(plugin));
@@ -208,6 +211,19 @@ fn for_each<T>(
     }
 }
 
+/// A plugin's `log_level`: the level of the log messages of its own code (its module), kept
+/// for the logger as a `sonde_plugins::<kind>::<name>=<level>` directive.
+fn log_level(sec: &mut Section, kind: &str, name: &str, agent: &mut AgentConfig) {
+    if let Some(level) = sec
+        .choice("log_level", LOG_LEVELS)
+        .filter(|l| !l.is_empty())
+    {
+        agent
+            .plugin_log_levels
+            .push((format!("sonde_plugins::{kind}::{name}"), level));
+    }
+}
+
 fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
     v.sort();
     v
@@ -236,7 +252,6 @@ fn input_options(
     let name_prefix = sec.string("name_prefix");
     let name_suffix = sec.string("name_suffix");
     let tags = sorted(sec.string_map("tags"));
-    sec.choice("log_level", LOG_LEVELS);
     let startup_error_behavior = StartupErrorBehavior::parse(
         sec.choice("startup_error_behavior", STARTUP_BEHAVIORS)
             .as_deref(),
@@ -281,7 +296,6 @@ fn aggregator_options(
     let name_prefix = sec.string("name_prefix");
     let name_suffix = sec.string("name_suffix");
     let tags = sorted(sec.string_map("tags"));
-    sec.choice("log_level", LOG_LEVELS);
     let filter = sec.filter();
     let name = name.to_string();
     let a = alias.clone();
@@ -345,7 +359,6 @@ fn output_options(
     let name_override = sec.string("name_override");
     let name_prefix = sec.string("name_prefix");
     let name_suffix = sec.string("name_suffix");
-    sec.choice("log_level", LOG_LEVELS);
     let startup_error_behavior = StartupErrorBehavior::parse(
         sec.choice("startup_error_behavior", STARTUP_BEHAVIORS)
             .as_deref(),

@@ -237,10 +237,11 @@ fn line_text(body: &[u8], n: usize) -> String {
     }
 }
 
-/// The options both listeners validate the same way.
+/// The options both listeners validate the same way. `max_body_size = 0` is Telegraf's "the
+/// default" (32 MiB), and its sample config sets it.
 pub(crate) fn check_write_options(
     parser_type: Option<&str>,
-    max_body_size: Size,
+    max_body_size: &mut Size,
 ) -> Result<(), BuildError> {
     if let Some(p) = parser_type
         && p != "internal"
@@ -251,7 +252,7 @@ pub(crate) fn check_write_options(
         );
     }
     if max_body_size.0 == 0 {
-        return Err(anyhow::anyhow!("max_body_size must be positive").into());
+        *max_body_size = default_body();
     }
     Ok(())
 }

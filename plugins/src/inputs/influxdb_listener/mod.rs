@@ -370,7 +370,7 @@ async fn query(st: &State, req: Request<Incoming>) -> Resp {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsServerConfig::take(&mut table)?.build()?;
-    let cfg: Config = parse_config(table)?;
+    let mut cfg: Config = parse_config(table)?;
     if cfg.basic_username.is_some() != cfg.basic_password.is_some() {
         return Err(
             anyhow::anyhow!("basic_username and basic_password must be given together").into(),
@@ -387,7 +387,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
             anyhow::anyhow!("cannot use basic authentication and tokens at the same time").into(),
         );
     }
-    check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
+    check_write_options(cfg.parser_type.as_deref(), &mut cfg.max_body_size)?;
     server::check_address(&cfg.service_address).map_err(|message| ConfigError {
         path: vec!["service_address".into()],
         message,
@@ -504,6 +504,22 @@ mod tests {
             std::net::TcpStream::connect(&r.addr).is_err(),
             "port released"
         );
+    }
+
+    /// Telegraf's sample sets `max_body_size = 0`, meaning its default of 32 MiB.
+    #[tokio::test]
+    async fn max_body_size_zero_is_the_default() {
+        let r = start(&SPEC, "max_body_size = 0", 16).await;
+        let body = vec![b'x'; 1 << 20];
+        let (st, _) = req(
+            &r.addr,
+            "POST",
+            "/write",
+            &[],
+            [b"a v=1\n# ".as_slice(), &body].concat(),
+        )
+        .await;
+        assert_eq!(st, 204, "a 1 MiB body is within 32 MiB");
     }
 
     /// JWT bearer tokens, in `Authorization` (InfluxDB's header) and `Authentication`

@@ -264,8 +264,8 @@ fn rfc3339_now() -> String {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsServerConfig::take(&mut table)?.build()?;
-    let cfg: Config = parse_config(table)?;
-    check_write_options(cfg.parser_type.as_deref(), cfg.max_body_size)?;
+    let mut cfg: Config = parse_config(table)?;
+    check_write_options(cfg.parser_type.as_deref(), &mut cfg.max_body_size)?;
     if let Some(v) = cfg.use_internal_statistics {
         tracing::warn!(
             "{}: use_internal_statistics = {v} has no effect: sonde always reports the listener's \
