@@ -1,0 +1,587 @@
+//! The `sockets` property: the process's socket inodes (from `/proc/<pid>/fd`) matched to the
+//! kernel's socket tables, read with netlink sock_diag (`SOCK_DIAG_BY_FAMILY`, as Telegraf
+//! does through vishvananda/netlink): TCP with `tcp_info` (bytes, lost, retransmits), UDP, and
+//! unix sockets with name, peer and queue lengths.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use crate::model::FieldValue;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp4,
+    Tcp6,
+    Udp4,
+    Udp6,
+    Unix,
+}
+
+impl Proto {
+    pub const ALL: [Proto; 5] = [
+        Proto::Tcp4,
+        Proto::Tcp6,
+        Proto::Udp4,
+        Proto::Udp6,
+        Proto::Unix,
+    ];
+
+    pub fn parse(s: &str) -> Option<Proto> {
+        Some(match s {
+            "tcp4" => Proto::Tcp4,
+            "tcp6" => Proto::Tcp6,
+            "udp4" => Proto::Udp4,
+            "udp6" => Proto::Udp6,
+            "unix" => Proto::Unix,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp4 => "tcp4",
+            Proto::Tcp6 => "tcp6",
+            Proto::Udp4 => "udp4",
+            Proto::Udp6 => "udp6",
+            Proto::Unix => "unix",
+        }
+    }
+}
+
+/// One socket as the kernel describes it: Telegraf's `procstat_socket` fields (without `pid`),
+/// in Telegraf's order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Socket {
+    pub fields: Vec<(&'static str, FieldValue)>,
+}
+
+/// Telegraf's (Linux `TCP_*` state numbers) names.
+pub fn state_name(s: u8) -> &'static str {
+    match s {
+        1 => "established",
+        2 => "syn-sent",
+        3 => "syn-recv",
+        4 => "fin-wait1",
+        5 => "fin-wait2",
+        6 => "time-wait",
+        7 => "closed",
+        8 => "close-wait",
+        9 => "last-ack",
+        10 => "listen",
+        11 => "closing",
+        12 => "sync-recv",
+        _ => "unknown",
+    }
+}
+
+pub fn type_name(t: u8) -> &'static str {
+    match t {
+        1 => "stream",
+        2 => "dgram",
+        3 => "raw",
+        4 => "rdm",
+        5 => "seqpacket",
+        6 => "dccp",
+        10 => "packet",
+        _ => "unknown",
+    }
+}
+
+/// The socket inodes among a process's file descriptors (`socket:[N]` links).
+pub fn socket_inodes(proc_root: &Path, pid: i32) -> std::io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(proc_root.join(pid.to_string()).join("fd"))? {
+        let Ok(e) = e else { continue };
+        if let Ok(target) = std::fs::read_link(e.path())
+            && let Some(ino) = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse().ok())
+        {
+            out.push(ino);
+        }
+    }
+    Ok(out)
+}
+
+/// The sockets of one protocol, by inode, read once per gather.
+pub type Table = HashMap<u32, Socket>;
+
+pub fn dump(proto: Proto) -> std::io::Result<Table> {
+    let (family, protocol) = match proto {
+        Proto::Tcp4 => (libc::AF_INET, libc::IPPROTO_TCP),
+        Proto::Tcp6 => (libc::AF_INET6, libc::IPPROTO_TCP),
+        Proto::Udp4 => (libc::AF_INET, libc::IPPROTO_UDP),
+        Proto::Udp6 => (libc::AF_INET6, libc::IPPROTO_UDP),
+        Proto::Unix => (libc::AF_UNIX, 0),
+    };
+    let req = if proto == Proto::Unix {
+        unix_request()
+    } else {
+        inet_request(family as u8, protocol as u8)
+    };
+    let mut table = Table::new();
+    query(&req, |payload| {
+        let parsed = if proto == Proto::Unix {
+            parse_unix(payload)
+        } else {
+            parse_inet(payload, proto)
+        };
+        if let Some((ino, s)) = parsed
+            && ino != 0
+        {
+            table.insert(ino, s);
+        }
+    })?;
+    Ok(table)
+}
+
+const NETLINK_SOCK_DIAG: libc::c_int = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const INET_DIAG_INFO: u16 = 2;
+const UDIAG_SHOW_NAME: u32 = 1;
+const UDIAG_SHOW_PEER: u32 = 4;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_RQLEN: u16 = 4;
+
+fn with_header(body: &[u8]) -> Vec<u8> {
+    let len = 16 + body.len();
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes());
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel
+    m.extend_from_slice(body);
+    m
+}
+
+/// `inet_diag_req_v2` (56 bytes): family, protocol, extensions (tcp_info), all states.
+fn inet_request(family: u8, protocol: u8) -> Vec<u8> {
+    let mut b = vec![0u8; 56];
+    b[0] = family;
+    b[1] = protocol;
+    b[2] = 1 << (INET_DIAG_INFO - 1);
+    b[4..8].copy_from_slice(&0xffff_ffffu32.to_ne_bytes());
+    with_header(&b)
+}
+
+/// `unix_diag_req` (24 bytes): all states, with name, peer and queue lengths.
+fn unix_request() -> Vec<u8> {
+    let mut b = vec![0u8; 24];
+    b[0] = libc::AF_UNIX as u8;
+    b[4..8].copy_from_slice(&0xffff_ffffu32.to_ne_bytes());
+    b[12..16]
+        .copy_from_slice(&(UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
+    with_header(&b)
+}
+
+struct Fd(libc::c_int);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is ours and closed once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// Sends one dump request and hands every answer's payload to `each`, until NLMSG_DONE.
+fn query(req: &[u8], mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = Fd(fd);
+    // SAFETY: a zeroed sockaddr_nl with the family set addresses the kernel.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: req and addr are valid for the call.
+    let sent = unsafe {
+        libc::sendto(
+            fd.0,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        // SAFETY: buf is valid for writes of its length.
+        let n = unsafe { libc::recv(fd.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        match walk(&buf[..n as usize], &mut each)? {
+            true => return Ok(()),
+            false => continue,
+        }
+    }
+}
+
+/// Walks the netlink messages of one datagram; true when the dump is done.
+fn walk(mut data: &[u8], each: &mut impl FnMut(&[u8])) -> std::io::Result<bool> {
+    while data.len() >= 16 {
+        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
+        let ty = u16::from_ne_bytes(data[4..6].try_into().unwrap());
+        if len < 16 || len > data.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("netlink message of {len} bytes in {}", data.len()),
+            ));
+        }
+        let payload = &data[16..len];
+        match ty {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => {
+                let code = payload
+                    .get(0..4)
+                    .map_or(0, |b| i32::from_ne_bytes(b.try_into().unwrap()));
+                if code != 0 {
+                    return Err(std::io::Error::from_raw_os_error(-code));
+                }
+                return Ok(true);
+            }
+            _ => each(payload),
+        }
+        let next = (len + 3) & !3;
+        if next >= data.len() {
+            break;
+        }
+        data = &data[next..];
+    }
+    Ok(false)
+}
+
+/// The route attributes after a fixed header: (type, value).
+fn attrs(mut data: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        let ty = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            break;
+        }
+        out.push((ty, &data[4..len]));
+        let next = (len + 3) & !3;
+        if next >= data.len() {
+            break;
+        }
+        data = &data[next..];
+    }
+    out
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Go's net.IP String: IPv4-mapped IPv6 addresses are written as IPv4.
+fn addr_string(family: u8, raw: &[u8]) -> String {
+    let ip = if family == libc::AF_INET as u8 {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    } else {
+        let a: [u8; 16] = raw[..16].try_into().unwrap();
+        let v6 = Ipv6Addr::from(a);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    };
+    ip.to_string()
+}
+
+/// One `inet_diag_msg` (72 bytes) and its attributes: (inode, socket).
+pub fn parse_inet(p: &[u8], proto: Proto) -> Option<(u32, Socket)> {
+    if p.len() < 72 {
+        return None;
+    }
+    let family = p[0];
+    let state = p[1];
+    let sport = u16::from_be_bytes([p[4], p[5]]);
+    let dport = u16::from_be_bytes([p[6], p[7]]);
+    let src = addr_string(family, &p[8..24]);
+    let dst = addr_string(family, &p[24..40]);
+    let rq = u32_at(p, 56)?;
+    let wq = u32_at(p, 60)?;
+    let ino = u32_at(p, 68)?;
+    let mut f: Vec<(&'static str, FieldValue)> = vec![
+        ("protocol", proto.name().into()),
+        ("state", state_name(state).into()),
+        ("src", src.into()),
+        ("src_port", (sport as i64).into()),
+        ("dest", dst.into()),
+        ("dest_port", (dport as i64).into()),
+    ];
+    if matches!(proto, Proto::Tcp4 | Proto::Tcp6) {
+        // struct tcp_info: retransmits (u8 at 2), lost (u32 at 32), bytes_received (u64 at
+        // 128), bytes_sent (u64 at 200, Linux 4.19+).
+        if let Some((_, info)) = attrs(&p[72..])
+            .into_iter()
+            .find(|(t, _)| *t == INET_DIAG_INFO)
+        {
+            if let Some(v) = u64_at(info, 128) {
+                f.push(("bytes_received", (v as i64).into()));
+            }
+            if let Some(v) = u64_at(info, 200) {
+                f.push(("bytes_sent", (v as i64).into()));
+            }
+            if let Some(v) = u32_at(info, 32) {
+                f.push(("lost", (v as i64).into()));
+            }
+            if let Some(v) = info.get(2) {
+                f.push(("retransmits", (*v as i64).into()));
+            }
+        }
+    }
+    f.push(("rx_queue", (rq as i64).into()));
+    f.push(("tx_queue", (wq as i64).into()));
+    Some((ino, Socket { fields: f }))
+}
+
+/// One `unix_diag_msg` (16 bytes) and its attributes: (inode, socket).
+pub fn parse_unix(p: &[u8]) -> Option<(u32, Socket)> {
+    if p.len() < 16 {
+        return None;
+    }
+    let ty = p[1];
+    let state = p[2];
+    let ino = u32_at(p, 4)?;
+    let (mut name, mut peer, mut rq, mut wq) = (None, None, 0u32, 0u32);
+    for (t, v) in attrs(&p[16..]) {
+        match t {
+            UNIX_DIAG_NAME if !v.is_empty() => {
+                // Abstract names start with a NUL: written with '@', as /proc/net/unix does.
+                name = Some(match v.split_first() {
+                    Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
+                    _ => String::from_utf8_lossy(v)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                });
+            }
+            UNIX_DIAG_PEER => peer = u32_at(v, 0),
+            UNIX_DIAG_RQLEN => {
+                rq = u32_at(v, 0).unwrap_or(0);
+                wq = u32_at(v, 4).unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    let mut f: Vec<(&'static str, FieldValue)> = vec![
+        ("protocol", "unix".into()),
+        ("type", type_name(ty).into()),
+        ("state", state_name(state).into()),
+        (
+            "name",
+            name.unwrap_or_else(|| format!("inode-{ino}")).into(),
+        ),
+        ("rx_queue", (rq as i64).into()),
+        ("tx_queue", (wq as i64).into()),
+        ("inode", (ino as i64).into()),
+    ];
+    if let Some(p) = peer {
+        f.push(("peer", (p as i64).into()));
+    }
+    Some((ino, Socket { fields: f }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inet_msg(family: u8, state: u8, ino: u32, info: Option<Vec<u8>>) -> Vec<u8> {
+        let mut p = vec![0u8; 72];
+        p[0] = family;
+        p[1] = state;
+        p[4..6].copy_from_slice(&8080u16.to_be_bytes());
+        p[6..8].copy_from_slice(&443u16.to_be_bytes());
+        if family == libc::AF_INET as u8 {
+            p[8..12].copy_from_slice(&[127, 0, 0, 1]);
+            p[24..28].copy_from_slice(&[10, 1, 2, 3]);
+        } else {
+            p[8..24].copy_from_slice(&"::ffff:127.0.0.1".parse::<Ipv6Addr>().unwrap().octets());
+            p[24..40].copy_from_slice(&"fe80::1".parse::<Ipv6Addr>().unwrap().octets());
+        }
+        p[56..60].copy_from_slice(&5u32.to_ne_bytes());
+        p[60..64].copy_from_slice(&6u32.to_ne_bytes());
+        p[68..72].copy_from_slice(&ino.to_ne_bytes());
+        if let Some(info) = info {
+            p.extend_from_slice(&((info.len() + 4) as u16).to_ne_bytes());
+            p.extend_from_slice(&INET_DIAG_INFO.to_ne_bytes());
+            p.extend_from_slice(&info);
+        }
+        p
+    }
+
+    fn get<'a>(s: &'a Socket, k: &str) -> Option<&'a FieldValue> {
+        s.fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn inet_messages() {
+        let mut info = vec![0u8; 232];
+        info[2] = 3;
+        info[32..36].copy_from_slice(&4u32.to_ne_bytes());
+        info[128..136].copy_from_slice(&1000u64.to_ne_bytes());
+        info[200..208].copy_from_slice(&2000u64.to_ne_bytes());
+        let (ino, s) = parse_inet(
+            &inet_msg(libc::AF_INET as u8, 1, 77, Some(info)),
+            Proto::Tcp4,
+        )
+        .unwrap();
+        assert_eq!(ino, 77);
+        let names: Vec<&str> = s.fields.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "protocol",
+                "state",
+                "src",
+                "src_port",
+                "dest",
+                "dest_port",
+                "bytes_received",
+                "bytes_sent",
+                "lost",
+                "retransmits",
+                "rx_queue",
+                "tx_queue"
+            ]
+        );
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("established")));
+        assert_eq!(get(&s, "src"), Some(&FieldValue::from("127.0.0.1")));
+        assert_eq!(get(&s, "dest"), Some(&FieldValue::from("10.1.2.3")));
+        assert_eq!(get(&s, "src_port"), Some(&FieldValue::Int(8080)));
+        assert_eq!(get(&s, "dest_port"), Some(&FieldValue::Int(443)));
+        assert_eq!(get(&s, "bytes_received"), Some(&FieldValue::Int(1000)));
+        assert_eq!(get(&s, "bytes_sent"), Some(&FieldValue::Int(2000)));
+        assert_eq!(get(&s, "lost"), Some(&FieldValue::Int(4)));
+        assert_eq!(get(&s, "retransmits"), Some(&FieldValue::Int(3)));
+        assert_eq!(get(&s, "rx_queue"), Some(&FieldValue::Int(5)));
+        assert_eq!(get(&s, "tx_queue"), Some(&FieldValue::Int(6)));
+
+        // IPv6 UDP, mapped source written as IPv4, no tcp_info fields; a short tcp_info
+        // (older kernels) gives what it has.
+        let (_, s) = parse_inet(&inet_msg(libc::AF_INET6 as u8, 7, 1, None), Proto::Udp6).unwrap();
+        assert_eq!(get(&s, "src"), Some(&FieldValue::from("127.0.0.1")));
+        assert_eq!(get(&s, "dest"), Some(&FieldValue::from("fe80::1")));
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("closed")));
+        assert!(get(&s, "bytes_received").is_none());
+        let (_, s) = parse_inet(
+            &inet_msg(libc::AF_INET6 as u8, 10, 1, Some(vec![0u8; 136])),
+            Proto::Tcp6,
+        )
+        .unwrap();
+        assert!(get(&s, "bytes_received").is_some() && get(&s, "bytes_sent").is_none());
+        assert!(parse_inet(&[0u8; 40], Proto::Tcp4).is_none());
+    }
+
+    #[test]
+    fn unix_messages() {
+        let mut p = vec![0u8; 16];
+        p[0] = libc::AF_UNIX as u8;
+        p[1] = 1;
+        p[2] = 10;
+        p[4..8].copy_from_slice(&99u32.to_ne_bytes());
+        let name = b"\0hidden";
+        p.extend_from_slice(&((name.len() + 4) as u16).to_ne_bytes());
+        p.extend_from_slice(&UNIX_DIAG_NAME.to_ne_bytes());
+        p.extend_from_slice(name);
+        p.push(0); // padding to 4
+        p.extend_from_slice(&12u16.to_ne_bytes());
+        p.extend_from_slice(&UNIX_DIAG_RQLEN.to_ne_bytes());
+        p.extend_from_slice(&2u32.to_ne_bytes());
+        p.extend_from_slice(&128u32.to_ne_bytes());
+        let (ino, s) = parse_unix(&p).unwrap();
+        assert_eq!(ino, 99);
+        assert_eq!(get(&s, "name"), Some(&FieldValue::from("@hidden")));
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("listen")));
+        assert_eq!(get(&s, "type"), Some(&FieldValue::from("stream")));
+        assert_eq!(get(&s, "rx_queue"), Some(&FieldValue::Int(2)));
+        assert_eq!(get(&s, "tx_queue"), Some(&FieldValue::Int(128)));
+        assert!(get(&s, "peer").is_none());
+        let mut q = vec![0u8; 16];
+        q[1] = 2;
+        q[2] = 7;
+        q[4..8].copy_from_slice(&5u32.to_ne_bytes());
+        q.extend_from_slice(&8u16.to_ne_bytes());
+        q.extend_from_slice(&UNIX_DIAG_PEER.to_ne_bytes());
+        q.extend_from_slice(&6u32.to_ne_bytes());
+        let (_, s) = parse_unix(&q).unwrap();
+        assert_eq!(get(&s, "name"), Some(&FieldValue::from("inode-5")));
+        assert_eq!(get(&s, "type"), Some(&FieldValue::from("dgram")));
+        assert_eq!(get(&s, "peer"), Some(&FieldValue::Int(6)));
+    }
+
+    #[test]
+    fn walk_stops_at_done_and_reports_errors() {
+        let mut d = with_header(&[1, 2, 3, 4]);
+        d[4..6].copy_from_slice(&20u16.to_ne_bytes());
+        let mut done = with_header(&[0, 0, 0, 0]);
+        done[4..6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+        d.extend_from_slice(&done);
+        let mut seen = Vec::new();
+        assert!(walk(&d, &mut |p: &[u8]| seen.push(p.to_vec())).unwrap());
+        assert_eq!(seen, vec![vec![1, 2, 3, 4]]);
+        let mut e = with_header(&(-libc::EACCES).to_ne_bytes());
+        e[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        assert!(walk(&e, &mut |_: &[u8]| {}).is_err());
+        let mut bad = with_header(&[]);
+        bad[0..4].copy_from_slice(&1000u32.to_ne_bytes());
+        assert!(walk(&bad, &mut |_: &[u8]| {}).is_err());
+    }
+
+    #[test]
+    fn own_listening_socket_is_found() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port() as i64;
+        let me = std::process::id() as i32;
+        let inodes = socket_inodes(Path::new("/proc"), me).unwrap();
+        let table = dump(Proto::Tcp4).unwrap();
+        let s = inodes
+            .iter()
+            .filter_map(|i| table.get(i))
+            .find(|s| get(s, "src_port") == Some(&FieldValue::Int(port)))
+            .expect("own listener in the netlink dump");
+        assert_eq!(get(s, "state"), Some(&FieldValue::from("listen")));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = parse_inet(&b, Proto::Tcp6);
+            let _ = parse_unix(&b);
+            let _ = walk(&b, &mut |_: &[u8]| {});
+            let _ = attrs(&b);
+        }
+    }
+}
