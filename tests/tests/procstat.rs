@@ -352,3 +352,228 @@ fn procstat_against_processes_the_test_starts() {
     );
     assert!(r.stderr.contains("missing.pid"), "{}", r.stderr);
 }
+
+/// Runs `sonde --test` on a config in `dir`, with `dir` as working directory and `bin` (if
+/// any) first on PATH.
+fn test_run(dir: &TempDir, cfg: &std::path::Path, bin: Option<&std::path::Path>) -> String {
+    let mut cmd = Command::new(sonde_tests::sonde_bin());
+    cmd.args(["--config", cfg.to_str().unwrap(), "--test"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null());
+    if let Some(b) = bin {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", b.display()));
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "sonde --test failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The children of a process, from /proc/*/stat.
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s[s.rfind(')').unwrap() + 2..]
+                    .split_whitespace()
+                    .nth(1)
+                    .is_some_and(|pp| pp == ppid.to_string())
+            })
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn pids_of<'a>(lines: impl Iterator<Item = &'a Line>) -> Vec<u32> {
+    let mut v: Vec<u32> = lines
+        .map(|l| {
+            l.tags
+                .get("pid")
+                .map(|p| p.parse().unwrap())
+                .unwrap_or_else(|| l.int("pid") as u32)
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The `sockets` property against a Python process with known sockets: TCP listeners (IPv4
+/// and IPv6), an established loopback connection both ways with known byte counts, UDP
+/// sockets, a unix stream listener, a unix socket pair and a unix datagram socket.
+#[test]
+fn procstat_sockets_of_a_process_the_test_starts() {
+    let dir = TempDir::new("procstat-sock");
+    let d = dir.path().display().to_string();
+    let script = r#"
+import json, socket, sys, time
+d = sys.argv[1]
+l4 = socket.socket(); l4.bind(('127.0.0.1', 0)); l4.listen(5)
+l6 = socket.socket(socket.AF_INET6); l6.bind(('::1', 0)); l6.listen(5)
+c = socket.create_connection(l4.getsockname()); a, _ = l4.accept()
+c.sendall(b'x' * 1000)
+got = b''
+while len(got) < 1000: got += a.recv(4096)
+a.sendall(b'y' * 300)
+got = b''
+while len(got) < 300: got += c.recv(4096)
+u4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u4.bind(('127.0.0.1', 0))
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); u6.bind(('::1', 0))
+ux = socket.socket(socket.AF_UNIX); ux.bind(d + '/s.sock'); ux.listen(3)
+p1, p2 = socket.socketpair()
+ud = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); ud.bind(d + '/d.sock')
+print(json.dumps({'l4': l4.getsockname()[1], 'l6': l6.getsockname()[1],
+    'c': c.getsockname()[1], 'u4': u4.getsockname()[1], 'u6': u6.getsockname()[1],
+    'p1': p1.fileno(), 'p2': p2.fileno()}), flush=True)
+time.sleep(120)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &d])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let py = Kill(child);
+    let pid = py.0.id();
+    let num = |k: &str| -> i64 {
+        let i = first.find(&format!("\"{k}\": ")).unwrap() + k.len() + 4;
+        first[i..]
+            .split([',', '}'])
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let inode = |fd: i64| -> i64 {
+        let t = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        let t = t.to_str().unwrap();
+        t["socket:[".len()..t.len() - 1].parse().unwrap()
+    };
+    let (l4, l6, cport, u4, u6) = (num("l4"), num("l6"), num("c"), num("u4"), num("u6"));
+    let (p1, p2) = (inode(num("p1")), inode(num("p2")));
+
+    let pidfile = dir.write("py.pid", &pid.to_string());
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\nomit_hostname = true\n\
+             [[inputs.procstat]]\npid_file = '{p}'\nprocess_name = 'all'\n\
+             properties = ['sockets']\ntag_with = ['pid']\n\
+             [[inputs.procstat]]\npid_file = '{p}'\nprocess_name = 'some'\n\
+             properties = ['sockets']\nsocket_protocols = ['udp4', 'unix']\n\
+             tag_with = ['protocol', 'state', 'src_port', 'name']\n\
+             [[outputs.file]]\n",
+            p = pidfile.display()
+        ),
+    );
+    let out = test_run(&dir, &cfg, None);
+    let lines = parse(&out);
+    let all: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat_socket" && l.tags["process_name"] == "all")
+        .collect();
+    // Every socket line carries the process's tags and its pid.
+    assert!(
+        all.iter().all(|l| l.tags["pid"] == pid.to_string()
+            && l.int("pid") == pid as i64
+            && l.tags["pidfile"] == pidfile.display().to_string()),
+        "{all:?}"
+    );
+    let find = |proto: &str, pred: &dyn Fn(&Line) -> bool| -> &Line {
+        all.iter()
+            .copied()
+            .find(|l| l.fields["protocol"] == proto && pred(l))
+            .unwrap_or_else(|| panic!("no {proto} socket as expected in {all:#?}"))
+    };
+    let s = |l: &Line, k: &str| l.fields[k].trim_matches('"').to_string();
+
+    let listen4 = find("tcp4", &|l| {
+        l.int("src_port") == l4 && s(l, "state") == "listen"
+    });
+    assert_eq!(
+        (
+            s(listen4, "src"),
+            s(listen4, "dest"),
+            listen4.int("dest_port")
+        ),
+        ("127.0.0.1".into(), "0.0.0.0".into(), 0)
+    );
+    let listen6 = find("tcp6", &|l| l.int("src_port") == l6);
+    assert_eq!(
+        (s(listen6, "src"), s(listen6, "state")),
+        ("::1".into(), "listen".into())
+    );
+    // The connection, both ends: bytes as sent and received by the script.
+    let client = find("tcp4", &|l| l.int("src_port") == cport);
+    assert_eq!(s(client, "state"), "established");
+    assert_eq!(client.int("dest_port"), l4);
+    assert_eq!(
+        (client.int("bytes_sent"), client.int("bytes_received")),
+        (1000, 300)
+    );
+    let server = find("tcp4", &|l| {
+        l.int("src_port") == l4 && s(l, "state") == "established"
+    });
+    assert_eq!(server.int("dest_port"), cport);
+    assert_eq!(
+        (server.int("bytes_received"), server.int("bytes_sent")),
+        (1000, 300)
+    );
+    for l in [client, server] {
+        assert_eq!((l.int("lost"), l.int("retransmits")), (0, 0));
+        assert_eq!((l.int("rx_queue"), l.int("tx_queue")), (0, 0));
+    }
+    let udp4 = find("udp4", &|l| l.int("src_port") == u4);
+    assert_eq!(s(udp4, "state"), "closed");
+    assert!(!udp4.fields.contains_key("bytes_sent"));
+    find("udp6", &|l| l.int("src_port") == u6);
+    let ulisten = find("unix", &|l| s(l, "name") == format!("{d}/s.sock"));
+    assert_eq!(
+        (s(ulisten, "state"), s(ulisten, "type")),
+        ("listen".into(), "stream".into())
+    );
+    assert_eq!(ulisten.int("tx_queue"), 3, "the backlog of listen(3)");
+    let pair1 = find("unix", &|l| l.int("inode") == p1);
+    assert_eq!(
+        (s(pair1, "state"), pair1.int("peer"), s(pair1, "name")),
+        ("established".into(), p2, format!("inode-{p1}"))
+    );
+    let dgram = find("unix", &|l| s(l, "name") == format!("{d}/d.sock"));
+    assert_eq!(s(dgram, "type"), "dgram");
+    // Exactly the sockets the script made: 2 listeners + 2 ends, 2 UDP, 4 unix.
+    assert_eq!(all.len(), 10, "{all:#?}");
+
+    // Only udp4 and unix, with protocol, state, src_port and name as tags.
+    let some: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat_socket" && l.tags["process_name"] == "some")
+        .collect();
+    assert_eq!(some.len(), 5, "{some:#?}");
+    assert!(
+        some.iter()
+            .all(|l| ["udp4", "unix"].contains(&l.tags["protocol"].as_str())
+                && !l.fields.contains_key("protocol")
+                && l.tags.contains_key("state"))
+    );
+    let u = some.iter().find(|l| l.tags["protocol"] == "udp4").unwrap();
+    assert_eq!(u.tags["src_port"], u4.to_string());
+    assert!(
+        some.iter()
+            .any(|l| l.tags.get("name") == Some(&format!("{d}/s.sock")))
+    );
+    // The procstat metric itself is there for both.
+    assert_eq!(lines.iter().filter(|l| l.name == "procstat").count(), 2);
+}
