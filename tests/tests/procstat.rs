@@ -44,14 +44,19 @@ impl Line {
 fn parse(text: &str) -> Vec<Line> {
     let mut out = Vec::new();
     for l in text.lines().filter(|l| l.starts_with("procstat")) {
-        let (series, rest) = l.split_once(' ').unwrap();
+        // The series ends at the first space not escaped (tag values may hold `\ `).
+        let b = l.as_bytes();
+        let cut = (0..b.len())
+            .find(|&i| b[i] == b' ' && (i == 0 || b[i - 1] != b'\\'))
+            .unwrap();
+        let (series, rest) = (&l[..cut], &l[cut + 1..]);
         let rest = &rest[..rest.rfind(' ').unwrap()];
         let mut it = series.split(',');
         let name = it.next().unwrap().to_string();
         let tags = it
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap();
-                (k.to_string(), v.to_string())
+                (k.to_string(), v.replace("\\ ", " "))
             })
             .collect();
         let mut fields = BTreeMap::new();
@@ -576,4 +581,189 @@ time.sleep(120)
     );
     // The procstat metric itself is there for both.
     assert_eq!(lines.iter().filter(|l| l.name == "procstat").count(), 2);
+}
+
+/// `supervisor_units` and the filter blocks' `supervisor_units` against a private supervisord
+/// (own config, socket and pid file in the test's directory). sonde runs with that directory
+/// as working directory, where supervisorctl finds `supervisord.conf` as it does in Telegraf's
+/// setup with the system's config. As in Telegraf, a program's processes are the children of
+/// the process supervisord started.
+#[test]
+fn procstat_supervisor_units() {
+    let dir = TempDir::new("procstat-sup");
+    let d = dir.path().display().to_string();
+    let conf = dir.write(
+        "supervisord.conf",
+        &format!(
+            "[unix_http_server]\nfile={d}/supervisor.sock\n\
+             [supervisord]\nnodaemon=true\nlogfile={d}/supervisord.log\npidfile={d}/supervisord.pid\n\
+             childlogdir={d}\n\
+             [rpcinterface:supervisor]\n\
+             supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n\
+             [supervisorctl]\nserverurl=unix://{d}/supervisor.sock\n\
+             [program:web]\ncommand=sh -c 'sleep 1001 & sleep 1002 & wait'\n\
+             stopasgroup=true\nkillasgroup=true\n\
+             [program:worker]\ncommand=sh -c 'sleep 1003 & wait'\nstopasgroup=true\n\
+             killasgroup=true\n\
+             [program:lonely]\ncommand=sleep 1004\n\
+             [program:broken]\ncommand=false\nstartsecs=1\nstartretries=0\nautorestart=false\n\
+             [program:idle]\ncommand=sleep 1005\nautostart=false\n"
+        ),
+    );
+    /// Stops supervisord with SIGTERM so that it stops its programs' process groups.
+    struct Supervisord(Child);
+    impl Drop for Supervisord {
+        fn drop(&mut self) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            if !wait_until(Duration::from_secs(15), || {
+                matches!(self.0.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let sup = Supervisord(
+        Command::new("supervisord")
+            .args(["-c", conf.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("supervisord (Debian package supervisor; tests/setup.sh installs it)"),
+    );
+    let ctl = |args: &[&str]| -> String {
+        let out = Command::new("supervisorctl")
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let main_pid = |name: &str| -> u32 { ctl(&["pid", name]).trim().parse().unwrap_or(0) };
+    // Running with their children, and `broken` given up.
+    let ready = wait_until(Duration::from_secs(30), || {
+        let st = ctl(&["status"]);
+        st.contains("broken")
+            && st.contains("FATAL")
+            && children_of(main_pid("web")).len() == 2
+            && children_of(main_pid("worker")).len() == 1
+            && main_pid("lonely") > 0
+    });
+    assert!(ready, "supervisord status:\n{}", ctl(&["status"]));
+    let (web, worker) = (main_pid("web"), main_pid("worker"));
+    let (web_kids, worker_kids) = (children_of(web), children_of(worker));
+
+    let cfg = dir.write(
+        "sonde.toml",
+        "[agent]\nomit_hostname = true\n\
+         [[inputs.procstat]]\nsupervisor_units = ['web', 'worker', 'lonely', 'broken', 'idle']\n\
+         pid_finder = 'native'\n\
+         [[inputs.procstat]]\nprocess_name = 'filtered'\n\
+         [[inputs.procstat.filter]]\nname = 'sup'\nsupervisor_units = ['web', 'worker', 'idle']\n\
+         patterns = ['sleep 100[13]']\n\
+         [[outputs.file]]\n",
+    );
+    let out = test_run(&dir, &cfg, None);
+    let lines = parse(&out);
+    let old: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && !l.tags.contains_key("filter"))
+        .collect();
+    let mut expected: Vec<u32> = web_kids.iter().chain(&worker_kids).copied().collect();
+    expected.sort_unstable();
+    assert_eq!(pids_of(old.iter().copied()), expected, "{out}");
+    for l in &old {
+        let unit = if web_kids.contains(&(l.int("pid") as u32)) {
+            "web"
+        } else {
+            "worker"
+        };
+        assert_eq!(l.tags["supervisor_unit"], unit);
+        assert_eq!(l.tags["status"], "RUNNING");
+        // supervisorctl's uptime, H:MM:SS.
+        assert!(l.tags["uptimes"].starts_with("0:00:"), "{l:?}");
+        assert_eq!(l.tags["process_name"], "sleep");
+    }
+    let lookup = lines
+        .iter()
+        .find(|l| l.name == "procstat_lookup" && !l.tags.contains_key("filter"))
+        .unwrap();
+    assert_eq!(
+        lookup.tags["supervisor_unit"],
+        "web;worker;lonely;broken;idle"
+    );
+    assert_eq!(
+        (
+            lookup.int("pid_count"),
+            lookup.int("running"),
+            lookup.int("result_code")
+        ),
+        (3, 3, 0)
+    );
+    // Telegraf merges every unit's tags into the lookup's: `broken`'s error is among them.
+    assert_eq!(
+        lookup.tags["error"],
+        "Exited too quickly (process log may have details)"
+    );
+
+    // The filter: children of the running units, then the pattern; parent_pid is the unit's.
+    let f: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "sup"))
+        .collect();
+    let want: Vec<u32> = {
+        let mut v: Vec<u32> = web_kids
+            .iter()
+            .chain(&worker_kids)
+            .copied()
+            .filter(|p| {
+                let c = std::fs::read(format!("/proc/{p}/cmdline")).unwrap();
+                let c = String::from_utf8_lossy(&c);
+                c.contains("1001") || c.contains("1003")
+            })
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(want.len(), 2);
+    assert_eq!(pids_of(f.iter().copied()), want, "{out}");
+    for l in &f {
+        let parent = if l.tags["supervisor_unit"] == "web" {
+            web
+        } else {
+            worker
+        };
+        assert_eq!(l.tags["parent_pid"], parent.to_string());
+        assert_eq!(l.tags["process_name"], "filtered");
+    }
+    let fl = lines
+        .iter()
+        .find(|l| l.name == "procstat_lookup" && l.tags.get("filter").is_some_and(|f| f == "sup"))
+        .unwrap();
+    assert_eq!((fl.int("pid_count"), fl.int("running")), (2, 2));
+
+    // Without a reachable supervisord: a lookup error and a gather error.
+    drop(sup);
+    for p in web_kids.iter().chain(&worker_kids) {
+        assert!(
+            wait_until(Duration::from_secs(10), || !std::path::Path::new(&format!(
+                "/proc/{p}"
+            ))
+            .exists()),
+            "supervisord left {p} running"
+        );
+    }
+    let out = Command::new(sonde_tests::sonde_bin())
+        .args(["--config", cfg.to_str().unwrap(), "--test"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("result=lookup_error"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("supervisorctl"));
 }
