@@ -767,3 +767,239 @@ fn procstat_supervisor_units() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("supervisorctl"));
 }
+
+/// A stand-in for systemd's `systemctl`: systemd cannot run here (PID 1 is not systemd), so
+/// this script answers the two queries procstat makes, `systemctl show` (all properties, or
+/// `--property=`) and `systemctl list-unit-files --no-legend --state=... -- PATTERN...`, in
+/// systemd's output format, from a table `units` (name, unit-file state, MainPID; `-` for a
+/// unit that has no MainPID, such as a timer). Every call is appended to `systemctl.calls`.
+const SYSTEMCTL: &str = r#"
+here=$(cd "$(dirname "$0")/.." && pwd)
+echo "$*" >> "$here/systemctl.calls"
+cmd=$1; shift
+props=""; states=""; names=""
+for a in "$@"; do
+  case $a in
+    --property=*) props=$(echo "${a#--property=}" | tr , ' ');;
+    --state=*) states=$(echo "${a#--state=}" | tr , ' ');;
+    --*) ;;
+    *) names="$names $a";;
+  esac
+done
+case $cmd in
+show)
+  first=1
+  for n in $names; do
+    [ $first = 1 ] || echo
+    first=0
+    found=0
+    while read -r name state pid; do
+      [ "$name" = "$n" ] || continue
+      found=1
+      for p in ${props:-Id Names Type MainPID ControlGroup ActiveState UnitFileState}; do
+        case $p in
+          Id|Names) echo "$p=$name";;
+          Type) [ "$pid" = - ] || echo "Type=simple";;
+          MainPID) [ "$pid" = - ] || echo "MainPID=$pid";;
+          ControlGroup) echo "ControlGroup=/system.slice/$name";;
+          ActiveState) if [ "$pid" = 0 ]; then echo ActiveState=inactive; else echo ActiveState=active; fi;;
+          UnitFileState) echo "UnitFileState=$state";;
+        esac
+      done
+    done < "$here/units"
+    if [ $found = 0 ]; then
+      # systemd's answer for a unit it does not know.
+      for p in ${props:-Id Names MainPID ActiveState}; do
+        case $p in
+          Id|Names) echo "$p=$n";;
+          MainPID) echo "MainPID=0";;
+          ActiveState) echo "ActiveState=inactive";;
+        esac
+      done
+    fi
+  done;;
+list-unit-files)
+  while read -r name state pid; do
+    ok=0
+    for s in ${states:-$state}; do [ "$s" = "$state" ] && ok=1; done
+    [ $ok = 1 ] || continue
+    for p in $names; do
+      case $name in $p) printf '%-40s %-8s enabled\n' "$name" "$state"; break;; esac
+    done
+  done < "$here/units";;
+*) echo "Unknown command verb '$cmd'." >&2; exit 1;;
+esac
+"#;
+
+/// `systemd_unit` (MainPID through `systemctl show`), `include_systemd_children` (the unit's
+/// cgroup, which the test makes and fills) and the filter blocks' `systemd_units` (unit files
+/// by pattern, then MainPID), with the `systemctl` stand-in above on PATH.
+#[test]
+fn procstat_systemd_units() {
+    let dir = TempDir::new("procstat-systemd");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    dir.script("bin/systemctl", SYSTEMCTL);
+    let main = Kill(Command::new("sleep").arg("1011").spawn().unwrap());
+    let kid1 = Kill(Command::new("sleep").arg("1012").spawn().unwrap());
+    let kid2 = Kill(Command::new("sleep").arg("1013").spawn().unwrap());
+    let (main_pid, k1, k2) = (main.0.id(), kid1.0.id(), kid2.0.id());
+    let me = std::process::id();
+    dir.write(
+        "units",
+        &format!(
+            "sonde-web-{me}.service enabled {main_pid}\n\
+             sonde-web-{me}-idle.service disabled 0\n\
+             sonde-web-{me}.timer enabled -\n\
+             sonde-web-{me}-masked.service masked 0\n\
+             other.service enabled 1\n"
+        ),
+    );
+
+    // The unit's cgroup where Telegraf looks: the v1 systemd hierarchy's system.slice when
+    // that hierarchy is mounted, else the unified hierarchy's.
+    let slice = if std::path::Path::new("/sys/fs/cgroup/systemd").is_dir() {
+        "/sys/fs/cgroup/systemd/system.slice"
+    } else {
+        "/sys/fs/cgroup/system.slice"
+    };
+    let made_slice = !std::path::Path::new(slice).exists();
+    std::fs::create_dir_all(slice).unwrap();
+    let unit_cg = format!("{slice}/sonde-kids-{me}.service");
+    std::fs::create_dir(&unit_cg).unwrap();
+    struct Cleanup(String, String, bool, Vec<u32>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            // Move the processes back to the hierarchy's root so the cgroups can go.
+            let root = std::path::Path::new(&self.1)
+                .parent()
+                .unwrap()
+                .join("cgroup.procs");
+            for p in &self.3 {
+                let _ = std::fs::write(&root, p.to_string());
+            }
+            let _ = std::fs::remove_dir(&self.0);
+            if self.2 {
+                let _ = std::fs::remove_dir(&self.1);
+            }
+        }
+    }
+    let _cleanup = Cleanup(unit_cg.clone(), slice.to_string(), made_slice, vec![k1, k2]);
+    for p in [k1, k2] {
+        std::fs::write(format!("{unit_cg}/cgroup.procs"), p.to_string()).unwrap();
+    }
+
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\nomit_hostname = true\n\
+             [[inputs.procstat]]\nsystemd_unit = 'sonde-web-{me}.service'\n\
+             [[inputs.procstat]]\nsystemd_unit = 'sonde-web-{me}-idle.service'\n\
+             [[inputs.procstat]]\nsystemd_unit = 'sonde-kids-{me}.serv*'\n\
+             include_systemd_children = true\n\
+             [[inputs.procstat]]\n\
+             [[inputs.procstat.filter]]\nname = 'units'\nsystemd_units = ['sonde-web-{me}*']\n\
+             [[outputs.file]]\n"
+        ),
+    );
+    let out = test_run(&dir, &cfg, Some(&bin));
+    let lines = parse(&out);
+    let web = format!("sonde-web-{me}.service");
+
+    // MainPID: exactly the main process, tagged with the unit.
+    let m: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("systemd_unit") == Some(&web))
+        .filter(|l| !l.tags.contains_key("filter"))
+        .collect();
+    assert_eq!(pids_of(m.iter().copied()), vec![main_pid], "{out}");
+    assert_eq!(m[0].tags["process_name"], "sleep");
+    assert_eq!(m[0].fields["cmdline"], "sleep 1011");
+    let lookup = |unit: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l.name == "procstat_lookup"
+                    && l.tags.get("systemd_unit").is_some_and(|u| u == unit)
+                    && !l.tags.contains_key("filter")
+            })
+            .unwrap_or_else(|| panic!("no lookup for {unit}: {out}"))
+    };
+    assert_eq!(
+        (lookup(&web).int("pid_count"), lookup(&web).int("running")),
+        (1, 1)
+    );
+    // A unit that is not running (MainPID=0): no processes, a successful lookup.
+    let idle = lookup(&format!("sonde-web-{me}-idle.service"));
+    assert_eq!((idle.int("pid_count"), idle.int("result_code")), (0, 0));
+
+    // include_systemd_children: every process of the unit's cgroup, with Telegraf's tags.
+    let cg_tag = format!(
+        "{}/sonde-kids-{me}.serv*",
+        slice.trim_start_matches("/sys/fs/cgroup/")
+    );
+    let kids: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("cgroup") == Some(&cg_tag))
+        .collect();
+    let mut want = vec![k1, k2];
+    want.sort_unstable();
+    assert_eq!(pids_of(kids.iter().copied()), want, "{out}");
+    assert!(kids.iter().all(|l| l.tags["cgroup_full"] == unit_cg));
+
+    // The filter: the unit files matching the pattern (not the masked one), the services'
+    // MainPID (the timer has none); one group per service unit.
+    let f: Vec<&Line> = lines
+        .iter()
+        .filter(|l| l.name == "procstat" && l.tags.get("filter").is_some_and(|f| f == "units"))
+        .collect();
+    assert_eq!(pids_of(f.iter().copied()), vec![main_pid], "{out}");
+    assert_eq!(f[0].tags["systemd_unit"], web);
+    let fl = lines
+        .iter()
+        .find(|l| l.name == "procstat_lookup" && l.tags.get("filter").is_some_and(|f| f == "units"))
+        .unwrap();
+    assert_eq!((fl.int("pid_count"), fl.int("running")), (1, 1));
+
+    // What procstat asked systemctl.
+    let calls = std::fs::read_to_string(dir.join("systemctl.calls")).unwrap();
+    assert!(calls.lines().any(|c| c == format!("show {web}")), "{calls}");
+    assert!(
+        calls.lines().any(|c| c
+            == format!(
+                "list-unit-files --no-legend --no-pager --state=enabled,disabled,static -- \
+                 sonde-web-{me}*"
+            )),
+        "{calls}"
+    );
+    assert!(
+        calls.lines().any(|c| c
+            == format!(
+                "show --property=Id,MainPID -- {web} sonde-web-{me}-idle.service \
+                 sonde-web-{me}.timer"
+            )),
+        "{calls}"
+    );
+
+    // systemctl failing: a lookup error and a gather error.
+    dir.script(
+        "bin/systemctl",
+        "echo 'Failed to connect to bus' >&2; exit 1",
+    );
+    let cfg = dir.write(
+        "bad.toml",
+        &format!("[[inputs.procstat]]\nsystemd_unit = '{web}'\n[[outputs.file]]\n"),
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    let out = Command::new(sonde_tests::sonde_bin())
+        .args(["--config", cfg.to_str().unwrap(), "--test"])
+        .env("PATH", format!("{}:{path}", bin.display()))
+        .output()
+        .unwrap();
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(so.contains("result=lookup_error"), "{so}");
+    assert!(se.contains("Failed to connect to bus"), "{se}");
+}
