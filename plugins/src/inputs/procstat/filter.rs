@@ -18,6 +18,8 @@ pub struct FilterConfig {
     pid_files: Vec<String>,
     systemd_units: Vec<String>,
     supervisor_units: Vec<String>,
+    /// Telegraf's sample.conf spells it `win_service`.
+    #[serde(alias = "win_service")]
     win_services: Vec<String>,
     cgroups: Vec<String>,
     patterns: Vec<String>,

@@ -916,7 +916,7 @@ fn socket_protocols(list: &[String]) -> Result<Vec<sockets::Proto>, BuildError> 
 
 pub const SPEC: InputSpec = InputSpec {
     name: "procstat",
-    description: "Per-process CPU, memory, I/O, file descriptors and limits (Telegraf's procstat)",
+    description: "Per-process CPU, memory, I/O, file descriptors, limits and sockets (Telegraf's procstat)",
     sample: include_str!("sample.toml"),
     format: Format::None,
     build,
