@@ -150,6 +150,8 @@ pub struct Procstat {
     paths: HostPaths,
     /// CPU seconds (user+system+iowait) and when, per pid, from the previous gather.
     previous: HashMap<(usize, i32), (f64, Instant, u64)>,
+    /// Protocols whose sockets come from /proc/net (netlink failed), warned about once.
+    fallback_warned: std::collections::HashSet<sockets::Proto>,
     /// `[[inputs.procstat.filter]]` blocks (new-style); empty in the old mode.
     filters: Vec<filter::Filter>,
     tag_level: bool,
@@ -315,8 +317,15 @@ impl Procstat {
     }
 
     /// The process's sockets of the configured protocols, tagged as its `procstat` metric.
-    fn sockets(&self, acc: &mut Accumulator, pid: i32, m: &Metric, env: &mut Env) -> Vec<Metric> {
-        let inodes = match sockets::socket_inodes(&self.proc_root(), pid) {
+    fn sockets(
+        &mut self,
+        acc: &mut Accumulator,
+        pid: i32,
+        m: &Metric,
+        env: &mut Env,
+    ) -> Vec<Metric> {
+        let root = self.proc_root();
+        let inodes = match sockets::socket_inodes(&root, pid) {
             Ok(i) => i,
             Err(e) => {
                 acc.add_error(format!("cannot get connections of PID {pid}: {e}"));
@@ -327,13 +336,26 @@ impl Procstat {
         if inodes.is_empty() {
             return out;
         }
-        for proto in &self.props.sockets {
+        let warned = &mut self.fallback_warned;
+        for proto in &self.props.sockets.clone() {
             let table = env.sockets.entry(*proto).or_insert_with(|| {
-                sockets::dump(*proto).map_err(|e| {
-                    format!(
-                        "cannot get statistics for {:?} (netlink sock_diag): {e}",
-                        proto.name()
-                    )
+                sockets::dump(*proto).or_else(|e| {
+                    // No sock_diag here: the /proc/net table, with fewer fields.
+                    let t = sockets::read_proc_net(&root, *proto).map_err(|e2| {
+                        format!(
+                            "cannot get statistics for {:?}: netlink sock_diag: {e}; \
+                             /proc/net: {e2}",
+                            proto.name()
+                        )
+                    })?;
+                    if warned.insert(*proto) {
+                        tracing::warn!(
+                            "procstat: netlink sock_diag for {} failed ({e}); reading /proc/net \
+                             instead, without bytes_received, bytes_sent, lost and unix queues",
+                            proto.name()
+                        );
+                    }
+                    Ok(t)
                 })
             });
             let table = match table {
@@ -880,6 +902,7 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
         props,
         paths: HostPaths::from_env(),
         previous: HashMap::new(),
+        fallback_warned: Default::default(),
         tag_level: tagging.level,
         filters,
     })))

@@ -1,7 +1,10 @@
 //! The `sockets` property: the process's socket inodes (from `/proc/<pid>/fd`) matched to the
 //! kernel's socket tables, read with netlink sock_diag (`SOCK_DIAG_BY_FAMILY`, as Telegraf
 //! does through vishvananda/netlink): TCP with `tcp_info` (bytes, lost, retransmits), UDP, and
-//! unix sockets with name, peer and queue lengths.
+//! unix sockets with name, peer and queue lengths. Where netlink sock_diag is not available
+//! (no inet_diag/unix_diag in the kernel, a sandbox that refuses the socket), the same sockets
+//! come from the `/proc/net/{tcp,tcp6,udp,udp6,unix}` tables, without the fields only
+//! sock_diag has (`bytes_received`, `bytes_sent`, `lost`; unix queues and peer).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -414,6 +417,130 @@ pub fn parse_unix(p: &[u8]) -> Option<(u32, Socket)> {
     Some((ino, Socket { fields: f }))
 }
 
+/// The `/proc/net` table of a protocol (under the proc root: the agent's network namespace,
+/// as with netlink).
+pub fn read_proc_net(proc_root: &Path, proto: Proto) -> std::io::Result<Table> {
+    let file = match proto {
+        Proto::Tcp4 => "tcp",
+        Proto::Tcp6 => "tcp6",
+        Proto::Udp4 => "udp",
+        Proto::Udp6 => "udp6",
+        Proto::Unix => "unix",
+    };
+    let text = std::fs::read_to_string(proc_root.join("net").join(file))?;
+    let mut table = Table::new();
+    for line in text.lines().skip(1) {
+        let parsed = if proto == Proto::Unix {
+            parse_proc_net_unix(line)
+        } else {
+            parse_proc_net_inet(line, proto)
+        };
+        if let Some((ino, sock)) = parsed
+            && ino != 0
+        {
+            table.insert(ino, sock);
+        }
+    }
+    Ok(table)
+}
+
+/// `ADDR:PORT` of /proc/net/{tcp,udp}{,6}: the address as 32-bit words in host byte order,
+/// the port in hex.
+fn proc_net_endpoint(s: &str) -> Option<(String, u16)> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words = match addr.len() {
+        8 => 1,
+        32 => 4,
+        _ => return None,
+    };
+    let mut raw = [0u8; 16];
+    for w in 0..words {
+        let v = u32::from_str_radix(addr.get(w * 8..w * 8 + 8)?, 16).ok()?;
+        raw[w * 4..w * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    let family = if words == 1 {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    } as u8;
+    Some((addr_string(family, &raw), port))
+}
+
+/// One line of /proc/net/{tcp,tcp6,udp,udp6}: (inode, socket).
+pub fn parse_proc_net_inet(line: &str, proto: Proto) -> Option<(u32, Socket)> {
+    // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    if f.len() < 10 {
+        return None;
+    }
+    let (src, sport) = proc_net_endpoint(f[1])?;
+    let (dst, dport) = proc_net_endpoint(f[2])?;
+    let state = u8::from_str_radix(f[3], 16).ok()?;
+    let (tx, rx) = f[4].split_once(':')?;
+    let tx = u32::from_str_radix(tx, 16).ok()?;
+    let rx = u32::from_str_radix(rx, 16).ok()?;
+    let retrans = u32::from_str_radix(f[6], 16).ok()?;
+    let ino: u32 = f[9].parse().ok()?;
+    let mut fields: Vec<(&'static str, FieldValue)> = vec![
+        ("protocol", proto.name().into()),
+        ("state", state_name(state).into()),
+        ("src", src.into()),
+        ("src_port", (sport as i64).into()),
+        ("dest", dst.into()),
+        ("dest_port", (dport as i64).into()),
+    ];
+    if matches!(proto, Proto::Tcp4 | Proto::Tcp6) {
+        fields.push(("retransmits", (retrans as i64).into()));
+    }
+    fields.push(("rx_queue", (rx as i64).into()));
+    fields.push(("tx_queue", (tx as i64).into()));
+    Some((ino, Socket { fields }))
+}
+
+/// One line of /proc/net/unix: (inode, socket). Listening: the `__SO_ACCEPTCON` flag;
+/// connected: `SS_CONNECTED`; otherwise closed (netlink's TCP_CLOSE for unix sockets).
+pub fn parse_proc_net_unix(line: &str) -> Option<(u32, Socket)> {
+    // Num: RefCount Protocol Flags Type St Inode [Path]; the path is the rest of the line
+    // (it may hold spaces).
+    let mut rest = line;
+    let mut f = [""; 7];
+    for slot in &mut f {
+        rest = rest.trim_start();
+        let end = rest
+            .find(|c: char| c.is_ascii_whitespace())
+            .unwrap_or(rest.len());
+        *slot = &rest[..end];
+        rest = &rest[end..];
+    }
+    f[0].strip_suffix(':')?;
+    let flags = u32::from_str_radix(f[3], 16).ok()?;
+    let ty = u8::from_str_radix(f[4], 16).ok()?;
+    let st = u8::from_str_radix(f[5], 16).ok()?;
+    let ino: u32 = f[6].parse().ok()?;
+    let after = rest.trim();
+    let state = if flags & 0x10000 != 0 {
+        "listen"
+    } else if st == 3 {
+        "established"
+    } else {
+        "closed"
+    };
+    let name = if after.is_empty() {
+        format!("inode-{ino}")
+    } else {
+        after.to_string()
+    };
+    let fields: Vec<(&'static str, FieldValue)> = vec![
+        ("protocol", "unix".into()),
+        ("type", type_name(ty).into()),
+        ("state", state.into()),
+        ("name", name.into()),
+        ("inode", (ino as i64).into()),
+    ];
+    Some((ino, Socket { fields }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,7 +702,138 @@ mod tests {
         assert_eq!(get(s, "state"), Some(&FieldValue::from("listen")));
     }
 
+    #[test]
+    fn proc_net_lines() {
+        // 127.0.0.1:8080 <- 10.1.2.3:443, established, tx 5, rx 6, 2 retransmits.
+        let lo = u32::from_ne_bytes([127, 0, 0, 1]);
+        let far = u32::from_ne_bytes([10, 1, 2, 3]);
+        let line = format!(
+            "   0: {lo:08X}:1F90 {far:08X}:01BB 01 00000005:00000006 00:00000000 00000002     0 \
+             0 4242 1 0000000000000000 20 4 30 10 -1"
+        );
+        let (ino, s) = parse_proc_net_inet(&line, Proto::Tcp4).unwrap();
+        assert_eq!(ino, 4242);
+        assert_eq!(get(&s, "src"), Some(&FieldValue::from("127.0.0.1")));
+        assert_eq!(get(&s, "dest"), Some(&FieldValue::from("10.1.2.3")));
+        assert_eq!(get(&s, "src_port"), Some(&FieldValue::Int(8080)));
+        assert_eq!(get(&s, "dest_port"), Some(&FieldValue::Int(443)));
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("established")));
+        assert_eq!(get(&s, "retransmits"), Some(&FieldValue::Int(2)));
+        assert_eq!(get(&s, "tx_queue"), Some(&FieldValue::Int(5)));
+        assert_eq!(get(&s, "rx_queue"), Some(&FieldValue::Int(6)));
+        assert!(get(&s, "bytes_received").is_none());
+
+        // ::1 listening (tcp6) and an IPv4-mapped UDP socket (udp6).
+        let words = |a: Ipv6Addr| -> String {
+            a.octets()
+                .chunks(4)
+                .map(|c| format!("{:08X}", u32::from_ne_bytes(c.try_into().unwrap())))
+                .collect()
+        };
+        let one = words(Ipv6Addr::LOCALHOST);
+        let any = words(Ipv6Addr::UNSPECIFIED);
+        let line = format!(
+            "   1: {one}:0050 {any}:0000 0A 00000000:00000003 00:00000000 00000000     0        0 77 1"
+        );
+        let (_, s) = parse_proc_net_inet(&line, Proto::Tcp6).unwrap();
+        assert_eq!(get(&s, "src"), Some(&FieldValue::from("::1")));
+        assert_eq!(get(&s, "dest"), Some(&FieldValue::from("::")));
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("listen")));
+        let mapped = words("::ffff:192.168.1.2".parse().unwrap());
+        let line = format!(
+            " 9: {mapped}:0035 {any}:0000 07 00000000:00000000 00:00000000 00000000 0 0 78 2 0000000000000000 0"
+        );
+        let (_, s) = parse_proc_net_inet(&line, Proto::Udp6).unwrap();
+        assert_eq!(get(&s, "src"), Some(&FieldValue::from("192.168.1.2")));
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("closed")));
+        assert!(get(&s, "retransmits").is_none());
+        // The header and broken lines are not sockets.
+        assert!(
+            parse_proc_net_inet(
+                "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+                Proto::Tcp4
+            )
+            .is_none()
+        );
+        assert!(parse_proc_net_inet("0: 0100007F:zz 0:0 01 0:0 0 0 0 0 1", Proto::Tcp4).is_none());
+    }
+
+    #[test]
+    fn proc_net_unix_lines() {
+        let (ino, s) = parse_proc_net_unix(
+            "0000000000000000: 00000002 00000000 00010000 0001 01 12345 /run/my app.sock",
+        )
+        .unwrap();
+        assert_eq!(ino, 12345);
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("listen")));
+        assert_eq!(get(&s, "type"), Some(&FieldValue::from("stream")));
+        assert_eq!(get(&s, "name"), Some(&FieldValue::from("/run/my app.sock")));
+        let (_, s) =
+            parse_proc_net_unix("000000003d81c9fa: 00000003 00000000 00000000 0001 03 3693277")
+                .unwrap();
+        assert_eq!(get(&s, "state"), Some(&FieldValue::from("established")));
+        assert_eq!(get(&s, "name"), Some(&FieldValue::from("inode-3693277")));
+        let (_, s) =
+            parse_proc_net_unix("00000000aa: 00000002 00000000 00000000 0002 01 9 @abstract")
+                .unwrap();
+        assert_eq!(
+            (get(&s, "type"), get(&s, "state"), get(&s, "name")),
+            (
+                Some(&FieldValue::from("dgram")),
+                Some(&FieldValue::from("closed")),
+                Some(&FieldValue::from("@abstract"))
+            )
+        );
+        assert!(
+            parse_proc_net_unix("Num       RefCount Protocol Flags    Type St Inode Path")
+                .is_none()
+        );
+    }
+
+    /// The /proc/net tables and netlink agree on this process's own sockets.
+    #[test]
+    fn proc_net_agrees_with_netlink() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let u = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let dir = std::env::temp_dir().join(format!("sonde-sock-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        let ux = std::os::unix::net::UnixListener::bind(&dir).unwrap();
+        let me = std::process::id() as i32;
+        let inodes = socket_inodes(Path::new("/proc"), me).unwrap();
+        let common = [
+            "protocol",
+            "state",
+            "src",
+            "src_port",
+            "dest",
+            "dest_port",
+            "type",
+            "name",
+        ];
+        for proto in [Proto::Tcp4, Proto::Udp6, Proto::Unix] {
+            let nl = dump(proto).unwrap();
+            let pn = read_proc_net(Path::new("/proc"), proto).unwrap();
+            let mine: Vec<&u32> = inodes.iter().filter(|i| nl.contains_key(i)).collect();
+            assert!(!mine.is_empty(), "{proto:?}");
+            for ino in mine {
+                let (a, b) = (&nl[ino], &pn[ino]);
+                for k in common {
+                    assert_eq!(get(a, k), get(b, k), "{proto:?} {k}");
+                }
+            }
+        }
+        drop((l, c, u, ux));
+        let _ = std::fs::remove_file(&dir);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn text_parsers_never_panic(s in "\\PC{0,300}") {
+            let _ = parse_proc_net_inet(&s, Proto::Tcp6);
+            let _ = parse_proc_net_unix(&s);
+        }
+
         #[test]
         fn parsers_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let _ = parse_inet(&b, Proto::Tcp6);
