@@ -777,8 +777,10 @@ fn procstat_supervisor_units() {
 /// A stand-in for systemd's `systemctl`: systemd cannot run here (PID 1 is not systemd), so
 /// this script answers the two queries procstat makes, `systemctl show` (all properties, or
 /// `--property=`) and `systemctl list-unit-files --no-legend --state=... -- PATTERN...`, in
-/// systemd's output format, from a table `units` (name, unit-file state, MainPID; `-` for a
-/// unit that has no MainPID, such as a timer). Every call is appended to `systemctl.calls`.
+/// systemd's (252) output format and exit codes (list-unit-files exits 1 silently when nothing
+/// matches; show refuses template names), from a table `units` (name, unit-file state,
+/// MainPID; `-` for a unit that has no MainPID, such as a timer). Every call is appended to
+/// `systemctl.calls`.
 const SYSTEMCTL: &str = r#"
 here=$(cd "$(dirname "$0")/.." && pwd)
 echo "$*" >> "$here/systemctl.calls"
@@ -794,6 +796,12 @@ for a in "$@"; do
 done
 case $cmd in
 show)
+  for n in $names; do
+    case $n in *@.*)
+      echo "Failed to get properties: Unit name $n is neither a valid invocation ID nor unit ID." >&2
+      exit 1;;
+    esac
+  done
   first=1
   for n in $names; do
     [ $first = 1 ] || echo
@@ -825,14 +833,16 @@ show)
     fi
   done;;
 list-unit-files)
+  any=0
   while read -r name state pid; do
     ok=0
     for s in ${states:-$state}; do [ "$s" = "$state" ] && ok=1; done
     [ $ok = 1 ] || continue
     for p in $names; do
-      case $name in $p) printf '%-40s %-8s enabled\n' "$name" "$state"; break;; esac
+      case $name in $p) printf '%-40s %-8s enabled\n' "$name" "$state"; any=1; break;; esac
     done
-  done < "$here/units";;
+  done < "$here/units"
+  [ $any = 1 ] || exit 1;;
 *) echo "Unknown command verb '$cmd'." >&2; exit 1;;
 esac
 "#;
@@ -856,6 +866,7 @@ fn procstat_systemd_units() {
         &format!(
             "sonde-web-{me}.service enabled {main_pid}\n\
              sonde-web-{me}-idle.service disabled 0\n\
+             sonde-web-{me}@.service static -\n\
              sonde-web-{me}.timer enabled -\n\
              sonde-web-{me}-masked.service masked 0\n\
              other.service enabled 1\n"
@@ -905,6 +916,7 @@ fn procstat_systemd_units() {
              include_systemd_children = true\n\
              [[inputs.procstat]]\n\
              [[inputs.procstat.filter]]\nname = 'units'\nsystemd_units = ['sonde-web-{me}*']\n\
+             [[inputs.procstat.filter]]\nname = 'none'\nsystemd_units = ['no-such-unit-*']\n\
              [[outputs.file]]\n"
         ),
     );
@@ -966,8 +978,21 @@ fn procstat_systemd_units() {
         .find(|l| l.name == "procstat_lookup" && l.tags.get("filter").is_some_and(|f| f == "units"))
         .unwrap();
     assert_eq!((fl.int("pid_count"), fl.int("running")), (1, 1));
+    // No unit file matching: nothing found, not an error.
+    let none = lines
+        .iter()
+        .find(|l| l.name == "procstat_lookup" && l.tags.get("filter").is_some_and(|f| f == "none"))
+        .unwrap();
+    assert_eq!(
+        (
+            none.int("pid_count"),
+            none.int("result_code"),
+            none.tags["result"].as_str()
+        ),
+        (0, 0, "success")
+    );
 
-    // What procstat asked systemctl.
+    // What procstat asked systemctl (not the template unit).
     let calls = std::fs::read_to_string(dir.join("systemctl.calls")).unwrap();
     assert!(calls.lines().any(|c| c == format!("show {web}")), "{calls}");
     assert!(

@@ -7,6 +7,17 @@ use std::collections::BTreeMap;
 /// Runs a command; its stdout, or an error naming it. `ok_codes` are exit codes that still
 /// count as an answer (supervisorctl exits 3 when a program is not running).
 pub async fn run(program: &str, args: &[&str], ok_codes: &[i32]) -> anyhow::Result<String> {
+    run_quiet(program, args, ok_codes, false).await
+}
+
+/// As `run`; with `silent_1`, exit code 1 with no output at all is an empty answer
+/// (`systemctl list-unit-files` when no unit file matches).
+async fn run_quiet(
+    program: &str,
+    args: &[&str],
+    ok_codes: &[i32],
+    silent_1: bool,
+) -> anyhow::Result<String> {
     let out = tokio::process::Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
@@ -14,6 +25,13 @@ pub async fn run(program: &str, args: &[&str], ok_codes: &[i32]) -> anyhow::Resu
         .output()
         .await
         .map_err(|e| anyhow::anyhow!("failed to execute {program:?}: {e}"))?;
+    if silent_1
+        && out.status.code() == Some(1)
+        && out.stdout.trim_ascii().is_empty()
+        && out.stderr.trim_ascii().is_empty()
+    {
+        return Ok(String::new());
+    }
     if !out.status.success() && !out.status.code().is_some_and(|c| ok_codes.contains(&c)) {
         let err = String::from_utf8_lossy(&out.stderr);
         let msg = if err.trim().is_empty() {
@@ -67,12 +85,16 @@ pub fn main_pid(props: &BTreeMap<String, String>) -> anyhow::Result<Option<i32>>
 }
 
 /// The unit names of `systemctl list-unit-files --no-legend` (first column); the header and
-/// the "N unit files listed." footer, when present, are skipped.
+/// the "N unit files listed." footer, when present, are skipped, and so are templates
+/// (`name@.service`: not a unit with a process; `systemctl show` refuses them).
 pub fn parse_list_unit_files(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let name = l.split_ascii_whitespace().next()?;
-            (name != "UNIT" && name.contains('.') && l.split_ascii_whitespace().count() >= 2)
+            (name != "UNIT"
+                && name.contains('.')
+                && !name.contains("@.")
+                && l.split_ascii_whitespace().count() >= 2)
                 .then(|| name.to_string())
         })
         .collect()
@@ -100,7 +122,8 @@ pub async fn systemd_units(patterns: &[String]) -> anyhow::Result<Vec<(String, O
         "--",
     ];
     args.extend(patterns.iter().map(String::as_str));
-    let units = parse_list_unit_files(&run("systemctl", &args, &[]).await?);
+    // systemd exits 1, silently, when no unit file matches.
+    let units = parse_list_unit_files(&run_quiet("systemctl", &args, &[], true).await?);
     if units.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,10 +245,12 @@ mod tests {
     #[test]
     fn list_unit_files() {
         let text = "UNIT FILE STATE PRESET\nnginx.service enabled enabled\n\
-                    nginx-debug.service disabled enabled\n\n2 unit files listed.\n";
+                    nginx@.service static -\n\
+                    nginx-debug.service disabled enabled\n\
+                    nginx.timer enabled enabled\n\n4 unit files listed.\n";
         assert_eq!(
             parse_list_unit_files(text),
-            vec!["nginx.service", "nginx-debug.service"]
+            vec!["nginx.service", "nginx-debug.service", "nginx.timer"]
         );
         assert!(parse_list_unit_files("0 unit files listed.\n").is_empty());
     }
