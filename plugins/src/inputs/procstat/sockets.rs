@@ -209,6 +209,21 @@ fn query(req: &[u8], mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     let fd = Fd(fd);
+    // Never hang a gather on the kernel's answer.
+    let tv = libc::timeval {
+        tv_sec: 5,
+        tv_usec: 0,
+    };
+    // SAFETY: tv is valid for the call.
+    unsafe {
+        libc::setsockopt(
+            fd.0,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
     // SAFETY: a zeroed sockaddr_nl with the family set addresses the kernel.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as u16;
