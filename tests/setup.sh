@@ -36,8 +36,10 @@ want prometheus-blackbox-exporter
 want postgresql
 # The docker input test reads the engine's own stats endpoint over its socket.
 want curl
-# inputs.procstat's default pid finder runs pgrep.
+# inputs.procstat's default pid finder runs pgrep; its supervisor_units test runs a private
+# supervisord (supervisorctl status).
 want procps
+want supervisor
 # The docker TLS test makes its CA and certificates with openssl.
 want openssl
 

@@ -1,14 +1,13 @@
 //! `[[inputs.procstat.filter]]` blocks: Telegraf's new-style selection. A service level
-//! (pid files or cgroups; all processes without one), then process properties (users,
+//! (pid files, cgroups, systemd units or supervisord programs; all processes without one), then process properties (users,
 //! executables, process names: globs; patterns: regular expressions on the command line), then
 //! children down to `recursion_depth` (negative: all).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::proc;
+use super::{proc, service};
 use crate::inputs::host::{compile_globs, config_error, glob_match};
 use crate::registry::BuildError;
 
@@ -19,6 +18,8 @@ pub struct FilterConfig {
     pid_files: Vec<String>,
     systemd_units: Vec<String>,
     supervisor_units: Vec<String>,
+    /// Telegraf's sample.conf spells it `win_service`.
+    #[serde(alias = "win_service")]
     win_services: Vec<String>,
     cgroups: Vec<String>,
     patterns: Vec<String>,
@@ -32,6 +33,8 @@ pub enum Service {
     All,
     PidFiles(Vec<String>),
     Cgroups(Vec<String>),
+    SystemdUnits(Vec<String>),
+    SupervisorUnits(Vec<String>),
 }
 
 pub struct Filter {
@@ -57,29 +60,43 @@ impl Filter {
         if c.name.is_empty() {
             return Err(config_error(&key("name"), "filter must be named".into()));
         }
-        for (set, k) in [
+        let active: Vec<&str> = [
+            (!c.pid_files.is_empty(), "pid_files"),
+            (!c.cgroups.is_empty(), "cgroups"),
             (!c.systemd_units.is_empty(), "systemd_units"),
             (!c.supervisor_units.is_empty(), "supervisor_units"),
             (!c.win_services.is_empty(), "win_services"),
-        ] {
-            if set {
-                return Err(config_error(
-                    &key(k),
-                    "is not supported by sonde's procstat yet (service filters: pid_files, cgroups)"
-                        .into(),
-                ));
-            }
-        }
-        if !c.pid_files.is_empty() && !c.cgroups.is_empty() {
+        ]
+        .into_iter()
+        .filter_map(|(set, k)| set.then_some(k))
+        .collect();
+        if active.len() > 1 {
             return Err(config_error(
-                &key("cgroups"),
-                "cannot select multiple services \"pid_files, cgroups\"".into(),
+                &key(active[1]),
+                format!("cannot select multiple services {:?}", active.join(", ")),
             ));
         }
+        if !c.win_services.is_empty() {
+            return Err(config_error(
+                &key("win_services"),
+                "Windows services are not supported on this OS".into(),
+            ));
+        }
+        // Telegraf joins the names with spaces and trims: blank names select nothing.
+        let supervisor: Vec<String> = c
+            .supervisor_units
+            .iter()
+            .flat_map(|u| u.split_ascii_whitespace())
+            .map(str::to_string)
+            .collect();
         let service = if !c.pid_files.is_empty() {
             Service::PidFiles(c.pid_files)
         } else if !c.cgroups.is_empty() {
             Service::Cgroups(c.cgroups)
+        } else if !c.systemd_units.is_empty() {
+            Service::SystemdUnits(c.systemd_units)
+        } else if !supervisor.is_empty() {
+            Service::SupervisorUnits(supervisor)
         } else {
             Service::All
         };
@@ -104,7 +121,7 @@ impl Filter {
     }
 
     /// The groups this filter selects now.
-    pub fn apply(&self, root: &Path) -> anyhow::Result<Vec<Group>> {
+    pub async fn apply(&self, root: &Path) -> anyhow::Result<Vec<Group>> {
         let mut groups = match &self.service {
             Service::All => vec![Group {
                 pids: proc::pids(root)?,
@@ -140,12 +157,44 @@ impl Filter {
                 }
                 out
             }
+            Service::SystemdUnits(patterns) => service::systemd_units(patterns)
+                .await?
+                .into_iter()
+                .map(|(name, pid)| Group {
+                    pids: pid.into_iter().collect(),
+                    tags: vec![("systemd_unit", name)],
+                    level: 0,
+                })
+                .collect(),
+            Service::SupervisorUnits(units) => {
+                let units = service::supervisor_units(units).await?;
+                let children = proc::children_map(root)?;
+                units
+                    .into_iter()
+                    .map(|u| {
+                        let mut tags = u.tags();
+                        // The children of a running program's process, as in Telegraf.
+                        let pids = match u.pid {
+                            Some(main) => {
+                                tags.push(("parent_pid", main.to_string()));
+                                children.get(&main).cloned().unwrap_or_default()
+                            }
+                            None => Vec::new(),
+                        };
+                        Group {
+                            pids,
+                            tags,
+                            level: 0,
+                        }
+                    })
+                    .collect()
+            }
         };
         for g in &mut groups {
             g.pids.retain(|pid| self.matches(root, *pid));
         }
         if self.recursion_depth != 0 {
-            let children = children_map(root)?;
+            let children = proc::children_map(root)?;
             let mut previous: Vec<usize> = (0..groups.len()).collect();
             let mut depth = 0;
             while depth < self.recursion_depth || self.recursion_depth < 0 {
@@ -216,17 +265,4 @@ impl Filter {
         }
         true
     }
-}
-
-/// Parent pid -> child pids, from every /proc/<pid>/stat.
-fn children_map(root: &Path) -> std::io::Result<HashMap<i32, Vec<i32>>> {
-    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
-    for pid in proc::pids(root)? {
-        if let Ok(text) = std::fs::read_to_string(proc::dir(root, pid).join("stat"))
-            && let Some(st) = proc::parse_stat(&text)
-        {
-            map.entry(st.ppid as i32).or_default().push(pid);
-        }
-    }
-    Ok(map)
 }

@@ -1,10 +1,12 @@
-//! `inputs.procstat`: per-process CPU, memory, I/O, file descriptors and limits of the
-//! processes a selector finds (pid file, executable name, command-line pattern, user, cgroup),
-//! with Telegraf's `procstat` and `procstat_lookup` measurements. Linux: /proc is read
-//! directly.
+//! `inputs.procstat`: per-process CPU, memory, I/O, file descriptors, limits and sockets of
+//! the processes a selector finds (pid file, executable name, command-line pattern, user,
+//! cgroup, systemd unit, supervisord program), with Telegraf's `procstat`, `procstat_lookup`
+//! and `procstat_socket` measurements. Linux: /proc is read directly, sockets through netlink.
 
 mod filter;
 mod proc;
+mod service;
+mod sockets;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::inputs::host::{self, HostPaths, config_error};
-use crate::model::{Metric, ValueType};
+use crate::model::{FieldValue, Metric, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, Format, InputSpec, parse_config};
 
@@ -74,6 +76,12 @@ impl Default for Config {
 
 #[derive(Clone, Debug)]
 enum Selector {
+    /// supervisord programs: the children of each running program's process.
+    Supervisor(Vec<String>),
+    /// A systemd unit's `MainPID` (`systemctl show`).
+    Systemd(String),
+    /// `include_systemd_children`: every process of the unit's cgroup (globs allowed).
+    SystemdChildren(String),
     PidFile(String),
     Exe(regex::Regex),
     Pattern(regex::Regex),
@@ -89,20 +97,49 @@ struct Tagging {
     ppid: bool,
     status: bool,
     user: bool,
+    // procstat_socket fields made tags.
+    protocol: bool,
+    state: bool,
+    src: bool,
+    src_port: bool,
+    dest: bool,
+    dest_port: bool,
+    name: bool,
 }
 
-#[derive(Default, Clone, Copy)]
+impl Tagging {
+    /// Whether a procstat_socket field is a tag instead.
+    fn socket_tag(&self, field: &str) -> bool {
+        match field {
+            "protocol" => self.protocol,
+            "state" => self.state,
+            "src" => self.src,
+            "src_port" => self.src_port,
+            "dest" => self.dest,
+            "dest_port" => self.dest_port,
+            "name" => self.name,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Default, Clone)]
 struct Props {
     cpu: bool,
     limits: bool,
     memory: bool,
     mmap: bool,
+    /// The `sockets` property: the protocols of `socket_protocols`.
+    sockets: Vec<sockets::Proto>,
 }
 
 pub struct Procstat {
     selector: Selector,
-    /// The selector's tag (`pidfile`, `exe`, `pattern`, `user`, `cgroup`) and value.
+    /// The selector's tag (`pidfile`, `exe`, `pattern`, `user`, `cgroup`, `systemd_unit`,
+    /// `supervisor_unit`) and value.
     selector_tag: (&'static str, String),
+    /// `pattern`, which Telegraf adds as a tag to supervisor units' processes.
+    pattern: String,
     pgrep: bool,
     pid_finder: String,
     process_name: String,
@@ -113,6 +150,8 @@ pub struct Procstat {
     paths: HostPaths,
     /// CPU seconds (user+system+iowait) and when, per pid, from the previous gather.
     previous: HashMap<(usize, i32), (f64, Instant, u64)>,
+    /// Protocols whose sockets come from /proc/net (netlink failed), warned about once.
+    fallback_warned: std::collections::HashSet<sockets::Proto>,
     /// `[[inputs.procstat.filter]]` blocks (new-style); empty in the old mode.
     filters: Vec<filter::Filter>,
     tag_level: bool,
@@ -137,6 +176,55 @@ impl Procstat {
             }])
         };
         match &self.selector {
+            Selector::Supervisor(units) => {
+                let units = service::supervisor_units(units)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("getting supervisor PIDs failed: {e:#}"))?;
+                let children = proc::children_map(&root)?;
+                let mut out = Vec::new();
+                for u in units {
+                    let mut tags = u.tags();
+                    let Some(main) = u.pid else {
+                        // Not running: no processes, but its tags (status, error) go to the
+                        // lookup metric, as in Telegraf.
+                        out.push(Found {
+                            pids: Vec::new(),
+                            tags,
+                        });
+                        continue;
+                    };
+                    // Telegraf reports the children of the program's process; a program
+                    // without children is left out.
+                    let pids = children.get(&main).cloned().unwrap_or_default();
+                    if pids.is_empty() {
+                        continue;
+                    }
+                    if !self.pattern.is_empty() {
+                        tags.push(("pattern", self.pattern.clone()));
+                    }
+                    out.push(Found { pids, tags });
+                }
+                Ok(out)
+            }
+            Selector::Systemd(unit) => {
+                one(service::systemd_main_pid(unit).await?.into_iter().collect())
+            }
+            Selector::SystemdChildren(unit) => {
+                // Telegraf's path: the cgroup v1 systemd hierarchy when it has a system.slice,
+                // else the unified hierarchy's.
+                let cg = if std::path::Path::new("/sys/fs/cgroup/systemd/system.slice").is_dir() {
+                    format!("systemd/system.slice/{unit}")
+                } else {
+                    format!("system.slice/{unit}")
+                };
+                Ok(proc::cgroup_pids(&cg)?
+                    .into_iter()
+                    .map(|(full, pids)| Found {
+                        pids,
+                        tags: vec![("cgroup", cg.clone()), ("cgroup_full", full)],
+                    })
+                    .collect())
+            }
             Selector::PidFile(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("failed to read pidfile {path:?}: {e}"))?;
@@ -179,7 +267,7 @@ impl Procstat {
             Selector::Exe(re) => (None, re.as_str().to_string()),
             Selector::Pattern(re) => (Some("-f"), re.as_str().to_string()),
             Selector::User(u) => (Some("-u"), u.clone()),
-            _ => unreachable!("pid files and cgroups need no pgrep"),
+            _ => unreachable!("pid files, cgroups and services need no pgrep"),
         };
         let mut cmd = tokio::process::Command::new("pgrep");
         if let Some(f) = flag {
@@ -203,8 +291,114 @@ impl Procstat {
             .collect())
     }
 
-    /// The `procstat` metric of one process; None when it is gone.
+    /// The `procstat` metric of one process, and its `procstat_socket` metrics with the
+    /// `sockets` property, added to `acc`; false when the process is gone.
     fn process(
+        &mut self,
+        acc: &mut Accumulator,
+        slot: usize,
+        pid: i32,
+        tags: &[(&'static str, String)],
+        env: &mut Env,
+    ) -> bool {
+        let Some(m) = self.process_metric(acc, slot, pid, tags, env) else {
+            return false;
+        };
+        let sockets = if self.props.sockets.is_empty() {
+            Vec::new()
+        } else {
+            self.sockets(acc, pid, &m, env)
+        };
+        acc.add(m);
+        for s in sockets {
+            acc.add(s);
+        }
+        true
+    }
+
+    /// The process's sockets of the configured protocols, tagged as its `procstat` metric.
+    fn sockets(
+        &mut self,
+        acc: &mut Accumulator,
+        pid: i32,
+        m: &Metric,
+        env: &mut Env,
+    ) -> Vec<Metric> {
+        let root = self.proc_root();
+        let inodes = match sockets::socket_inodes(&root, pid) {
+            Ok(i) => i,
+            Err(e) => {
+                acc.add_error(format!("cannot get connections of PID {pid}: {e}"));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        if inodes.is_empty() {
+            return out;
+        }
+        let warned = &mut self.fallback_warned;
+        for proto in &self.props.sockets.clone() {
+            let table = env.sockets.entry(*proto).or_insert_with(|| {
+                sockets::dump(*proto).or_else(|e| {
+                    // No sock_diag here: the /proc/net table, with fewer fields.
+                    let t = sockets::read_proc_net(&root, *proto).map_err(|e2| {
+                        format!(
+                            "cannot get statistics for {:?}: netlink sock_diag: {e}; \
+                             /proc/net: {e2}",
+                            proto.name()
+                        )
+                    })?;
+                    if warned.insert(*proto) {
+                        tracing::warn!(
+                            "procstat: netlink sock_diag for {} failed ({e}); reading /proc/net \
+                             instead, without bytes_received, bytes_sent, lost and unix queues",
+                            proto.name()
+                        );
+                    }
+                    Ok(t)
+                })
+            });
+            let table = match table {
+                Ok(t) => t,
+                Err(e) => {
+                    // Once per gather and protocol.
+                    if env.socket_errors.insert(*proto) {
+                        acc.add_error(e.clone());
+                    }
+                    continue;
+                }
+            };
+            for ino in &inodes {
+                let Some(sock) = table.get(ino) else {
+                    continue;
+                };
+                let mut s = Metric::new("procstat_socket", acc.time()).with_kind(ValueType::Gauge);
+                for (k, v) in &m.tags {
+                    s.add_tag(k.as_str(), v.as_str());
+                }
+                for (k, v) in &sock.fields {
+                    if self.tagging.socket_tag(k) {
+                        let text = match v {
+                            FieldValue::String(t) => t.to_string(),
+                            FieldValue::Int(i) => i.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        s.add_tag(*k, text);
+                    } else {
+                        s.add_field(*k, v.clone());
+                    }
+                    if *k == "state" {
+                        s.add_field("pid", pid as i64);
+                    }
+                }
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The `procstat` metric of one process; None when it is gone.
+    fn process_metric(
         &mut self,
         acc: &Accumulator,
         slot: usize,
@@ -381,6 +575,9 @@ struct Env {
     ticks: f64,
     ncpu: usize,
     mem_total: u64,
+    /// The kernel's socket tables, read on first use in a gather.
+    sockets: HashMap<sockets::Proto, Result<sockets::Table, String>>,
+    socket_errors: std::collections::HashSet<sockets::Proto>,
 }
 
 fn env(paths: &HostPaths) -> Env {
@@ -406,6 +603,8 @@ fn env(paths: &HostPaths) -> Env {
         ticks: host::clock_ticks(),
         ncpu: std::thread::available_parallelism().map_or(1, |n| n.get()),
         mem_total,
+        sockets: HashMap::new(),
+        socket_errors: Default::default(),
     }
 }
 
@@ -413,7 +612,7 @@ fn env(paths: &HostPaths) -> Env {
 impl Input for Procstat {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
         if !self.filters.is_empty() {
-            self.gather_filters(acc);
+            self.gather_filters(acc).await;
             return Ok(());
         }
         self.gather_old(acc).await
@@ -422,9 +621,9 @@ impl Input for Procstat {
 
 impl Procstat {
     /// New-style: every filter block, its own `procstat_lookup` (tag `filter`).
-    fn gather_filters(&mut self, acc: &mut Accumulator) {
+    async fn gather_filters(&mut self, acc: &mut Accumulator) {
         let root = self.proc_root();
-        let env = env(&self.paths);
+        let mut env = env(&self.paths);
         let mut alive = std::collections::HashSet::new();
         let filters = std::mem::take(&mut self.filters);
         for (slot, f) in filters.iter().enumerate() {
@@ -442,7 +641,7 @@ impl Procstat {
                     }
                     acc.add(m);
                 };
-            let groups = match f.apply(&root) {
+            let groups = match f.apply(&root).await {
                 Ok(g) => g,
                 Err(e) => {
                     lookup(acc, 0, 0, 1, None);
@@ -460,10 +659,9 @@ impl Procstat {
                     tags.push(("level", g.level.to_string()));
                 }
                 for pid in &g.pids {
-                    if let Some(m) = self.process(acc, slot, *pid, &tags, &env) {
+                    if self.process(acc, slot, *pid, &tags, &mut env) {
                         running.insert(*pid);
                         alive.insert((slot, *pid));
-                        acc.add(m);
                     }
                 }
                 if self.tag_level {
@@ -501,22 +699,22 @@ impl Procstat {
                 return Err(e);
             }
         };
-        let env = env(&self.paths);
+        let mut env = env(&self.paths);
         let mut count = 0i64;
         let mut running = std::collections::HashSet::new();
         for f in &found {
             count += f.pids.len() as i64;
             for pid in &f.pids {
-                if let Some(m) = self.process(acc, 0, *pid, &f.tags, &env) {
+                if self.process(acc, 0, *pid, &f.tags, &mut env) {
                     running.insert(*pid);
-                    acc.add(m);
                 }
             }
+            // Later groups' tags win, as Telegraf merges them into one map.
             for t in &f.tags {
                 lookup_tags.push((t.0, t.1.clone()));
             }
         }
-        if found.is_empty() {
+        if found.is_empty() || matches!(self.selector, Selector::Supervisor(_)) {
             lookup_tags.push((self.selector_tag.0, self.selector_tag.1.clone()));
         }
         self.previous.retain(|(_, pid), _| running.contains(pid));
@@ -533,25 +731,16 @@ impl Procstat {
     }
 }
 
-fn unsupported(key: &str) -> BuildError {
-    config_error(
-        key,
-        "is not supported by sonde's procstat yet (supported selectors: pid_file, exe, \
-         pattern, user, cgroup)"
-            .into(),
-    )
-}
-
 fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let cfg: Config = parse_config(table)?;
-    if !cfg.systemd_unit.is_empty() || cfg.include_systemd_children {
-        return Err(unsupported("systemd_unit"));
-    }
-    if !cfg.supervisor_units.is_empty() {
-        return Err(unsupported("supervisor_units"));
-    }
     if !cfg.win_service.is_empty() {
-        return Err(unsupported("win_service"));
+        return Err(config_error(
+            "win_service",
+            "Windows services are not supported on this OS".into(),
+        ));
+    }
+    if cfg.include_systemd_children && cfg.systemd_unit.is_empty() {
+        tracing::warn!("procstat: include_systemd_children has no effect without systemd_unit");
     }
     let filters = cfg
         .filter
@@ -563,15 +752,14 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
         || !cfg.exe.is_empty()
         || !cfg.pattern.is_empty()
         || !cfg.user.is_empty()
-        || !cfg.cgroup.is_empty();
+        || !cfg.cgroup.is_empty()
+        || !cfg.systemd_unit.is_empty()
+        || !cfg.supervisor_units.is_empty();
     if !filters.is_empty() && old_style {
         return Err(config_error(
             "filter",
             "cannot operate in mixed mode with filters and old-style config".into(),
         ));
-    }
-    if !cfg.socket_protocols.is_empty() {
-        return Err(unsupported("socket_protocols"));
     }
     let mut props = Props::default();
     for p in &cfg.properties {
@@ -580,7 +768,7 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
             "limits" => props.limits = true,
             "memory" => props.memory = true,
             "mmap" => props.mmap = true,
-            "sockets" => return Err(unsupported("properties")),
+            "sockets" => props.sockets = socket_protocols(&cfg.socket_protocols)?,
             other => {
                 return Err(config_error(
                     "properties",
@@ -598,12 +786,25 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
             "status" => tagging.status = true,
             "user" => tagging.user = true,
             "level" => tagging.level = true,
-            "protocol" | "state" | "src" | "src_port" | "dest" | "dest_port" | "name" => {
+            "child_level" | "parent_pid" => tracing::warn!(
+                "procstat: tag_with {t:?} has no effect (as in Telegraf): the filter blocks' \
+                 child processes always carry parent_pid, and \"level\" tags the level"
+            ),
+            "protocol" | "state" | "src" | "src_port" | "dest" | "dest_port" | "name"
+                if props.sockets.is_empty() =>
+            {
                 return Err(config_error(
                     "tag_with",
                     format!("socket tagging option {t:?} specified without sockets enabled"),
                 ));
             }
+            "protocol" => tagging.protocol = true,
+            "state" => tagging.state = true,
+            "src" => tagging.src = true,
+            "src_port" => tagging.src_port = true,
+            "dest" => tagging.dest = true,
+            "dest_port" => tagging.dest_port = true,
+            "name" => tagging.name = true,
             other => {
                 return Err(config_error(
                     "tag_with",
@@ -639,8 +840,26 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
     let re = |key: &str, p: &str| {
         regex::Regex::new(p).map_err(|e| config_error(key, format!("bad pattern {p:?}: {e}")))
     };
+    if !cfg.socket_protocols.is_empty() && props.sockets.is_empty() {
+        tracing::warn!(
+            "procstat: socket_protocols has no effect without \"sockets\" in properties"
+        );
+    }
+    let pattern = cfg.pattern.clone();
     // Telegraf's order of precedence.
-    let (selector, tag) = if !cfg.cgroup.is_empty() {
+    let (selector, tag) = if !cfg.supervisor_units.is_empty() {
+        (
+            Selector::Supervisor(cfg.supervisor_units.clone()),
+            ("supervisor_unit", cfg.supervisor_units.join(";")),
+        )
+    } else if !cfg.systemd_unit.is_empty() {
+        let tag = ("systemd_unit", cfg.systemd_unit.clone());
+        if cfg.include_systemd_children {
+            (Selector::SystemdChildren(cfg.systemd_unit), tag)
+        } else {
+            (Selector::Systemd(cfg.systemd_unit), tag)
+        }
+    } else if !cfg.cgroup.is_empty() {
         (Selector::Cgroup(cfg.cgroup.clone()), ("cgroup", cfg.cgroup))
     } else if !cfg.pid_file.is_empty() {
         (
@@ -661,13 +880,15 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
     } else {
         return Err(config_error(
             "pid_file",
-            "no selector: set one of pid_file, exe, pattern, user or cgroup, or filter blocks"
+            "no selector: set one of pid_file, exe, pattern, user, cgroup, systemd_unit or \
+             supervisor_units, or filter blocks"
                 .into(),
         ));
     };
     Ok(InputPlugin::Polled(Box::new(Procstat {
         selector,
         selector_tag: tag,
+        pattern,
         pgrep,
         pid_finder: if pgrep {
             "pgrep".into()
@@ -681,14 +902,44 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
         props,
         paths: HostPaths::from_env(),
         previous: HashMap::new(),
+        fallback_warned: Default::default(),
         tag_level: tagging.level,
         filters,
     })))
 }
 
+/// Telegraf's checks of `socket_protocols` (with the sockets property): empty means all.
+fn socket_protocols(list: &[String]) -> Result<Vec<sockets::Proto>, BuildError> {
+    let err = |m: String| Err(config_error("socket_protocols", m));
+    if list.is_empty() {
+        return Ok(sockets::Proto::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for p in list {
+        if p == "all" {
+            if list.len() > 1 {
+                return err(
+                    "additional 'socket_protocol' settings besides 'all' are not allowed".into(),
+                );
+            }
+            return Ok(sockets::Proto::ALL.to_vec());
+        }
+        let Some(proto) = sockets::Proto::parse(p) else {
+            return err(format!(
+                "invalid 'socket_protocol' setting {p:?}: expected all, tcp4, tcp6, udp4, udp6 or unix"
+            ));
+        };
+        if out.contains(&proto) {
+            return err(format!("duplicate {p:?} in 'socket_protocol' setting"));
+        }
+        out.push(proto);
+    }
+    Ok(out)
+}
+
 pub const SPEC: InputSpec = InputSpec {
     name: "procstat",
-    description: "Per-process CPU, memory, I/O, file descriptors and limits (Telegraf's procstat)",
+    description: "Per-process CPU, memory, I/O, file descriptors, limits and sockets (Telegraf's procstat)",
     sample: include_str!("sample.toml"),
     format: Format::None,
     build,
@@ -718,9 +969,35 @@ mod tests {
     #[test]
     fn options_are_checked() {
         assert!(err("").contains("no selector"));
-        assert!(err("exe = 'x'\nsystemd_unit = 'a.service'").starts_with("systemd_unit"));
-        assert!(err("exe = 'x'\nproperties = ['sockets']").contains("not supported"));
+        assert_eq!(err("exe = 'x'\nsystemd_unit = 'a.service'"), "ok");
+        assert_eq!(
+            err("supervisor_units = ['a']\ninclude_systemd_children = true"),
+            "ok"
+        );
+        assert!(err("win_service = 'x'").starts_with("win_service"));
+        assert_eq!(err("exe = 'x'\nproperties = ['sockets']"), "ok");
+        assert_eq!(err("exe = 'x'\nsocket_protocols = ['tcp4']"), "ok");
         assert!(err("exe = 'x'\ntag_with = ['src']").contains("without sockets"));
+        assert_eq!(
+            err("exe = 'x'\nproperties = ['sockets']\ntag_with = ['src', 'state', 'name']"),
+            "ok"
+        );
+        assert_eq!(
+            err("exe = 'x'\ntag_with = ['parent_pid', 'child_level']"),
+            "ok"
+        );
+        for (protos, msg) in [
+            ("['all', 'tcp4']", "besides 'all'"),
+            ("['tcp4', 'tcp4']", "duplicate"),
+            ("['sctp']", "invalid"),
+        ] {
+            let e = err(&format!(
+                "exe = 'x'\nproperties = ['sockets']\nsocket_protocols = {protos}"
+            ));
+            assert!(e.starts_with("socket_protocols") && e.contains(msg), "{e}");
+        }
+        assert!(err("systemd_unit = 'a'\n[[filter]]\nname = 'a'").contains("mixed mode"));
+        assert!(err("supervisor_units = ['a']\n[[filter]]\nname = 'a'").contains("mixed mode"));
         assert!(err("exe = '('").starts_with("exe"));
         assert!(err("exe = 'x'\nmode = 'bsd'").starts_with("mode"));
         assert!(err("exe = 'x'\npid_finder = 'ps'").starts_with("pid_finder"));
@@ -731,9 +1008,18 @@ mod tests {
         );
         assert!(err("[[filter]]\npatterns = ['x']").contains("must be named"));
         assert!(err("exe = 'x'\n[[filter]]\nname = 'a'").contains("mixed mode"));
+        assert_eq!(err("[[filter]]\nname = 'a'\nsystemd_units = ['x*']"), "ok");
+        assert_eq!(
+            err("[[filter]]\nname = 'a'\nsupervisor_units = ['x']"),
+            "ok"
+        );
         assert!(
-            err("[[filter]]\nname = 'a'\nsystemd_units = ['x']")
-                .starts_with("filter.0.systemd_units")
+            err("[[filter]]\nname = 'a'\nsystemd_units = ['x']\nsupervisor_units = ['y']")
+                .contains("\"systemd_units, supervisor_units\"")
+        );
+        assert!(
+            err("[[filter]]\nname = 'a'\nwin_services = ['x']")
+                .starts_with("filter.0.win_services")
         );
         assert!(
             err("[[filter]]\nname = 'a'\npid_files = ['p']\ncgroups = ['c']")

@@ -1,5 +1,6 @@
 //! Reading one process from /proc (Linux).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// What /proc/<pid>/stat says (fields after the command name).
@@ -226,6 +227,19 @@ pub fn cgroup_pids(cg: &str) -> anyhow::Result<Vec<(String, Vec<i32>)>> {
         out.push((item.display().to_string(), pids));
     }
     Ok(out)
+}
+
+/// Parent pid -> child pids, from every /proc/<pid>/stat.
+pub fn children_map(root: &Path) -> std::io::Result<HashMap<i32, Vec<i32>>> {
+    let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
+    for pid in pids(root)? {
+        if let Ok(text) = std::fs::read_to_string(dir(root, pid).join("stat"))
+            && let Some(st) = parse_stat(&text)
+        {
+            map.entry(st.ppid as i32).or_default().push(pid);
+        }
+    }
+    Ok(map)
 }
 
 /// The command line with NULs as spaces, trailing ones removed.
