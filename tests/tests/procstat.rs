@@ -43,7 +43,10 @@ impl Line {
 /// Line protocol with tag values free of spaces; string fields may hold spaces (quoted).
 fn parse(text: &str) -> Vec<Line> {
     let mut out = Vec::new();
-    for l in text.lines().filter(|l| l.starts_with("procstat")) {
+    // A string field (another process's cmdline) may hold a raw newline inside its quotes,
+    // as Telegraf writes it: split lines outside quotes only.
+    let lines = sonde_tests::split_lp(text, '\n');
+    for l in lines.iter().filter(|l| l.starts_with("procstat")) {
         // The series ends at the first space not escaped (tag values may hold `\ `).
         let b = l.as_bytes();
         let cut = (0..b.len())
