@@ -399,9 +399,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
 /// splitting, so arguments may hold spaces and quotes); a string is split shell-like.
 fn command_argv(entry: &toml::Value) -> Result<Vec<String>, String> {
     let argv = match entry {
-        toml::Value::String(line) => {
-            split_command(line).map_err(|e| format!("{e} in {line:?}"))?
-        }
+        toml::Value::String(line) => split_command(line).map_err(|e| format!("{e} in {line:?}"))?,
         toml::Value::Array(words) => words
             .iter()
             .map(|w| match w {
@@ -528,7 +526,11 @@ mod tests {
     async fn array_commands_keep_spaces_and_quotes_in_arguments() {
         let dir = temp_dir("array");
         // One metric per argument: its spaces as "_", its length as the value.
-        let s = script(&dir, "each.sh", "for a in \"$@\"; do echo \"$(printf %s \"$a\" | tr ' ' _) ${#a}\"; done");
+        let s = script(
+            &dir,
+            "each.sh",
+            "for a in \"$@\"; do echo \"$(printf %s \"$a\" | tr ' ' _) ${#a}\"; done",
+        );
         let mut input = exec(&format!(
             "commands = [['{s}', 'two words', \"it's\"]]\ncommand = '{s} \"x y\" z'"
         ))
@@ -549,12 +551,23 @@ mod tests {
     #[tokio::test]
     async fn non_zero_exit_parses_nothing_unless_ignore_error() {
         let dir = temp_dir("ignore");
-        let s = script(&dir, "partial.sh", "echo done 1\necho 'E! half failed' >&2\nexit 1");
+        let s = script(
+            &dir,
+            "partial.sh",
+            "echo done 1\necho 'E! half failed' >&2\nexit 1",
+        );
         let mut strict = exec(&format!("commands = [['{s}']]")).unwrap();
         let acc = gather(&mut strict).await;
-        assert!(acc.metrics.is_empty(), "Telegraf parses nothing on a failure");
+        assert!(
+            acc.metrics.is_empty(),
+            "Telegraf parses nothing on a failure"
+        );
         assert_eq!(acc.errors.len(), 1);
-        assert!(acc.errors[0].contains("exit status: 1"), "{}", acc.errors[0]);
+        assert!(
+            acc.errors[0].contains("exit status: 1"),
+            "{}",
+            acc.errors[0]
+        );
         let mut lenient = exec(&format!(
             "commands = [['{s}']]\nignore_error = true\nlog_stderr = true"
         ))

@@ -243,6 +243,8 @@ struct Parsed {
     events: Vec<Metric>,
 }
 
+type Tags = Vec<(Str, Str)>;
+
 /// Sets a tag, replacing an earlier one of the same key.
 fn set_tag(tags: &mut Vec<(Str, Str)>, k: &str, v: &str) {
     match tags.iter_mut().find(|(key, _)| key == k) {
@@ -434,7 +436,7 @@ impl Parser {
     /// Measurement, field and tags of a bucket `name[,tag=value...]`, as Telegraf derives them:
     /// sanitised, cut at whitespace, through the templates (whose tags win over the bucket's),
     /// then `convert_names`.
-    fn parse_name(&self, bucket: &str) -> Result<(Str, Str, Vec<(Str, Str)>), String> {
+    fn parse_name(&self, bucket: &str) -> Result<(Str, Str, Tags), String> {
         let mut parts = bucket.split(',');
         let raw = parts.next().unwrap_or_default();
         let sanitized;
