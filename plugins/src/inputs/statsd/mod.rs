@@ -1785,6 +1785,67 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
+    /// The timer field (`tr`) of the established TCP sockets whose local port is `port`, from
+    /// /proc/net/tcp: 2 means the keep-alive timer runs.
+    fn server_side_timers(port: u16) -> Vec<String> {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                let local_port = u16::from_str_radix(cols[1].rsplit(':').next()?, 16).ok()?;
+                (local_port == port && cols[3] == "01")
+                    .then(|| cols[5].split(':').next().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tcp_keep_alive_arms_the_timer_on_accepted_connections() {
+        for (keep, want) in [(true, "02"), (false, "00")] {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let t: toml::Table = toml::from_str(&format!(
+                "protocol = \"tcp\"\nservice_address = \"127.0.0.1:{port}\"\n\
+                 tcp_keep_alive = {keep}\ntcp_keep_alive_period = \"30s\""
+            ))
+            .unwrap();
+            let InputPlugin::Service(svc) = build(t, &BuildContext::default()).unwrap() else {
+                panic!()
+            };
+            let (sink, _rx) = crate::plugin::test_sink(16);
+            let (stop, shutdown) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(svc.run(ServiceContext {
+                sink,
+                interval: Duration::from_secs(10),
+                shutdown,
+            }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let ok = {
+                let mut found = Vec::new();
+                for _ in 0..50 {
+                    // The kernel establishes it before the server accepts and sets it up.
+                    found = server_side_timers(port);
+                    if found == [want] {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                found
+            };
+            assert_eq!(ok, [want], "tcp_keep_alive = {keep}");
+            stop.send(true).unwrap();
+            task.await.unwrap().unwrap();
+        }
+    }
+
     #[test]
     fn full_queue_drops_and_counts() {
         let (tx, _rx) = flume::bounded(1);
