@@ -194,9 +194,13 @@ impl Templates {
 
     /// Measurement, field and tags for a bucket name (without its `,tag=value` part).
     pub fn apply(&self, name: &str) -> Applied {
-        let parts: Vec<&str> = name.split(self.root_separator.as_str()).collect();
+        let parts = split(name, &self.root_separator);
         let t = &self.templates[self.root.search(&parts).unwrap_or(self.default)];
-        let fields: Vec<&str> = name.split(t.separator.as_str()).collect();
+        let fields = if t.separator == self.root_separator {
+            parts
+        } else {
+            split(name, &t.separator)
+        };
         let (mut measurement, mut field) = (Vec::new(), Vec::new());
         let mut tags: Vec<(Str, Vec<&str>)> = t
             .tags
@@ -226,6 +230,15 @@ impl Templates {
                 .map(|(k, v)| (k, v.join(&self.joiner).into()))
                 .collect(),
         }
+    }
+}
+
+/// Splits on the separator; a one-byte separator (the usual ".") splits by byte, cheaper
+/// than a substring search.
+fn split<'a>(s: &'a str, sep: &str) -> Vec<&'a str> {
+    match sep.as_bytes() {
+        [b] if b.is_ascii() => s.split(*b as char).collect(),
+        _ => s.split(sep).collect(),
     }
 }
 
