@@ -798,7 +798,8 @@ struct Shared {
 impl Shared {
     fn handle_packet(&self, packet: &[u8], source: Option<IpAddr>, time: i64) {
         let text = String::from_utf8_lossy(packet);
-        let source = source.map(|ip| ip.to_string());
+        // An IPv4 sender on a dual-stack socket is named as IPv4, as Go prints it.
+        let source = source.map(|ip| ip.to_canonical().to_string());
         let mut parsed = Parsed::default();
         for line in text.split('\n') {
             if let Err(e) = self
