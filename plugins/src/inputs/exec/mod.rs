@@ -1,9 +1,12 @@
 //! `inputs.exec`: runs commands and parses what they print in the `data_format`.
 //!
-//! Each command line is split shell-like (quotes respected, no shell is involved); a glob in
-//! the program path runs every matching program. Commands run concurrently; a command that
-//! exits non-zero or outruns `timeout` is killed (with its process group) and reported as a
-//! gather error carrying the start of its stderr.
+//! Each command is an array `["program", "arg", ...]` (Telegraf's current form, no splitting at
+//! all) or a string split shell-like (quotes respected, no shell is involved); a glob in the
+//! program path runs every matching program. Commands run concurrently. A command that exits
+//! non-zero is a gather error carrying the start of its stderr and nothing it printed is parsed,
+//! unless `ignore_error` is set (then its output is parsed as if it had succeeded, as Telegraf
+//! does). A command that outruns `timeout` is killed with its process group and reported.
+//! `log_stderr` logs each stderr line, at the level its `E!`/`W!`/`I!`/`D!`/`T!` prefix names.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,17 +27,25 @@ const MAX_STDERR: usize = 512;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Config {
-    commands: Vec<String>,
+    /// Each entry an array of program and arguments, or a string split shell-like.
+    commands: Vec<toml::Value>,
+    /// Telegraf's legacy single command, run after `commands`.
+    command: Option<String>,
     timeout: config_types::Duration,
     environment: Vec<String>,
+    ignore_error: bool,
+    log_stderr: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             commands: Vec::new(),
+            command: None,
             timeout: config_types::Duration::from_secs(5),
             environment: Vec::new(),
+            ignore_error: false,
+            log_stderr: false,
         }
     }
 }
@@ -45,13 +56,27 @@ pub struct Exec {
     timeout: Duration,
     environment: Arc<Vec<(String, String)>>,
     parser: Arc<dyn Parser>,
+    ignore_error: bool,
+    log_stderr: bool,
+    /// The plugin's alias or name, for the stderr log lines.
+    id: String,
 }
 
 /// What one run of a command produced.
 struct Run {
     /// The command line, for errors.
     line: String,
-    result: Result<Vec<u8>, String>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    /// Why the run failed: a start failure, a timeout or a non-zero exit.
+    failure: Option<Failure>,
+}
+
+enum Failure {
+    /// It could not be started or waited for: there is no output at all.
+    Start(String),
+    TimedOut(Duration),
+    Exit(std::process::ExitStatus),
 }
 
 #[async_trait]
@@ -74,20 +99,75 @@ impl Input for Exec {
                     continue;
                 }
             };
-            match run.result {
-                Ok(stdout) => {
-                    let mut metrics = Vec::new();
-                    for e in self.parser.parse(&stdout, acc.time(), &mut metrics) {
-                        acc.add_error(format!("exec: command {:?}: output {e}", run.line));
-                    }
-                    for m in metrics {
-                        acc.add(m);
+            match &run.failure {
+                None => {}
+                Some(Failure::Start(e)) => {
+                    acc.add_error(format!("exec: command {:?}: {e}", run.line));
+                    continue;
+                }
+                // A timeout is reported even with ignore_error: it is not an exit code. What
+                // the command printed before it was killed is still parsed when errors are
+                // ignored.
+                Some(Failure::TimedOut(t)) => {
+                    acc.add_error(format!(
+                        "exec: command {:?}: timed out after {t:?}{}",
+                        run.line,
+                        stderr_suffix(&run.stderr)
+                    ));
+                    if !self.ignore_error {
+                        continue;
                     }
                 }
-                Err(e) => acc.add_error(format!("exec: command {:?}: {e}", run.line)),
+                Some(Failure::Exit(status)) if !self.ignore_error => {
+                    // As Telegraf: an error, and nothing of its output is parsed or logged.
+                    acc.add_error(format!(
+                        "exec: command {:?}: {status}{}",
+                        run.line,
+                        stderr_suffix(&run.stderr)
+                    ));
+                    continue;
+                }
+                Some(Failure::Exit(status)) => {
+                    tracing::debug!(input = %self.id, command = %run.line, %status, "exec: non-zero exit ignored (ignore_error)");
+                }
+            }
+            if self.log_stderr {
+                log_stderr(&self.id, &run.line, &run.stderr);
+            }
+            let mut metrics = Vec::new();
+            for e in self.parser.parse(&run.stdout, acc.time(), &mut metrics) {
+                acc.add_error(format!("exec: command {:?}: output {e}", run.line));
+            }
+            for m in metrics {
+                acc.add(m);
             }
         }
         Ok(())
+    }
+}
+
+/// Logs each non-blank stderr line; a leading `E! `, `W! `, `I! `, `D! ` or `T! ` picks the
+/// level (and is removed), anything else is logged as an error, as Telegraf does.
+fn log_stderr(id: &str, command: &str, stderr: &[u8]) {
+    for line in String::from_utf8_lossy(stderr).lines() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (level, msg) = match line.get(..3) {
+            Some("E! ") => (tracing::Level::ERROR, &line[3..]),
+            Some("W! ") => (tracing::Level::WARN, &line[3..]),
+            Some("I! ") => (tracing::Level::INFO, &line[3..]),
+            Some("D! ") => (tracing::Level::DEBUG, &line[3..]),
+            Some("T! ") => (tracing::Level::TRACE, &line[3..]),
+            _ => (tracing::Level::ERROR, line),
+        };
+        match level {
+            tracing::Level::ERROR => tracing::error!(input = %id, command, "{msg}"),
+            tracing::Level::WARN => tracing::warn!(input = %id, command, "{msg}"),
+            tracing::Level::INFO => tracing::info!(input = %id, command, "{msg}"),
+            tracing::Level::DEBUG => tracing::debug!(input = %id, command, "{msg}"),
+            _ => tracing::trace!(input = %id, command, "{msg}"),
+        }
     }
 }
 
@@ -116,15 +196,25 @@ fn expand_glob(argv: &[String]) -> Vec<Vec<String>> {
 
 async fn run(argv: Vec<String>, env: Arc<Vec<(String, String)>>, timeout: Duration) -> Run {
     let line = argv.join(" ");
-    let result = run_inner(&argv, &env, timeout).await;
-    Run { line, result }
+    let mut run = Run {
+        line,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        failure: None,
+    };
+    run.failure = run_inner(&argv, &env, timeout, &mut run.stdout, &mut run.stderr)
+        .await
+        .err();
+    run
 }
 
 async fn run_inner(
     argv: &[String],
     env: &[(String, String)],
     timeout: Duration,
-) -> Result<Vec<u8>, String> {
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+) -> Result<(), Failure> {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -135,17 +225,17 @@ async fn run_inner(
     // Its own process group, so a timeout also kills what a script started.
     #[cfg(unix)]
     cmd.process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Failure::Start(format!("cannot start: {e}")))?;
     let pid = child.id();
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
-    let mut out = Vec::new();
-    let mut err = Vec::new();
     let done = tokio::time::timeout(timeout, async {
         let (status, _, _) = tokio::join!(
             child.wait(),
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err)
+            stdout.read_to_end(out),
+            stderr.read_to_end(err)
         );
         status
     })
@@ -161,14 +251,11 @@ async fn run_inner(
                 }
             }
             let _ = child.kill().await;
-            Err(format!(
-                "timed out after {timeout:?}{}",
-                stderr_suffix(&err)
-            ))
+            Err(Failure::TimedOut(timeout))
         }
-        Ok(Err(e)) => Err(format!("waiting for it: {e}")),
-        Ok(Ok(status)) if !status.success() => Err(format!("{status}{}", stderr_suffix(&err))),
-        Ok(Ok(_)) => Ok(out),
+        Ok(Err(e)) => Err(Failure::Start(format!("waiting for it: {e}"))),
+        Ok(Ok(status)) if !status.success() => Err(Failure::Exit(status)),
+        Ok(Ok(_)) => Ok(()),
     }
 }
 
@@ -253,13 +340,23 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
     let bad =
         |path: Vec<String>, message: String| BuildError::Config(ConfigError { path, message });
     let mut commands = Vec::new();
-    for (i, line) in cfg.commands.iter().enumerate() {
+    for (i, entry) in cfg.commands.iter().enumerate() {
         let at = || vec!["commands".to_string(), i.to_string()];
-        let argv = split_command(line).map_err(|e| bad(at(), format!("{e} in {line:?}")))?;
-        if argv.is_empty() {
-            return Err(bad(at(), "empty command".into()));
-        }
-        commands.push(argv);
+        commands.push(command_argv(entry).map_err(|e| bad(at(), e))?);
+    }
+    if let Some(line) = &cfg.command {
+        tracing::warn!(
+            "{}: \"command\" is deprecated (as in Telegraf): use commands = [{}]",
+            ctx.id,
+            split_command(line)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let value = toml::Value::String(line.clone());
+        commands.push(command_argv(&value).map_err(|e| bad(vec!["command".into()], e))?);
     }
     let mut environment = Vec::new();
     for (i, kv) in cfg.environment.iter().enumerate() {
@@ -277,6 +374,12 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
             "timeout must be above zero".into(),
         ));
     }
+    if commands.is_empty() {
+        return Err(bad(
+            vec!["commands".into()],
+            "no command specified (set commands = [[\"program\", \"arg\"]])".into(),
+        ));
+    }
     let parser = ctx
         .parser
         .clone()
@@ -286,7 +389,39 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         timeout: cfg.timeout.get(),
         environment: Arc::new(environment),
         parser,
+        ignore_error: cfg.ignore_error,
+        log_stderr: cfg.log_stderr,
+        id: ctx.id.clone(),
     })))
+}
+
+/// One `commands` entry as program and arguments: an array is taken word for word (no
+/// splitting, so arguments may hold spaces and quotes); a string is split shell-like.
+fn command_argv(entry: &toml::Value) -> Result<Vec<String>, String> {
+    let argv = match entry {
+        toml::Value::String(line) => split_command(line).map_err(|e| format!("{e} in {line:?}"))?,
+        toml::Value::Array(words) => words
+            .iter()
+            .map(|w| match w {
+                toml::Value::String(s) => Ok(s.clone()),
+                other => Err(format!(
+                    "command {entry} has the entry {other} of type {}, expected a string",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        other => {
+            return Err(format!(
+                "a command is an array of strings or a string, not a {}",
+                other.type_str()
+            ));
+        }
+    };
+    match argv.first() {
+        None => Err("empty command".into()),
+        Some(p) if p.is_empty() => Err("empty program name".into()),
+        Some(_) => Ok(argv),
+    }
 }
 
 pub const SPEC: InputSpec = InputSpec {
@@ -385,6 +520,91 @@ mod tests {
         assert!(acc.errors.is_empty(), "{:?}", acc.errors);
         assert_eq!(names(&acc), ["first Some(Int(2))", "env Some(Int(41))"]);
         assert_eq!(acc.metrics[0].time, 7);
+    }
+
+    #[tokio::test]
+    async fn array_commands_keep_spaces_and_quotes_in_arguments() {
+        let dir = temp_dir("array");
+        // One metric per argument: its spaces as "_", its length as the value.
+        let s = script(
+            &dir,
+            "each.sh",
+            "for a in \"$@\"; do echo \"$(printf %s \"$a\" | tr ' ' _) ${#a}\"; done",
+        );
+        let mut input = exec(&format!(
+            "commands = [['{s}', 'two words', \"it's\"]]\ncommand = '{s} \"x y\" z'"
+        ))
+        .unwrap();
+        let acc = gather(&mut input).await;
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        assert_eq!(
+            names(&acc),
+            [
+                "two_words Some(Int(9))",
+                "it's Some(Int(4))",
+                "x_y Some(Int(3))",
+                "z Some(Int(1))"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn non_zero_exit_parses_nothing_unless_ignore_error() {
+        let dir = temp_dir("ignore");
+        let s = script(
+            &dir,
+            "partial.sh",
+            "echo done 1\necho 'E! half failed' >&2\nexit 1",
+        );
+        let mut strict = exec(&format!("commands = [['{s}']]")).unwrap();
+        let acc = gather(&mut strict).await;
+        assert!(
+            acc.metrics.is_empty(),
+            "Telegraf parses nothing on a failure"
+        );
+        assert_eq!(acc.errors.len(), 1);
+        assert!(
+            acc.errors[0].contains("exit status: 1"),
+            "{}",
+            acc.errors[0]
+        );
+        let mut lenient = exec(&format!(
+            "commands = [['{s}']]\nignore_error = true\nlog_stderr = true"
+        ))
+        .unwrap();
+        let acc = gather(&mut lenient).await;
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        assert_eq!(names(&acc), ["done Some(Int(1))"]);
+    }
+
+    #[tokio::test]
+    async fn ignore_error_still_reports_a_timeout_but_parses_what_came() {
+        let dir = temp_dir("ignore-timeout");
+        let s = script(&dir, "hang.sh", "echo early 5\nsleep 30");
+        let mut input = exec(&format!(
+            "commands = [['{s}']]\nignore_error = true\ntimeout = \"300ms\""
+        ))
+        .unwrap();
+        let acc = gather(&mut input).await;
+        assert_eq!(names(&acc), ["early Some(Int(5))"]);
+        assert_eq!(acc.errors.len(), 1);
+        assert!(acc.errors[0].contains("timed out"), "{}", acc.errors[0]);
+    }
+
+    #[test]
+    fn command_entries_of_the_wrong_shape_are_refused() {
+        let err = |t: &str| match exec(t) {
+            Err(BuildError::Config(c)) => (c.path, c.message),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("accepted {t}"),
+        };
+        assert_eq!(err("commands = [[]]").0, ["commands", "0"]);
+        assert_eq!(err("commands = [['a'], ['b', 3]]").0, ["commands", "1"]);
+        assert!(err("commands = [['b', 3]]").1.contains("integer"));
+        assert_eq!(err("commands = [5]").0, ["commands", "0"]);
+        assert_eq!(err("commands = [['']]").0, ["commands", "0"]);
+        assert_eq!(err("command = ''").0, ["command"]);
+        assert!(err("commands = []").1.contains("no command"));
     }
 
     #[tokio::test]

@@ -12,12 +12,14 @@ fn shared(datadog: bool, templates: &[&str]) -> Shared {
         parser: Parser {
             templates: Templates::new(&templates, "_").unwrap(),
             datadog,
+            distributions: datadog,
             keep_container: !datadog,
+            // The name options flip with datadog so both settings of each are explored.
+            sanitize_upstream: datadog,
+            convert_names: !datadog,
+            temporality: datadog.then_some("delta"),
         },
-        aggs: Mutex::new(Aggregates {
-            entries: HashMap::new(),
-            percentile_limit: 20,
-        }),
+        aggs: Mutex::new(Aggregates::new(20, 0)),
         parse_errors: Stat::default(),
         received: Stat::default(),
         refused: Stat::default(),
@@ -26,7 +28,11 @@ fn shared(datadog: bool, templates: &[&str]) -> Shared {
 
 fn config() -> Config {
     parse_config(
-        toml::from_str("percentiles = [0.0, 50.0, 99.9, 100.0]\ndelete_timings = false").unwrap(),
+        toml::from_str(
+            "percentiles = [0.0, 50.0, 99.9, 100.0]\ndelete_timings = false\n\
+         enable_aggregation_temporality = true\nmax_ttl = \"1h\"",
+        )
+        .unwrap(),
     )
     .unwrap()
 }
@@ -39,13 +45,21 @@ fn feed(packets: &[Vec<u8>], datadog: bool) -> Result<(), TestCaseError> {
     );
     let cfg = config();
     for p in packets {
-        sh.handle_packet(p);
+        sh.handle_packet(p, Some([127, 0, 0, 1].into()), 3);
     }
     for _ in 0..2 {
-        let out = Statsd::flush(&cfg, &mut sh.aggs.lock().unwrap(), 1);
+        let out = Statsd::flush(&cfg, &mut sh.aggs.lock().unwrap(), 1, Instant::now());
         for m in out {
             prop_assert!(!m.fields.is_empty(), "{m:?}");
-            prop_assert!(m.tag("metric_type").is_some(), "{m:?}");
+            prop_assert!(!m.name.is_empty(), "{m:?}");
+            prop_assert!(m.tags.iter().all(|(k, _)| !k.is_empty()), "{m:?}");
+            // Aggregates carry metric_type; events and service checks do not.
+            prop_assert!(
+                m.tag("metric_type").is_some()
+                    || m.field("text").is_some()
+                    || m.name == "statsd_service_check",
+                "{m:?}"
+            );
         }
     }
     Ok(())
@@ -53,7 +67,16 @@ fn feed(packets: &[Vec<u8>], datadog: bool) -> Result<(), TestCaseError> {
 
 /// Lines close to valid statsd: a bucket, values, types, rates and DogStatsD tags.
 fn near_valid() -> impl Strategy<Value = String> {
-    "([a-z._,=-]{0,8}(:[-+]?[0-9.eE]{0,6}(\\|(c|g|s|ms|h|d|x))?(\\|@[-0-9.eE]{0,4})?(\\|#[a-z:,]{0,8})?){0,3}\n?){1,4}"
+    "([a-z._,=/ -]{0,8}(:[-+]?[0-9.eE]{0,6}(\\|(c|g|s|ms|h|d|x))?(\\|@[-0-9.eE]{0,4})?(\\|#[a-z:,]{0,8})?(\\|c:[a-z0-9]{0,4})?){0,3}\n?){1,4}"
+}
+
+/// DogStatsD events and service checks, near valid: lengths that may or may not fit, and
+/// metadata fields of every kind.
+fn near_valid_datadog() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "_e\\{[0-9]{0,2},[0-9]{0,2}\\}:[a-zé ]{0,6}\\|[a-z\\\\n]{0,6}(\\|(d:[0-9]{0,3}|p:(low|normal|x)|h:[a-z]{0,3}|t:(error|info|x)|k:[a-z]{0,2}|s:[a-z]{0,2}|#[a-z:,]{0,6}|[a-z]{0,2})){0,4}",
+        "_sc\\|[a-z]{0,4}\\|[-0-9]{0,2}(\\|(d:[0-9]{0,12}|h:[a-z]{0,3}|m:[a-z\\\\n]{0,4}|#[a-z:,]{0,6}|[a-z]{0,2})){0,4}",
+    ]
 }
 
 proptest! {
@@ -81,6 +104,19 @@ proptest! {
         }
         feed(&packets, datadog)?;
     }
+
+    #[test]
+    fn statsd_never_panics_on_datadog_events_and_checks(
+        lines in prop::collection::vec(near_valid_datadog(), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut packets: Vec<Vec<u8>> = lines.into_iter().map(String::into_bytes).collect();
+        // Also a truncated copy of the first: lengths that run past the end.
+        let first = packets[0].clone();
+        packets.push(first[..cut.index(first.len() + 1)].to_vec());
+        feed(&packets, true)?;
+        feed(&packets, false)?;
+    }
 }
 
 #[test]
@@ -102,6 +138,15 @@ fn extreme_values_are_counted_not_panics() {
         "a:1|c|@-1",
         "a:1|c|#a:b:c,,,:",
         "a,=,=b:1|c",
+        "_e{1,1}:é|x",
+        "_e{99999999999999999999,1}:a|b",
+        "_e{18446744073709551615,1}:a|b",
+        "_e{,}:",
+        "_e{1,1}:a|b|",
+        "_sc|x|9",
+        "_sc||0",
+        "_sc|x|0|d:99999999999999999",
+        "x:1|d|#:,:a,b:",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
