@@ -978,6 +978,12 @@ impl ServiceInput for Statsd {
             &[("input", &id), ("address", &cfg.service_address)],
         );
         let dropped = stats.stat("dropped_messages");
+        // Telegraf's names for the listener's own counters.
+        stats
+            .stat("max_pending_messages")
+            .set(cfg.allowed_pending_messages as i64);
+        let pending = stats.stat("pending_messages");
+        let parse_time = stats.stat("parse_time_ns");
         let shared = Arc::new(Shared {
             parser,
             aggs: Mutex::new(Aggregates::new(cfg.percentile_limit, now_ns())),
@@ -991,17 +997,28 @@ impl ServiceInput for Statsd {
             Socket::Udp(sock) => {
                 tracing::info!(input = %id, address = %sock.local_addr()?, "statsd listening on UDP");
                 let dropped = dropped.clone();
+                let (packets, bytes, udp_dropped) = (
+                    stats.stat("udp_packets_received"),
+                    stats.stat("udp_bytes_received"),
+                    stats.stat("udp_packets_dropped"),
+                );
                 let mut sd = shutdown.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65536];
                     loop {
                         tokio::select! {
                             r = sock.recv_from(&mut buf) => match r {
-                                Ok((n, from)) => push(&tx, Message {
-                                    data: buf[..n].to_vec(),
-                                    source: Some(from.ip()),
-                                    time: now_ns(),
-                                }, &dropped),
+                                Ok((n, from)) => {
+                                    packets.incr();
+                                    bytes.add(n as i64);
+                                    if !push(&tx, Message {
+                                        data: buf[..n].to_vec(),
+                                        source: Some(from.ip()),
+                                        time: now_ns(),
+                                    }, &dropped) {
+                                        udp_dropped.incr();
+                                    }
+                                }
                                 Err(e) => tracing::debug!(error = %e, "statsd recv"),
                             },
                             _ = sd.wait_for(|s| *s) => break,
@@ -1017,6 +1034,12 @@ impl ServiceInput for Statsd {
                     .then(|| cfg.tcp_keep_alive_period.map(|d| d.get()));
                 let dropped = dropped.clone();
                 let current = stats.stat("tcp_current_connections");
+                stats.stat("tcp_max_connections").set(max as i64);
+                let total = stats.stat("tcp_total_connections");
+                let (packets, bytes) = (
+                    stats.stat("tcp_packets_received"),
+                    stats.stat("tcp_bytes_received"),
+                );
                 let errors = shared.parse_errors.clone();
                 let mut sd = shutdown.clone();
                 tokio::spawn(async move {
@@ -1052,7 +1075,9 @@ impl ServiceInput for Statsd {
                             );
                             continue;
                         };
+                        total.incr();
                         let (tx, dropped, current) = (tx.clone(), dropped.clone(), current.clone());
+                        let (packets, bytes) = (packets.clone(), bytes.clone());
                         let errors = errors.clone();
                         let mut sd = sd.clone();
                         current.incr();
@@ -1072,11 +1097,15 @@ impl ServiceInput for Statsd {
                                             tracing::warn!("statsd: closing a TCP connection whose line exceeds {MAX_TCP_LINE} bytes");
                                             break;
                                         }
-                                        Ok(_) => push(&tx, Message {
-                                            data: std::mem::take(&mut line),
-                                            source: Some(peer.ip()),
-                                            time: now_ns(),
-                                        }, &dropped),
+                                        Ok(n) => {
+                                            packets.incr();
+                                            bytes.add(n as i64);
+                                            push(&tx, Message {
+                                                data: std::mem::take(&mut line),
+                                                source: Some(peer.ip()),
+                                                time: now_ns(),
+                                            }, &dropped);
+                                        }
                                     },
                                     _ = sd.wait_for(|s| *s) => break,
                                 }
@@ -1092,9 +1121,13 @@ impl ServiceInput for Statsd {
         let parser_tasks: Vec<_> = (0..cfg.number_workers_threads.max(1))
             .map(|_| {
                 let (sh, rx) = (shared.clone(), rx.clone());
+                let (pending, parse_time) = (pending.clone(), parse_time.clone());
                 tokio::spawn(async move {
                     while let Ok(msg) = rx.recv_async().await {
+                        let started = std::time::Instant::now();
                         sh.handle_packet(&msg.data, msg.source, msg.time);
+                        parse_time.set(started.elapsed().as_nanos() as i64);
+                        pending.set(rx.len() as i64);
                     }
                 })
             })
@@ -1146,7 +1179,8 @@ impl Statsd {
     }
 }
 
-fn push(tx: &flume::Sender<Message>, msg: Message, dropped: &Stat) {
+/// Queues a message for the parsers; false (counted and logged) when the queue is full.
+fn push(tx: &flume::Sender<Message>, msg: Message, dropped: &Stat) -> bool {
     if tx.try_send(msg).is_err() {
         // Log the first drop and then every 1000th, not every packet.
         if dropped.get() % 1000 == 0 {
@@ -1156,7 +1190,9 @@ fn push(tx: &flume::Sender<Message>, msg: Message, dropped: &Stat) {
             );
         }
         dropped.incr();
+        return false;
     }
+    true
 }
 
 fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
@@ -1693,6 +1729,19 @@ mod tests {
             .unwrap();
         let a = got.iter().find(|m| m.name == "a").unwrap();
         assert_eq!(a.field("value"), Some(&FieldValue::Int(3)));
+        // Telegraf's self-metric names for the listener.
+        let me = crate::selfstat::snapshot(0, false)
+            .into_iter()
+            .find(|m| m.name == "internal_statsd" && m.tag("address") == Some(addr.as_str()))
+            .unwrap();
+        assert_eq!(me.field("udp_packets_received"), Some(&FieldValue::Int(1)));
+        assert_eq!(me.field("udp_bytes_received"), Some(&FieldValue::Int(17)));
+        assert_eq!(me.field("udp_packets_dropped"), Some(&FieldValue::Int(0)));
+        assert_eq!(
+            me.field("max_pending_messages"),
+            Some(&FieldValue::Int(10000))
+        );
+        assert!(matches!(me.field("parse_time_ns"), Some(FieldValue::Int(n)) if *n > 0));
         sock.send_to(b"c:1|c", &addr).unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         stop.send(true).unwrap();
@@ -1735,6 +1784,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(got[0].field("value"), Some(&FieldValue::Int(10)));
+        let me = crate::selfstat::snapshot(0, false)
+            .into_iter()
+            .find(|m| m.name == "internal_statsd" && m.tag("address") == Some(addr.as_str()))
+            .unwrap();
+        assert_eq!(me.field("tcp_packets_received"), Some(&FieldValue::Int(2)));
+        assert_eq!(me.field("tcp_bytes_received"), Some(&FieldValue::Int(12)));
+        assert_eq!(me.field("tcp_total_connections"), Some(&FieldValue::Int(1)));
+        assert_eq!(me.field("tcp_max_connections"), Some(&FieldValue::Int(250)));
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
     }
