@@ -190,7 +190,7 @@ pub fn build_serializer(
         "influx" => Ok(Arc::new(influx::InfluxSerializer {
             opts: influx::InfluxOptions {
                 sort_fields: cfg.influx_sort_fields.unwrap_or(false),
-                uint_support: cfg.influx_uint_support.unwrap_or(true),
+                uint_support: cfg.influx_uint_support.unwrap_or(false),
                 max_line_bytes: cfg.influx_max_line_bytes.unwrap_or(0),
             },
         })),
