@@ -45,7 +45,8 @@ pub trait Serializer: Send + Sync {
 #[serde(deny_unknown_fields)]
 pub struct ParserConfig {
     pub data_format: Option<String>,
-    /// `value` format: integer, float, string or boolean.
+    /// `value` format: integer (the default), float, string, boolean, base64, auto_integer or
+    /// auto_float.
     pub data_type: Option<String>,
     /// `value` format: the field name (default "value").
     pub value_field_name: Option<String>,
@@ -170,7 +171,7 @@ pub fn build_parser_with_name(
         )),
         "prometheus" => Ok(Arc::new(prometheus::PrometheusParser::default())),
         "value" => Ok(Arc::new(value::ValueParser {
-            data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or("float"))?,
+            data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or(""))?,
             field: cfg.value_field_name.as_deref().unwrap_or("value").into(),
             name: name("value"),
         })),
