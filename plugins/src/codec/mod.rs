@@ -56,6 +56,8 @@ pub struct ParserConfig {
     pub json_time_key: Option<String>,
     pub json_time_format: Option<String>,
     pub json_timezone: Option<String>,
+    /// `json` format: one bad object in an array rejects the payload (default true).
+    pub json_strict: Option<bool>,
     pub json_string_fields: Option<Vec<String>>,
     pub tag_keys: Option<Vec<String>>,
     /// `influx` format: precision of timestamps without one given by the caller.
@@ -90,6 +92,7 @@ pub const PARSER_KEYS: &[&str] = &[
     "json_time_key",
     "json_time_format",
     "json_timezone",
+    "json_strict",
     "json_string_fields",
     "tag_keys",
     "influx_timestamp_precision",
@@ -143,18 +146,24 @@ pub fn build_parser_with_name(
         }
         "json" => Ok(Arc::new(json::JsonParser {
             name: name("json"),
-            name_key: cfg.json_name_key.clone(),
+            name_key: cfg.json_name_key.clone().filter(|k| !k.is_empty()),
             query: cfg.json_query.clone(),
-            time_key: cfg.json_time_key.clone(),
-            time_format: match &cfg.json_time_format {
-                Some(f) => json::TimeFormat::from_name(f)?,
-                None if cfg.json_time_key.is_some() => {
+            time_key: cfg.json_time_key.clone().filter(|k| !k.is_empty()),
+            time_format: match cfg.json_time_format.as_deref().filter(|f| !f.is_empty()) {
+                Some(f) => json::TimeFormat::from_name(f)
+                    .map_err(|e| anyhow::anyhow!("json_time_format: {e}"))?,
+                None if cfg.json_time_key.as_deref().is_some_and(|k| !k.is_empty()) => {
                     anyhow::bail!(
-                        "json_time_key needs json_time_format (e.g. \"unix\" or \"RFC3339\")"
+                        "json_time_key needs json_time_format (e.g. \"unix\" or \"2006-01-02T15:04:05Z07:00\")"
                     )
                 }
                 None => json::TimeFormat::Unix(1_000_000_000),
             },
+            location: crate::common::timestamp::Location::from_name(
+                cfg.json_timezone.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| anyhow::anyhow!("json_timezone: {e}"))?,
+            strict: cfg.json_strict.unwrap_or(true),
             string_fields: cfg.json_string_fields.clone().unwrap_or_default(),
             tag_keys: cfg.tag_keys.clone().unwrap_or_default(),
         })),
@@ -207,5 +216,52 @@ pub fn build_serializer(
         other => anyhow::bail!(
             "unknown data_format {other:?} for a serializer (expected influx, json or prometheus)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ser(cfg: &SerializerConfig, m: &Metric) -> String {
+        let mut out = Vec::new();
+        build_serializer(cfg, "influx")
+            .unwrap()
+            .serialize(std::slice::from_ref(m), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn influx_data_format_writes_unsigned_as_telegraf_by_default() {
+        let m = Metric::new("mem", 1)
+            .with_field("free", 5u64)
+            .with_field("big", u64::MAX);
+        assert_eq!(
+            ser(&SerializerConfig::default(), &m),
+            "mem free=5i,big=9223372036854775807i 1\n"
+        );
+        let on = SerializerConfig {
+            influx_uint_support: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(ser(&on, &m), "mem free=5u,big=18446744073709551615u 1\n");
+    }
+
+    #[test]
+    fn json_options_are_checked_when_built() {
+        let cfg = |f: &str, tz: &str| ParserConfig {
+            data_format: Some("json".into()),
+            json_time_key: Some("t".into()),
+            json_time_format: Some(f.into()),
+            json_timezone: Some(tz.into()),
+            ..Default::default()
+        };
+        assert!(build_parser(&cfg("2006-01-02 15:04:05", "Europe/Berlin"), "json").is_ok());
+        let e = build_parser(&cfg("unix", "Mars/Olympus"), "json")
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("json_timezone"), "{e:#}");
+        let e = build_parser(&cfg("yesterday", ""), "json").err().unwrap();
+        assert!(format!("{e:#}").contains("json_time_format"), "{e:#}");
     }
 }
