@@ -8,6 +8,7 @@ pub mod html;
 pub mod influx;
 pub mod json;
 pub mod json_v2;
+pub mod openmetrics;
 pub mod prometheus;
 pub mod prometheus_series;
 pub mod record;
@@ -60,6 +61,14 @@ pub struct ParserConfig {
     pub json_strict: Option<bool>,
     pub json_string_fields: Option<Vec<String>>,
     pub tag_keys: Option<Vec<String>>,
+    /// `prometheus` format: 1 or 2 (Telegraf's parser default: 2).
+    pub prometheus_metric_version: Option<u8>,
+    /// `prometheus` format: use the gather time, not the samples' timestamps.
+    pub prometheus_ignore_timestamp: Option<bool>,
+    /// `openmetrics` format: 1 or 2 (default 2).
+    pub openmetrics_metric_version: Option<u8>,
+    /// `openmetrics` format: use the gather time, not the samples' timestamps.
+    pub openmetrics_ignore_timestamp: Option<bool>,
     /// `influx` format: precision of timestamps without one given by the caller.
     pub influx_timestamp_precision: Option<crate::config_types::Duration>,
     /// `json_v2` format: the `[[inputs.NAME.json_v2]]` tables.
@@ -96,6 +105,10 @@ pub const PARSER_KEYS: &[&str] = &[
     "json_string_fields",
     "tag_keys",
     "influx_timestamp_precision",
+    "prometheus_metric_version",
+    "prometheus_ignore_timestamp",
+    "openmetrics_metric_version",
+    "openmetrics_ignore_timestamp",
     "json_v2",
     "html",
 ];
@@ -178,15 +191,40 @@ pub fn build_parser_with_name(
             html::HtmlParser::new(cfg.html.as_deref().unwrap_or_default(), &name("html"))
                 .map_err(anyhow::Error::msg)?,
         )),
-        "prometheus" => Ok(Arc::new(prometheus::PrometheusParser::default())),
+        "prometheus" => Ok(Arc::new(prometheus::PrometheusFormat {
+            parser: prometheus::PrometheusParser {
+                metric_version: metric_version(
+                    "prometheus_metric_version",
+                    cfg.prometheus_metric_version,
+                )?,
+                openmetrics: None,
+            },
+            ignore_timestamp: cfg.prometheus_ignore_timestamp.unwrap_or(false),
+        })),
+        "openmetrics" => Ok(Arc::new(openmetrics::OpenMetricsParser {
+            metric_version: metric_version(
+                "openmetrics_metric_version",
+                cfg.openmetrics_metric_version,
+            )?,
+            ignore_timestamp: cfg.openmetrics_ignore_timestamp.unwrap_or(false),
+        })),
         "value" => Ok(Arc::new(value::ValueParser {
             data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or(""))?,
             field: cfg.value_field_name.as_deref().unwrap_or("value").into(),
             name: name("value"),
         })),
         other => anyhow::bail!(
-            "unknown data_format {other:?} for a parser (expected influx, json, json_v2, html, prometheus or value)"
+            "unknown data_format {other:?} for a parser (expected influx, json, json_v2, html, prometheus, openmetrics or value)"
         ),
+    }
+}
+
+/// Telegraf's parsers take metric version 1 or 2, and 2 when unset (0).
+fn metric_version(key: &str, v: Option<u8>) -> anyhow::Result<u8> {
+    match v.unwrap_or(2) {
+        0 | 2 => Ok(2),
+        1 => Ok(1),
+        other => anyhow::bail!("{key} = {other}: expected 1 or 2"),
     }
 }
 
