@@ -8,10 +8,11 @@
 //! `JsonSerializer { batch: true, .. }` itself. NaN and infinite floats are dropped (JSON has no
 //! such numbers), like Telegraf.
 //!
-//! Parser: a payload is an object or an array of objects (after `json_query`, a dotted path such
-//! as `data.items` or `data.0`). Nested objects and arrays are flattened with `_` joins (`a_b`,
-//! `list_0`); numbers become float fields; strings are kept only when their key matches
-//! `json_string_fields`; booleans are dropped unless named in `tag_keys`. `tag_keys` (both may
+//! Parser: a payload is an object or an array of objects (after `json_query`, a GJSON path as in
+//! Telegraf, e.g. `data.items`, `data.0` or `items.#(kind=="a")#`; a path that matches nothing
+//! is reported). Nested objects and arrays are flattened with `_` joins (`a_b`, `list_0`);
+//! numbers become float fields; strings (and booleans) are kept only when their key matches
+//! `json_string_fields`, or turned into tags by `tag_keys`. `tag_keys` (both may
 //! use `*`/`?` wildcards) turn values into tags. The measurement is the value of `json_name_key`,
 //! else the parser's `name` (the plugin name when the caller passes one to
 //! [`super::build_parser_with_name`], else "json"). `json_time_key` with `json_time_format`
@@ -158,8 +159,8 @@ use crate::common::timestamp::{self, Location, TimeValue};
 pub struct JsonParser {
     pub name: Str,
     pub name_key: Option<String>,
-    /// Dotted path to the object or array to read.
-    pub query: Option<String>,
+    /// `json_query`: the GJSON path of the object or array to read.
+    pub query: Option<super::gjson::Path>,
     pub time_key: Option<String>,
     pub time_format: TimeFormat,
     /// `json_timezone`: where times without an offset are read.
@@ -197,20 +198,22 @@ impl Parser for JsonParser {
             Ok(v) => v,
             Err(e) => return vec![err(e.line().max(1), format!("invalid JSON: {e}"))],
         };
-        let mut node = &root;
-        if let Some(q) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            for part in q.split('.') {
-                let next = match node {
-                    Value::Object(o) => o.get(part),
-                    Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                match next {
-                    Some(n) => node = n,
-                    None => return vec![err(1, format!("json_query {q:?} matched nothing"))],
+        let found;
+        let node = match &self.query {
+            Some(q) => match q.get(&root) {
+                Some(n) => {
+                    found = n;
+                    &*found
                 }
-            }
-        }
+                None => {
+                    return vec![err(
+                        1,
+                        format!("json_query {:?} matched nothing", q.as_str()),
+                    )];
+                }
+            },
+            None => &root,
+        };
         let mut errors = Vec::new();
         match node {
             // Telegraf: a null document (or query result) is no metrics, not an error.
@@ -460,7 +463,7 @@ mod tests {
     #[test]
     fn parser_query_name_and_time() {
         let p = JsonParser {
-            query: Some("data.items".into()),
+            query: Some(super::super::gjson::Path::parse("data.items").unwrap()),
             name_key: Some("kind".into()),
             time_key: Some("ts".into()),
             time_format: TimeFormat::from_name("unix_ms").unwrap(),
@@ -530,6 +533,21 @@ mod tests {
     }
 
     #[test]
+    fn json_query_is_a_gjson_path() {
+        let p = JsonParser {
+            query: Some(super::super::gjson::Path::parse(r#"items.#(kind=="a")#"#).unwrap()),
+            ..Default::default()
+        };
+        let (m, e) = parse(
+            &p,
+            r#"{"items":[{"kind":"a","v":1},{"kind":"b","v":2},{"kind":"a","v":3}]}"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let v: Vec<_> = m.iter().map(|m| m.fields[0].1.clone()).collect();
+        assert_eq!(v, [FieldValue::Float(1.0), FieldValue::Float(3.0)]);
+    }
+
+    #[test]
     fn go_time_layouts_and_timezone() {
         let p = JsonParser {
             time_key: Some("t".into()),
@@ -578,7 +596,7 @@ mod tests {
             JsonSerializer::default().serialize(std::slice::from_ref(&m), &mut buf);
             // The serializer's shape read back: fields under "fields", time under "timestamp".
             let p = JsonParser {
-                query: Some("fields".into()),
+                query: Some(super::super::gjson::Path::parse("fields").unwrap()),
                 ..Default::default()
             };
             let mut out = Vec::new();

@@ -160,7 +160,12 @@ pub fn build_parser_with_name(
         "json" => Ok(Arc::new(json::JsonParser {
             name: name("json"),
             name_key: cfg.json_name_key.clone().filter(|k| !k.is_empty()),
-            query: cfg.json_query.clone(),
+            query: match cfg.json_query.as_deref().filter(|q| !q.is_empty()) {
+                Some(q) => {
+                    Some(gjson::Path::parse(q).map_err(|e| anyhow::anyhow!("json_query: {e}"))?)
+                }
+                None => None,
+            },
             time_key: cfg.json_time_key.clone().filter(|k| !k.is_empty()),
             time_format: match cfg.json_time_format.as_deref().filter(|f| !f.is_empty()) {
                 Some(f) => json::TimeFormat::from_name(f)

@@ -23,7 +23,7 @@
 
 use super::prometheus::{format_g, parse_float, parse_sample};
 use super::{ParseError, Parser};
-use crate::model::{FieldValue, Metric, Str, ValueType};
+use crate::model::{Metric, Str, ValueType};
 
 #[derive(Clone, Debug)]
 pub struct OpenMetricsParser {
@@ -409,6 +409,7 @@ impl OpenMetricsParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::FieldValue;
 
     fn run(version: u8, text: &str) -> (Vec<String>, Vec<ParseError>) {
         let p = OpenMetricsParser {

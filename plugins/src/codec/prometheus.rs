@@ -988,6 +988,35 @@ mod tests {
         assert!(e[0].message.contains("without \"le\""));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics_in_either_version(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "# TYPE h histogram\n", "# TYPE s summary\n", "# TYPE c counter\n",
+                    "h_bucket{le=\"1\"} 2\n", "h_bucket{le=\"+Inf\",a=\"\"} 3\n", "h_sum 1\n",
+                    "h_count NaN\n", "s{quantile=\"0.5\"} NaN\n", "s_sum 1 -5\n", "c 1 1700000000000\n",
+                    "c_total 2\n", "x{a=\"b\"} 1e400\n", "{", "\"", "\n", "# EOF\n", "\u{0}",
+                ]),
+                0..40,
+            ),
+            version in 1u8..=2,
+            ignore in proptest::bool::ANY,
+        ) {
+            let p = PrometheusFormat {
+                parser: PrometheusParser { metric_version: version, openmetrics: None },
+                ignore_timestamp: ignore,
+            };
+            let mut out = Vec::new();
+            let _ = p.parse(parts.concat().as_bytes(), 5, &mut out);
+            for m in &out {
+                proptest::prop_assert!(!m.fields.is_empty());
+                proptest::prop_assert!(!ignore || m.time == 5);
+                proptest::prop_assert!(version == 1 || m.name == "prometheus");
+            }
+        }
+    }
+
     #[test]
     fn sanitizing() {
         assert_eq!(sanitize_metric_name("a.b-c:d"), "a_b_c:d");
