@@ -374,8 +374,8 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     timestamp::parse(&RFC3339, TimeValue::Str(s), &Location::default()).ok()
 }
 
-/// A JSON value as a time in `format` (UTC), for `json_v2`.
-pub(crate) fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {
+/// A JSON value as a time in `format`, read in `loc` when it has no offset (for `json_v2`).
+pub(crate) fn parse_time_in(v: &Value, format: &TimeFormat, loc: &Location) -> Option<i64> {
     let digits;
     let value = match v {
         Value::String(s) => TimeValue::Str(s.trim()),
@@ -389,7 +389,7 @@ pub(crate) fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {
         },
         _ => return None,
     };
-    timestamp::parse(format, value, &Location::default()).ok()
+    timestamp::parse(format, value, loc).ok()
 }
 
 #[cfg(test)]
