@@ -41,7 +41,8 @@ fn create_db(influx: &Proc, db: &str) {
 
 /// Lines whose escapes InfluxDB 1.x and Telegraf read in their own way (a separator after a
 /// backslash is escaped, `\\` is kept as two characters in names, keys and tags, `\"` is a
-/// quote in field keys only). Every line is accepted by InfluxDB.
+/// quote in field keys only; tabs are whitespace between sections). Every line is accepted by
+/// InfluxDB.
 const TRICKY: &str = r#"esc,t=a\\\ b f=1 1000000000
 esc,t=a\\ b f=2 2000000000
 esc,t=a\\=b f=3 3000000000
@@ -53,6 +54,8 @@ esc\"x f=1 1000000000
 esc2 f\"k=1,f\\\=k=2,f\ k=3,s="a\\b",s2="a\b",s3="a\\\"b",s4="tab	and \\\\" 1000000000
 esc\ space\,comma,k\ ey=v\,al,k\=2=v\=2 f=1i 1000000000
 esc3,t=é\ ✓ f=true 1000000000
+esc4,t=x 	 f=1 1000000000
+esc4,t=y f=2 	2000000000
 "#;
 
 #[test]

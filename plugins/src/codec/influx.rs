@@ -753,8 +753,9 @@ fn parse_line(
         i = ve;
     }
 
-    // Fields.
-    while i < b.len() && b[i] == b' ' {
+    // Fields: after the space that ends the tags, further spaces and tabs are skipped (as
+    // InfluxDB and Telegraf do); a tab inside a token is part of it.
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
     if i >= b.len() {
@@ -820,7 +821,7 @@ fn parse_line(
     }
 
     // Timestamp.
-    while i < b.len() && b[i] == b' ' {
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
     if i < b.len() {
@@ -1101,6 +1102,14 @@ mod tests {
         assert_eq!(one(r#"m f\"k=1"#).fields[0].0, r#"f"k"#);
         assert_eq!(one(r"m f\\\=k=1").fields[0].0, r"f\\=k");
         assert_eq!(one(r#"m\"x f=1"#).name, r#"m\"x"#);
+        // Tabs: whitespace between sections, part of a token otherwise (InfluxDB 1.6).
+        let m = one("m2\tx,t=a\tb \tf=1,\tg=2 \t5");
+        assert_eq!(m.name, "m2\tx");
+        assert_eq!(m.tag("t"), Some("a\tb"));
+        assert_eq!(m.fields[0].0, "f");
+        assert_eq!(m.fields[1].0, "\tg");
+        assert_eq!(m.time, 5);
+        assert!(!p("m,t=x f=1\t1").1.is_empty());
         // InfluxDB refuses these: the separator after `\\` does not end the token.
         for bad in [
             r"m,t=x\\ f=1 1",
