@@ -15,6 +15,8 @@ want victoria-metrics
 want python3-venv
 want prometheus
 want prometheus-node-exporter
+# IANA time zones for json_timezone (plugins/src/common/timestamp.rs tests, tests/tests/parsers.rs).
+want tzdata
 # Packaging (packaging/build.sh and tests/tests/packaging.rs): the static build's C compiler,
 # package tools and checkers, and a Docker engine with a static busybox for test images.
 want musl-tools

@@ -1,14 +1,20 @@
 //! InfluxDB line protocol: parser and serializer.
 //!
-//! Escaping follows InfluxDB's documented rules (which InfluxDB 3's parser implements):
-//! - measurement: `\,` `\ ` `\\` are escapes;
-//! - tag keys, tag values, field keys: `\,` `\=` `\ ` `\\` are escapes;
-//! - string field values: `\"` and `\\` are escapes;
-//! - a backslash before any other character is a literal backslash.
+//! Escapes are read exactly as InfluxDB 1.x and Telegraf read them (checked against a real
+//! InfluxDB 1.x by `tests/tests/parsers.rs`), so a line that goes through sonde lands in InfluxDB
+//! exactly as if it had been written there directly:
+//! - a comma, space or `=` right after a backslash never ends a measurement, tag key, tag value
+//!   or field key (InfluxDB looks at the byte before; a backslash before a backslash is a
+//!   literal one that escapes the next byte in turn, so `a\\ b` is one tag value);
+//! - then, left to right, measurement: `\,` `\ ` are escapes; tag keys and values: `\,` `\ `
+//!   `\=`; field keys: `\,` `\ ` `\=` `\"`; a backslash before anything else (another
+//!   backslash included) is kept;
+//! - string field values: `\"` and `\\` are escapes.
 //!
-//! The serializer writes a backslash as `\\` only where it would otherwise be read as an escape
-//! (before an escapable character or at the end of a token), so paths like `C:\temp` come out
-//! unchanged and are read the same by InfluxDB 1.x/2.x (whose Go parser does not unescape `\\`).
+//! The serializer writes what those rules read back: `,`, ` ` (and `=` outside measurements)
+//! get a backslash, a backslash is written as it is. A trailing backslash cannot be written at
+//! all (it would escape the separator), so, like Telegraf, it is trimmed from tag keys and
+//! values, and from measurements and field keys too.
 //! Newline, carriage return, tab and form feed cannot appear raw in names, tags or field keys;
 //! like Telegraf the serializer writes them as the two characters `\n`, `\r`, `\t`, `\f`.
 
@@ -21,7 +27,10 @@ use crate::model::{FieldValue, Metric, Str};
 #[derive(Clone, Debug)]
 pub struct InfluxOptions {
     pub sort_fields: bool,
-    /// Write unsigned fields with the `u` suffix; otherwise as signed integers (clamped).
+    /// Write unsigned fields with the `u` suffix; otherwise as signed integers, clamped at
+    /// `i64::MAX`. The `influx` data format defaults to false, as Telegraf's does (see
+    /// [`super::build_serializer`]); `Default` (line protocol for `--test` and the InfluxDB
+    /// writer before its own option is applied) keeps them.
     pub uint_support: bool,
     /// Split lines longer than this into several (0 = no limit).
     pub max_line_bytes: usize,
@@ -42,20 +51,32 @@ impl Default for InfluxOptions {
 // ---------------------------------------------------------------------------------------------
 
 /// Which characters need a backslash in a token.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Token {
     Measurement,
-    /// Tag keys, tag values and field keys.
-    Key,
+    /// Tag keys and tag values.
+    Tag,
+    FieldKey,
 }
 
 impl Token {
     #[inline]
     fn needs_escape(self, b: u8) -> bool {
         match self {
-            Token::Measurement => b == b',' || b == b' ' || b == b'\\',
-            Token::Key => b == b',' || b == b' ' || b == b'=' || b == b'\\',
+            Token::Measurement => b == b',' || b == b' ',
+            Token::Tag => b == b',' || b == b' ' || b == b'=',
+            Token::FieldKey => b == b',' || b == b' ' || b == b'=' || b == b'"',
         }
+    }
+}
+
+/// A token without its trailing backslashes, which line protocol cannot carry.
+#[inline]
+fn trim_backslashes(s: &str) -> &str {
+    if s.ends_with('\\') {
+        s.trim_end_matches('\\')
+    } else {
+        s
     }
 }
 
@@ -64,11 +85,11 @@ fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
     let bytes = s.as_bytes();
     let stops = match kind {
         Token::Measurement => MEASUREMENT_STOPS,
-        Token::Key => KEY_STOPS,
+        Token::Tag | Token::FieldKey => KEY_STOPS,
     };
     // Quick check (false positives allowed: other control bytes take the loop below and are
     // written as they are).
-    if !has_any(bytes, stops, true) {
+    if !has_any(bytes, stops, true) && (kind != Token::FieldKey || memchr(b'"', bytes).is_none()) {
         out.extend_from_slice(bytes);
     } else {
         write_token_escaped(out, bytes, kind);
@@ -77,17 +98,12 @@ fn write_token(out: &mut Vec<u8>, s: &str, kind: Token) {
 
 #[inline(never)]
 fn write_token_escaped(out: &mut Vec<u8>, bytes: &[u8], kind: Token) {
-    for (i, &b) in bytes.iter().enumerate() {
+    for &b in bytes {
         match b {
-            b'\\' => {
-                // A backslash is only ambiguous before an escapable character or at the end.
-                let next = bytes.get(i + 1).copied();
-                if next.is_none_or(|n| kind.needs_escape(n)) {
-                    out.extend_from_slice(b"\\\\");
-                } else {
-                    out.push(b'\\');
-                }
-            }
+            // A backslash is written as it is (it is read back so, even before an escaped
+            // separator). A quote in a field key is escaped: `\"` would be read as `"`, and a
+            // bare one could be taken for the start of a string when splitting lines.
+            b'"' if kind == Token::FieldKey => out.extend_from_slice(b"\\\""),
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
@@ -135,6 +151,7 @@ fn write_float(out: &mut Vec<u8>, v: f64) {
 /// Writes `key=value`; returns false (writing nothing) for fields line protocol cannot carry.
 #[inline]
 fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOptions) -> bool {
+    let key = trim_backslashes(key);
     if key.is_empty() {
         return false;
     }
@@ -143,7 +160,7 @@ fn write_field(out: &mut Vec<u8>, key: &str, value: &FieldValue, opts: &InfluxOp
     {
         return false;
     }
-    write_token(out, key, Token::Key);
+    write_token(out, key, Token::FieldKey);
     out.push(b'=');
     match value {
         FieldValue::Float(v) => {
@@ -187,12 +204,14 @@ pub fn write_metric_filtered(
     skip_tags: &[String],
     omit_timestamp: bool,
 ) {
-    if metric.name.is_empty() || metric.name.starts_with('#') {
+    let name = trim_backslashes(&metric.name);
+    if name.is_empty() || name.starts_with('#') {
         return;
     }
     let start = out.len();
-    write_token(out, &metric.name, Token::Measurement);
+    write_token(out, name, Token::Measurement);
     for (k, v) in &metric.tags {
+        let (k, v) = (trim_backslashes(k), trim_backslashes(v));
         // Empty keys or values are not encodable; Telegraf drops such tags too.
         if k.is_empty() || v.is_empty() {
             continue;
@@ -201,9 +220,9 @@ pub fn write_metric_filtered(
             continue;
         }
         out.push(b',');
-        write_token(out, k, Token::Key);
+        write_token(out, k, Token::Tag);
         out.push(b'=');
-        write_token(out, v, Token::Key);
+        write_token(out, v, Token::Tag);
     }
     out.push(b' ');
     let header_end = out.len();
@@ -397,6 +416,10 @@ fn line_end(input: &[u8], start: usize) -> (usize, usize) {
     let (mut equals, mut commas, mut newlines) = (0usize, 0usize, 1usize);
     for (i, &c) in rest.iter().enumerate().skip(body.unwrap_or(0)) {
         if escaped {
+            // Outside strings a run of backslashes escapes the byte after it (see `scan`).
+            if c == b'\\' && !quoted {
+                continue;
+            }
             escaped = false;
             if c == b'\n' {
                 newlines += 1;
@@ -418,13 +441,18 @@ fn line_end(input: &[u8], start: usize) -> (usize, usize) {
 }
 
 #[inline]
-fn is_key_escape(b: u8) -> bool {
-    matches!(b, b',' | b'=' | b' ' | b'\\')
+fn is_tag_escape(b: u8) -> bool {
+    matches!(b, b',' | b'=' | b' ')
+}
+
+#[inline]
+fn is_field_key_escape(b: u8) -> bool {
+    matches!(b, b',' | b'=' | b' ' | b'"')
 }
 
 #[inline]
 fn is_measurement_escape(b: u8) -> bool {
-    matches!(b, b',' | b' ' | b'\\')
+    matches!(b, b',' | b' ')
 }
 
 /// Index of the first byte at or after `i` equal to one of `stops` (or `b.len()`).
@@ -555,10 +583,35 @@ fn find_any_sse2(b: &[u8], mut i: usize, stops: [u8; 4]) -> usize {
     }
 }
 
-/// Scans a token from `i` up to the first unescaped byte in `stops` (which must include the
-/// backslash). Returns its end and whether it contains a backslash.
+/// Scans a measurement, tag key, tag value or field key from `i` up to the first byte in
+/// `stops` (which must include the backslash) that does not follow a backslash, as InfluxDB
+/// 1.x does. Returns its end and whether it contains a backslash.
 #[inline(always)]
 fn scan(b: &[u8], mut i: usize, stops: [u8; 4]) -> (usize, bool) {
+    let mut esc = false;
+    loop {
+        i = find_any(b, i, stops);
+        if i < b.len() && b[i] == b'\\' {
+            esc = true;
+            // Every backslash of a run is literal but the last, and the byte after the run is
+            // part of the token whatever it is.
+            while i < b.len() && b[i] == b'\\' {
+                i += 1;
+            }
+            i += 1;
+            if i >= b.len() {
+                return (b.len(), esc);
+            }
+            continue;
+        }
+        return (i, esc);
+    }
+}
+
+/// Scans a string field value up to its closing quote: a backslash and the byte after it go
+/// together (`\\` is one backslash).
+#[inline(always)]
+fn scan_pairs(b: &[u8], mut i: usize, stops: [u8; 4]) -> (usize, bool) {
     let mut esc = false;
     loop {
         i = find_any(b, i, stops);
@@ -694,14 +747,15 @@ fn parse_line(
         if ve == vs {
             return Err(format!("missing tag value for tag {:?}", &s[ks..ke]));
         }
-        let key = unescape(&s[ks..ke], kesc, is_key_escape, &mut sc.text);
-        let value = unescape(&s[vs..ve], vesc, is_key_escape, &mut sc.text);
+        let key = unescape(&s[ks..ke], kesc, is_tag_escape, &mut sc.text);
+        let value = unescape(&s[vs..ve], vesc, is_tag_escape, &mut sc.text);
         sc.tags.push((key, value));
         i = ve;
     }
 
-    // Fields.
-    while i < b.len() && b[i] == b' ' {
+    // Fields: after the space that ends the tags, further spaces and tabs are skipped (as
+    // InfluxDB and Telegraf do); a tab inside a token is part of it.
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
     if i >= b.len() {
@@ -719,7 +773,7 @@ fn parse_line(
         }
         let vs = ke + 1;
         let (value, ve) = if b.get(vs) == Some(&b'"') {
-            let (close, vesc) = scan(b, vs + 1, STRING_STOPS);
+            let (close, vesc) = scan_pairs(b, vs + 1, STRING_STOPS);
             if close >= b.len() {
                 return Err(format!("unterminated string in field {key_raw:?}"));
             }
@@ -738,7 +792,7 @@ fn parse_line(
             };
             (value, ve)
         };
-        let key = unescape(key_raw, kesc, is_key_escape, &mut sc.text);
+        let key = unescape(key_raw, kesc, is_field_key_escape, &mut sc.text);
         // Duplicate keys: the last value wins, in the first one's place.
         let fp = key_fingerprint(key.as_bytes());
         let dup = sc
@@ -767,7 +821,7 @@ fn parse_line(
     }
 
     // Timestamp.
-    while i < b.len() && b[i] == b' ' {
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
     if i < b.len() {
@@ -1036,11 +1090,35 @@ mod tests {
         assert_eq!(m.name, "my meas,ure=x");
         assert_eq!(m.tags, vec![("t k=1".into(), "v,a l=ue".into())]);
         assert_eq!(m.fields[0].0, "f,i=e ld");
-        // `\\` is one backslash; a backslash before anything else is literal.
-        let m = one(r"a\\b,p=C:\temp\\ x\y=1");
-        assert_eq!(m.name, r"a\b");
-        assert_eq!(m.tag("p"), Some(r"C:\temp\"));
+        // As InfluxDB 1.x reads them (each checked against InfluxDB 1.6): a backslash is kept,
+        // and a separator right after one is part of the token.
+        let m = one(r"a\\b,p=C:\temp\\ x,q=a\\\ b x\y=1");
+        assert_eq!(m.name, r"a\\b");
+        assert_eq!(m.tag("p"), Some(r"C:\temp\ x"));
+        assert_eq!(m.tag("q"), Some(r"a\\ b"));
         assert_eq!(m.fields[0].0, r"x\y");
+        assert_eq!(one(r"m,t=a\\=b f=1").tag("t"), Some(r"a\=b"));
+        assert_eq!(one(r#"m,t=a\"b f=1"#).tag("t"), Some(r#"a\"b"#));
+        assert_eq!(one(r#"m f\"k=1"#).fields[0].0, r#"f"k"#);
+        assert_eq!(one(r"m f\\\=k=1").fields[0].0, r"f\\=k");
+        assert_eq!(one(r#"m\"x f=1"#).name, r#"m\"x"#);
+        // Tabs: whitespace between sections, part of a token otherwise (InfluxDB 1.6).
+        let m = one("m2\tx,t=a\tb \tf=1,\tg=2 \t5");
+        assert_eq!(m.name, "m2\tx");
+        assert_eq!(m.tag("t"), Some("a\tb"));
+        assert_eq!(m.fields[0].0, "f");
+        assert_eq!(m.fields[1].0, "\tg");
+        assert_eq!(m.time, 5);
+        assert!(!p("m,t=x f=1\t1").1.is_empty());
+        // InfluxDB refuses these: the separator after `\\` does not end the token.
+        for bad in [
+            r"m,t=x\\ f=1 1",
+            r"m\\ f=1 1",
+            r"m,t=x f\\=1 1",
+            r"m,t\\=x f=1",
+        ] {
+            assert!(!p(bad).1.is_empty(), "{bad}");
+        }
         // `=` needs no escape in a measurement; `\=` there stays literal.
         assert_eq!(one(r"a=b\=c v=1").name, r"a=b\=c");
     }
@@ -1309,18 +1387,26 @@ mod tests {
     fn serialize_escapes_and_round_trips() {
         let m = Metric::new("my meas,ure=x", 7)
             .with_tag("t k=1", "v,a l=ue")
-            .with_tag("path", r"C:\temp\")
+            .with_tag("path", r"C:\temp\ x")
+            .with_tag("q", r"a\\ b")
             .with_field("f,i=e ld", 1.0)
             .with_field(r"x\y", 2i64)
+            .with_field(r#"k\"q"#, 3i64)
             .with_field("s", r#"a "q" b\c"#)
             .with_field("u", u64::MAX)
             .with_field("b", false);
         let line = ser(&m);
         assert_eq!(
             line,
-            "my\\ meas\\,ure=x,path=C:\\temp\\\\,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1,x\\y=2i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
+            "my\\ meas\\,ure=x,path=C:\\temp\\\\ x,q=a\\\\\\ b,t\\ k\\=1=v\\,a\\ l\\=ue f\\,i\\=e\\ ld=1,x\\y=2i,k\\\\\"q=3i,s=\"a \\\"q\\\" b\\\\c\",u=18446744073709551615u,b=false 7\n"
         );
         assert_eq!(one(&line), m);
+        // Trailing backslashes cannot be written: trimmed, as Telegraf does.
+        let m = Metric::new(r"m\", 1)
+            .with_tag(r"t\", r"v\\")
+            .with_tag("e", r"\")
+            .with_field(r"f\", 1i64);
+        assert_eq!(ser(&m), "m,t=v f=1i 1\n");
     }
 
     #[test]
@@ -1523,11 +1609,17 @@ mod tests {
             ]
         }
 
+        /// Names, keys and tag values line protocol can carry: not ending with a backslash
+        /// (the serializer trims those).
+        fn token() -> impl Strategy<Value = String> {
+            text(1).prop_filter("no trailing backslash", |s| !s.ends_with('\\'))
+        }
+
         fn metric() -> impl Strategy<Value = Metric> {
             (
-                text(1).prop_filter("not a comment", |s| !s.starts_with('#')),
-                prop::collection::vec((text(1), text(1)), 0..5),
-                prop::collection::vec((text(1), value()), 1..8),
+                token().prop_filter("not a comment", |s| !s.starts_with('#')),
+                prop::collection::vec((token(), token()), 0..5),
+                prop::collection::vec((token(), value()), 1..8),
                 any::<i64>(),
             )
                 .prop_map(|(name, tags, fields, time)| {
@@ -1600,8 +1692,9 @@ mod tests {
                 batch in prop::collection::vec(metric(), 1..5),
             ) {
                 let mut buf = Vec::new();
+                let opts = InfluxOptions { uint_support: true, ..Default::default() };
                 for m in &batch {
-                    write_metric(&mut buf, m, &InfluxOptions::default());
+                    write_metric(&mut buf, m, &opts);
                 }
                 let mut out = Vec::new();
                 let errs = parse(&buf, 1, 0, &mut out);
@@ -1611,14 +1704,14 @@ mod tests {
                 for (got, want) in out.iter().zip(&batch) {
                     prop_assert!(same(got, want), "{got:?} != {want:?} via {text:?}");
                 }
-                // InfluxDB 3's own parser reads the same values (it refuses names, keys and tag
-                // values ending with a backslash, which we and InfluxDB 1.x/2.x accept).
-                let ends_bs = |m: &Metric| {
-                    m.name.ends_with('\\')
-                        || m.tags.iter().any(|(k, v)| k.ends_with('\\') || v.ends_with('\\'))
-                        || m.fields.iter().any(|(k, _)| k.ends_with('\\'))
+                // InfluxDB 3's own parser reads the same values where no backslash or quote is
+                // in a token (it reads `\\` as one backslash and keeps `\"` in field keys).
+                let has_bs = |m: &Metric| {
+                    m.name.contains('\\')
+                        || m.tags.iter().any(|(k, v)| k.contains('\\') || v.contains('\\'))
+                        || m.fields.iter().any(|(k, _)| k.contains(['\\', '"']))
                 };
-                if batch.iter().any(ends_bs) {
+                if batch.iter().any(has_bs) {
                     return Ok(());
                 }
                 let lines: Vec<_> = influxdb_line_protocol::parse_lines(std::str::from_utf8(&buf).unwrap())

@@ -8,15 +8,21 @@
 //! `JsonSerializer { batch: true, .. }` itself. NaN and infinite floats are dropped (JSON has no
 //! such numbers), like Telegraf.
 //!
-//! Parser: a payload is an object or an array of objects (after `json_query`, a dotted path such
-//! as `data.items` or `data.0`). Nested objects and arrays are flattened with `_` joins (`a_b`,
-//! `list_0`); numbers become float fields; strings are kept only when their key matches
-//! `json_string_fields`; booleans are dropped unless named in `tag_keys`. `tag_keys` (both may
+//! Parser: a payload is an object or an array of objects (after `json_query`, a GJSON path as in
+//! Telegraf, e.g. `data.items`, `data.0` or `items.#(kind=="a")#`; a path that matches nothing
+//! is reported). Nested objects and arrays are flattened with `_` joins (`a_b`, `list_0`);
+//! numbers become float fields; strings (and booleans) are kept only when their key matches
+//! `json_string_fields`, or turned into tags by `tag_keys`. `tag_keys` (both may
 //! use `*`/`?` wildcards) turn values into tags. The measurement is the value of `json_name_key`,
 //! else the parser's `name` (the plugin name when the caller passes one to
 //! [`super::build_parser_with_name`], else "json"). `json_time_key` with `json_time_format`
-//! (`unix`, `unix_ms`, `unix_us`, `unix_ns`, `RFC3339`/`RFC3339Nano`/Go layout
-//! `2006-01-02T15:04:05Z07:00`, or `2006-01-02 15:04:05` read as UTC) sets the timestamp.
+//! (`unix`, `unix_ms`, `unix_us`, `unix_ns`, or any Go layout such as
+//! `2006-01-02T15:04:05Z07:00`; see [`crate::common::timestamp`]) sets the timestamp; times
+//! without an offset are read in `json_timezone` (UTC by default, `Local`, or an IANA name).
+//! As Telegraf: booleans named in `json_string_fields` are kept as boolean fields; nulls are
+//! skipped; a null document is no metric; a leading UTF-8 BOM is ignored; an array with an
+//! element that is not an object is rejected whole, and with `json_strict` (the default) so is
+//! one with an object whose time is missing or invalid.
 
 use serde_json::Value;
 
@@ -146,45 +152,23 @@ impl Serializer for JsonSerializer {
 // Parser
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TimeFormat {
-    /// Nanoseconds per unit: unix (1e9), unix_ms, unix_us, unix_ns.
-    Unix(i64),
-    Rfc3339,
-    /// `2006-01-02 15:04:05`, read as UTC.
-    DateTime,
-}
-
-impl TimeFormat {
-    pub fn from_name(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "unix" => TimeFormat::Unix(1_000_000_000),
-            "unix_ms" => TimeFormat::Unix(1_000_000),
-            "unix_us" => TimeFormat::Unix(1_000),
-            "unix_ns" => TimeFormat::Unix(1),
-            "RFC3339"
-            | "RFC3339Nano"
-            | "rfc3339"
-            | "2006-01-02T15:04:05Z07:00"
-            | "2006-01-02T15:04:05.999999999Z07:00" => TimeFormat::Rfc3339,
-            "2006-01-02 15:04:05" => TimeFormat::DateTime,
-            other => anyhow::bail!(
-                "unsupported json_time_format {other:?} (supported: unix, unix_ms, unix_us, unix_ns, RFC3339, \"2006-01-02 15:04:05\")"
-            ),
-        })
-    }
-}
+pub use crate::common::timestamp::TimeFormat;
+use crate::common::timestamp::{self, Location, TimeValue};
 
 #[derive(Clone, Debug)]
 pub struct JsonParser {
     pub name: Str,
     pub name_key: Option<String>,
-    /// Dotted path to the object or array to read.
-    pub query: Option<String>,
+    /// `json_query`: the GJSON path of the object or array to read.
+    pub query: Option<super::gjson::Path>,
     pub time_key: Option<String>,
     pub time_format: TimeFormat,
+    /// `json_timezone`: where times without an offset are read.
+    pub location: Location,
     pub string_fields: Vec<String>,
     pub tag_keys: Vec<String>,
+    /// `json_strict` (Telegraf's default true): one bad object in an array rejects the payload.
+    pub strict: bool,
 }
 
 impl Default for JsonParser {
@@ -195,8 +179,10 @@ impl Default for JsonParser {
             query: None,
             time_key: None,
             time_format: TimeFormat::Unix(1_000_000_000),
+            location: Location::default(),
             string_fields: Vec::new(),
             tag_keys: Vec::new(),
+            strict: true,
         }
     }
 }
@@ -204,6 +190,7 @@ impl Default for JsonParser {
 impl Parser for JsonParser {
     fn parse(&self, input: &[u8], now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
         let err = |line: usize, message: String| ParseError { line, message };
+        let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(input);
         if input.iter().all(|b| b.is_ascii_whitespace()) {
             return Vec::new();
         }
@@ -211,35 +198,52 @@ impl Parser for JsonParser {
             Ok(v) => v,
             Err(e) => return vec![err(e.line().max(1), format!("invalid JSON: {e}"))],
         };
-        let mut node = &root;
-        if let Some(q) = self.query.as_deref().filter(|q| !q.is_empty()) {
-            for part in q.split('.') {
-                let next = match node {
-                    Value::Object(o) => o.get(part),
-                    Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-                    _ => None,
-                };
-                match next {
-                    Some(n) => node = n,
-                    None => return vec![err(1, format!("json_query {q:?} matched nothing"))],
+        let found;
+        let node = match &self.query {
+            Some(q) => match q.get(&root) {
+                Some(n) => {
+                    found = n;
+                    &*found
                 }
-            }
-        }
+                None => {
+                    return vec![err(
+                        1,
+                        format!("json_query {:?} matched nothing", q.as_str()),
+                    )];
+                }
+            },
+            None => &root,
+        };
         let mut errors = Vec::new();
         match node {
+            // Telegraf: a null document (or query result) is no metrics, not an error.
+            Value::Null => {}
             Value::Object(_) => {
-                if let Err(e) = self.parse_object(node, now, out) {
+                if let Err((e, _)) = self.parse_object(node, now, out) {
                     errors.push(err(1, e));
                 }
             }
             Value::Array(items) => {
+                // As Telegraf: an element that is not an object rejects the whole payload;
+                // with json_strict, so does an object that fails (a bad time, say).
+                if let Some(i) = items.iter().position(|v| !v.is_object()) {
+                    return vec![err(
+                        i + 1,
+                        format!("array element {}: expected an object", i + 1),
+                    )];
+                }
+                let first = out.len();
                 for (i, item) in items.iter().enumerate() {
-                    let r = match item {
-                        Value::Object(_) => self.parse_object(item, now, out),
-                        _ => Err("expected an object".to_string()),
-                    };
-                    if let Err(e) = r {
-                        errors.push(err(i + 1, format!("array element {}: {e}", i + 1)));
+                    if let Err((e, fatal)) = self.parse_object(item, now, out) {
+                        let message = format!("array element {}: {e}", i + 1);
+                        if fatal && self.strict {
+                            out.truncate(first);
+                            return vec![err(
+                                i + 1,
+                                format!("{message} (json_strict: the whole array is dropped)"),
+                            )];
+                        }
+                        errors.push(err(i + 1, message));
                     }
                 }
             }
@@ -253,29 +257,52 @@ impl Parser for JsonParser {
 }
 
 impl JsonParser {
-    fn parse_object(&self, obj: &Value, now: i64, out: &mut Vec<Metric>) -> Result<(), String> {
+    /// Parses one object. On error, the message and whether it is one Telegraf fails the
+    /// object on (a bad or missing time), as opposed to an object that has no fields.
+    fn parse_object(
+        &self,
+        obj: &Value,
+        now: i64,
+        out: &mut Vec<Metric>,
+    ) -> Result<(), (String, bool)> {
         let mut flat: Vec<(String, &Value)> = Vec::new();
         flatten(String::new(), obj, &mut flat);
         let mut m = Metric::new(self.name.clone(), now);
-        let mut has_time = false;
+        if let Some(nk) = &self.name_key
+            && let Some((_, Value::String(s))) = flat.iter().rev().find(|(k, _)| k == nk)
+        {
+            m.name = s.as_str().into();
+        }
+        if let Some(tk) = &self.time_key {
+            let Some(pos) = flat.iter().rposition(|(k, _)| k == tk) else {
+                return Err((format!("json_time_key {tk:?} not found"), true));
+            };
+            let (_, v) = flat.remove(pos);
+            flat.retain(|(k, _)| k != tk);
+            // A fractional number is read from its digits, so no nanosecond is lost to f64.
+            let digits;
+            let value = match v {
+                Value::String(s) => TimeValue::Str(s),
+                Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => TimeValue::Int(i),
+                    (_, Some(u)) => TimeValue::UInt(u),
+                    _ => {
+                        digits = n.to_string();
+                        TimeValue::Str(&digits)
+                    }
+                },
+                _ => return Err((format!("invalid time {v} in json_time_key {tk:?}"), true)),
+            };
+            m.time = timestamp::parse(&self.time_format, value, &self.location)
+                .map_err(|e| (format!("json_time_key {tk:?}: {e}"), true))?;
+        }
         for (key, v) in flat {
-            if self.name_key.as_deref() == Some(key.as_str()) {
-                if let Value::String(s) = v {
-                    m.name = s.as_str().into();
-                }
-                continue;
-            }
-            if self.time_key.as_deref() == Some(key.as_str()) {
-                m.time = parse_time(v, &self.time_format)
-                    .ok_or_else(|| format!("invalid time {v} in json_time_key {key:?}"))?;
-                has_time = true;
-                continue;
-            }
             if self.tag_keys.iter().any(|p| wildcard(p, &key)) {
                 let tag = match v {
                     Value::String(s) => s.clone(),
                     Value::Bool(b) => b.to_string(),
-                    Value::Number(n) => n.to_string(),
+                    // Go's FormatFloat(f, 'f', -1): all digits, no exponent.
+                    Value::Number(n) => format!("{}", n.as_f64().unwrap_or(f64::NAN)),
                     _ => continue,
                 };
                 m.add_tag(key, tag);
@@ -290,17 +317,18 @@ impl JsonParser {
                 Value::String(s) if self.string_fields.iter().any(|p| wildcard(p, &key)) => {
                     m.add_field(key, s.as_str());
                 }
+                Value::Bool(b) if self.string_fields.iter().any(|p| wildcard(p, &key)) => {
+                    m.add_field(key, *b);
+                }
                 _ => {}
             }
         }
-        if let Some(k) = &self.time_key
-            && !has_time
-        {
-            return Err(format!("json_time_key {k:?} not found"));
-        }
         if m.fields.is_empty() {
             // Telegraf drops objects without fields silently; a count here is more useful.
-            return Err("no fields (numbers, or strings named in json_string_fields)".into());
+            return Err((
+                "no fields (numbers, or strings named in json_string_fields)".into(),
+                false,
+            ));
         }
         out.push(m);
         Ok(())
@@ -339,106 +367,29 @@ fn wildcard(pattern: &str, s: &str) -> bool {
     super::gjson::like(pattern, s)
 }
 
-pub(crate) fn parse_time(v: &Value, format: &TimeFormat) -> Option<i64> {
-    let text = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    match *format {
-        TimeFormat::Unix(unit) => parse_unix(&text, unit),
-        TimeFormat::Rfc3339 => parse_rfc3339(&text),
-        TimeFormat::DateTime => parse_rfc3339(&format!("{}Z", text.replacen(' ', "T", 1))),
-    }
-}
-
-/// A decimal number of `unit`s to nanoseconds, exactly where the number is written plainly.
-pub(crate) fn parse_unix(text: &str, unit: i64) -> Option<i64> {
-    if text.contains(['e', 'E']) {
-        let f: f64 = text.parse().ok()?;
-        let ns = f * unit as f64;
-        return (ns.is_finite() && ns.abs() < 9.2e18).then_some(ns as i64);
-    }
-    let (neg, body) = match text.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, text),
-    };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|c| c.is_ascii_digit())
-        || !frac.bytes().all(|c| c.is_ascii_digit())
-    {
-        return None;
-    }
-    let mut ns = if int.is_empty() {
-        0
-    } else {
-        int.parse::<i64>().ok()?
-    }
-    .checked_mul(unit)?;
-    // Fractional digits beyond the nanosecond are dropped.
-    let mut scale = unit / 10;
-    for d in frac.bytes() {
-        if scale == 0 {
-            break;
-        }
-        ns = ns.checked_add(i64::from(d - b'0') * scale)?;
-        scale /= 10;
-    }
-    Some(if neg { -ns } else { ns })
-}
-
-/// RFC 3339 (`2024-01-02T03:04:05.123Z`, `+02:00` offsets, `t`/space separator) to ns.
+/// RFC 3339 (`2024-01-02T03:04:05.123Z`, `+02:00` offsets) to ns.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos = 0i64;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + i64::from(b[i] - b'0');
+    static RFC3339: std::sync::LazyLock<TimeFormat> =
+        std::sync::LazyLock::new(|| TimeFormat::from_name("RFC3339Nano").expect("a valid layout"));
+    timestamp::parse(&RFC3339, TimeValue::Str(s), &Location::default()).ok()
+}
+
+/// A JSON value as a time in `format`, read in `loc` when it has no offset (for `json_v2`).
+pub(crate) fn parse_time_in(v: &Value, format: &TimeFormat, loc: &Location) -> Option<i64> {
+    let digits;
+    let value = match v {
+        Value::String(s) => TimeValue::Str(s.trim()),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => TimeValue::Int(i),
+            (_, Some(u)) => TimeValue::UInt(u),
+            _ => {
+                digits = n.to_string();
+                TimeValue::Str(&digits)
             }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..9 {
-            nanos *= 10;
-        }
-    }
-    let offset = match b.get(i..)? {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), ..] if b.len() == i + 6 && b[i + 3] == b':' => {
-            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
-            let o = h * 3600 + m * 60;
-            if *sign == b'-' { -o } else { o }
-        }
+        },
         _ => return None,
     };
-    let days = crate::common::time::days_from_civil(year, month, day);
-    let secs = days * 86400 + hour * 3600 + min * 60 + sec - offset;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    timestamp::parse(format, value, loc).ok()
 }
 
 #[cfg(test)]
@@ -512,26 +463,40 @@ mod tests {
     #[test]
     fn parser_query_name_and_time() {
         let p = JsonParser {
-            query: Some("data.items".into()),
+            query: Some(super::super::gjson::Path::parse("data.items").unwrap()),
             name_key: Some("kind".into()),
             time_key: Some("ts".into()),
             time_format: TimeFormat::from_name("unix_ms").unwrap(),
+            strict: false,
             ..Default::default()
         };
-        let (m, e) = parse(
-            &p,
-            r#"{"data":{"items":[{"kind":"a","ts":1700000000123,"v":1},{"kind":"b","ts":"1700000000123.5","v":2},{"v":3},5]}}"#,
-        );
-        assert_eq!(m.len(), 2);
+        let doc = r#"{"data":{"items":[{"kind":"a","ts":1700000000123,"v":1},{"kind":"b","ts":"1700000000123.5","v":2},{"v":3},{"ts":1700000000123.25,"v":4}]}}"#;
+        let (m, e) = parse(&p, doc);
+        assert_eq!(m.len(), 3);
         assert_eq!(
             (m[0].name.as_str(), m[0].time),
             ("a", 1_700_000_000_123_000_000)
         );
         assert_eq!(m[1].time, 1_700_000_000_123_500_000);
-        assert_eq!(e.len(), 2);
+        assert_eq!(m[2].time, 1_700_000_000_123_250_000);
+        // The time key is not a field.
+        assert_eq!(m[0].fields, vec![("v".into(), FieldValue::Float(1.0))]);
+        assert_eq!(e.len(), 1);
         assert_eq!(e[0].line, 3);
         assert!(e[0].message.contains("json_time_key \"ts\" not found"));
-        assert!(e[1].message.contains("expected an object"));
+        // json_strict (Telegraf's default): the bad object drops the whole array.
+        let strict = JsonParser {
+            strict: true,
+            ..p.clone()
+        };
+        let (m, e) = parse(&strict, doc);
+        assert!(m.is_empty());
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("json_strict"), "{e:?}");
+        // An element that is not an object rejects the array in both modes.
+        let (m, e) = parse(&p, r#"{"data":{"items":[{"kind":"a","ts":1,"v":1},5]}}"#);
+        assert!(m.is_empty());
+        assert!(e[0].message.contains("expected an object"));
         let (_, e) = parse(&p, r#"{"data":{}}"#);
         assert!(e[0].message.contains("matched nothing"));
         let (_, e) = parse(&p, "{\n\"x\": }");
@@ -540,33 +505,105 @@ mod tests {
     }
 
     #[test]
-    fn time_formats() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+    fn nulls_bools_bom_and_numeric_tags() {
+        let p = JsonParser {
+            tag_keys: vec!["id".into(), "on".into()],
+            string_fields: vec!["flag".into(), "s".into()],
+            ..Default::default()
+        };
+        let (m, e) = parse(
+            &p,
+            "\u{feff}{\"id\":5,\"on\":true,\"flag\":false,\"s\":\"x\",\"n\":null,\"v\":2,\"o\":{\"z\":null}}",
+        );
+        assert!(e.is_empty(), "{e:?}");
         assert_eq!(
-            parse_rfc3339("2024-02-29T12:30:45.5+02:00"),
-            Some(1_709_202_645_500_000_000)
+            m[0].tags,
+            vec![("id".into(), "5".into()), ("on".into(), "true".into())]
         );
         assert_eq!(
-            parse_rfc3339("2024-01-01T00:00:00.123456789123Z"),
-            Some(1_704_067_200_123_456_789)
+            m[0].fields,
+            vec![
+                ("flag".into(), FieldValue::Bool(false)),
+                ("s".into(), FieldValue::String("x".into())),
+                ("v".into(), FieldValue::Float(2.0)),
+            ]
         );
-        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(-1_000_000_000));
-        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00"), None);
-        assert_eq!(parse_unix("1.5", 1_000_000_000), Some(1_500_000_000));
-        assert_eq!(parse_unix("-2", 1_000), Some(-2_000));
-        assert_eq!(
-            parse_unix("1.7e9", 1_000_000_000),
-            Some(1_700_000_000_000_000_000)
+        let (m, e) = parse(&p, "null");
+        assert!(m.is_empty() && e.is_empty());
+    }
+
+    #[test]
+    fn json_query_is_a_gjson_path() {
+        let p = JsonParser {
+            query: Some(super::super::gjson::Path::parse(r#"items.#(kind=="a")#"#).unwrap()),
+            ..Default::default()
+        };
+        let (m, e) = parse(
+            &p,
+            r#"{"items":[{"kind":"a","v":1},{"kind":"b","v":2},{"kind":"a","v":3}]}"#,
         );
-        assert_eq!(parse_unix("abc", 1), None);
-        assert_eq!(parse_unix("99999999999999999", 1_000_000_000), None);
-        let v = Value::String("2024-01-01 00:00:01".into());
-        assert_eq!(
-            parse_time(&v, &TimeFormat::DateTime),
-            Some(1_704_067_201_000_000_000)
-        );
-        assert!(TimeFormat::from_name("Mon Jan 2").is_err());
+        assert!(e.is_empty(), "{e:?}");
+        let v: Vec<_> = m.iter().map(|m| m.fields[0].1.clone()).collect();
+        assert_eq!(v, [FieldValue::Float(1.0), FieldValue::Float(3.0)]);
+    }
+
+    #[test]
+    fn go_time_layouts_and_timezone() {
+        let p = JsonParser {
+            time_key: Some("t".into()),
+            time_format: TimeFormat::from_name("01/02/2006 15:04:05").unwrap(),
+            location: Location::from_name("America/New_York").unwrap(),
+            ..Default::default()
+        };
+        let (m, e) = parse(&p, r#"{"t":"04/06/2016 12:41:45","v":1}"#);
+        assert!(e.is_empty(), "{e:?}");
+        // 12:41:45 EDT is 16:41:45 UTC.
+        assert_eq!(m[0].time, 1_459_960_905_000_000_000);
+        let p = JsonParser {
+            time_key: Some("t".into()),
+            time_format: TimeFormat::from_name("2006-01-02T15:04:05Z07:00").unwrap(),
+            ..Default::default()
+        };
+        let (m, _) = parse(&p, r#"{"t":"2024-02-29T12:30:45+02:00","v":1}"#);
+        assert_eq!(m[0].time, 1_709_202_645_000_000_000);
+        let (m, e) = parse(&p, r#"{"t":"yesterday","v":1}"#);
+        assert!(m.is_empty());
+        assert!(e[0].message.contains("cannot parse"), "{e:?}");
+    }
+
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_any_input(input in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let p = JsonParser {
+                time_key: Some("t".into()),
+                time_format: TimeFormat::from_name("2006-01-02T15:04:05Z07:00").unwrap(),
+                tag_keys: vec!["*id".into()],
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            let _ = p.parse(&input, 0, &mut out);
+        }
+
+        #[test]
+        fn serialized_metrics_parse_back(fields in proptest::collection::btree_map("[a-z]{1,6}", (-1_000_000_000i64..1_000_000_000).prop_map(|v| v as f64 / 4.0), 1..6), t in 0i64..4_000_000_000) {
+            let mut m = Metric::new("json", t * 1_000_000_000);
+            for (k, v) in &fields {
+                m.add_field(k.as_str(), *v);
+            }
+            let mut buf = Vec::new();
+            JsonSerializer::default().serialize(std::slice::from_ref(&m), &mut buf);
+            // The serializer's shape read back: fields under "fields", time under "timestamp".
+            let p = JsonParser {
+                query: Some(super::super::gjson::Path::parse("fields").unwrap()),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            let errs = p.parse(&buf, t * 1_000_000_000, &mut out);
+            proptest::prop_assert!(errs.is_empty(), "{:?}", errs);
+            proptest::prop_assert_eq!(&out[0], &m);
+        }
     }
 
     #[test]

@@ -25,8 +25,9 @@
 //! tables, objects and array elements carry on (Telegraf drops the whole document).
 //!
 //! Types: `float`, `int`, `uint`, `bool`, `string`; without one, JSON numbers are floats,
-//! strings strings, booleans booleans (Telegraf's inference). `timestamp_timezone` accepts
-//! only UTC (timestamps with an offset carry their own).
+//! strings strings, booleans booleans (Telegraf's inference). `timestamp_format` takes
+//! Telegraf's formats (unix ... or a Go layout, see [`crate::common::timestamp`]) and
+//! `timestamp_timezone` the zone of times without an offset (`UTC`, `Local`, an IANA name).
 
 use std::collections::BTreeMap;
 
@@ -34,7 +35,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::gjson::Path;
-use super::json::{TimeFormat, parse_time};
+use super::json::{TimeFormat, parse_time_in};
+use crate::common::timestamp::Location;
+
+/// A time format and the zone times without an offset are read in.
+type Stamp = (TimeFormat, Location);
 use super::{ParseError, Parser};
 use crate::model::{FieldValue, Metric, Str};
 
@@ -126,7 +131,7 @@ struct Object {
     path: Path,
     optional: bool,
     timestamp_key: String,
-    time_format: TimeFormat,
+    time_format: Stamp,
     disable_prepend_keys: bool,
     included: Vec<String>,
     excluded: Vec<String>,
@@ -141,7 +146,7 @@ struct Object {
 struct Table {
     name: Str,
     name_path: Option<Path>,
-    time: Option<(Path, TimeFormat)>,
+    time: Option<(Path, Stamp)>,
     field: Vec<Set>,
     tag: Vec<Set>,
     object: Vec<Object>,
@@ -153,13 +158,10 @@ pub struct JsonV2Parser {
     tables: Vec<Table>,
 }
 
-fn time_format(format: &str, tz: &str, what: &str) -> Result<TimeFormat, String> {
-    if !matches!(tz, "" | "UTC" | "utc") {
-        return Err(format!(
-            "{what}_timezone {tz:?} is not supported (only UTC; timestamps with an offset carry their own)"
-        ));
-    }
-    TimeFormat::from_name(format).map_err(|e| format!("{what}_format: {e}"))
+fn time_format(format: &str, tz: &str, what: &str) -> Result<Stamp, String> {
+    let format = TimeFormat::from_name(format).map_err(|e| format!("{what}_format: {e}"))?;
+    let loc = Location::from_name(tz).map_err(|e| format!("{what}_timezone: {e}"))?;
+    Ok((format, loc))
 }
 
 fn sets(list: &[DataSet], what: &str) -> Result<Vec<Set>, String> {
@@ -236,7 +238,7 @@ impl JsonV2Parser {
                     optional: o.optional,
                     timestamp_key: o.timestamp_key.clone(),
                     time_format: if o.timestamp_key.is_empty() {
-                        TimeFormat::Unix(1_000_000_000)
+                        (TimeFormat::Unix(1_000_000_000), Location::default())
                     } else {
                         time_format(&o.timestamp_format, &o.timestamp_timezone, "timestamp")
                             .map_err(oat)?
@@ -392,7 +394,7 @@ impl Table {
                 let v = p
                     .get(root)
                     .ok_or_else(|| format!("timestamp_path {p:?} matched nothing"))?;
-                parse_time(&v, f)
+                parse_time_in(&v, &f.0, &f.1)
                     .ok_or_else(|| format!("timestamp_path {p:?}: invalid time {v}"))?
             }
             None => now,
@@ -596,7 +598,7 @@ impl Object {
             let mut m = Metric::new(name.clone(), time);
             for (key, leaf, v) in row {
                 if key == self.timestamp_key {
-                    m.time = parse_time(v, &self.time_format)
+                    m.time = parse_time_in(v, &self.time_format.0, &self.time_format.1)
                         .ok_or_else(|| format!("timestamp_key {key:?}: invalid time {v}"))?;
                     continue;
                 }
@@ -983,8 +985,21 @@ mod tests {
         assert!(e.contains("needs timestamp_format"), "{e}");
         let e = parser("[[json_v2]]\nmeasurement_name = \"x\"\n").unwrap_err();
         assert!(e.contains("at least one"), "{e}");
-        let e = parser("[[json_v2]]\ntimestamp_path = \"t\"\ntimestamp_format = \"unix\"\ntimestamp_timezone = \"Europe/Paris\"\n[[json_v2.field]]\npath = \"a\"\n").unwrap_err();
-        assert!(e.contains("not supported"), "{e}");
+        let e = parser("[[json_v2]]\ntimestamp_path = \"t\"\ntimestamp_format = \"unix\"\ntimestamp_timezone = \"Mars/Olympus\"\n[[json_v2.field]]\npath = \"a\"\n").unwrap_err();
+        assert!(e.contains("timestamp_timezone"), "{e}");
+    }
+
+    #[test]
+    fn timestamps_in_a_time_zone_with_go_layouts() {
+        let p = parser(
+            "[[json_v2]]\ntimestamp_path = \"t\"\ntimestamp_format = \"2006-01-02 15:04\"\n\
+             timestamp_timezone = \"Europe/Paris\"\n[[json_v2.field]]\npath = \"a\"\n",
+        )
+        .unwrap();
+        let (l, e) = lines(&p, r#"{"t":"2024-07-01 10:00","a":1}"#);
+        assert!(e.is_empty(), "{e:?}");
+        // 10:00 CEST is 08:00 UTC.
+        assert_eq!(l, ["file a=1 1719820800000000000"]);
     }
 
     proptest::proptest! {

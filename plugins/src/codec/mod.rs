@@ -8,6 +8,7 @@ pub mod html;
 pub mod influx;
 pub mod json;
 pub mod json_v2;
+pub mod openmetrics;
 pub mod prometheus;
 pub mod prometheus_series;
 pub mod record;
@@ -45,7 +46,8 @@ pub trait Serializer: Send + Sync {
 #[serde(deny_unknown_fields)]
 pub struct ParserConfig {
     pub data_format: Option<String>,
-    /// `value` format: integer, float, string or boolean.
+    /// `value` format: integer (the default), float, string, boolean, base64, auto_integer or
+    /// auto_float.
     pub data_type: Option<String>,
     /// `value` format: the field name (default "value").
     pub value_field_name: Option<String>,
@@ -55,8 +57,18 @@ pub struct ParserConfig {
     pub json_time_key: Option<String>,
     pub json_time_format: Option<String>,
     pub json_timezone: Option<String>,
+    /// `json` format: one bad object in an array rejects the payload (default true).
+    pub json_strict: Option<bool>,
     pub json_string_fields: Option<Vec<String>>,
     pub tag_keys: Option<Vec<String>>,
+    /// `prometheus` format: 1 or 2 (Telegraf's parser default: 2).
+    pub prometheus_metric_version: Option<u8>,
+    /// `prometheus` format: use the gather time, not the samples' timestamps.
+    pub prometheus_ignore_timestamp: Option<bool>,
+    /// `openmetrics` format: 1 or 2 (default 2).
+    pub openmetrics_metric_version: Option<u8>,
+    /// `openmetrics` format: use the gather time, not the samples' timestamps.
+    pub openmetrics_ignore_timestamp: Option<bool>,
     /// `influx` format: precision of timestamps without one given by the caller.
     pub influx_timestamp_precision: Option<crate::config_types::Duration>,
     /// `json_v2` format: the `[[inputs.NAME.json_v2]]` tables.
@@ -89,9 +101,14 @@ pub const PARSER_KEYS: &[&str] = &[
     "json_time_key",
     "json_time_format",
     "json_timezone",
+    "json_strict",
     "json_string_fields",
     "tag_keys",
     "influx_timestamp_precision",
+    "prometheus_metric_version",
+    "prometheus_ignore_timestamp",
+    "openmetrics_metric_version",
+    "openmetrics_ignore_timestamp",
     "json_v2",
     "html",
 ];
@@ -142,18 +159,29 @@ pub fn build_parser_with_name(
         }
         "json" => Ok(Arc::new(json::JsonParser {
             name: name("json"),
-            name_key: cfg.json_name_key.clone(),
-            query: cfg.json_query.clone(),
-            time_key: cfg.json_time_key.clone(),
-            time_format: match &cfg.json_time_format {
-                Some(f) => json::TimeFormat::from_name(f)?,
-                None if cfg.json_time_key.is_some() => {
+            name_key: cfg.json_name_key.clone().filter(|k| !k.is_empty()),
+            query: match cfg.json_query.as_deref().filter(|q| !q.is_empty()) {
+                Some(q) => {
+                    Some(gjson::Path::parse(q).map_err(|e| anyhow::anyhow!("json_query: {e}"))?)
+                }
+                None => None,
+            },
+            time_key: cfg.json_time_key.clone().filter(|k| !k.is_empty()),
+            time_format: match cfg.json_time_format.as_deref().filter(|f| !f.is_empty()) {
+                Some(f) => json::TimeFormat::from_name(f)
+                    .map_err(|e| anyhow::anyhow!("json_time_format: {e}"))?,
+                None if cfg.json_time_key.as_deref().is_some_and(|k| !k.is_empty()) => {
                     anyhow::bail!(
-                        "json_time_key needs json_time_format (e.g. \"unix\" or \"RFC3339\")"
+                        "json_time_key needs json_time_format (e.g. \"unix\" or \"2006-01-02T15:04:05Z07:00\")"
                     )
                 }
                 None => json::TimeFormat::Unix(1_000_000_000),
             },
+            location: crate::common::timestamp::Location::from_name(
+                cfg.json_timezone.as_deref().unwrap_or(""),
+            )
+            .map_err(|e| anyhow::anyhow!("json_timezone: {e}"))?,
+            strict: cfg.json_strict.unwrap_or(true),
             string_fields: cfg.json_string_fields.clone().unwrap_or_default(),
             tag_keys: cfg.tag_keys.clone().unwrap_or_default(),
         })),
@@ -168,15 +196,40 @@ pub fn build_parser_with_name(
             html::HtmlParser::new(cfg.html.as_deref().unwrap_or_default(), &name("html"))
                 .map_err(anyhow::Error::msg)?,
         )),
-        "prometheus" => Ok(Arc::new(prometheus::PrometheusParser::default())),
+        "prometheus" => Ok(Arc::new(prometheus::PrometheusFormat {
+            parser: prometheus::PrometheusParser {
+                metric_version: metric_version(
+                    "prometheus_metric_version",
+                    cfg.prometheus_metric_version,
+                )?,
+                openmetrics: None,
+            },
+            ignore_timestamp: cfg.prometheus_ignore_timestamp.unwrap_or(false),
+        })),
+        "openmetrics" => Ok(Arc::new(openmetrics::OpenMetricsParser {
+            metric_version: metric_version(
+                "openmetrics_metric_version",
+                cfg.openmetrics_metric_version,
+            )?,
+            ignore_timestamp: cfg.openmetrics_ignore_timestamp.unwrap_or(false),
+        })),
         "value" => Ok(Arc::new(value::ValueParser {
-            data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or("float"))?,
+            data_type: value::DataType::from_name(cfg.data_type.as_deref().unwrap_or(""))?,
             field: cfg.value_field_name.as_deref().unwrap_or("value").into(),
             name: name("value"),
         })),
         other => anyhow::bail!(
-            "unknown data_format {other:?} for a parser (expected influx, json, json_v2, html, prometheus or value)"
+            "unknown data_format {other:?} for a parser (expected influx, json, json_v2, html, prometheus, openmetrics or value)"
         ),
+    }
+}
+
+/// Telegraf's parsers take metric version 1 or 2, and 2 when unset (0).
+fn metric_version(key: &str, v: Option<u8>) -> anyhow::Result<u8> {
+    match v.unwrap_or(2) {
+        0 | 2 => Ok(2),
+        1 => Ok(1),
+        other => anyhow::bail!("{key} = {other}: expected 1 or 2"),
     }
 }
 
@@ -190,7 +243,7 @@ pub fn build_serializer(
         "influx" => Ok(Arc::new(influx::InfluxSerializer {
             opts: influx::InfluxOptions {
                 sort_fields: cfg.influx_sort_fields.unwrap_or(false),
-                uint_support: cfg.influx_uint_support.unwrap_or(true),
+                uint_support: cfg.influx_uint_support.unwrap_or(false),
                 max_line_bytes: cfg.influx_max_line_bytes.unwrap_or(0),
             },
         })),
@@ -206,5 +259,52 @@ pub fn build_serializer(
         other => anyhow::bail!(
             "unknown data_format {other:?} for a serializer (expected influx, json or prometheus)"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ser(cfg: &SerializerConfig, m: &Metric) -> String {
+        let mut out = Vec::new();
+        build_serializer(cfg, "influx")
+            .unwrap()
+            .serialize(std::slice::from_ref(m), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn influx_data_format_writes_unsigned_as_telegraf_by_default() {
+        let m = Metric::new("mem", 1)
+            .with_field("free", 5u64)
+            .with_field("big", u64::MAX);
+        assert_eq!(
+            ser(&SerializerConfig::default(), &m),
+            "mem free=5i,big=9223372036854775807i 1\n"
+        );
+        let on = SerializerConfig {
+            influx_uint_support: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(ser(&on, &m), "mem free=5u,big=18446744073709551615u 1\n");
+    }
+
+    #[test]
+    fn json_options_are_checked_when_built() {
+        let cfg = |f: &str, tz: &str| ParserConfig {
+            data_format: Some("json".into()),
+            json_time_key: Some("t".into()),
+            json_time_format: Some(f.into()),
+            json_timezone: Some(tz.into()),
+            ..Default::default()
+        };
+        assert!(build_parser(&cfg("2006-01-02 15:04:05", "Europe/Berlin"), "json").is_ok());
+        let e = build_parser(&cfg("unix", "Mars/Olympus"), "json")
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("json_timezone"), "{e:#}");
+        let e = build_parser(&cfg("yesterday", ""), "json").err().unwrap();
+        assert!(format!("{e:#}").contains("json_time_format"), "{e:#}");
     }
 }

@@ -286,14 +286,14 @@ impl Default for PrometheusParser {
     }
 }
 
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(Str, Str)>,
-    value: f64,
-    time_ms: Option<i64>,
+pub(crate) struct Sample<'a> {
+    pub name: &'a str,
+    pub labels: Vec<(Str, Str)>,
+    pub value: f64,
+    pub time_ms: Option<i64>,
 }
 
-fn parse_float(s: &str) -> Option<f64> {
+pub(crate) fn parse_float(s: &str) -> Option<f64> {
     match s {
         "NaN" | "nan" => Some(f64::NAN),
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
@@ -315,7 +315,7 @@ fn is_name_char(c: u8, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == b'_' || c == b':' || (!first && c.is_ascii_digit())
 }
 
-fn parse_sample(line: &str, openmetrics: bool) -> Result<Sample<'_>, String> {
+pub(crate) fn parse_sample(line: &str, openmetrics: bool) -> Result<Sample<'_>, String> {
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() && is_name_char(b[i], i == 0) {
@@ -392,7 +392,8 @@ fn parse_sample(line: &str, openmetrics: bool) -> Result<Sample<'_>, String> {
             if !closed {
                 return Err(format!("unterminated label value for {lname:?}"));
             }
-            if lname != "__name__" {
+            // Telegraf keeps no tag for an empty label value.
+            if lname != "__name__" && !value.is_empty() {
                 labels.push((Str::from(lname), Str::from(value)));
             }
             i = skip_ws(i);
@@ -448,17 +449,37 @@ fn parse_sample(line: &str, openmetrics: bool) -> Result<Sample<'_>, String> {
     })
 }
 
-/// Formats an `le`/`quantile` bound the way Telegraf's field keys have it (`+Inf`, `0.5`).
+/// Formats an `le`/`quantile` bound the way Telegraf's field keys and tags have it: Go's
+/// `FormatFloat(v, 'g', -1, 64)` (`+Inf`, `0.5`, `1` for "1.0", `1e+06`).
 fn bound_key(text: &str) -> Option<Str> {
-    let v = parse_float(text)?;
+    let v = parse_float(text.trim())?;
     if v.is_nan() {
         return None;
     }
-    Some(if v == f64::INFINITY {
-        "+Inf".into()
+    Some(format_g(v).into())
+}
+
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)`.
+pub fn format_g(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    // Shortest digits, then Go's choice: %e when the exponent is < -4 or >= 6 (shortest).
+    let e = format!("{v:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {
-        text.trim().into()
-    })
+        format!("{v}")
+    }
 }
 
 impl Parser for PrometheusParser {
@@ -513,7 +534,11 @@ impl Parser for PrometheusParser {
                     continue;
                 }
             };
-            let time = s.time_ms.map_or(now, |ms| ms * 1_000_000);
+            // As Telegraf: only positive timestamps are used.
+            let time = s
+                .time_ms
+                .filter(|&ms| ms > 0)
+                .map_or(now, |ms| ms * 1_000_000);
             // Which family, and which part of it, is this sample?
             let mut family = s.name;
             let mut kind = types.get(s.name).copied();
@@ -591,6 +616,12 @@ impl Parser for PrometheusParser {
                             }
                         }
                     };
+                    if kind == ValueType::Summary
+                        && s.value.is_nan()
+                        && !matches!(suffix, "_sum" | "_count")
+                    {
+                        continue;
+                    }
                     labels.sort();
                     let key = (family.to_string(), labels);
                     let idx = match groups.get(&key) {
@@ -608,6 +639,10 @@ impl Parser for PrometheusParser {
                     out[idx].add_field(field, s.value);
                 }
                 _ => {
+                    // Telegraf drops NaN samples of counters, gauges and untyped metrics.
+                    if s.value.is_nan() {
+                        continue;
+                    }
                     let field = match kind {
                         ValueType::Counter => "counter",
                         ValueType::Gauge => "gauge",
@@ -631,9 +666,10 @@ impl Parser for PrometheusParser {
 }
 
 /// Telegraf's metric_version 2 shape of metric_version 1 metrics: measurement `prometheus`,
-/// the sample name as the field; a histogram series becomes `<x>_sum`/`<x>_count` fields on
-/// one metric and one metric per bucket with field `<x>_bucket` and tag `le`; a summary the
-/// same with field `<x>` and tag `quantile`.
+/// the sample name as the field; a histogram series becomes one metric with `<x>_count` and
+/// `<x>_sum` fields followed by one metric per bucket with field `<x>_bucket` and tag `le` (a
+/// `+Inf` bucket holding the count is added when the series has none, as Telegraf does); a
+/// summary the same with field `<x>` and tag `quantile`.
 pub fn to_version_2(v1: Vec<Metric>, out: &mut Vec<Metric>) {
     for m in v1 {
         let family = m.name.as_str();
@@ -646,9 +682,11 @@ pub fn to_version_2(v1: Vec<Metric>, out: &mut Vec<Metric>) {
             ValueType::Histogram | ValueType::Summary => {
                 let histo = m.kind == ValueType::Histogram;
                 let mut totals = base(m.time);
+                let mut parts = Vec::new();
+                let mut inf_seen = false;
                 for (k, v) in &m.fields {
                     match k.as_str() {
-                        "sum" | "count" => totals.add_field(format!("{family}_{k}"), v.clone()),
+                        "sum" | "count" => {}
                         bound => {
                             let mut b = base(m.time);
                             let (tag, field) = if histo {
@@ -656,14 +694,31 @@ pub fn to_version_2(v1: Vec<Metric>, out: &mut Vec<Metric>) {
                             } else {
                                 ("quantile", family.to_string())
                             };
+                            inf_seen |= bound == "+Inf";
                             b.add_tag(tag, bound);
                             b.add_field(field, v.clone());
-                            out.push(b);
+                            parts.push(b);
                         }
+                    }
+                }
+                let count = m.field("count").cloned();
+                for k in ["count", "sum"] {
+                    if let Some(v) = m.field(k) {
+                        totals.add_field(format!("{family}_{k}"), v.clone());
                     }
                 }
                 if !totals.fields.is_empty() {
                     out.push(totals);
+                }
+                out.extend(parts);
+                if histo
+                    && !inf_seen
+                    && let Some(count) = count
+                {
+                    let mut b = base(m.time);
+                    b.add_tag("le", "+Inf");
+                    b.add_field(format!("{family}_bucket"), count);
+                    out.push(b);
                 }
             }
             _ => {
@@ -674,6 +729,28 @@ pub fn to_version_2(v1: Vec<Metric>, out: &mut Vec<Metric>) {
                 out.push(x);
             }
         }
+    }
+}
+
+/// The `prometheus` data format (Telegraf's parser options): `prometheus_metric_version`
+/// (2 when unset, as Telegraf's parser; the `prometheus` input defaults to 1 itself) and
+/// `prometheus_ignore_timestamp` (every metric gets the gather time).
+#[derive(Clone, Debug)]
+pub struct PrometheusFormat {
+    pub parser: PrometheusParser,
+    pub ignore_timestamp: bool,
+}
+
+impl Parser for PrometheusFormat {
+    fn parse(&self, input: &[u8], now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
+        let start = out.len();
+        let errors = self.parser.parse(input, now, out);
+        if self.ignore_timestamp {
+            for m in &mut out[start..] {
+                m.time = now;
+            }
+        }
+        errors
     }
 }
 
@@ -827,7 +904,8 @@ mod tests {
         let rpc = &ms[4];
         assert_eq!(rpc.kind, ValueType::Summary);
         assert_eq!(rpc.field("0.5"), Some(&FieldValue::Float(4773.0)));
-        assert!(matches!(rpc.field("0.99"), Some(FieldValue::Float(v)) if v.is_nan()));
+        // Telegraf leaves NaN quantiles out.
+        assert_eq!(rpc.field("0.99"), None);
         assert_eq!(rpc.field("sum"), Some(&FieldValue::Float(1.7e6)));
         assert_eq!(rpc.field("count"), Some(&FieldValue::Float(2693.0)));
         let lat = &ms[5];
@@ -836,6 +914,62 @@ mod tests {
         assert_eq!(lat.field("0.05"), Some(&FieldValue::Float(24054.0)));
         assert_eq!(lat.field("+Inf"), Some(&FieldValue::Float(144320.0)));
         assert_eq!(lat.field("count"), Some(&FieldValue::Float(144320.0)));
+    }
+
+    #[test]
+    fn data_format_options_as_telegraf() {
+        let text = "# TYPE lat histogram\n\
+            lat_bucket{le=\"1.0\",svc=\"a\",empty=\"\"} 2 1700000000000\n\
+            lat_sum{svc=\"a\"} 3 1700000000000\n\
+            lat_count{svc=\"a\"} 4 1700000000000\n\
+            # TYPE up gauge\n\
+            up NaN\n\
+            up{x=\"1\"} 1 0\n";
+        let build = |version: Option<u8>, ignore: Option<bool>| {
+            crate::codec::build_parser(
+                &crate::codec::ParserConfig {
+                    data_format: Some("prometheus".into()),
+                    prometheus_metric_version: version,
+                    prometheus_ignore_timestamp: ignore,
+                    ..Default::default()
+                },
+                "influx",
+            )
+            .unwrap()
+        };
+        let lines = |p: &dyn Parser| {
+            let mut out = Vec::new();
+            assert!(p.parse(text.as_bytes(), 9, &mut out).is_empty());
+            out.iter()
+                .map(|m| m.to_string().trim_end().to_string())
+                .collect::<Vec<_>>()
+        };
+        // Unset: Telegraf's parser default, version 2; a missing +Inf bucket is added; NaN
+        // samples, empty labels and timestamps <= 0 are left out.
+        assert_eq!(
+            lines(&*build(None, None)),
+            [
+                "prometheus,svc=a lat_count=4,lat_sum=3 1700000000000000000",
+                "prometheus,le=1,svc=a lat_bucket=2 1700000000000000000",
+                "prometheus,le=+Inf,svc=a lat_bucket=4 1700000000000000000",
+                "prometheus,x=1 up=1 9",
+            ]
+        );
+        assert_eq!(
+            lines(&*build(Some(1), Some(true))),
+            ["lat,svc=a 1=2,sum=3,count=4 9", "up,x=1 gauge=1 9",]
+        );
+        assert!(
+            crate::codec::build_parser(
+                &crate::codec::ParserConfig {
+                    data_format: Some("prometheus".into()),
+                    prometheus_metric_version: Some(3),
+                    ..Default::default()
+                },
+                "influx",
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -852,6 +986,35 @@ mod tests {
         assert!(e[6].message.contains("missing value"));
         let (_, e) = parse("# TYPE h histogram\nh_bucket 1\n");
         assert!(e[0].message.contains("without \"le\""));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics_in_either_version(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "# TYPE h histogram\n", "# TYPE s summary\n", "# TYPE c counter\n",
+                    "h_bucket{le=\"1\"} 2\n", "h_bucket{le=\"+Inf\",a=\"\"} 3\n", "h_sum 1\n",
+                    "h_count NaN\n", "s{quantile=\"0.5\"} NaN\n", "s_sum 1 -5\n", "c 1 1700000000000\n",
+                    "c_total 2\n", "x{a=\"b\"} 1e400\n", "{", "\"", "\n", "# EOF\n", "\u{0}",
+                ]),
+                0..40,
+            ),
+            version in 1u8..=2,
+            ignore in proptest::bool::ANY,
+        ) {
+            let p = PrometheusFormat {
+                parser: PrometheusParser { metric_version: version, openmetrics: None },
+                ignore_timestamp: ignore,
+            };
+            let mut out = Vec::new();
+            let _ = p.parse(parts.concat().as_bytes(), 5, &mut out);
+            for m in &out {
+                proptest::prop_assert!(!m.fields.is_empty());
+                proptest::prop_assert!(!ignore || m.time == 5);
+                proptest::prop_assert!(version == 1 || m.name == "prometheus");
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! Whitespace (and NUL bytes) around the payload are trimmed. For every type but `string`, the
 //! payload is split on whitespace and only the last word is used, as Telegraf does, so a command
 //! printing progress lines and then a number yields that number. An empty payload gives nothing.
+//! `data_type` is Telegraf's: `integer` (the default, also `int`), `float` (`long`), `string`
+//! (`str`), `boolean` (`bool`), `base64` (the whole payload, untrimmed, base64-encoded as a
+//! string field), `auto_integer` / `auto_float` (that number when the word is one, else the word
+//! as a string field).
 
 use super::{ParseError, Parser};
 use crate::model::{FieldValue, Metric, Str};
@@ -13,20 +17,49 @@ pub enum DataType {
     Float,
     String,
     Boolean,
+    Base64,
+    AutoInteger,
+    AutoFloat,
 }
 
 impl DataType {
+    /// Telegraf's names (and its aliases); "" is Telegraf's default, integer.
     pub fn from_name(s: &str) -> anyhow::Result<Self> {
         Ok(match s {
-            "integer" | "int" => DataType::Integer,
-            "float" | "double" => DataType::Float,
-            "string" => DataType::String,
+            "" | "integer" | "int" => DataType::Integer,
+            "float" | "long" | "double" => DataType::Float,
+            "string" | "str" => DataType::String,
             "boolean" | "bool" => DataType::Boolean,
+            "base64" => DataType::Base64,
+            "auto_integer" => DataType::AutoInteger,
+            "auto_float" => DataType::AutoFloat,
             other => anyhow::bail!(
-                "invalid data_type {other:?} (expected integer, float, string or boolean)"
+                "invalid data_type {other:?} (expected integer, float, string, boolean, base64, auto_integer or auto_float)"
             ),
         })
     }
+}
+
+/// Standard base64 with padding (Go's `base64.StdEncoding`).
+pub fn base64_encode(input: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
@@ -49,8 +82,11 @@ impl Default for ValueParser {
 impl Parser for ValueParser {
     fn parse(&self, input: &[u8], now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
         let err = |message: String| vec![ParseError { line: 1, message }];
-        let Ok(text) = std::str::from_utf8(input) else {
-            return err("invalid UTF-8".into());
+        let text = match std::str::from_utf8(input) {
+            Ok(t) => t,
+            // base64 carries any bytes; only its word split needs text.
+            Err(_) if self.data_type == DataType::Base64 => &String::from_utf8_lossy(input),
+            Err(_) => return err("invalid UTF-8".into()),
         };
         let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\0');
         let word = match self.data_type {
@@ -65,6 +101,15 @@ impl Parser for ValueParser {
         }
         let value = match self.data_type {
             DataType::String => FieldValue::String(word.into()),
+            DataType::Base64 => FieldValue::String(base64_encode(input).into()),
+            DataType::AutoInteger => match word.parse::<i64>() {
+                Ok(v) => FieldValue::Int(v),
+                Err(_) => FieldValue::String(word.into()),
+            },
+            DataType::AutoFloat => match word.parse::<f64>() {
+                Ok(v) => FieldValue::Float(v),
+                Err(_) => FieldValue::String(word.into()),
+            },
             DataType::Integer => match word.parse::<i64>() {
                 Ok(v) => FieldValue::Int(v),
                 Err(_) => return err(format!("invalid integer {word:?}")),
@@ -135,9 +180,82 @@ mod tests {
     }
 
     #[test]
+    fn auto_types_and_base64() {
+        let p = |t: &str| ValueParser {
+            data_type: DataType::from_name(t).unwrap(),
+            ..Default::default()
+        };
+        let ai = p("auto_integer");
+        assert_eq!(run(&ai, "x 42\n").0[0].fields[0].1, FieldValue::Int(42));
+        assert_eq!(
+            run(&ai, "4.5").0[0].fields[0].1,
+            FieldValue::String("4.5".into())
+        );
+        let af = p("auto_float");
+        assert_eq!(run(&af, "42").0[0].fields[0].1, FieldValue::Float(42.0));
+        assert_eq!(
+            run(&af, "up").0[0].fields[0].1,
+            FieldValue::String("up".into())
+        );
+        // The whole payload, untrimmed and any bytes.
+        let b = p("base64");
+        let (m, e) = run(&b, "hello world\n");
+        assert!(e.is_empty());
+        assert_eq!(
+            m[0].fields[0].1,
+            FieldValue::String("aGVsbG8gd29ybGQK".into())
+        );
+        let mut out = Vec::new();
+        assert!(b.parse(&[0xff, 0x00, b'a'], 0, &mut out).is_empty());
+        assert_eq!(out[0].fields[0].1, FieldValue::String("/wBh".into()));
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        // Telegraf's default and aliases.
+        assert_eq!(DataType::from_name("").unwrap(), DataType::Integer);
+        assert_eq!(DataType::from_name("long").unwrap(), DataType::Float);
+        assert_eq!(DataType::from_name("str").unwrap(), DataType::String);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_and_yields_at_most_one(
+            input in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            t in proptest::sample::select(vec!["integer", "float", "string", "boolean", "base64", "auto_integer", "auto_float"]),
+        ) {
+            let p = ValueParser { data_type: DataType::from_name(t).unwrap(), ..Default::default() };
+            let mut out = Vec::new();
+            let errs = p.parse(&input, 0, &mut out);
+            proptest::prop_assert!(out.len() + errs.len() <= 1);
+            if matches!(p.data_type, DataType::AutoInteger | DataType::AutoFloat | DataType::Base64) {
+                proptest::prop_assert!(errs.is_empty() || std::str::from_utf8(&input).is_err());
+            }
+        }
+
+        #[test]
+        fn numbers_round_trip(v in proptest::num::i64::ANY, f in proptest::num::f64::NORMAL) {
+            let p = ValueParser { data_type: DataType::AutoInteger, ..Default::default() };
+            let mut out = Vec::new();
+            p.parse(v.to_string().as_bytes(), 0, &mut out);
+            proptest::prop_assert_eq!(&out[0].fields[0].1, &FieldValue::Int(v));
+            let p = ValueParser { data_type: DataType::AutoFloat, ..Default::default() };
+            out.clear();
+            p.parse(f.to_string().as_bytes(), 0, &mut out);
+            proptest::prop_assert_eq!(&out[0].fields[0].1, &FieldValue::Float(f));
+        }
+    }
+
+    #[test]
     fn empty_payload_gives_nothing() {
         let (m, e) = run(&ValueParser::default(), " \n\t ");
         assert!(m.is_empty() && e.is_empty());
         assert!(DataType::from_name("number").is_err());
+        // base64 of whitespace alone: nothing, as Telegraf (no word to keep).
+        let b = ValueParser {
+            data_type: DataType::Base64,
+            ..Default::default()
+        };
+        assert!(run(&b, " \n").0.is_empty());
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use crate::common::timestamp::{self, Location, TimeFormat, TimeValue};
 use crate::model::{FieldValue, Metric, Str};
 use crate::plugin::{BuildContext, Processor};
 use crate::registry::{BuildError, ConfigError, Format, ProcessorSpec, parse_config};
@@ -92,8 +93,8 @@ impl Target {
 /// Glob lists in Telegraf's precedence order: the first list matching a key wins.
 struct Rules {
     rules: Vec<(Target, Vec<glob::Pattern>)>,
-    /// Nanoseconds per unit of the `timestamp_format` (unix = 1e9 ... unix_ns = 1).
-    ts_unit: i64,
+    /// The `timestamp_format` (unix ... unix_ns or a Go layout), when `timestamp` is used.
+    ts_format: Option<TimeFormat>,
 }
 
 impl Rules {
@@ -127,27 +128,16 @@ fn compile(
             rules.push((target, pats));
         }
     }
-    let ts_unit = match (wants_ts, ts_format.as_deref()) {
-        (_, None) if !wants_ts => 0,
-        (_, Some("unix")) => 1_000_000_000,
-        (_, Some("unix_ms")) => 1_000_000,
-        (_, Some("unix_us")) => 1_000,
-        (_, Some("unix_ns")) => 1,
-        (_, None) => {
-            let path = vec![section.into(), "timestamp_format".into()];
+    let path = vec![section.into(), "timestamp_format".into()];
+    let ts_format = match ts_format.as_deref().filter(|f| !f.is_empty()) {
+        // Telegraf's converter reads the same formats as its json parser, in UTC.
+        Some(f) => Some(TimeFormat::from_name(f).map_err(|e| err(path, e))?),
+        None if wants_ts => {
             return Err(err(path, "required when `timestamp` is set".into()));
         }
-        (_, Some(other)) => {
-            let path = vec![section.into(), "timestamp_format".into()];
-            return Err(err(
-                path,
-                format!(
-                    "unsupported timestamp_format {other:?}: use unix, unix_ms, unix_us or unix_ns"
-                ),
-            ));
-        }
+        None => None,
     };
-    Ok(Rules { rules, ts_unit })
+    Ok(Rules { rules, ts_format })
 }
 
 pub struct Converter {
@@ -217,7 +207,7 @@ impl Converter {
             let as_value = FieldValue::String(value);
             match target {
                 Target::Measurement => m.name = to_string(&as_value),
-                Target::Timestamp => match to_time(&as_value, rules.ts_unit) {
+                Target::Timestamp => match to_time(&as_value, rules.ts_format.as_ref()) {
                     Some(t) => m.time = t,
                     None => {
                         // Telegraf keeps the tag when it is not a valid timestamp.
@@ -247,7 +237,7 @@ impl Converter {
             match target {
                 Target::Measurement => m.name = to_string(&value),
                 Target::Tag => m.add_tag(key, to_string(&value)),
-                Target::Timestamp => match to_time(&value, rules.ts_unit) {
+                Target::Timestamp => match to_time(&value, rules.ts_format.as_ref()) {
                     Some(t) => m.time = t,
                     None => {
                         self.fail("field", &key, &value, target);
@@ -390,24 +380,16 @@ fn to_bool(v: &FieldValue) -> Option<bool> {
     }
 }
 
-/// A unix timestamp in `unit` nanoseconds per step; fractional values are allowed.
-fn to_time(v: &FieldValue, unit: i64) -> Option<i64> {
-    let whole = match v {
-        FieldValue::Int(i) => Some(*i),
-        FieldValue::UInt(u) => i64::try_from(*u).ok(),
-        FieldValue::String(s) => s.parse::<i64>().ok(),
-        FieldValue::Float(_) | FieldValue::Bool(_) => None,
+/// A timestamp in the `timestamp_format` (the same code as the json parser's).
+fn to_time(v: &FieldValue, format: Option<&TimeFormat>) -> Option<i64> {
+    let value = match v {
+        FieldValue::Int(i) => TimeValue::Int(*i),
+        FieldValue::UInt(u) => TimeValue::UInt(*u),
+        FieldValue::Float(f) => TimeValue::Float(*f),
+        FieldValue::String(s) => TimeValue::Str(s.trim()),
+        FieldValue::Bool(_) => return None,
     };
-    if let Some(w) = whole {
-        return w.checked_mul(unit);
-    }
-    let f = match v {
-        FieldValue::Float(f) => *f,
-        FieldValue::String(s) => parse_float(s)?,
-        _ => return None,
-    };
-    let ns = (f * unit as f64).round();
-    (ns.is_finite() && ns.abs() < i64::MAX as f64).then_some(ns as i64)
+    timestamp::parse(format?, value, &Location::default()).ok()
 }
 
 fn build(table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Processor>, BuildError> {
@@ -657,6 +639,28 @@ mod tests {
     }
 
     #[test]
+    fn go_layout_timestamps_as_the_json_parser() {
+        let cfg = r#"
+            [tags]
+            timestamp = ["at"]
+            timestamp_format = "2006-01-02T15:04:05Z07:00"
+            [fields]
+            timestamp = ["when"]
+            timestamp_format = "02/01/2006 15:04:05.000"
+        "#;
+        let m = Metric::new("m", 0)
+            .with_tag("at", "2024-02-29T12:30:45+02:00")
+            .with_field("v", 1i64);
+        assert_eq!(one(cfg, m).time, 1_709_202_645_000_000_000);
+        let m = Metric::new("m", 0)
+            .with_field("when", "29/02/2024 10:30:45.250")
+            .with_field("v", 1i64);
+        let m = one(cfg, m);
+        assert_eq!(m.time, 1_709_202_645_250_000_000);
+        assert_eq!(m.field("when"), None);
+    }
+
+    #[test]
     fn first_matching_type_wins_in_telegraf_order() {
         // For fields Telegraf checks float before integer.
         let m = Metric::new("m", 0).with_field("x", "3");
@@ -683,8 +687,8 @@ mod tests {
             ("[fields]\ninteger = [\"[\"]", "invalid glob"),
             ("[fields]\ntimestamp = [\"t\"]", "required"),
             (
-                "[tags]\ntimestamp = [\"t\"]\ntimestamp_format = \"2006-01-02\"",
-                "unsupported",
+                "[tags]\ntimestamp = [\"t\"]\ntimestamp_format = \"no layout\"",
+                "neither unix",
             ),
             ("[tags]\ntag = [\"t\"]", "unknown field"),
             ("[fields]\nintegers = [\"t\"]", "unknown field"),
