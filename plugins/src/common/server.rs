@@ -73,17 +73,20 @@ impl TlsServerConfig {
         let key = PrivateKeyDer::from_pem_slice(&read(key, "tls_key")?)
             .map_err(|e| anyhow::anyhow!("tls_key {}: {e}", key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let versions: &[&rustls::SupportedProtocolVersion] =
-            match self.tls_min_version.as_deref().unwrap_or("") {
-                "" | "TLS10" | "TLS11" | "TLS12" => &[&rustls::version::TLS13, &rustls::version::TLS12],
-                "TLS13" => &[&rustls::version::TLS13],
-                other => {
-                    return Err(anyhow::anyhow!(
+        let versions: &[&rustls::SupportedProtocolVersion] = match self
+            .tls_min_version
+            .as_deref()
+            .unwrap_or("")
+        {
+            "" | "TLS10" | "TLS11" | "TLS12" => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            "TLS13" => &[&rustls::version::TLS13],
+            other => {
+                return Err(anyhow::anyhow!(
                         "tls_min_version must be \"TLS12\" or \"TLS13\" (TLS 1.0 and 1.1 are not offered), not {other:?}"
                     )
                     .into());
-                }
-            };
+            }
+        };
         if matches!(self.tls_min_version.as_deref(), Some("TLS10" | "TLS11")) {
             tracing::warn!(
                 "tls_min_version = {:?} has no effect: sonde's TLS accepts TLS 1.2 and 1.3 only",

@@ -82,7 +82,8 @@ struct File {
 
 /// The files a pattern names now, in name order (a plain path is its own match when it exists).
 fn expand(pattern: &str) -> Result<Vec<PathBuf>, String> {
-    let paths = glob::glob(pattern).map_err(|e| format!("could not compile glob {pattern:?}: {e}"))?;
+    let paths =
+        glob::glob(pattern).map_err(|e| format!("could not compile glob {pattern:?}: {e}"))?;
     let mut out: Vec<PathBuf> = paths
         .filter_map(Result::ok)
         .filter(|p| p.is_file())
@@ -154,7 +155,10 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildErr
         })
     };
     if cfg.files.is_empty() {
-        return Err(bad("files", "must list at least one file or pattern".into()));
+        return Err(bad(
+            "files",
+            "must list at least one file or pattern".into(),
+        ));
     }
     for p in &cfg.files {
         glob::Pattern::new(p).map_err(|e| bad("files", format!("bad pattern {p:?}: {e}")))?;
@@ -255,7 +259,10 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(Encoding::Utf8.decode(b"\xef\xbb\xbfa\xffb".to_vec()), "a\u{fffd}b".as_bytes());
+        assert_eq!(
+            Encoding::Utf8.decode(b"\xef\xbb\xbfa\xffb".to_vec()),
+            "a\u{fffd}b".as_bytes()
+        );
         assert_eq!(Encoding::Raw.decode(b"\xff".to_vec()), b"\xff");
         let be: Vec<u8> = "hé".encode_utf16().flat_map(u16::to_be_bytes).collect();
         assert_eq!(Encoding::Utf16Be.decode(be), "hé".as_bytes());

@@ -578,13 +578,19 @@ mod tests {
         )
         .await;
         assert_eq!(st, 200, "{text}");
-        assert!(text.to_ascii_lowercase().contains("x-served-by: sonde"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("x-served-by: sonde"),
+            "{text}"
+        );
         let got = r.rx.try_recv().expect("acknowledged means queued");
         assert_eq!(got[0].tag("job"), Some("nightly"));
         assert_eq!(got[0].tag(PATH_TAG), Some("/b"));
         assert_eq!(got[0].time, 1_700_000_000_000_000_000);
 
-        assert_eq!(req(&r.addr, "POST", "/c", &[], b"x v=1".to_vec()).await.0, 404);
+        assert_eq!(
+            req(&r.addr, "POST", "/c", &[], b"x v=1".to_vec()).await.0,
+            404
+        );
         assert_eq!(req(&r.addr, "GET", "/a", &[], vec![]).await.0, 405);
         let (st, text) = req(&r.addr, "POST", "/a", &[], b"ok v=1\nbad line\n".to_vec()).await;
         assert_eq!(st, 400);

@@ -348,8 +348,9 @@ impl Listener {
             }
             Address::Unix(path) => {
                 prepare_unix_path(path)?;
-                let l = UnixListener::bind(path)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on unix://{}: {e}", path.display()))?;
+                let l = UnixListener::bind(path).map_err(|e| {
+                    anyhow::anyhow!("cannot listen on unix://{}: {e}", path.display())
+                })?;
                 set_read_buffer(&l, self.read_buffer)?;
                 chmod(path, self.socket_mode)?;
                 Bound::Unix(l, path.clone())
@@ -467,8 +468,7 @@ async fn accept_loop(
             tracing::debug!(input = %sh.id, %peer, "socket_listener: source not in allowed_sources; connection closed");
             continue;
         }
-        if sh.max_connections > 0 && sh.connections.load(Ordering::Relaxed) >= sh.max_connections
-        {
+        if sh.max_connections > 0 && sh.connections.load(Ordering::Relaxed) >= sh.max_connections {
             sh.refused.incr();
             tracing::debug!(input = %sh.id, "socket_listener: max_connections reached; connection closed");
             continue;
@@ -632,7 +632,9 @@ async fn deliver_stream(
                 }
                 metrics = reparse();
             }
-            Err(SendError::Failed(m)) => anyhow::bail!("the output buffers cannot store metrics: {m}"),
+            Err(SendError::Failed(m)) => {
+                anyhow::bail!("the output buffers cannot store metrics: {m}")
+            }
             Err(SendError::Closed) => return Ok(()),
         }
     }
@@ -763,14 +765,23 @@ fn build_listener(mut table: toml::Table, ctx: &BuildContext) -> Result<Listener
     let stream = address.is_stream();
     let tls = tls_cfg.build()?;
     if tls.is_some() && !stream {
-        warn("TLS (tls_cert, tls_key)", "it applies to tcp and unix stream sockets only");
+        warn(
+            "TLS (tls_cert, tls_key)",
+            "it applies to tcp and unix stream sockets only",
+        );
     }
     if !stream {
         if cfg.max_connections > 0 {
-            warn("max_connections", "it applies to stream sockets (tcp, unix) only");
+            warn(
+                "max_connections",
+                "it applies to stream sockets (tcp, unix) only",
+            );
         }
         if !cfg.read_timeout.is_zero() {
-            warn("read_timeout", "it applies to stream sockets (tcp, unix) only");
+            warn(
+                "read_timeout",
+                "it applies to stream sockets (tcp, unix) only",
+            );
         }
         if !cfg.splitting_strategy.is_empty() && cfg.splitting_strategy != "newline" {
             warn(
@@ -857,7 +868,10 @@ fn build_listener(mut table: toml::Table, ctx: &BuildContext) -> Result<Listener
         parser,
         splitter,
         gzip,
-        max_decompressed: cfg.max_decompression_size.0.clamp(1, usize::MAX as u64 >> 1) as usize,
+        max_decompressed: cfg
+            .max_decompression_size
+            .0
+            .clamp(1, usize::MAX as u64 >> 1) as usize,
         max_message: read_buffer.max(MIN_MESSAGE),
         read_timeout: (!cfg.read_timeout.is_zero()).then(|| cfg.read_timeout.get()),
         keep_alive: cfg.keep_alive_period.map(Dur::get),

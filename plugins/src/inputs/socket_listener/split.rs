@@ -123,12 +123,20 @@ impl Splitter {
         match self {
             Splitter::Newline => match memchr::memchr(b'\n', data) {
                 Some(i) => {
-                    let end = if i > 0 && data[i - 1] == b'\r' { i - 1 } else { i };
+                    let end = if i > 0 && data[i - 1] == b'\r' {
+                        i - 1
+                    } else {
+                        i
+                    };
                     Some((i + 1, 0..end))
                 }
                 None => {
                     let (n, r) = rest()?;
-                    let end = if data.ends_with(b"\r") { r.end - 1 } else { r.end };
+                    let end = if data.ends_with(b"\r") {
+                        r.end - 1
+                    } else {
+                        r.end
+                    };
                     Some((n, 0..end))
                 }
             },

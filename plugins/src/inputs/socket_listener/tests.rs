@@ -57,10 +57,15 @@ async fn next(rx: &flume::Receiver<Vec<Metric>>) -> Vec<Metric> {
 #[tokio::test]
 async fn tcp_lines_partial_writes_and_bad_lines() {
     let port = free_port();
-    let r = start(&format!("service_address = \"tcp://127.0.0.1:{port}\""), "influx").await;
+    let r = start(
+        &format!("service_address = \"tcp://127.0.0.1:{port}\""),
+        "influx",
+    )
+    .await;
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     // A line split across two writes is put back together.
-    c.write_all(b"cpu,host=a usage=1 1700000000000000000\nmem fr").unwrap();
+    c.write_all(b"cpu,host=a usage=1 1700000000000000000\nmem fr")
+        .unwrap();
     let got = next(&r.rx).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].tag("host"), Some("a"));
@@ -83,7 +88,8 @@ async fn udp_json_datagrams() {
     )
     .await;
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.send_to(br#"{"a": 1, "b": 2}"#, ("127.0.0.1", port)).unwrap();
+    s.send_to(br#"{"a": 1, "b": 2}"#, ("127.0.0.1", port))
+        .unwrap();
     let got = next(&r.rx).await;
     assert_eq!(got[0].name, "socket_listener");
     assert_eq!(got[0].field("a"), Some(&crate::FieldValue::Float(1.0)));
@@ -110,7 +116,10 @@ async fn unix_stream_and_datagram_sockets() {
     )
     .await;
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&stream_path).unwrap().permissions().mode();
+    let mode = std::fs::metadata(&stream_path)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     let mut c = std::os::unix::net::UnixStream::connect(&stream_path).unwrap();
     c.write_all(b"u v=1\n").unwrap();
