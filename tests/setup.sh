@@ -40,6 +40,7 @@ want curl
 want procps
 # The docker TLS test makes its CA and certificates with openssl.
 want openssl
+# curl and openssl s_client are also the mutual-TLS clients of tests/tests/ingest.rs.
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

@@ -290,7 +290,7 @@ fn socket_listener_over_tcp_udp_unix_and_unixgram() {
     g.send_to(b"over_unixgram n=6i 1700000002000000000", &gram)
         .unwrap();
 
-    let file = wait_line(&agent, &out, &["over_unixgram"]);
+    wait_line(&agent, &out, &["over_unixgram"]);
     wait_line(&agent, &out, &["socket_listener,src=udp n=3"]);
     wait_line(&agent, &out, &["over_unix n=5"]);
     let file = wait_line(
@@ -471,5 +471,90 @@ fn file_input_reads_globs_with_file_tag_and_utf16() {
             "job,file=b.lp,name=b done=2i 1700000000000000000".to_string(),
             format!("wide,city=Zürich,path={wide_path} temp=21.5 1700000000000000000"),
         ]
+    );
+}
+
+/// TLS with client certificates (`tls_allowed_cacerts`) on both listeners: a client without
+/// a certificate is refused, one with a certificate from the allowed CA is served.
+#[test]
+fn listeners_serve_mutual_tls() {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("ingest-tls");
+    let pki = sonde_tests::pki::Pki::new(&dir);
+    let out = dir.join("out.lp");
+    let (http_port, tcp) = (free_port(), free_port());
+    let tls = format!(
+        "  tls_cert = \"{}\"\n  tls_key = \"{}\"\n  tls_allowed_cacerts = [\"{}\"]\n",
+        pki.chain.display(),
+        pki.leaf_key.display(),
+        pki.intermediate.display()
+    );
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"{HEAD}
+[[inputs.http_listener_v2]]
+  service_address = "127.0.0.1:{http_port}"
+  tls_min_version = "TLS12"
+{tls}
+[[inputs.socket_listener]]
+  service_address = "tcp://127.0.0.1:{tcp}"
+{tls}
+[[outputs.file]]
+  files = ["{}"]
+  namedrop = ["internal*"]
+"#,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    wait_tcp(&format!("127.0.0.1:{http_port}"));
+    wait_tcp(&format!("127.0.0.1:{tcp}"));
+    let url = format!("https://127.0.0.1:{http_port}/telegraf");
+    let curl = |with_cert: bool, body: &str| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&pki.ca)
+            .args(["--data-binary", body]);
+        if with_cert {
+            c.arg("--cert")
+                .arg(&pki.client)
+                .arg("--key")
+                .arg(&pki.client_key);
+        }
+        let o = c.arg(&url).output().expect("run curl");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_ne!(curl(false, "no_cert v=1i"), "204");
+    assert_eq!(curl(true, "tls_http v=1i"), "204");
+    wait_line(&agent, &out, &["tls_http v=1i"]);
+
+    let send = |with_cert: bool, line: &str| {
+        let mut c = Command::new("openssl");
+        c.args(["s_client", "-quiet", "-no_ign_eof", "-connect"])
+            .arg(format!("127.0.0.1:{tcp}"))
+            .arg("-CAfile")
+            .arg(&pki.ca);
+        if with_cert {
+            c.arg("-cert")
+                .arg(&pki.client)
+                .arg("-key")
+                .arg(&pki.client_key);
+        }
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run openssl");
+        let _ = child.stdin.take().unwrap().write_all(line.as_bytes());
+        let _ = child.wait();
+    };
+    send(false, "tls_nocert v=1i\n");
+    send(true, "tls_socket v=2i\n");
+    let file = wait_line(&agent, &out, &["tls_socket v=2i"]);
+    assert!(
+        !file.contains("no_cert") && !file.contains("tls_nocert"),
+        "{file}"
     );
 }

@@ -191,7 +191,7 @@ async fn route(st: &State, req: Request<Incoming>) -> Resp {
         }
     }
     let path = req.uri().path().to_string();
-    if !s.paths.iter().any(|p| *p == path) {
+    if !s.paths.contains(&path) {
         return server::respond(StatusCode::NOT_FOUND, "text/plain", "404 page not found\n");
     }
     if !s.methods.iter().any(|m| m == req.method().as_str()) {

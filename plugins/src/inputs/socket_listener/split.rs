@@ -59,7 +59,7 @@ impl Splitter {
                         ),
                     )
                 };
-                if hex.is_empty() || hex.len() % 2 != 0 {
+                if hex.is_empty() || !hex.len().is_multiple_of(2) {
                     return Err(bad());
                 }
                 let bytes = (0..hex.len())

@@ -168,6 +168,24 @@ async fn max_connections_delimiter_and_gzip() {
     drop(first);
 }
 
+#[tokio::test]
+async fn read_timeout_closes_an_idle_connection() {
+    let port = free_port();
+    let _r = start(
+        &format!("service_address = \"tcp://127.0.0.1:{port}\"\nread_timeout = \"200ms\""),
+        "influx",
+    )
+    .await;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t = std::time::Instant::now();
+    let n = tokio::task::spawn_blocking(move || std::io::Read::read(&mut c, &mut [0u8; 1]))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0)), "{n:?}");
+    assert!(t.elapsed() < Duration::from_secs(4));
+}
+
 #[test]
 fn addresses_and_options() {
     let ctx = BuildContext {
