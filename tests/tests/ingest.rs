@@ -99,10 +99,15 @@ fn http_listener_v2_takes_pushed_prometheus_text_query_strings_and_checks_auth()
   basic_password = "s3cret"
   data_format = "json"
 
+[[inputs.http_listener_v2]]
+  service_address = "unix://{}"
+  socket_mode = "600"
+
 [[outputs.file]]
   files = ["{}"]
   namedrop = ["internal*"]
 "#,
+            dir.join("http.sock").display(),
             out.display()
         ),
     );
@@ -177,6 +182,67 @@ fn http_listener_v2_takes_pushed_prometheus_text_query_strings_and_checks_auth()
     );
     let file = wait_line(&agent, &out, &["http_listener_v2 allowed=3"]);
     assert!(!file.contains("denied"), "{file}");
+
+    // The same over a unix socket, as curl --unix-socket sends it.
+    let o = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(dir.join("http.sock"))
+        .args([
+            "--data-binary",
+            "over_unix_http v=1i",
+            "http://sonde/telegraf",
+        ])
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "204");
+    wait_line(&agent, &out, &["over_unix_http v=1i"]);
+}
+
+/// A port in use stops sonde at startup with a clear message (startup_error_behavior's
+/// default), for both listeners and both socket kinds.
+#[test]
+fn a_busy_address_stops_sonde_with_a_clear_message() {
+    let dir = TempDir::new("ingest-busy");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (t, u) = (tcp.local_addr().unwrap(), udp.local_addr().unwrap());
+    for (plugin, addr, want) in [
+        (
+            "http_listener_v2",
+            format!("{t}"),
+            format!("cannot listen on {t}"),
+        ),
+        (
+            "socket_listener",
+            format!("tcp://{t}"),
+            format!("cannot listen on tcp://{t}"),
+        ),
+        (
+            "socket_listener",
+            format!("udp://{u}"),
+            format!("cannot listen on udp://{u}"),
+        ),
+    ] {
+        let cfg = dir.write(
+            "sonde.toml",
+            &format!("[[inputs.{plugin}]]\n  service_address = \"{addr}\"\n[[outputs.discard]]\n"),
+        );
+        let r = run(&["--config", cfg.to_str().unwrap()]);
+        assert_eq!(r.code, Some(1), "{plugin} {addr}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&want),
+            "{plugin}: no {want:?} in {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("Address already in use"), "{}", r.stderr);
+    }
 }
 
 /// Metrics are acknowledged only once stored: with the output down and its buffer full, the

@@ -8,3 +8,4 @@ pub mod probe;
 pub mod procfs;
 pub mod server;
 pub mod time;
+pub mod unix_socket;

@@ -230,6 +230,75 @@ pub async fn serve<F, Fut>(
     .await;
 }
 
+/// Like [`serve`], on a unix stream socket (Telegraf's `unix://` service addresses). A unix
+/// client has no IP address: its requests carry the [`PeerAddr`] 0.0.0.0:0.
+pub async fn serve_unix<F, Fut>(
+    listener: tokio::net::UnixListener,
+    opts: ServerOptions,
+    handler: F,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    backoff.failed(&e, "HTTP listener (unix socket)").await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => continue,
+        };
+        backoff.succeeded();
+        while conns.try_join_next().is_some() {}
+        let (handler, tls, shutdown) = (handler.clone(), tls.clone(), shutdown.clone());
+        let read_timeout = opts.read_timeout;
+        conns.spawn(async move {
+            match tls {
+                None => {
+                    serve_conn(
+                        TokioIo::new(stream),
+                        unspecified,
+                        handler,
+                        read_timeout,
+                        shutdown,
+                    )
+                    .await
+                }
+                Some(acc) => match tokio::time::timeout(read_timeout, acc.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        serve_conn(
+                            TokioIo::new(s),
+                            unspecified,
+                            handler,
+                            read_timeout,
+                            shutdown,
+                        )
+                        .await
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}
+
 /// Paces an accept loop after errors. Running out of file descriptors (EMFILE, ENFILE) or
 /// buffers persists while connections wait in the backlog, and the listening socket stays
 /// readable: retrying at once spins a core and floods the log. Waits 10 ms after the first

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::codec::Parser;
 use crate::common::lp_listener::WriteCore;
 use crate::common::server::{self, BodyError, Resp, ServerOptions, TlsServerConfig};
+use crate::common::unix_socket::{self, SocketFile};
 use crate::config_types::{Duration as Dur, Size};
 use crate::model::{Metric, now_ns};
 use crate::plugin::{BuildContext, InputPlugin, SendError, ServiceContext, ServiceInput};
@@ -83,6 +84,18 @@ enum Source {
     Query,
 }
 
+/// Where the listener listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Address {
+    Tcp(String),
+    Unix(std::path::PathBuf),
+}
+
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener, SocketFile),
+}
+
 struct Settings {
     address: String,
     paths: Vec<String>,
@@ -96,12 +109,26 @@ struct Settings {
 }
 
 struct Listener {
+    listen: Address,
+    socket_mode: Option<u32>,
     settings: Settings,
     core_args: (u64, Dur, Dur),
     id: String,
     parser: Arc<dyn Parser>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    bound: Option<tokio::net::TcpListener>,
+    bound: Option<Bound>,
+}
+
+impl Listener {
+    async fn bind(&self) -> anyhow::Result<Bound> {
+        Ok(match &self.listen {
+            Address::Tcp(a) => Bound::Tcp(server::bind(a).await?),
+            Address::Unix(p) => {
+                let (l, file) = unix_socket::bind_stream(p, self.socket_mode)?;
+                Bound::Unix(l, file)
+            }
+        })
+    }
 }
 
 struct State {
@@ -113,21 +140,24 @@ struct State {
 #[async_trait]
 impl ServiceInput for Listener {
     async fn start(&mut self) -> anyhow::Result<()> {
-        self.bound = Some(server::bind(&self.settings.address).await?);
+        self.bound = Some(self.bind().await?);
         Ok(())
     }
 
-    async fn run(self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
+    async fn run(mut self: Box<Self>, ctx: ServiceContext) -> anyhow::Result<()> {
+        let bound = match self.bound.take() {
+            Some(b) => b,
+            None => self.bind().await?,
+        };
         let Listener {
             settings,
             core_args: (max_body, read_timeout, write_timeout),
             id,
             parser,
             tls,
-            bound,
+            ..
         } = *self;
-        let listener = server::bound_or_bind(bound, &settings.address).await?;
-        tracing::info!(input = %id, address = %listener.local_addr()?, "http_listener_v2 listening");
+        tracing::info!(input = %id, address = %settings.address, "http_listener_v2 listening");
         let core = WriteCore::new(
             "internal_http_listener_v2",
             &id,
@@ -151,7 +181,13 @@ impl ServiceInput for Listener {
             let st = state.clone();
             async move { handle(&st, req).await }
         };
-        server::serve(listener, opts, handler, ctx.shutdown).await;
+        match bound {
+            Bound::Tcp(l) => server::serve(l, opts, handler, ctx.shutdown).await,
+            Bound::Unix(l, file) => {
+                server::serve_unix(l, opts, handler, ctx.shutdown).await;
+                drop(file);
+            }
+        }
         Ok(())
     }
 }
@@ -351,26 +387,24 @@ fn bad(key: &str, message: impl Into<String>) -> BuildError {
     })
 }
 
-/// Telegraf's `service_address`: `tcp://host:port`, or `host:port` (TCP).
-fn tcp_address(addr: &str) -> Result<String, BuildError> {
+/// Telegraf's `service_address`: `tcp://host:port`, `host:port` (TCP) or `unix:///path`.
+fn parse_address(addr: &str) -> Result<Address, BuildError> {
     let rest = match addr.split_once("://") {
         None => addr,
         Some(("tcp", rest)) => rest,
-        Some(("unix", _)) => {
-            return Err(bad(
-                "service_address",
-                "unix:// sockets are not supported yet by http_listener_v2 (use tcp://host:port)",
-            ));
+        Some(("unix", path)) if !path.is_empty() => {
+            return Ok(Address::Unix(path.into()));
         }
+        Some(("unix", _)) => return Err(bad("service_address", "unix:// needs a socket path")),
         Some((other, _)) => {
             return Err(bad(
                 "service_address",
-                format!("unknown protocol {other:?} (expected tcp://)"),
+                format!("unknown protocol {other:?} (expected tcp:// or unix://)"),
             ));
         }
     };
     server::check_address(rest).map_err(|m| bad("service_address", m))?;
-    Ok(rest.to_string())
+    Ok(Address::Tcp(rest.to_string()))
 }
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
@@ -380,8 +414,10 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         .parser
         .clone()
         .ok_or_else(|| anyhow::anyhow!("http_listener_v2: no data_format parser was given"))?;
-    let address = tcp_address(&cfg.service_address)?;
-    if !cfg.socket_mode.is_empty() {
+    let listen = parse_address(&cfg.service_address)?;
+    let socket_mode =
+        unix_socket::parse_mode(&cfg.socket_mode).map_err(|m| bad("socket_mode", m))?;
+    if socket_mode.is_some() && !matches!(listen, Address::Unix(_)) {
         tracing::warn!(
             "{}: socket_mode has no effect: it applies to unix sockets only",
             ctx.id
@@ -483,8 +519,10 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         }
     };
     Ok(InputPlugin::Service(Box::new(Listener {
+        listen,
+        socket_mode,
         settings: Settings {
-            address,
+            address: cfg.service_address.clone(),
             paths,
             path_tag: cfg.path_tag,
             methods: cfg.methods,
@@ -678,6 +716,58 @@ mod tests {
         assert_eq!(st, 415);
     }
 
+    #[tokio::test]
+    async fn serves_a_unix_socket() {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("sonde-hl2-{}.sock", std::process::id()));
+        let table: toml::Table = toml::from_str(&format!(
+            "service_address = \"unix://{}\"\nsocket_mode = \"600\"",
+            path.display()
+        ))
+        .unwrap();
+        let ctx = BuildContext {
+            parser: Some(crate::codec::build_parser(&Default::default(), "influx").unwrap()),
+            ..Default::default()
+        };
+        let InputPlugin::Service(mut svc) = build(table, &ctx).unwrap() else {
+            panic!()
+        };
+        svc.start().await.unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (sink, rx) = crate::plugin::test_sink(4);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(svc.run(ServiceContext {
+            sink,
+            interval: Duration::from_secs(10),
+            shutdown,
+        }));
+        let p = path.clone();
+        let text = tokio::task::spawn_blocking(move || {
+            let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+            let body = "over_unix v=1i";
+            write!(
+                s,
+                "POST /telegraf HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        assert!(text.starts_with("HTTP/1.1 204"), "{text}");
+        assert_eq!(rx.try_recv().unwrap()[0].name, "over_unix");
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+        assert!(!path.exists(), "the socket file is removed on stop");
+    }
+
     #[test]
     fn options_are_checked() {
         let ctx = BuildContext {
@@ -688,7 +778,8 @@ mod tests {
             Err(e) => e.to_string(),
             Ok(_) => panic!("{t} accepted"),
         };
-        assert!(err("service_address = \"unix:///tmp/x.sock\"").contains("not supported yet"));
+        assert!(err("service_address = \"udp://:1\"").contains("unknown protocol"));
+        assert!(err("socket_mode = \"abc\"").contains("octal"));
         assert!(err("service_address = \"8080\"").contains("host:port"));
         assert!(err("data_source = \"header\"").contains("body"));
         assert!(err("http_success_code = 404").contains("2xx"));

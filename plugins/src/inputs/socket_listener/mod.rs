@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::codec::Parser;
 use crate::common::server::{AcceptBackoff, TlsServerConfig};
+use crate::common::unix_socket::{self, SocketFile};
 use crate::config_types::{Duration as Dur, Size};
 use crate::model::{Metric, now_ns};
 use crate::plugin::{BuildContext, InputPlugin, SendError, ServiceContext, ServiceInput};
@@ -152,6 +153,8 @@ fn parse_address(addr: &str) -> Result<Address, BuildError> {
 /// What every connection and datagram handler shares.
 struct Shared {
     id: String,
+    /// The service address as configured, for logs.
+    address: String,
     parser: Arc<dyn Parser>,
     splitter: Splitter,
     gzip: bool,
@@ -214,8 +217,8 @@ impl Shared {
 enum Bound {
     Tcp(TcpListener),
     Udp(UdpSocket),
-    Unix(UnixListener, PathBuf),
-    Unixgram(UnixDatagram, PathBuf),
+    Unix(UnixListener, SocketFile),
+    Unixgram(UnixDatagram, SocketFile),
 }
 
 struct Listener {
@@ -283,32 +286,6 @@ async fn resolve(addr: &str, family: Family) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("cannot listen on {addr}: no address of that family"))
 }
 
-fn prepare_unix_path(path: &std::path::Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    // A socket left by an earlier run is replaced, as Telegraf does; any other file is not.
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            std::fs::remove_file(path)
-                .map_err(|e| anyhow::anyhow!("removing the old socket {}: {e}", path.display()))?;
-        } else {
-            anyhow::bail!(
-                "cannot listen on {}: a file that is not a socket is in the way",
-                path.display()
-            );
-        }
-    }
-    Ok(())
-}
-
-fn chmod(path: &std::path::Path, mode: Option<u32>) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Some(m) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m))
-            .map_err(|e| anyhow::anyhow!("setting socket_mode on {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
 impl Listener {
     async fn bind(&self) -> anyhow::Result<Bound> {
         Ok(match &self.address {
@@ -347,22 +324,14 @@ impl Listener {
                 Bound::Udp(sock)
             }
             Address::Unix(path) => {
-                prepare_unix_path(path)?;
-                let l = UnixListener::bind(path).map_err(|e| {
-                    anyhow::anyhow!("cannot listen on unix://{}: {e}", path.display())
-                })?;
+                let (l, file) = unix_socket::bind_stream(path, self.socket_mode)?;
                 set_read_buffer(&l, self.read_buffer)?;
-                chmod(path, self.socket_mode)?;
-                Bound::Unix(l, path.clone())
+                Bound::Unix(l, file)
             }
             Address::Unixgram(path) => {
-                prepare_unix_path(path)?;
-                let s = UnixDatagram::bind(path).map_err(|e| {
-                    anyhow::anyhow!("cannot listen on unixgram://{}: {e}", path.display())
-                })?;
+                let (s, file) = unix_socket::bind_datagram(path, self.socket_mode)?;
                 set_read_buffer(&s, self.read_buffer)?;
-                chmod(path, self.socket_mode)?;
-                Bound::Unixgram(s, path.clone())
+                Bound::Unixgram(s, file)
             }
         })
     }
@@ -389,19 +358,19 @@ impl ServiceInput for Listener {
                 tracing::info!(input = %sh.id, address = %l.local_addr()?, "socket_listener listening on tcp");
                 accept_loop(StreamListener::Tcp(l), sh, tls, sink, shutdown).await;
             }
-            Bound::Unix(l, path) => {
-                tracing::info!(input = %sh.id, path = %path.display(), "socket_listener listening on unix");
+            Bound::Unix(l, file) => {
+                tracing::info!(input = %sh.id, address = %sh.address, "socket_listener listening");
                 accept_loop(StreamListener::Unix(l), sh, tls, sink, shutdown).await;
-                let _ = std::fs::remove_file(&path);
+                drop(file);
             }
             Bound::Udp(s) => {
                 tracing::info!(input = %sh.id, address = %s.local_addr()?, "socket_listener listening on udp");
                 datagram_loop(Dgram::Udp(s), sh, sink, shutdown).await;
             }
-            Bound::Unixgram(s, path) => {
-                tracing::info!(input = %sh.id, path = %path.display(), "socket_listener listening on unixgram");
+            Bound::Unixgram(s, file) => {
+                tracing::info!(input = %sh.id, address = %sh.address, "socket_listener listening");
                 datagram_loop(Dgram::Unixgram(s), sh, sink, shutdown).await;
-                let _ = std::fs::remove_file(&path);
+                drop(file);
             }
         }
         Ok(())
@@ -793,20 +762,11 @@ fn build_listener(mut table: toml::Table, ctx: &BuildContext) -> Result<Listener
     if cfg.keep_alive_period.is_some() && !matches!(address, Address::Tcp(..)) {
         warn("keep_alive_period", "it applies to tcp sockets only");
     }
-    let socket_mode = if cfg.socket_mode.is_empty() {
-        None
-    } else {
-        let m = u32::from_str_radix(&cfg.socket_mode, 8).map_err(|_| {
-            bad(
-                "socket_mode",
-                format!("{:?} is not an octal mode like \"777\"", cfg.socket_mode),
-            )
-        })?;
-        if !matches!(address, Address::Unix(_) | Address::Unixgram(_)) {
-            warn("socket_mode", "it applies to unix sockets only");
-        }
-        Some(m)
-    };
+    let socket_mode =
+        unix_socket::parse_mode(&cfg.socket_mode).map_err(|m| bad("socket_mode", m))?;
+    if socket_mode.is_some() && !matches!(address, Address::Unix(_) | Address::Unixgram(_)) {
+        warn("socket_mode", "it applies to unix sockets only");
+    }
     let gzip = match cfg.content_encoding.to_ascii_lowercase().as_str() {
         "" | "identity" => false,
         "gzip" => true,
@@ -865,6 +825,7 @@ fn build_listener(mut table: toml::Table, ctx: &BuildContext) -> Result<Listener
     let read_buffer = cfg.read_buffer_size.0.min(usize::MAX as u64 >> 1) as usize;
     let shared = Shared {
         id: id.clone(),
+        address: cfg.service_address.clone(),
         parser,
         splitter,
         gzip,

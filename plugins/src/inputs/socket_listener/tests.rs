@@ -225,6 +225,7 @@ proptest::proptest! {
     fn garbage_is_counted_never_a_panic(data: Vec<u8>) {
         let sh = Shared {
             id: "t".into(),
+            address: "tcp://:1".into(),
             parser: crate::codec::build_parser(&Default::default(), "influx").unwrap(),
             splitter: Splitter::Newline,
             gzip: true,
