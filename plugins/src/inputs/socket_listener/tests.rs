@@ -47,6 +47,98 @@ async fn start(toml_text: &str, format: &str) -> Running {
     }
 }
 
+/// A sink whose buffers refuse the first `refuse` batches as full, then accept.
+fn refusing_sink(refuse: usize) -> (crate::plugin::MetricSink, flume::Receiver<Vec<Metric>>) {
+    use crate::plugin::{Batch, Delivery, MetricSink, PipelineSender};
+    let (tx, rx) = flume::unbounded::<Batch>();
+    let (out_tx, out_rx) = flume::unbounded();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(b) = rx.recv_async().await {
+            n += 1;
+            let ack = b.ack.unwrap();
+            if n <= refuse {
+                let _ = ack.send(Delivery::Full {
+                    reason: "metric_buffer_limit reached".into(),
+                    retry_after: Duration::from_millis(50),
+                });
+            } else {
+                let _ = ack.send(Delivery::Accepted);
+                let _ = out_tx.send(b.metrics);
+            }
+        }
+    });
+    let sink = MetricSink::new(
+        PipelineSender::new(tx, u32::MAX),
+        Arc::new(|_: &mut Vec<Metric>| {}),
+    );
+    (sink, out_rx)
+}
+
+async fn start_with_sink(
+    toml_text: &str,
+    sink: crate::plugin::MetricSink,
+) -> (watch::Sender<bool>, Arc<Shared>) {
+    let ctx = BuildContext {
+        parser: Some(crate::codec::build_parser(&Default::default(), "influx").unwrap()),
+        ..Default::default()
+    };
+    let mut l = Box::new(build_listener(toml::from_str(toml_text).unwrap(), &ctx).unwrap());
+    l.start().await.unwrap();
+    let shared = l.shared.clone();
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(l.run(ServiceContext {
+        sink,
+        interval: Duration::from_secs(10),
+        shutdown,
+    }));
+    (stop, shared)
+}
+
+#[tokio::test]
+async fn a_full_buffer_holds_a_stream_back_and_drops_datagrams_counted() {
+    // Stream: refused twice, then the same lines are parsed again and delivered once.
+    let port = free_port();
+    let (sink, rx) = refusing_sink(2);
+    let (_stop, _sh) = start_with_sink(
+        &format!("service_address = \"tcp://127.0.0.1:{port}\""),
+        sink,
+    )
+    .await;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"held a=1i 1\nheld b=2i 2\n").unwrap();
+    let got = next(&rx).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[1].field("b"), Some(&crate::FieldValue::Int(2)));
+    c.write_all(b"after c=3i 3\n").unwrap();
+    assert_eq!(next(&rx).await[0].name, "after");
+    assert!(rx.try_recv().is_err(), "nothing delivered twice");
+
+    // Datagrams: the refused batch is dropped and counted, later ones are delivered.
+    let port = free_port();
+    let (sink, rx) = refusing_sink(1);
+    let (_stop2, sh) = start_with_sink(
+        &format!("service_address = \"udp://127.0.0.1:{port}\""),
+        sink,
+    )
+    .await;
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"lost v=1i\nlost v=2i", ("127.0.0.1", port))
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while sh.dropped.get() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .is_ok()
+    );
+    u.send_to(b"kept v=1i", ("127.0.0.1", port)).unwrap();
+    assert_eq!(next(&rx).await[0].name, "kept");
+    assert_eq!(sh.dropped.get(), 2);
+}
+
 async fn next(rx: &flume::Receiver<Vec<Metric>>) -> Vec<Metric> {
     tokio::time::timeout(Duration::from_secs(5), rx.recv_async())
         .await
