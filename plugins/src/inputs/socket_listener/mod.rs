@@ -177,11 +177,9 @@ struct Shared {
 
 impl Shared {
     fn allowed(&self, ip: IpAddr) -> bool {
-        self.allowed.is_empty()
-            || self
-                .allowed
-                .iter()
-                .any(|a| *a == ip || Some(*a) == ip.to_canonical().into())
+        // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d.
+        let ip4 = ip.to_canonical();
+        self.allowed.is_empty() || self.allowed.iter().any(|a| *a == ip || *a == ip4)
     }
 
     /// Parses one message into `out`, counting (and sometimes logging) its errors.

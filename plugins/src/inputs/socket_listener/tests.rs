@@ -278,6 +278,37 @@ async fn read_timeout_closes_an_idle_connection() {
     assert!(t.elapsed() < Duration::from_secs(4));
 }
 
+#[tokio::test]
+async fn allowed_sources_keep_other_senders_out() {
+    let port = free_port();
+    let r = start(
+        &format!("service_address = \"udp://127.0.0.1:{port}\"\nallowed_sources = [\"10.9.9.9\"]"),
+        "influx",
+    )
+    .await;
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"blocked v=1i", ("127.0.0.1", port)).unwrap();
+    let port2 = free_port();
+    let ok = start(
+        &format!(
+            "service_address = \"tcp://127.0.0.1:{port2}\"\nallowed_sources = [\"127.0.0.1\"]"
+        ),
+        "influx",
+    )
+    .await;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port2)).unwrap();
+    c.write_all(b"allowed v=1i\n").unwrap();
+    assert_eq!(next(&ok.rx).await[0].name, "allowed");
+    for _ in 0..500 {
+        if r.shared.refused.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(r.shared.refused.get(), 1);
+    assert!(r.rx.try_recv().is_err());
+}
+
 #[test]
 fn addresses_and_options() {
     let ctx = BuildContext {
