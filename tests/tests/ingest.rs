@@ -245,6 +245,61 @@ fn a_busy_address_stops_sonde_with_a_clear_message() {
     }
 }
 
+/// A batch job pushes with the real Prometheus Python client (`push_to_gateway`, PUT of the
+/// text format to /metrics/job/<job>), exactly as it pushed to a pushgateway.
+#[test]
+fn a_job_pushes_with_the_prometheus_python_client() {
+    let dir = TempDir::new("hl2-pyclient");
+    let out = dir.join("out.lp");
+    let port = free_port();
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"{HEAD}
+[[inputs.http_listener_v2]]
+  service_address = "127.0.0.1:{port}"
+  paths = ["/metrics/job/backup"]
+  data_format = "prometheus"
+
+[[outputs.file]]
+  files = ["{}"]
+  namedrop = ["internal*"]
+"#,
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    wait_tcp(&format!("127.0.0.1:{port}"));
+    let script = dir.write(
+        "push.py",
+        &format!(
+            r#"
+from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway
+r = CollectorRegistry()
+Counter("backup_files", "Files backed up", ["volume"], registry=r).labels("data").inc(17)
+Gauge("backup_last_success_unixtime", "Last success", registry=r).set(1700000000)
+push_to_gateway("127.0.0.1:{port}", job="backup", registry=r)
+"#
+        ),
+    );
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg(&script)
+        .output()
+        .expect("run /usr/bin/python3 (tests/setup.sh installs python3-prometheus-client)");
+    assert!(
+        o.status.success(),
+        "push failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    wait_line(&agent, &out, &["backup_files_total,volume=data counter=17"]);
+    wait_line(
+        &agent,
+        &out,
+        &["backup_last_success_unixtime gauge=1700000000"],
+    );
+}
+
 /// Metrics are acknowledged only once stored: with the output down and its buffer full, the
 /// listener answers 429 with Retry-After.
 #[test]
