@@ -273,4 +273,15 @@ mod tests {
         );
         assert!(Encoding::from_name("latin1").is_none());
     }
+
+    proptest::proptest! {
+        /// Any bytes in any encoding decode to valid UTF-8 (or stay as they are), never a panic.
+        #[test]
+        fn decoding_never_panics(data: Vec<u8>) {
+            for e in [Encoding::Utf8, Encoding::Utf16Le, Encoding::Utf16Be] {
+                proptest::prop_assert!(std::str::from_utf8(&e.decode(data.clone())).is_ok());
+            }
+            proptest::prop_assert_eq!(Encoding::Raw.decode(data.clone()), data);
+        }
+    }
 }

@@ -790,4 +790,15 @@ mod tests {
         assert_eq!(query_unescape("a%20b+c").as_deref(), Some("a b c"));
         assert_eq!(query_unescape("%zz"), None);
     }
+
+    proptest::proptest! {
+        /// Any query string: decoded or refused, never a panic; plain text comes back as is.
+        #[test]
+        fn query_unescape_never_panics(q: String) {
+            let _ = query_unescape(&q);
+            if !q.contains(['%', '+']) {
+                proptest::prop_assert_eq!(query_unescape(&q), Some(q.clone()));
+            }
+        }
+    }
 }
