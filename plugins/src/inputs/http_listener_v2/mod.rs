@@ -475,9 +475,11 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
             ));
         }
     };
-    let auth = match (&cfg.basic_username, &cfg.basic_password) {
+    // Empty values mean "not set" (a config filled from unset environment variables).
+    let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+    let auth = match (given(&cfg.basic_username), given(&cfg.basic_password)) {
         (None, None) => None,
-        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Some((u.clone(), p.clone())),
+        (Some(u), Some(p)) => Some((u, p)),
         _ => {
             return Err(bad(
                 "basic_username",
@@ -784,6 +786,9 @@ mod tests {
         assert!(err("data_source = \"header\"").contains("body"));
         assert!(err("http_success_code = 404").contains("2xx"));
         assert!(err("basic_username = \"u\"").contains("both"));
+        assert!(err("basic_username = \"u\"\nbasic_password = \"\"").contains("both"));
+        let no_auth = "basic_username = \"\"\nbasic_password = \"\"";
+        assert!(build(toml::from_str(no_auth).unwrap(), &ctx).is_ok());
         assert!(err("methods = [\"post\"]").contains("capitals"));
         assert!(err("paths = []").contains("at least one"));
         assert!(build(toml::from_str("path = \"/old\"").unwrap(), &ctx).is_ok());

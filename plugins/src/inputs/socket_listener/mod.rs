@@ -527,47 +527,72 @@ async fn read_stream(
         eof = n == 0;
         match &mut gz {
             Some(d) => {
-                if n > 0 {
-                    d.write_all(&chunk[..n])
+                // Small steps, handing on what they decode, so a gzip bomb cannot balloon
+                // memory: at most about GZIP_STEP × 1032 bytes decoded at a time.
+                for piece in chunk[..n].chunks(GZIP_STEP) {
+                    d.write_all(piece)
                         .and_then(|_| d.flush())
                         .map_err(|e| anyhow::anyhow!("bad gzip stream: {e}"))?;
-                } else {
+                    pending.append(d.get_mut());
+                    if pending.len() >= GZIP_HAND_ON {
+                        take_messages(&mut pending, false, sh, sink, &mut shutdown).await?;
+                    }
+                }
+                if n == 0 {
                     d.try_finish()
                         .map_err(|e| anyhow::anyhow!("bad gzip stream: {e}"))?;
+                    pending.append(d.get_mut());
                 }
-                pending.append(d.get_mut());
             }
             None => pending.extend_from_slice(&chunk[..n]),
         }
-        // Cut and parse the complete messages; deliver them before taking them from `pending`,
-        // so a full buffer can be waited out and the same bytes parsed again.
-        let now = now_ns();
-        let mut metrics = Vec::new();
-        let mut used = 0;
-        while let Some((adv, range)) = sh.splitter.next(&pending[used..], eof) {
-            let msg = &pending[used..][range];
-            sh.parse(msg, now, &mut metrics);
-            used += adv;
+        take_messages(&mut pending, eof, sh, sink, &mut shutdown).await?;
+    }
+    Ok(())
+}
+
+/// Bytes of a gzip stream decoded at a time, and the decoded bytes that make the reader hand
+/// the complete messages on before decoding more.
+const GZIP_STEP: usize = 4096;
+const GZIP_HAND_ON: usize = 1 << 20;
+
+/// Parses and delivers the complete messages at the start of `pending` (all of it at `eof`)
+/// and removes them; the rest waits for more data.
+async fn take_messages(
+    pending: &mut Vec<u8>,
+    eof: bool,
+    sh: &Shared,
+    sink: &crate::plugin::MetricSink,
+    shutdown: &mut watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    // Cut and parse the complete messages; deliver them before taking them from `pending`,
+    // so a full buffer can be waited out and the same bytes parsed again.
+    let now = now_ns();
+    let mut metrics = Vec::new();
+    let mut used = 0;
+    while let Some((adv, range)) = sh.splitter.next(&pending[used..], eof) {
+        let msg = &pending[used..][range];
+        sh.parse(msg, now, &mut metrics);
+        used += adv;
+    }
+    sh.stamp(&mut metrics, now);
+    deliver_stream(metrics, sh, sink, shutdown, || {
+        let mut again = Vec::new();
+        let mut pos = 0;
+        while let Some((adv, range)) = sh.splitter.next(&pending[pos..used], eof) {
+            let _ = sh.parser.parse(&pending[pos..][range], now, &mut again);
+            pos += adv;
         }
-        if pending.len() - used > sh.max_message {
-            anyhow::bail!(
-                "a message is longer than {} bytes without its end (splitting_strategy); raise read_buffer_size",
-                sh.max_message
-            );
-        }
-        sh.stamp(&mut metrics, now);
-        deliver_stream(metrics, sh, sink, &mut shutdown, || {
-            let mut again = Vec::new();
-            let mut pos = 0;
-            while let Some((adv, range)) = sh.splitter.next(&pending[pos..used], eof) {
-                let _ = sh.parser.parse(&pending[pos..][range], now, &mut again);
-                pos += adv;
-            }
-            sh.stamp(&mut again, now);
-            again
-        })
-        .await?;
-        pending.drain(..used);
+        sh.stamp(&mut again, now);
+        again
+    })
+    .await?;
+    pending.drain(..used);
+    if pending.len() > sh.max_message {
+        anyhow::bail!(
+            "a message is longer than {} bytes without its end (splitting_strategy); raise read_buffer_size",
+            sh.max_message
+        );
     }
     Ok(())
 }

@@ -309,6 +309,38 @@ async fn allowed_sources_keep_other_senders_out() {
     assert!(r.rx.try_recv().is_err());
 }
 
+#[tokio::test]
+async fn a_gzip_bomb_without_message_ends_closes_the_connection() {
+    let port = free_port();
+    let r = start(
+        &format!("service_address = \"tcp://127.0.0.1:{port}\"\ncontent_encoding = \"gzip\""),
+        "influx",
+    )
+    .await;
+    // 8 MiB of one never-ending line, a few KiB compressed.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"ok v=1i\n").unwrap();
+    let zeros = vec![b'a'; 1 << 20];
+    for _ in 0..8 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = c.write_all(&bomb);
+    assert_eq!(next(&r.rx).await[0].name, "ok");
+    for _ in 0..500 {
+        if r.shared.read_errors.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        r.shared.read_errors.get(),
+        1,
+        "the connection is closed with an error"
+    );
+}
+
 #[test]
 fn addresses_and_options() {
     let ctx = BuildContext {
