@@ -679,3 +679,42 @@ fn listeners_serve_mutual_tls() {
         "{file}"
     );
 }
+
+/// An option that cannot apply to the socket type is accepted with a warning that says so,
+/// in `config check` as at startup; one not built yet is refused as such.
+#[test]
+fn options_that_cannot_apply_are_warned_about_and_unbuilt_ones_refused() {
+    let dir = TempDir::new("ingest-warn");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[[inputs.socket_listener]]\n  service_address = \"udp://127.0.0.1:{}\"\n  max_connections = 3\n  \
+             read_timeout = \"5s\"\n\
+             [[inputs.http_listener_v2]]\n  service_address = \"127.0.0.1:{}\"\n  socket_mode = \"777\"\n  path = \"/old\"\n\
+             [[outputs.discard]]\n",
+            free_port(),
+            free_port()
+        ),
+    );
+    let r = run(&["config", "check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for want in [
+        "socket_listener: max_connections has no effect",
+        "socket_listener: read_timeout has no effect",
+        "http_listener_v2: socket_mode has no effect",
+        "http_listener_v2: the option path is deprecated",
+    ] {
+        assert!(r.stderr.contains(want), "no {want:?} in {}", r.stderr);
+    }
+    let cfg = dir.write(
+        "sonde.toml",
+        "[[inputs.socket_listener]]\n  service_address = \"vsock://3:80\"\n[[outputs.discard]]\n",
+    );
+    let r = run(&["config", "check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(r.code, Some(1));
+    assert!(
+        r.stderr.contains("vsock:// sockets are not supported yet"),
+        "{}",
+        r.stderr
+    );
+}
