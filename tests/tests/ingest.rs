@@ -620,6 +620,7 @@ fn listeners_serve_mutual_tls() {
 {tls}
 [[inputs.socket_listener]]
   service_address = "tcp://127.0.0.1:{tcp}"
+  tls_min_version = "TLS13"
 {tls}
 [[outputs.file]]
   files = ["{}"]
@@ -650,9 +651,14 @@ fn listeners_serve_mutual_tls() {
     assert_eq!(curl(true, "tls_http v=1i"), "204");
     wait_line(&agent, &out, &["tls_http v=1i"]);
 
-    let send = |with_cert: bool, line: &str| {
+    // Sends a line with openssl s_client; returns its stderr.
+    let send = |with_cert: bool, tls12: bool, line: &str| {
         let mut c = Command::new("openssl");
-        c.args(["s_client", "-quiet", "-no_ign_eof", "-connect"])
+        c.args(["s_client", "-quiet", "-no_ign_eof"]);
+        if tls12 {
+            c.arg("-tls1_2");
+        }
+        c.arg("-connect")
             .arg(format!("127.0.0.1:{tcp}"))
             .arg("-CAfile")
             .arg(&pki.ca);
@@ -665,14 +671,18 @@ fn listeners_serve_mutual_tls() {
         let mut child = c
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("run openssl");
         let _ = child.stdin.take().unwrap().write_all(line.as_bytes());
-        let _ = child.wait();
+        let o = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    send(false, "tls_nocert v=1i\n");
-    send(true, "tls_socket v=2i\n");
+    send(false, false, "tls_nocert v=1i\n");
+    // tls_min_version = "TLS13": a TLS 1.2 client is turned away in the handshake.
+    let refused = send(true, true, "tls12_client v=1i\n");
+    assert!(refused.contains("protocol version"), "{refused}");
+    send(true, false, "tls_socket v=2i\n");
     let file = wait_line(&agent, &out, &["tls_socket v=2i"]);
     assert!(
         !file.contains("no_cert") && !file.contains("tls_nocert"),
