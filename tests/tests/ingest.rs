@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use sonde_tests::servers::free_port;
-use sonde_tests::{Agent, TempDir, run, sorted_lines, wait_until};
+use sonde_tests::{Agent, SIGHUP, TempDir, run, sorted_lines, wait_until};
 
 /// A blocking HTTP/1.1 request; returns (status, whole response text).
 fn http(
@@ -727,4 +727,58 @@ fn options_that_cannot_apply_are_warned_about_and_unbuilt_ones_refused() {
         "{}",
         r.stderr
     );
+}
+
+/// A reload (SIGHUP) replaces the unix sockets: the new listener's socket file stays (the old
+/// listener removes only its own), and the socket serves before and after.
+#[test]
+fn unix_sockets_survive_a_reload() {
+    let dir = TempDir::new("ingest-reload");
+    let out = dir.join("out.lp");
+    let (stream, gram) = (dir.join("s.sock"), dir.join("g.sock"));
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            r#"{HEAD}
+[[inputs.socket_listener]]
+  service_address = "unix://{}"
+
+[[inputs.socket_listener]]
+  service_address = "unixgram://{}"
+
+[[outputs.file]]
+  files = ["{}"]
+  namedrop = ["internal*"]
+"#,
+            stream.display(),
+            gram.display(),
+            out.display()
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    assert!(wait_until(Duration::from_secs(10), || stream.exists() && gram.exists()));
+    let send = |tag: &str| {
+        let mut s = UnixStream::connect(&stream).unwrap();
+        s.write_all(format!("reload,when={tag} via=\"stream\"\n").as_bytes())
+            .unwrap();
+        UnixDatagram::unbound()
+            .unwrap()
+            .send_to(format!("reload,when={tag} via=\"gram\"").as_bytes(), &gram)
+            .unwrap();
+    };
+    send("before");
+    wait_line(&agent, &out, &["when=before", "via=\"stream\""]);
+    wait_line(&agent, &out, &["when=before", "via=\"gram\""]);
+    agent.signal(SIGHUP);
+    agent.wait_log("reloaded", 1, Duration::from_secs(10));
+    assert!(
+        stream.exists() && gram.exists(),
+        "a reload lost the socket files"
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        UnixStream::connect(&stream).is_ok()
+    }));
+    send("after");
+    wait_line(&agent, &out, &["when=after", "via=\"stream\""]);
+    wait_line(&agent, &out, &["when=after", "via=\"gram\""]);
 }
