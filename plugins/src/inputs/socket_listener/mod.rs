@@ -120,9 +120,11 @@ fn parse_address(addr: &str) -> Result<Address, BuildError> {
             )));
         }
         crate::common::server::check_address(rest).map_err(err)?;
+        // ":port" with tcp/udp is every interface of both families, as in Go (and Telegraf):
+        // the IPv6 wildcard, dual-stack; IPv4's where the host has no IPv6 (see `bind`).
         Ok(match (rest.strip_prefix(':'), family) {
-            (Some(port), Family::V6) => format!("[::]:{port}"),
-            (Some(port), _) => format!("0.0.0.0:{port}"),
+            (Some(port), Family::V4) => format!("0.0.0.0:{port}"),
+            (Some(port), _) => format!("[::]:{port}"),
             (None, _) => rest.to_string(),
         })
     };
@@ -284,35 +286,75 @@ async fn resolve(addr: &str, family: Family) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("cannot listen on {addr}: no address of that family"))
 }
 
+/// The IPv4 wildcard to fall back to when the dual-stack wildcard cannot be bound.
+fn v4_fallback(sa: SocketAddr, family: Family) -> Option<SocketAddr> {
+    (family == Family::Any && sa.ip() == IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED))
+        .then(|| SocketAddr::from(([0, 0, 0, 0], sa.port())))
+}
+
+/// Whether a bind failed because the host has no IPv6 (not because the port is taken).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::AddrNotAvailable || e.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+/// Binds `sa`, or the IPv4 wildcard when `sa` is the dual-stack wildcard on a host without
+/// IPv6; errors name the address as configured.
+async fn bind_with_fallback<T, F, Fut>(
+    scheme: &str,
+    addr: &str,
+    family: Family,
+    bind: F,
+) -> anyhow::Result<T>
+where
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    let sa = resolve(addr, family).await?;
+    match bind(sa).await {
+        Ok(b) => Ok(b),
+        Err(e) if no_ipv6(&e) && v4_fallback(sa, family).is_some() => {
+            let v4 = v4_fallback(sa, family).unwrap_or(sa);
+            bind(v4)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {scheme}://{v4}: {e}"))
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot listen on {scheme}://{addr}: {e}")),
+    }
+}
+
 impl Listener {
+    fn bind_tcp(&self, sa: SocketAddr, family: Family) -> std::io::Result<TcpListener> {
+        let sock = if sa.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            let s = tokio::net::TcpSocket::new_v6()?;
+            if sa.ip().is_unspecified() && family == Family::Any {
+                // Both families on the wildcard, whatever net.ipv6.bindv6only says.
+                setsockopt_int(s.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+            }
+            s
+        };
+        sock.set_reuseaddr(true)?;
+        if self.read_buffer > 0 {
+            sock.set_recv_buffer_size(self.read_buffer.min(u32::MAX as usize) as u32)?;
+        }
+        sock.bind(sa)?;
+        sock.listen(1024)
+    }
+
     async fn bind(&self) -> anyhow::Result<Bound> {
         Ok(match &self.address {
-            Address::Tcp(addr, family) => {
-                let sa = resolve(addr, *family).await?;
-                let sock = if sa.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()?
-                } else {
-                    tokio::net::TcpSocket::new_v6()?
-                };
-                sock.set_reuseaddr(true)?;
-                if self.read_buffer > 0 {
-                    sock.set_recv_buffer_size(self.read_buffer.min(u32::MAX as usize) as u32)
-                        .map_err(|e| anyhow::anyhow!("setting read_buffer_size: {e}"))?;
-                }
-                sock.bind(sa)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on tcp://{addr}: {e}"))?;
-                Bound::Tcp(
-                    sock.listen(1024)
-                        .map_err(|e| anyhow::anyhow!("cannot listen on tcp://{addr}: {e}"))?,
-                )
-            }
+            Address::Tcp(addr, family) => Bound::Tcp(
+                bind_with_fallback("tcp", addr, *family, |sa| async move {
+                    self.bind_tcp(sa, *family)
+                })
+                .await?,
+            ),
             Address::Udp(addr, family) => {
-                let sa = resolve(addr, *family).await?;
-                let sock = UdpSocket::bind(sa)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on udp://{addr}: {e}"))?;
+                let sock = bind_with_fallback("udp", addr, *family, UdpSocket::bind).await?;
                 set_read_buffer(&sock, self.read_buffer)?;
-                match sa.ip() {
+                let ip = sock.local_addr()?.ip();
+                match ip {
                     IpAddr::V4(g) if g.is_multicast() => {
                         sock.join_multicast_v4(g, std::net::Ipv4Addr::UNSPECIFIED)?
                     }

@@ -341,6 +341,34 @@ async fn a_gzip_bomb_without_message_ends_closes_the_connection() {
     );
 }
 
+#[tokio::test]
+async fn a_bare_port_listens_on_both_families() {
+    let port = free_port();
+    let r = start(&format!("service_address = \"tcp://:{port}\""), "influx").await;
+    for (i, host) in ["127.0.0.1", "::1"].into_iter().enumerate() {
+        let mut c = std::net::TcpStream::connect((host, port)).unwrap();
+        c.write_all(format!("fam n={i}i\n").as_bytes()).unwrap();
+        assert_eq!(
+            next(&r.rx).await[0].field("n"),
+            Some(&crate::FieldValue::Int(i as i64))
+        );
+    }
+    let port = free_port();
+    let r = start(&format!("service_address = \"udp://:{port}\""), "influx").await;
+    for (i, (local, host)) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "::1")]
+        .into_iter()
+        .enumerate()
+    {
+        let u = std::net::UdpSocket::bind(local).unwrap();
+        u.send_to(format!("fam n={i}i").as_bytes(), (host, port))
+            .unwrap();
+        assert_eq!(
+            next(&r.rx).await[0].field("n"),
+            Some(&crate::FieldValue::Int(i as i64))
+        );
+    }
+}
+
 #[test]
 fn addresses_and_options() {
     let ctx = BuildContext {
@@ -366,6 +394,14 @@ fn addresses_and_options() {
     assert_eq!(
         parse_address("tcp6://:1").unwrap(),
         Address::Tcp("[::]:1".into(), Family::V6)
+    );
+    assert_eq!(
+        parse_address("udp4://:1").unwrap(),
+        Address::Udp("0.0.0.0:1".into(), Family::V4)
+    );
+    assert_eq!(
+        parse_address("tcp://:1").unwrap(),
+        Address::Tcp("[::]:1".into(), Family::Any)
     );
     assert_eq!(
         parse_address("unixgram:///tmp/x").unwrap(),
