@@ -44,6 +44,9 @@ want procps
 want supervisor
 # The docker TLS test makes its CA and certificates with openssl.
 want openssl
+# curl and openssl s_client are also the mutual-TLS clients of tests/tests/ingest.rs, where a
+# batch job pushes with Debian's Prometheus Python client (run with /usr/bin/python3).
+want python3-prometheus-client
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "== installing ${need_pkgs[*]}"

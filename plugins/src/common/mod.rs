@@ -9,3 +9,4 @@ pub mod procfs;
 pub mod server;
 pub mod time;
 pub mod timestamp;
+pub mod unix_socket;

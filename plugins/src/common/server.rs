@@ -32,9 +32,17 @@ pub struct TlsServerConfig {
     /// CAs whose client certificates are accepted; set means client certificates are required.
     #[serde(default)]
     pub tls_allowed_cacerts: Vec<PathBuf>,
+    /// Oldest TLS version accepted: "TLS12" (rustls' floor, the default) or "TLS13".
+    #[serde(default)]
+    pub tls_min_version: Option<String>,
 }
 
-pub const TLS_SERVER_KEYS: &[&str] = &["tls_cert", "tls_key", "tls_allowed_cacerts"];
+pub const TLS_SERVER_KEYS: &[&str] = &[
+    "tls_cert",
+    "tls_key",
+    "tls_allowed_cacerts",
+    "tls_min_version",
+];
 
 impl TlsServerConfig {
     /// Removes the TLS keys from a plugin's table and parses them.
@@ -65,8 +73,28 @@ impl TlsServerConfig {
         let key = PrivateKeyDer::from_pem_slice(&read(key, "tls_key")?)
             .map_err(|e| anyhow::anyhow!("tls_key {}: {e}", key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = match self
+            .tls_min_version
+            .as_deref()
+            .unwrap_or("")
+        {
+            "" | "TLS10" | "TLS11" | "TLS12" => &[&rustls::version::TLS13, &rustls::version::TLS12],
+            "TLS13" => &[&rustls::version::TLS13],
+            other => {
+                return Err(anyhow::anyhow!(
+                        "tls_min_version must be \"TLS12\" or \"TLS13\" (TLS 1.0 and 1.1 are not offered), not {other:?}"
+                    )
+                    .into());
+            }
+        };
+        if matches!(self.tls_min_version.as_deref(), Some("TLS10" | "TLS11")) {
+            tracing::warn!(
+                "tls_min_version = {:?} has no effect: sonde's TLS accepts TLS 1.2 and 1.3 only",
+                self.tls_min_version.as_deref().unwrap_or_default()
+            );
+        }
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?;
         let builder = if self.tls_allowed_cacerts.is_empty() {
             builder.with_no_client_auth()
@@ -188,6 +216,75 @@ pub async fn serve<F, Fut>(
                 Some(acc) => match tokio::time::timeout(read_timeout, acc.accept(stream)).await {
                     Ok(Ok(s)) => {
                         serve_conn(TokioIo::new(s), peer, handler, read_timeout, shutdown).await
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Like [`serve`], on a unix stream socket (Telegraf's `unix://` service addresses). A unix
+/// client has no IP address: its requests carry the [`PeerAddr`] 0.0.0.0:0.
+pub async fn serve_unix<F, Fut>(
+    listener: tokio::net::UnixListener,
+    opts: ServerOptions,
+    handler: F,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let tls = opts.tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut conns = tokio::task::JoinSet::new();
+    let mut backoff = AcceptBackoff::default();
+    let unspecified = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    backoff.failed(&e, "HTTP listener (unix socket)").await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => continue,
+        };
+        backoff.succeeded();
+        while conns.try_join_next().is_some() {}
+        let (handler, tls, shutdown) = (handler.clone(), tls.clone(), shutdown.clone());
+        let read_timeout = opts.read_timeout;
+        conns.spawn(async move {
+            match tls {
+                None => {
+                    serve_conn(
+                        TokioIo::new(stream),
+                        unspecified,
+                        handler,
+                        read_timeout,
+                        shutdown,
+                    )
+                    .await
+                }
+                Some(acc) => match tokio::time::timeout(read_timeout, acc.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        serve_conn(
+                            TokioIo::new(s),
+                            unspecified,
+                            handler,
+                            read_timeout,
+                            shutdown,
+                        )
+                        .await
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),

@@ -13,7 +13,9 @@ pub mod diskio;
 pub mod dns_query;
 pub mod docker;
 pub mod exec;
+pub mod file;
 pub mod http;
+pub mod http_listener_v2;
 pub mod http_response;
 pub mod influxdb_listener;
 pub mod influxdb_v2_listener;
@@ -28,6 +30,7 @@ pub mod postgresql_extensible;
 pub mod processes;
 pub mod procstat;
 pub mod prometheus;
+pub mod socket_listener;
 pub mod statsd;
 pub mod swap;
 pub mod system;
@@ -43,7 +46,9 @@ pub static ALL: &[InputSpec] = &[
     dns_query::SPEC,
     docker::SPEC,
     exec::SPEC,
+    file::SPEC,
     http::SPEC,
+    http_listener_v2::SPEC,
     http_response::SPEC,
     influxdb_listener::SPEC,
     influxdb_v2_listener::SPEC,
@@ -58,6 +63,7 @@ pub static ALL: &[InputSpec] = &[
     processes::SPEC,
     procstat::SPEC,
     prometheus::SPEC,
+    socket_listener::SPEC,
     statsd::SPEC,
     swap::SPEC,
     system::SPEC,
