@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use crate::codec::Parser;
 use crate::codec::prometheus::PrometheusParser;
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
+use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::http_client::{HttpClient, HttpClientConfig, PROXY_KEYS, ProxyDefault};
 use crate::config_types::Duration;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
@@ -33,6 +34,81 @@ struct Config {
     ignore_timestamp: bool,
     /// Largest body read from one endpoint.
     content_length_limit: u64,
+    http_headers: std::collections::BTreeMap<String, String>,
+    content_type_override: String,
+    enable_request_metrics: bool,
+}
+
+/// Telegraf's Kubernetes and Consul discovery options: discovery is not built yet, so turning
+/// it on is refused, and the settings that only tune it warn that they have no effect.
+const DISCOVERY_SWITCHES: &[&str] = &[
+    "kubernetes_services",
+    "monitor_kubernetes_pods",
+    "consul",
+    "http_service_discovery",
+];
+const DISCOVERY_SETTINGS: &[&str] = &[
+    "kube_config",
+    "monitor_kubernetes_pods_method",
+    "monitor_kubernetes_pods_scheme",
+    "monitor_kubernetes_pods_port",
+    "monitor_kubernetes_pods_path",
+    "monitor_kubernetes_pods_namespace",
+    "pod_scrape_scope",
+    "pod_scrape_interval",
+    "node_ip",
+    "pod_namespace_label_name",
+    "kubernetes_label_selector",
+    "kubernetes_field_selector",
+    "pod_annotation_include",
+    "pod_annotation_exclude",
+    "pod_label_include",
+    "pod_label_exclude",
+    "cache_refresh_interval",
+    "namespace_annotation_pass",
+    "namespace_annotation_drop",
+];
+
+/// Takes the discovery keys out of the table: an enabled discovery is refused, the rest warn.
+fn take_discovery(table: &mut toml::Table, id: &str) -> Result<(), BuildError> {
+    let not_yet = |key: &str, what: &str| {
+        BuildError::Config(ConfigError {
+            path: vec![key.into()],
+            message: format!("{what} is not supported yet"),
+        })
+    };
+    for key in DISCOVERY_SWITCHES {
+        let Some(v) = table.remove(*key) else {
+            continue;
+        };
+        let on = match (*key, &v) {
+            ("kubernetes_services", toml::Value::Array(a)) => !a.is_empty(),
+            ("monitor_kubernetes_pods", toml::Value::Boolean(b)) => *b,
+            // Telegraf's sub-tables: on when `enabled = true`.
+            (_, toml::Value::Table(t)) => t.get("enabled").and_then(|e| e.as_bool()) == Some(true),
+            _ => true,
+        };
+        if on {
+            let what = match *key {
+                "kubernetes_services" => "scraping Kubernetes services (kubernetes_services)",
+                "monitor_kubernetes_pods" => {
+                    "Kubernetes pod discovery (monitor_kubernetes_pods)"
+                }
+                "consul" => "Consul discovery ([inputs.prometheus.consul])",
+                _ => "HTTP service discovery ([inputs.prometheus.http_service_discovery])",
+            };
+            return Err(not_yet(key, what));
+        }
+        tracing::warn!("{id}: {key} has no effect: service discovery is not supported yet");
+    }
+    for key in DISCOVERY_SETTINGS {
+        if table.remove(*key).is_some() {
+            tracing::warn!(
+                "{id}: {key} has no effect: it tunes Kubernetes discovery, which is not supported yet"
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Default for Config {
@@ -51,13 +127,20 @@ impl Default for Config {
             response_timeout: None,
             ignore_timestamp: false,
             content_length_limit: 0,
+            http_headers: Default::default(),
+            content_type_override: String::new(),
+            enable_request_metrics: false,
         }
     }
 }
 
 pub struct Prometheus {
     urls: Vec<reqwest::Url>,
-    client: reqwest::Client,
+    client: HttpClient,
+    headers: reqwest::header::HeaderMap,
+    /// `content_type_override`: whether to read every answer as OpenMetrics.
+    force_openmetrics: Option<bool>,
+    request_metrics: bool,
     url_tag: String,
     token_file: Option<std::path::PathBuf>,
     token: Option<String>,
@@ -68,8 +151,13 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// The body of one endpoint and whether it is OpenMetrics (by Content-Type).
-    async fn fetch(&self, url: &reqwest::Url) -> anyhow::Result<(Vec<u8>, Option<bool>)> {
+    /// The body of one endpoint and whether it is OpenMetrics (by Content-Type), and for
+    /// `enable_request_metrics` the response time (once an answer came) and the body length.
+    async fn fetch(
+        &self,
+        url: &reqwest::Url,
+        stats: &mut (Option<f64>, Option<i64>),
+    ) -> anyhow::Result<(Vec<u8>, Option<bool>)> {
         if url.scheme() == "file" {
             let path = url
                 .to_file_path()
@@ -77,6 +165,7 @@ impl Prometheus {
             return Ok((tokio::fs::read(&path).await?, None));
         }
         let mut req = self
+            .client
             .client
             .get(url.clone())
             .header(reqwest::header::ACCEPT, ACCEPT);
@@ -90,19 +179,25 @@ impl Prometheus {
         } else if let Some((u, p)) = &self.basic {
             req = req.basic_auth(u, p.as_ref());
         }
-        let mut resp = req
-            .send()
+        // Telegraf's http_headers go last, over the auth headers.
+        req = req.headers(self.headers.clone());
+        let start = std::time::Instant::now();
+        let mut resp = self
+            .client
+            .send(req)
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
+        stats.0 = Some(start.elapsed().as_secs_f64());
         let status = resp.status();
         if !status.is_success() {
             anyhow::bail!("server answered {status}");
         }
-        let om = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| ct.starts_with("application/openmetrics-text"));
+        let om = self.force_openmetrics.or_else(|| {
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|ct| ct.starts_with("application/openmetrics-text"))
+        });
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()
@@ -117,6 +212,7 @@ impl Prometheus {
                 );
             }
         }
+        stats.1 = Some(body.len() as i64);
         Ok((body, om))
     }
 }
@@ -134,7 +230,22 @@ impl Input for Prometheus {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
         for url in &self.urls {
             let shown = display_url(url);
-            let (body, om) = match self.fetch(url).await {
+            let mut stats = (None, None);
+            let fetched = self.fetch(url, &mut stats).await;
+            if self.request_metrics && (stats.0.is_some() || stats.1.is_some()) {
+                let mut m = crate::model::Metric::new("prometheus_request", acc.time());
+                if !self.url_tag.is_empty() {
+                    m.add_tag(self.url_tag.as_str(), shown.as_str());
+                }
+                if let Some(t) = stats.0 {
+                    m.add_field("response_time", t);
+                }
+                if let Some(n) = stats.1 {
+                    m.add_field("content_length", n);
+                }
+                acc.add(m);
+            }
+            let (body, om) = match fetched {
                 Ok(b) => b,
                 Err(e) => {
                     acc.add_error(format!("{shown}: {e:#}"));
@@ -167,8 +278,10 @@ impl Input for Prometheus {
     }
 }
 
-fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
+fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[PROXY_KEYS])?;
+    take_discovery(&mut table, &ctx.id)?;
     let cfg: Config = parse_config(table)?;
     let bad =
         |path: Vec<String>, message: String| BuildError::Config(ConfigError { path, message });
@@ -209,11 +322,44 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, Bui
         .timeout
         .or(cfg.response_timeout)
         .map_or(StdDuration::from_secs(3), |d| d.get());
-    let client = build_client(&ClientOptions {
-        timeout,
-        idle_conn_timeout: None,
-        tls: &tls,
-    })?;
+    let client = HttpClient::build(&http, &tls, timeout, ProxyDefault::None, |b| b)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &cfg.http_headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            bad(
+                vec!["http_headers".into(), k.clone()],
+                "not a valid header name".into(),
+            )
+        })?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            bad(
+                vec!["http_headers".into(), k.clone()],
+                "not a valid header value".into(),
+            )
+        })?;
+        headers.insert(name, value);
+    }
+    let force_openmetrics = match cfg.content_type_override.as_str() {
+        "" => None,
+        "text" => Some(false),
+        "openmetrics-text" => Some(true),
+        p @ ("protobuf-delimiter" | "protobuf-compact" | "protobuf-text"
+        | "openmetrics-protobuf") => {
+            return Err(bad(
+                vec!["content_type_override".into()],
+                format!("{p:?}: the protobuf formats are not supported yet"),
+            ));
+        }
+        other => {
+            return Err(bad(
+                vec!["content_type_override".into()],
+                format!(
+                    "{other:?}: expected \"text\", \"openmetrics-text\", \"protobuf-delimiter\", \
+                     \"protobuf-compact\", \"protobuf-text\" or \"openmetrics-protobuf\""
+                ),
+            ));
+        }
+    };
     let basic = match (cfg.username, cfg.password) {
         (None, None) => None,
         (u, p) => Some((u.unwrap_or_default(), p)),
@@ -221,6 +367,9 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, Bui
     Ok(InputPlugin::Polled(Box::new(Prometheus {
         urls,
         client,
+        headers,
+        force_openmetrics,
+        request_metrics: cfg.enable_request_metrics,
         url_tag: cfg.url_tag,
         token_file: cfg.bearer_token,
         token: cfg.bearer_token_string,

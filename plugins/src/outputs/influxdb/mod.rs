@@ -10,9 +10,11 @@ use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::http::TlsClientConfig;
+use crate::common::http_client::HttpClientConfig;
 use crate::common::influx_writer::{
-    Answer, Writer, default_encoding, default_timeout, outcome, retry, server_message, shown_url,
+    Answer, Transport, Writer, default_encoding, default_timeout, outcome, retry, server_message,
+    shown_url,
 };
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
@@ -55,6 +57,8 @@ struct Config {
     influx_uint_support: bool,
     #[serde(default)]
     influx_omit_timestamp: bool,
+    /// Largest UDP datagram, for udp:// URLs.
+    udp_payload: Option<crate::config_types::Size>,
 }
 
 fn default_database() -> String {
@@ -115,11 +119,11 @@ impl InfluxDb {
         let path = format!("/query?q={}", query_escape(&q));
         let mut ok = false;
         for url in &self.writer.urls {
-            let mut req = self.writer.client.post(format!("{url}{path}"));
+            let mut req = self.writer.client.client.post(format!("{url}{path}"));
             if let Some(a) = &self.auth {
                 req = req.header(reqwest::header::AUTHORIZATION, a.clone());
             }
-            match req.send().await {
+            match self.writer.client.send(req).await {
                 Ok(r) if r.status().is_success() => {
                     ok = true;
                     break;
@@ -130,7 +134,7 @@ impl InfluxDb {
                     tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {status}: {}", server_message(&text));
                 }
                 Err(e) => {
-                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {}", error_chain(&e))
+                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {e}")
                 }
             }
         }
@@ -211,6 +215,7 @@ impl Output for InfluxDb {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[&["local_address", "http_proxy"]])?;
     // Parse first so unknown keys are reported before anything else.
     let cfg: Config = parse_config(table)?;
     let mut urls = cfg.urls.clone();
@@ -218,7 +223,13 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         urls.push(u.clone());
     }
     if urls.iter().any(|u| u.starts_with("udp")) {
-        return Err(anyhow::anyhow!("UDP urls are not supported; use http:// or https://").into());
+        return Err(anyhow::anyhow!(
+            "udp:// URLs are not supported yet; use http:// or https://"
+        )
+        .into());
+    }
+    if cfg.udp_payload.is_some() {
+        tracing::warn!("{}: udp_payload has no effect: it applies to udp:// URLs only", ctx.id);
     }
     if !["", "any", "one", "quorum", "all"].contains(&cfg.write_consistency.as_str()) {
         return Err(anyhow::anyhow!(
@@ -232,6 +243,8 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
     }
     let mut writer = Writer::new(
         &tls,
+        &http,
+        &Transport::default(),
         urls,
         cfg.timeout.get(),
         cfg.user_agent.as_deref(),

@@ -8,7 +8,10 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use crate::common::http::TlsClientConfig;
-use crate::common::influx_writer::{Writer, default_encoding, default_timeout, outcome, retry};
+use crate::common::http_client::HttpClientConfig;
+use crate::common::influx_writer::{
+    RateLimit, Transport, Writer, default_encoding, default_timeout, outcome, retry,
+};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
@@ -40,6 +43,12 @@ struct Config {
     influx_uint_support: bool,
     #[serde(default)]
     influx_omit_timestamp: bool,
+    ping_timeout: Option<Dur>,
+    read_idle_timeout: Option<Dur>,
+    /// Bytes of line protocol per `rate_limit_period`: a size, or "unlimited".
+    rate_limit: Option<String>,
+    rate_limit_period: Option<Dur>,
+    concurrent_writes: Option<usize>,
 }
 
 struct InfluxDbV2 {
@@ -98,12 +107,54 @@ impl Output for InfluxDbV2 {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[&["local_address", "http_proxy"]])?;
     let cfg: Config = parse_config(table)?;
+    let bad = |key: &str, message: String| {
+        BuildError::Config(crate::registry::ConfigError {
+            path: vec![key.into()],
+            message,
+        })
+    };
+    let limit = match cfg.rate_limit.as_deref().map(str::trim) {
+        None | Some("") | Some("unlimited") => None,
+        Some(s) => Some(
+            crate::config_types::parse_size(s).map_err(|e| bad("rate_limit", e))?,
+        ),
+    };
+    let period = cfg.rate_limit_period.filter(|d| !d.is_zero());
+    let rate_limit = match (limit, period) {
+        (Some(0), _) => return Err(bad("rate_limit", "must be above 0 (or \"unlimited\")".into())),
+        (Some(l), Some(p)) => Some(RateLimit::new(l, p.get())),
+        (Some(_), None) => {
+            return Err(bad(
+                "rate_limit_period",
+                "rate_limit needs a rate_limit_period above 0".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            tracing::warn!("{}: rate_limit_period has no effect without rate_limit", ctx.id);
+            None
+        }
+        (None, None) => None,
+    };
+    if cfg.concurrent_writes == Some(0) {
+        return Err(bad("concurrent_writes", "must be at least 1".into()));
+    }
+    let transport = Transport {
+        read_idle_timeout: cfg.read_idle_timeout.filter(|d| !d.is_zero()).map(|d| d.get()),
+        ping_timeout: cfg.ping_timeout.filter(|d| !d.is_zero()).map(|d| d.get()),
+    };
+    if transport.ping_timeout.is_some() && transport.read_idle_timeout.is_none() {
+        // Go's HTTP/2 transport only pings after read_idle_timeout.
+        tracing::warn!("{}: ping_timeout has no effect without read_idle_timeout", ctx.id);
+    }
     if cfg.bucket.is_empty() && cfg.bucket_tag.is_empty() {
         return Err(anyhow::anyhow!("bucket (or bucket_tag) is required").into());
     }
     let mut writer = Writer::new(
         &tls,
+        &http,
+        &transport,
         cfg.urls,
         cfg.timeout.get(),
         cfg.user_agent.as_deref(),
@@ -113,6 +164,8 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
     )?;
     writer.opts.uint_support = cfg.influx_uint_support;
     writer.omit_timestamp = cfg.influx_omit_timestamp;
+    writer.rate_limit = rate_limit;
+    writer.concurrency = cfg.concurrent_writes.unwrap_or(1);
     if cfg.exclude_bucket_tag && !cfg.bucket_tag.is_empty() {
         writer.exclude.push(cfg.bucket_tag.clone());
     }
