@@ -69,7 +69,10 @@ const CIPHER_NAMES: &[(&str, rustls::CipherSuite)] = {
     &[
         ("TLS_AES_128_GCM_SHA256", C::TLS13_AES_128_GCM_SHA256),
         ("TLS_AES_256_GCM_SHA384", C::TLS13_AES_256_GCM_SHA384),
-        ("TLS_CHACHA20_POLY1305_SHA256", C::TLS13_CHACHA20_POLY1305_SHA256),
+        (
+            "TLS_CHACHA20_POLY1305_SHA256",
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
         (
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
             C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
@@ -267,8 +270,14 @@ impl TlsClientConfig {
     /// must be handed to it.
     fn needs_rustls_config(&self) -> bool {
         self.tls_server_name.is_some()
-            || !matches!(self.tls_min_version.as_deref(), None | Some("") | Some("TLS12"))
-            || self.tls_cipher_suites.as_ref().is_some_and(|s| !s.is_empty())
+            || !matches!(
+                self.tls_min_version.as_deref(),
+                None | Some("") | Some("TLS12")
+            )
+            || self
+                .tls_cipher_suites
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
     }
 }
 

@@ -58,7 +58,13 @@ pub const TRANSPORT_KEYS: &[&str] = &[
 /// Telegraf's `common/proxy` HTTP keys.
 pub const PROXY_KEYS: &[&str] = &["use_system_proxy", "http_proxy_url"];
 /// Telegraf's `common/oauth` keys.
-pub const OAUTH_KEYS: &[&str] = &["client_id", "client_secret", "token_url", "audience", "scopes"];
+pub const OAUTH_KEYS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "token_url",
+    "audience",
+    "scopes",
+];
 /// Telegraf's `common/cookie` keys.
 pub const COOKIE_KEYS: &[&str] = &[
     "cookie_auth_url",
@@ -177,8 +183,7 @@ impl HttpClient {
         };
         let proxy = match &proxy_url {
             Some(u) => {
-                let parsed =
-                    reqwest::Url::parse(u).map_err(|e| bad(key, format!("{u:?}: {e}")))?;
+                let parsed = reqwest::Url::parse(u).map_err(|e| bad(key, format!("{u:?}: {e}")))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(bad(
                         key,
@@ -205,8 +210,14 @@ impl HttpClient {
             .flatten()
             .filter(|n| *n > 0)
             .min();
-        let idle = cfg.idle_conn_timeout.filter(|d| !d.is_zero()).map(|d| d.get());
-        let response_timeout = cfg.response_timeout.filter(|d| !d.is_zero()).map(|d| d.get());
+        let idle = cfg
+            .idle_conn_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.get());
+        let response_timeout = cfg
+            .response_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.get());
         let client = build_client_with(
             &ClientOptions {
                 timeout: timeout.max(Duration::from_millis(1)),
@@ -327,7 +338,10 @@ impl OAuth2 {
         }))
     }
 
-    async fn header(&self, client: &reqwest::Client) -> Result<reqwest::header::HeaderValue, SendError> {
+    async fn header(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<reqwest::header::HeaderValue, SendError> {
         let mut slot = self.token.lock().await;
         if let Some((v, expiry)) = &*slot {
             if expiry.is_none_or(|e| Instant::now() + EXPIRY_DELTA < e) {
@@ -376,7 +390,10 @@ impl OAuth2 {
             .await
             .map_err(|e| error_chain(&e.without_url()))?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| error_chain(&e.without_url()))?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         if !status.is_success() {
             let cut = body.floor_char_boundary(256);
             return Err(format!("server answered {status}: {}", &body[..cut]));
@@ -511,7 +528,10 @@ impl CookieAuth {
         if let Some(b) = &self.body {
             req = req.body(b.clone());
         }
-        let resp = req.send().await.map_err(|e| error_chain(&e.without_url()))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| error_chain(&e.without_url()))?;
         let status = resp.status();
         let cookies: Vec<Cookie> = resp
             .headers()
@@ -648,12 +668,18 @@ mod tests {
             cookie_header(&jar, &reqwest::Url::parse(u).unwrap())
                 .map(|v| v.to_str().unwrap().to_string())
         };
-        assert_eq!(h("http://api.example.test/").as_deref(), Some("session=abc"));
+        assert_eq!(
+            h("http://api.example.test/").as_deref(),
+            Some("session=abc")
+        );
         assert_eq!(
             h("http://api.example.test/metrics/x").as_deref(),
             Some("session=abc; wide=1")
         );
-        assert_eq!(h("http://db.example.test/metrics").as_deref(), Some("wide=1"));
+        assert_eq!(
+            h("http://db.example.test/metrics").as_deref(),
+            Some("wide=1")
+        );
         assert_eq!(h("http://elsewhere.test/"), None);
         // Without a Path attribute, the path defaults to the login URL's directory.
         let c = parse_set_cookie("k=v", &login).unwrap();

@@ -56,8 +56,8 @@ pub(crate) struct Transport {
 pub(crate) struct RateLimit {
     pub limit: u64,
     pub period: Duration,
-    /// Start of the current window and the bytes sent in it.
-    window: tokio::sync::Mutex<(tokio::time::Instant, u64)>,
+    /// Start of the current window (from the first write) and the bytes sent in it.
+    window: tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
 }
 
 impl RateLimit {
@@ -65,14 +65,15 @@ impl RateLimit {
         RateLimit {
             limit,
             period,
-            window: tokio::sync::Mutex::new((tokio::time::Instant::now(), 0)),
+            window: tokio::sync::Mutex::new(None),
         }
     }
 
     /// Waits until `bytes` fit in the current window, and books them. A body larger than
     /// the whole budget goes alone in a fresh window (else it could never be sent).
     pub async fn acquire(&self, bytes: u64) {
-        let mut w = self.window.lock().await;
+        let mut slot = self.window.lock().await;
+        let w = slot.get_or_insert_with(|| (tokio::time::Instant::now(), 0));
         loop {
             let now = tokio::time::Instant::now();
             if now >= w.0 + self.period {
@@ -127,17 +128,23 @@ impl Writer {
     ) -> Result<Writer, BuildError> {
         let t = transport.clone();
         // As in Telegraf, the proxy environment variables apply unless http_proxy is set.
-        let client = HttpClient::build(http, tls, timeout, ProxyDefault::Environment, move |mut b| {
-            if let Some(i) = t.read_idle_timeout {
-                b = b
-                    .http2_keep_alive_interval(i)
-                    .http2_keep_alive_while_idle(true);
-                if let Some(p) = t.ping_timeout {
-                    b = b.http2_keep_alive_timeout(p);
+        let client = HttpClient::build(
+            http,
+            tls,
+            timeout,
+            ProxyDefault::Environment,
+            move |mut b| {
+                if let Some(i) = t.read_idle_timeout {
+                    b = b
+                        .http2_keep_alive_interval(i)
+                        .http2_keep_alive_while_idle(true);
+                    if let Some(p) = t.ping_timeout {
+                        b = b.http2_keep_alive_timeout(p);
+                    }
                 }
-            }
-            b
-        })?;
+                b
+            },
+        )?;
         let urls = if urls.is_empty() {
             vec!["http://localhost:8086".to_string()]
         } else {
@@ -283,11 +290,7 @@ impl Writer {
         let resp = match self.client.send(req).await {
             Ok(r) => r,
             Err(e) => {
-                let what = if e.timeout {
-                    "timed out"
-                } else {
-                    "failed"
-                };
+                let what = if e.timeout { "timed out" } else { "failed" };
                 return Answer::Retry {
                     reason: format!("{}: request {what}: {e}", shown_url(url)),
                     retry_after: None,

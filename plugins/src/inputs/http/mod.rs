@@ -307,13 +307,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
             "at least one status code is needed".into(),
         ));
     }
-    let client = HttpClient::build(
-        &http,
-        &tls,
-        cfg.timeout.get(),
-        ProxyDefault::None,
-        |b| b,
-    )?;
+    let client = HttpClient::build(&http, &tls, cfg.timeout.get(), ProxyDefault::None, |b| b)?;
     let parser = ctx.parser.clone().map_or_else(
         || crate::codec::build_parser(&Default::default(), "influx"),
         Ok,
@@ -523,18 +517,38 @@ mod tests {
             "http_proxy_url"
         );
         for (key, line, words) in [
-            ("tls_min_version", "tls_min_version = 'TLS10'", "TLS 1.2 and 1.3 only"),
+            (
+                "tls_min_version",
+                "tls_min_version = 'TLS10'",
+                "TLS 1.2 and 1.3 only",
+            ),
             ("tls_min_version", "tls_min_version = 'SSL3'", "expected"),
             (
                 "tls_cipher_suites",
                 "tls_cipher_suites = ['TLS_RSA_WITH_RC4_128_SHA']",
                 "insecure",
             ),
-            ("tls_cipher_suites", "tls_cipher_suites = ['NOPE']", "not a cipher suite"),
+            (
+                "tls_cipher_suites",
+                "tls_cipher_suites = ['NOPE']",
+                "not a cipher suite",
+            ),
             ("tls_key_pwd", "tls_key_pwd = 'secret'", "not supported yet"),
-            ("tls_renegotiation_method", "tls_renegotiation_method = 'always'", "expected"),
-            ("local_address", "local_address = 'eth0'", "not an IP address"),
-            ("local_address", "local_address = '127.0.0.1:99'", "source port"),
+            (
+                "tls_renegotiation_method",
+                "tls_renegotiation_method = 'always'",
+                "expected",
+            ),
+            (
+                "local_address",
+                "local_address = 'eth0'",
+                "not an IP address",
+            ),
+            (
+                "local_address",
+                "local_address = '127.0.0.1:99'",
+                "source port",
+            ),
             ("cookie_auth_url", "cookie_auth_url = 'ftp://x'", "http(s)"),
             (
                 "token_url",

@@ -91,9 +91,7 @@ fn take_discovery(table: &mut toml::Table, id: &str) -> Result<(), BuildError> {
         if on {
             let what = match *key {
                 "kubernetes_services" => "scraping Kubernetes services (kubernetes_services)",
-                "monitor_kubernetes_pods" => {
-                    "Kubernetes pod discovery (monitor_kubernetes_pods)"
-                }
+                "monitor_kubernetes_pods" => "Kubernetes pod discovery (monitor_kubernetes_pods)",
                 "consul" => "Consul discovery ([inputs.prometheus.consul])",
                 _ => "HTTP service discovery ([inputs.prometheus.http_service_discovery])",
             };
@@ -343,7 +341,9 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         "" => None,
         "text" => Some(false),
         "openmetrics-text" => Some(true),
-        p @ ("protobuf-delimiter" | "protobuf-compact" | "protobuf-text"
+        p @ ("protobuf-delimiter"
+        | "protobuf-compact"
+        | "protobuf-text"
         | "openmetrics-protobuf") => {
             return Err(bad(
                 vec!["content_type_override".into()],

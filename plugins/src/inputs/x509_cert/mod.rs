@@ -79,7 +79,11 @@ fn parse_proxy(u: &str) -> Result<ConnectProxy, String> {
                 .map(|(_, v)| v.into_owned())
                 .unwrap_or_default()
         };
-        let creds = format!("{}:{}", dec(url.username()), dec(url.password().unwrap_or("")));
+        let creds = format!(
+            "{}:{}",
+            dec(url.username()),
+            dec(url.password().unwrap_or(""))
+        );
         format!("Basic {}", crate::common::probe::base64(creds.as_bytes()))
     });
     Ok(ConnectProxy { addr, auth })
@@ -529,8 +533,7 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     if cfg.password.as_deref().is_some_and(|p| !p.is_empty()) {
         return Err(bad(
             vec!["password".into()],
-            "PKCS#12 and JKS sources (password) are not supported yet: convert them to PEM"
-                .into(),
+            "PKCS#12 and JKS sources (password) are not supported yet: convert them to PEM".into(),
         ));
     }
     let proxy = if cfg.use_proxy {

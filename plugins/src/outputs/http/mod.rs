@@ -134,14 +134,10 @@ impl Output for Http {
         if let Some((user, pass)) = &self.auth {
             req = req.basic_auth(user, pass.as_ref());
         }
-        let resp = self
-            .client
-            .send(req)
-            .await
-            .map_err(|e| WriteError::Retry {
-                reason: format!("sending to {}: {e}", self.url.host_str().unwrap_or("")),
-                retry_after: None,
-            })?;
+        let resp = self.client.send(req).await.map_err(|e| WriteError::Retry {
+            reason: format!("sending to {}: {e}", self.url.host_str().unwrap_or("")),
+            retry_after: None,
+        })?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -164,7 +160,12 @@ impl Http {
             let chain = crate::common::aws_credentials::chain(&aws.settings)
                 .await
                 .map_err(|e| retry(format!("AWS credentials: {e:#}")))?;
-            tracing::info!("signing requests with SigV4 for {:?} in {} using {}", aws.service, chain.region, chain.describe);
+            tracing::info!(
+                "signing requests with SigV4 for {:?} in {} using {}",
+                aws.service,
+                chain.region,
+                chain.describe
+            );
             aws.chain = Some((
                 crate::common::aws_credentials::Cache::new(chain.provider),
                 chain.region,

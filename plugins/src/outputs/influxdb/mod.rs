@@ -223,13 +223,15 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         urls.push(u.clone());
     }
     if urls.iter().any(|u| u.starts_with("udp")) {
-        return Err(anyhow::anyhow!(
-            "udp:// URLs are not supported yet; use http:// or https://"
-        )
-        .into());
+        return Err(
+            anyhow::anyhow!("udp:// URLs are not supported yet; use http:// or https://").into(),
+        );
     }
     if cfg.udp_payload.is_some() {
-        tracing::warn!("{}: udp_payload has no effect: it applies to udp:// URLs only", ctx.id);
+        tracing::warn!(
+            "{}: udp_payload has no effect: it applies to udp:// URLs only",
+            ctx.id
+        );
     }
     if !["", "any", "one", "quorum", "all"].contains(&cfg.write_consistency.as_str()) {
         return Err(anyhow::anyhow!(

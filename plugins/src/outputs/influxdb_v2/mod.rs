@@ -117,13 +117,16 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
     };
     let limit = match cfg.rate_limit.as_deref().map(str::trim) {
         None | Some("") | Some("unlimited") => None,
-        Some(s) => Some(
-            crate::config_types::parse_size(s).map_err(|e| bad("rate_limit", e))?,
-        ),
+        Some(s) => Some(crate::config_types::parse_size(s).map_err(|e| bad("rate_limit", e))?),
     };
     let period = cfg.rate_limit_period.filter(|d| !d.is_zero());
     let rate_limit = match (limit, period) {
-        (Some(0), _) => return Err(bad("rate_limit", "must be above 0 (or \"unlimited\")".into())),
+        (Some(0), _) => {
+            return Err(bad(
+                "rate_limit",
+                "must be above 0 (or \"unlimited\")".into(),
+            ));
+        }
         (Some(l), Some(p)) => Some(RateLimit::new(l, p.get())),
         (Some(_), None) => {
             return Err(bad(
@@ -132,7 +135,10 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
             ));
         }
         (None, Some(_)) => {
-            tracing::warn!("{}: rate_limit_period has no effect without rate_limit", ctx.id);
+            tracing::warn!(
+                "{}: rate_limit_period has no effect without rate_limit",
+                ctx.id
+            );
             None
         }
         (None, None) => None,
@@ -141,12 +147,18 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         return Err(bad("concurrent_writes", "must be at least 1".into()));
     }
     let transport = Transport {
-        read_idle_timeout: cfg.read_idle_timeout.filter(|d| !d.is_zero()).map(|d| d.get()),
+        read_idle_timeout: cfg
+            .read_idle_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.get()),
         ping_timeout: cfg.ping_timeout.filter(|d| !d.is_zero()).map(|d| d.get()),
     };
     if transport.ping_timeout.is_some() && transport.read_idle_timeout.is_none() {
         // Go's HTTP/2 transport only pings after read_idle_timeout.
-        tracing::warn!("{}: ping_timeout has no effect without read_idle_timeout", ctx.id);
+        tracing::warn!(
+            "{}: ping_timeout has no effect without read_idle_timeout",
+            ctx.id
+        );
     }
     if cfg.bucket.is_empty() && cfg.bucket_tag.is_empty() {
         return Err(anyhow::anyhow!("bucket (or bucket_tag) is required").into());

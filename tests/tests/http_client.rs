@@ -1,0 +1,371 @@
+//! Telegraf's common HTTP-client options end to end, with the built binary: a forward proxy
+//! that inputs.http, inputs.prometheus, outputs.http and outputs.influxdb (into a real
+//! InfluxDB 1.x) go through; OAuth2 client credentials and cookie login against local fixture
+//! endpoints (fetched, sent, renewed); tls_min_version and tls_cipher_suites against an
+//! `openssl s_server` that speaks TLS 1.2 only; local_address as the source address the server
+//! sees; rate_limit spacing the writes; a SigV4 signature checked by an independent verifier.
+
+use std::time::Duration;
+
+use sonde_tests::http::{Reply, Server};
+use sonde_tests::http_client::{Proxy, Recorder};
+use sonde_tests::pki::Pki;
+use sonde_tests::servers::{free_port, influxd, influxql};
+use sonde_tests::{Agent, TempDir, run, wait_until};
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const AGENT: &str =
+    "[agent]\n  interval = \"500ms\"\n  flush_interval = \"500ms\"\n  omit_hostname = true\n\n";
+
+#[test]
+fn proxy_carries_the_requests_of_every_http_plugin() {
+    let proxy = Proxy::start();
+    let lp = Recorder::start(200, "via_proxy value=1i\n");
+    let direct = Recorder::start(200, "direct value=2i\n");
+    let prom = Recorder::start(200, "# TYPE proxied_up gauge\nproxied_up 1\n");
+    let sink = Recorder::start(204, "");
+    let influx = influxd();
+    let dir = TempDir::new("http-proxy");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.http]]\n  urls = [\"{lp}\"]\n  http_proxy_url = \"{p}\"\n  data_format = \"influx\"\n\n\
+             [[inputs.http]]\n  urls = [\"{direct}\"]\n  data_format = \"influx\"\n\n\
+             [[inputs.prometheus]]\n  urls = [\"{prom}\"]\n  http_proxy_url = \"{p}\"\n\n\
+             [[outputs.http]]\n  url = \"{sink}\"\n  http_proxy_url = \"{p}\"\n\n\
+             [[outputs.influxdb]]\n  urls = [\"{influx}\"]\n  database = \"proxied\"\n  http_proxy = \"{p}\"\n",
+            p = proxy.url(),
+            lp = lp.url("/lp"),
+            direct = direct.url("/direct"),
+            prom = prom.url("/metrics"),
+            sink = sink.url("/sink"),
+            influx = influx.url(""),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let targets = |method: &str| -> Vec<String> {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| s.method() == method)
+            .map(|s| s.target().to_string())
+            .collect()
+    };
+    let want = [
+        ("GET", lp.url("/lp")),
+        ("GET", prom.url("/metrics")),
+        ("POST", sink.url("/sink")),
+        ("POST", format!("{}/write?db=proxied", influx.url(""))),
+    ];
+    let ok = wait_until(Duration::from_secs(20), || {
+        want.iter()
+            .all(|(m, t)| targets(m).iter().any(|x| x.starts_with(t.as_str())))
+            && influxql(&influx, "proxied", "SELECT * FROM via_proxy").contains("\"values\"")
+            && influxql(&influx, "proxied", "SELECT * FROM proxied_up").contains("\"values\"")
+    });
+    assert!(
+        ok,
+        "the proxy saw {:?}; log:\n{}",
+        proxy.seen().iter().map(|s| &s.line).collect::<Vec<_>>(),
+        agent.log()
+    );
+    // The input without a proxy went straight to its server, never through the proxy.
+    assert!(!direct.seen().is_empty());
+    assert!(
+        proxy.seen().iter().all(|s| !s.target().contains("/direct")),
+        "{:?}",
+        proxy.seen()
+    );
+    // The origin servers were reached by the proxy, with the origin form of the path.
+    assert!(lp.seen().iter().all(|s| s.target() == "/lp"));
+    let posted: String = sink
+        .seen()
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.body).into_owned())
+        .collect();
+    assert!(posted.contains("via_proxy,url="), "{posted}");
+    assert!(posted.contains("direct,url="), "{posted}");
+}
+
+#[test]
+fn oauth2_token_is_fetched_cached_renewed_and_sent() {
+    // The first token lives 11 s, of which the last 10 are the renewal margin: the next write
+    // after a second must fetch the second token, which then lasts.
+    let idp = Server::start(
+        vec![
+            Reply::status(200)
+                .with_header("content-type", "application/json")
+                .with_body(r#"{"access_token":"tok-one","token_type":"bearer","expires_in":11}"#),
+        ],
+        Reply::status(200)
+            .with_header("content-type", "application/json")
+            .with_body(r#"{"access_token":"tok-two","token_type":"bearer","expires_in":3600}"#),
+    );
+    let api = Recorder::start(204, "");
+    let dir = TempDir::new("http-oauth");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.mem]]\n\n[[outputs.http]]\n  url = \"{api}\"\n  client_id = \"sonde\"\n  \
+             client_secret = \"s3cr:et\"\n  token_url = \"{idp}\"\n  audience = \"metrics-api\"\n  \
+             scopes = [\"write\", \"read\"]\n",
+            api = api.url("/ingest"),
+            idp = idp.url("/oauth2/token"),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let ok = wait_until(Duration::from_secs(20), || {
+        let seen = api.seen();
+        seen.iter()
+            .filter(|s| s.header("authorization") == Some("Bearer tok-two"))
+            .count()
+            >= 3
+    });
+    assert!(ok, "{:?}; log:\n{}", api.seen(), agent.log());
+    let seen = api.seen();
+    assert_eq!(seen[0].header("authorization"), Some("Bearer tok-one"));
+    // Cached: two token requests for many writes.
+    let token_reqs = idp.requests();
+    assert_eq!(token_reqs.len(), 2, "{token_reqs:?}");
+    let t = &token_reqs[0];
+    assert_eq!(t.method, "POST");
+    assert_eq!(
+        t.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form = String::from_utf8_lossy(&t.body).into_owned();
+    let mut pairs: Vec<&str> = form.split('&').collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            "audience=metrics-api",
+            "grant_type=client_credentials",
+            "scope=write+read"
+        ]
+    );
+    // Client credentials in the Authorization header, form-encoded first (RFC 6749 2.3.1):
+    // base64("sonde:s3cr%3Aet").
+    assert_eq!(
+        t.header("authorization"),
+        Some("Basic c29uZGU6czNjciUzQWV0")
+    );
+}
+
+#[test]
+fn cookie_login_is_kept_sent_and_renewed() {
+    let login = Server::start(
+        vec![Reply::status(200).with_header("set-cookie", "session=first; Path=/; HttpOnly")],
+        Reply::status(200).with_header("set-cookie", "session=second; Path=/"),
+    );
+    let api = Recorder::start(200, "guarded value=1i\n");
+    let sink = Recorder::start(204, "");
+    let dir = TempDir::new("http-cookie");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.http]]\n  urls = [\"{api}\"]\n  data_format = \"influx\"\n  \
+             cookie_auth_url = \"{login}\"\n  cookie_auth_username = \"ops\"\n  \
+             cookie_auth_password = \"pw\"\n  cookie_auth_body = '{{\"user\":\"ops\"}}'\n  \
+             cookie_auth_renewal = \"2s\"\n  cookie_auth_headers = {{ Content-Type = \"application/json\" }}\n\n\
+             [[outputs.http]]\n  url = \"{sink}\"\n",
+            api = api.url("/api/metrics"),
+            login = login.url("/auth/login"),
+            sink = sink.url("/"),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let ok = wait_until(Duration::from_secs(20), || {
+        api.seen()
+            .iter()
+            .any(|s| s.header("cookie") == Some("session=second"))
+    });
+    assert!(ok, "{:?}; log:\n{}", api.seen(), agent.log());
+    let seen = api.seen();
+    assert_eq!(seen[0].header("cookie"), Some("session=first"));
+    let logins = login.requests();
+    assert!(logins.len() >= 2, "{logins:?}");
+    // Renewed on schedule, not per request: a 2 s renewal over >= 2 s of 0.5 s gathers.
+    assert!(
+        logins.len() < seen.len(),
+        "{} logins for {} requests",
+        logins.len(),
+        seen.len()
+    );
+    let l = &logins[0];
+    assert_eq!(l.method, "POST");
+    assert_eq!(l.header("authorization"), Some("Basic b3BzOnB3"));
+    assert_eq!(l.header("content-type"), Some("application/json"));
+    assert_eq!(String::from_utf8_lossy(&l.body), r#"{"user":"ops"}"#);
+    // The metrics behind the login arrived.
+    assert!(wait_until(Duration::from_secs(10), || sink
+        .seen()
+        .iter()
+        .any(
+            |s| String::from_utf8_lossy(&s.body).contains("guarded,url=")
+        )));
+}
+
+#[test]
+fn tls_min_version_and_cipher_suites_against_a_tls12_only_server() {
+    let dir = TempDir::new("http-tls12");
+    let pki = Pki::new(&dir);
+    let www = TempDir::new("http-tls12-www");
+    www.write("m.txt", "tls_page value=1i\n");
+    let port = free_port();
+    // TLS 1.2 only, one ECDHE-ECDSA suite (the test PKI's keys are ECDSA P-256); -WWW serves
+    // the files of its working directory.
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            pki.leaf.to_str().unwrap(),
+            "-cert_chain",
+            pki.intermediate.to_str().unwrap(),
+            "-key",
+            pki.leaf_key.to_str().unwrap(),
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "-WWW",
+        ])
+        .current_dir(www.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl is missing: run tests/setup.sh");
+    let _server = Killed(child);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let url = format!("https://127.0.0.1:{port}/m.txt");
+    let input = |name: &str, extra: &str| {
+        format!(
+            "[[inputs.http]]\n  name_override = \"{name}\"\n  urls = [\"{url}\"]\n  data_format = \"influx\"\n  \
+             tls_ca = \"{ca}\"\n{extra}\n",
+            ca = pki.ca.display()
+        )
+    };
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\n  omit_hostname = true\n\n{}{}{}{}[[outputs.discard]]\n",
+            input("default", ""),
+            input("min13", "  tls_min_version = \"TLS13\""),
+            input(
+                "suite_ok",
+                "  tls_cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384\"]"
+            ),
+            input(
+                "suite_other",
+                "  tls_cipher_suites = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]"
+            ),
+        ),
+    );
+    let r = run(&["--test", "--config", cfg.to_str().unwrap()]);
+    let out = r.stdout;
+    assert!(out.contains("default,url="), "{out}\n{}", r.stderr);
+    assert!(out.contains("suite_ok,url="), "{out}\n{}", r.stderr);
+    assert!(!out.contains("min13,"), "{out}");
+    assert!(!out.contains("suite_other,"), "{out}");
+    // Both failures are reported as the handshake errors they are.
+    let errors: Vec<&str> = r.stderr.lines().filter(|l| l.contains(&url)).collect();
+    assert_eq!(errors.len(), 2, "{}", r.stderr);
+    assert!(
+        errors.iter().any(|l| l.contains("ProtocolVersion")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|l| l.contains("HandshakeFailure")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn local_address_is_the_source_address_the_server_sees() {
+    let sink = Recorder::start(204, "");
+    let dir = TempDir::new("http-local-addr");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.mem]]\n\n\
+             [[outputs.http]]\n  url = \"{http}\"\n  local_address = \"127.0.0.2\"\n\n\
+             [[outputs.influxdb]]\n  urls = [\"{influx}\"]\n  local_address = \"127.0.0.3\"\n  skip_database_creation = true\n\n\
+             [[outputs.influxdb_v2]]\n  urls = [\"{influx}\"]\n  bucket = \"b\"\n  local_address = \"127.0.0.4\"\n",
+            http = sink.url("/http"),
+            influx = sink.url(""),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let peer_of = |prefix: &str| {
+        sink.seen()
+            .iter()
+            .find(|s| s.target().starts_with(prefix))
+            .map(|s| s.peer.ip().to_string())
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        peer_of("/http").is_some()
+            && peer_of("/write").is_some()
+            && peer_of("/api/v2/write").is_some()
+    });
+    assert!(ok, "{:?}; log:\n{}", sink.seen(), agent.log());
+    assert_eq!(peer_of("/http").as_deref(), Some("127.0.0.2"));
+    assert_eq!(peer_of("/write").as_deref(), Some("127.0.0.3"));
+    assert_eq!(peer_of("/api/v2/write").as_deref(), Some("127.0.0.4"));
+}
+
+#[test]
+fn rate_limit_spaces_the_writes() {
+    // Every flush (every 100 ms) has a body over the 1-byte budget, so each write needs a
+    // window of its own: at most one write per second.
+    let sink = Recorder::start(204, "");
+    let dir = TempDir::new("http-rate-limit");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "[agent]\n  interval = \"100ms\"\n  flush_interval = \"100ms\"\n  omit_hostname = true\n\n\
+             [[inputs.mem]]\n\n\
+             [[outputs.influxdb_v2]]\n  urls = [\"{url}\"]\n  bucket = \"b\"\n  rate_limit = \"1B\"\n  \
+             rate_limit_period = \"1s\"\n",
+            url = sink.url(""),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let ok = wait_until(Duration::from_secs(20), || sink.seen().len() >= 4);
+    assert!(ok, "{:?}; log:\n{}", sink.seen(), agent.log());
+    let seen = sink.seen();
+    for pair in seen.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(
+            gap >= Duration::from_millis(950),
+            "writes {gap:?} apart: {:?}",
+            seen.iter().map(|s| s.at).collect::<Vec<_>>()
+        );
+    }
+    // Nothing was lost: later writes carry the metrics held back meanwhile.
+    let lines: usize = seen
+        .iter()
+        .map(|s| {
+            let mut text = String::new();
+            use std::io::Read;
+            flate2::read::GzDecoder::new(&s.body[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            text.lines().count()
+        })
+        .sum();
+    assert!(lines > seen.len(), "{lines} lines in {} writes", seen.len());
+}
