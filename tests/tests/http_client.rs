@@ -369,3 +369,96 @@ fn rate_limit_spaces_the_writes() {
         .sum();
     assert!(lines > seen.len(), "{lines} lines in {} writes", seen.len());
 }
+
+/// Recomputes a SigV4 signature from the request as received (Python's hmac and hashlib, not
+/// the aws-sigv4 crate sonde signs with) and prints "ok" when it matches.
+const SIGV4_CHECK: &str = r#"
+import hashlib, hmac, json, sys
+r = json.load(sys.stdin)
+h = {k.lower(): v for k, v in r["headers"]}
+auth = h["authorization"]
+algo, rest = auth.split(" ", 1)
+parts = dict(p.strip().split("=", 1) for p in rest.split(","))
+akid, date, region, service, term = parts["Credential"].split("/")
+signed = parts["SignedHeaders"].split(";")
+path, _, query = r["target"].partition("?")
+canon_headers = "".join(f"{n}:{' '.join(h[n].split())}\n" for n in signed)
+body = bytes.fromhex(r["body"])
+canon = "\n".join([r["method"], path, query, canon_headers, ";".join(signed),
+                   hashlib.sha256(body).hexdigest()])
+amz_date = h["x-amz-date"]
+scope = f"{date}/{region}/{service}/{term}"
+to_sign = "\n".join([algo, amz_date, scope, hashlib.sha256(canon.encode()).hexdigest()])
+def mac(k, m): return hmac.new(k, m.encode(), hashlib.sha256).digest()
+k = mac(mac(mac(mac(("AWS4" + r["secret"]).encode(), date), region), service), term)
+sig = hmac.new(k, to_sign.encode(), hashlib.sha256).hexdigest()
+ok = sig == parts["Signature"] and akid == r["akid"] and region == r["region"] \
+    and service == r["service"] and "host" in signed and "x-amz-date" in signed
+print("ok" if ok else f"mismatch: {sig} vs {parts['Signature']} ({akid} {region} {service} {signed})")
+"#;
+
+#[test]
+fn sigv4_signature_of_outputs_http_verifies() {
+    let api = Recorder::start(204, "");
+    let dir = TempDir::new("http-sigv4");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.mem]]\n\n[[outputs.http]]\n  url = \"{url}\"\n  aws_service = \"execute-api\"\n  \
+             region = \"eu-west-3\"\n  access_key = \"AKIDSONDETEST\"\n  secret_key = \"s3cr3t/key\"\n  \
+             token = \"session-token\"\n  [outputs.http.headers]\n    X-Team = \"metrics\"\n",
+            url = api.url("/prod/ingest?src=sonde"),
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    assert!(
+        wait_until(Duration::from_secs(20), || !api.seen().is_empty()),
+        "log:\n{}",
+        agent.log()
+    );
+    let req = &api.seen()[0];
+    assert_eq!(req.header("x-amz-security-token"), Some("session-token"));
+    let input = serde_json::json!({
+        "method": req.method(),
+        "target": req.target(),
+        "headers": req.headers,
+        "body": req.body.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "secret": "s3cr3t/key",
+        "akid": "AKIDSONDETEST",
+        "region": "eu-west-3",
+        "service": "execute-api",
+    });
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SIGV4_CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let verdict = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(verdict.trim(), "ok", "{req:?}");
+    // A body changed in transit no longer verifies.
+    let mut tampered = input.clone();
+    tampered["body"] = serde_json::json!("00");
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SIGV4_CHECK])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(tampered.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mismatch"));
+}

@@ -527,6 +527,26 @@ mod tests {
     use crate::model::FieldValue;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    #[tokio::test]
+    async fn token_is_sent_as_bearer() {
+        let (port, mut rx) = proxy().await;
+        let p = plugin(&format!(
+            "urls = ['http://127.0.0.1:{port}/p']\ntoken = 'tok-123'\n\
+             tls_renegotiation_method = 'once'"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(m.tag("result"), Some("success"), "{m:?}");
+        let head = rx.recv().await.unwrap();
+        assert!(head.contains("authorization: Bearer tok-123\r\n"), "{head}");
+        for bad in [
+            "token = 't'\nbearer_token = '/t'",
+            "token = 't'\nusername = 'u'",
+        ] {
+            let t = format!("urls = ['http://x/']\n{bad}");
+            assert!(new(toml::from_str(&t).unwrap()).is_err(), "{bad}");
+        }
+    }
+
     fn plugin(toml: &str) -> HttpResponse {
         new(toml::from_str(toml).unwrap()).unwrap_or_else(|e| panic!("{e}"))
     }

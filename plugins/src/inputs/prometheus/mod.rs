@@ -501,6 +501,95 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn headers_and_request_metrics() {
+        let (port, rx) = server(PAGE);
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let mut p = input(&format!(
+            "urls = ['{url}']\nenable_request_metrics = true\n\
+             http_headers = {{ X-Scope = 'team-a' }}\ncontent_type_override = 'openmetrics-text'"
+        ));
+        let mut acc = Accumulator::new(42);
+        p.gather(&mut acc).await.unwrap();
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let head = rx.recv().unwrap().to_ascii_lowercase();
+        assert!(head.contains("x-scope: team-a"), "{head}");
+        let req = acc
+            .metrics
+            .iter()
+            .find(|m| m.name == "prometheus_request")
+            .expect("prometheus_request");
+        assert_eq!(req.tag("url"), Some(url.as_str()));
+        assert_eq!(
+            req.field("content_length"),
+            Some(&FieldValue::Int(PAGE.len() as i64))
+        );
+        assert!(matches!(req.field("response_time"), Some(FieldValue::Float(t)) if *t > 0.0));
+        // A server that is down: an error and no request metric (no answer, no fields).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut down = input(&format!(
+            "urls = ['http://127.0.0.1:{port}/m']\nenable_request_metrics = true"
+        ));
+        let mut acc = Accumulator::new(0);
+        down.gather(&mut acc).await.unwrap();
+        assert_eq!(acc.errors.len(), 1);
+        assert!(acc.metrics.is_empty());
+    }
+
+    #[test]
+    fn discovery_is_refused_as_not_supported_yet() {
+        let err = |t: &str| match build(
+            toml::from_str(&format!("urls = ['http://x']\n{t}")).unwrap(),
+            &BuildContext::default(),
+        ) {
+            Err(BuildError::Config(c)) => (c.path.join("."), c.message),
+            Err(e) => panic!("{t}: {e}"),
+            Ok(_) => ("".into(), "built".into()),
+        };
+        for (t, key) in [
+            ("monitor_kubernetes_pods = true", "monitor_kubernetes_pods"),
+            (
+                "kubernetes_services = ['http://svc:9100/metrics']",
+                "kubernetes_services",
+            ),
+            (
+                "[consul]\nenabled = true\nagent = 'http://localhost:8500'",
+                "consul",
+            ),
+            (
+                "[http_service_discovery]\nenabled = true\nurl = 'http://sd/'",
+                "http_service_discovery",
+            ),
+        ] {
+            let (path, message) = err(t);
+            assert_eq!(path, key, "{t}");
+            assert!(message.ends_with("is not supported yet"), "{t}: {message}");
+        }
+        // Off, or settings that only tune discovery: accepted (with a warning).
+        for t in [
+            "monitor_kubernetes_pods = false\npod_scrape_scope = 'cluster'\nnode_ip = '10.0.0.1'\n\
+             cache_refresh_interval = 60\nkube_config = '/k'\npod_label_include = ['a']",
+            "[consul]\nenabled = false",
+            "[namespace_annotation_pass]\nannotation_key = ['v']",
+            "use_system_proxy = false\nhttp_proxy_url = 'http://proxy:3128'\ntls_enable = true\n\
+             tls_renegotiation_method = 'never'",
+        ] {
+            assert_eq!(err(t).1, "built", "{t}");
+        }
+        assert_eq!(
+            err("content_type_override = 'protobuf-delimiter'").0,
+            "content_type_override"
+        );
+        assert_eq!(
+            err("content_type_override = 'xml'").0,
+            "content_type_override"
+        );
+    }
+
     #[test]
     fn config_errors() {
         for text in [
