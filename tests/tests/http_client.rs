@@ -462,3 +462,56 @@ fn sigv4_signature_of_outputs_http_verifies() {
     let out = child.wait_with_output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("mismatch"));
 }
+
+#[test]
+fn influxdb_output_over_udp_into_a_real_influxdb() {
+    let dir = TempDir::new("influx-udp");
+    let (http, rpc, udp) = (free_port(), free_port(), free_port());
+    let d = dir.path().display();
+    let conf = dir.write(
+        "influxdb.conf",
+        &format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n[[udp]]\n  enabled = true\n  \
+             bind-address = \"127.0.0.1:{udp}\"\n  database = \"udpdb\"\n  batch-size = 1\n  \
+             batch-timeout = \"100ms\"\n"
+        ),
+    );
+    let _influxd = sonde_tests::servers::Process::start(
+        "/usr/bin/influxd",
+        &["run".into(), "-config".into(), conf.display().to_string()],
+        dir.join("influxd.log"),
+        &format!("http://127.0.0.1:{http}/query?q=SHOW%20DATABASES"),
+        Duration::from_secs(30),
+    );
+    // The database of the UDP listener must exist before points arrive.
+    let create = sonde_tests::servers::request(
+        &format!("127.0.0.1:{http}"),
+        "POST",
+        "/query?q=CREATE%20DATABASE%20udpdb",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(create.0, 200, "{create:?}");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.mem]]\n\n[[outputs.influxdb]]\n  urls = [\"udp://127.0.0.1:{udp}\"]\n  \
+             udp_payload = \"256B\"\n"
+        ),
+    );
+    let agent = Agent::start(&dir, &cfg);
+    let query = |q: &str| {
+        let path = format!("/query?db=udpdb&q={}", sonde_tests::servers::enc(q));
+        sonde_tests::servers::request(&format!("127.0.0.1:{http}"), "GET", &path, &[], b"")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        query("SELECT count(total) FROM mem").contains("\"values\"")
+    });
+    assert!(ok, "log:\n{}", agent.log());
+}
