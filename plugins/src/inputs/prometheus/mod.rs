@@ -37,16 +37,12 @@ struct Config {
     http_headers: std::collections::BTreeMap<String, String>,
     content_type_override: String,
     enable_request_metrics: bool,
+    http_service_discovery: Option<HttpSdConfig>,
 }
 
 /// Telegraf's Kubernetes and Consul discovery options: discovery is not built yet, so turning
 /// it on is refused, and the settings that only tune it warn that they have no effect.
-const DISCOVERY_SWITCHES: &[&str] = &[
-    "kubernetes_services",
-    "monitor_kubernetes_pods",
-    "consul",
-    "http_service_discovery",
-];
+const DISCOVERY_SWITCHES: &[&str] = &["kubernetes_services", "monitor_kubernetes_pods", "consul"];
 const DISCOVERY_SETTINGS: &[&str] = &[
     "kube_config",
     "monitor_kubernetes_pods_method",
@@ -92,8 +88,7 @@ fn take_discovery(table: &mut toml::Table, id: &str) -> Result<(), BuildError> {
             let what = match *key {
                 "kubernetes_services" => "scraping Kubernetes services (kubernetes_services)",
                 "monitor_kubernetes_pods" => "Kubernetes pod discovery (monitor_kubernetes_pods)",
-                "consul" => "Consul discovery ([inputs.prometheus.consul])",
-                _ => "HTTP service discovery ([inputs.prometheus.http_service_discovery])",
+                _ => "Consul discovery ([inputs.prometheus.consul])",
             };
             return Err(not_yet(key, what));
         }
@@ -128,6 +123,7 @@ impl Default for Config {
             http_headers: Default::default(),
             content_type_override: String::new(),
             enable_request_metrics: false,
+            http_service_discovery: None,
         }
     }
 }
@@ -139,6 +135,7 @@ pub struct Prometheus {
     /// `content_type_override`: whether to read every answer as OpenMetrics.
     force_openmetrics: Option<bool>,
     request_metrics: bool,
+    sd: Option<HttpSd>,
     url_tag: String,
     token_file: Option<std::path::PathBuf>,
     token: Option<String>,
@@ -226,53 +223,176 @@ fn display_url(u: &reqwest::Url) -> String {
 #[async_trait]
 impl Input for Prometheus {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
-        for url in &self.urls {
-            let shown = display_url(url);
-            let mut stats = (None, None);
-            let fetched = self.fetch(url, &mut stats).await;
-            if self.request_metrics && (stats.0.is_some() || stats.1.is_some()) {
-                let mut m = crate::model::Metric::new("prometheus_request", acc.time());
-                if !self.url_tag.is_empty() {
-                    m.add_tag(self.url_tag.as_str(), shown.as_str());
+        if let Some(sd) = &self.sd
+            && sd.last.is_none_or(|t| t.elapsed() >= sd.interval)
+        {
+            let url = sd.url.clone();
+            match self.discover(&url).await {
+                Ok(targets) => {
+                    if targets.is_empty() {
+                        tracing::warn!("{}: service discovery returned no targets", url);
+                    }
+                    let sd = self.sd.as_mut().expect("checked above");
+                    sd.targets = targets;
+                    sd.last = Some(std::time::Instant::now());
                 }
-                if let Some(t) = stats.0 {
-                    m.add_field("response_time", t);
-                }
-                if let Some(n) = stats.1 {
-                    m.add_field("content_length", n);
-                }
-                acc.add(m);
-            }
-            let (body, om) = match fetched {
-                Ok(b) => b,
                 Err(e) => {
-                    acc.add_error(format!("{shown}: {e:#}"));
-                    continue;
+                    // Keep the targets found last; try again at the next gather.
+                    acc.add_error(format!("service discovery {}: {e:#}", display_url(&url)));
                 }
-            };
-            let parser = PrometheusParser {
-                metric_version: self.metric_version,
-                openmetrics: om,
-            };
-            let mut metrics = Vec::new();
-            let errors = parser.parse(&body, acc.time(), &mut metrics);
-            if let Some(first) = errors.first() {
-                acc.add_error(format!(
-                    "{shown}: {} bad line(s), first: {first}",
-                    errors.len()
-                ));
             }
-            for mut m in metrics {
-                if self.ignore_timestamp {
-                    m.time = acc.time();
-                }
-                if !self.url_tag.is_empty() {
-                    m.add_tag(self.url_tag.as_str(), shown.as_str());
-                }
-                acc.add(m);
+        }
+        for url in &self.urls {
+            self.scrape(url, &[], acc).await;
+        }
+        if let Some(sd) = &self.sd {
+            for (url, labels) in &sd.targets {
+                self.scrape(url, labels, acc).await;
             }
         }
         Ok(())
+    }
+}
+
+/// A Prometheus HTTP service discovery answer item.
+#[derive(Deserialize)]
+struct SdGroup {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `[inputs.prometheus.http_service_discovery]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSdConfig {
+    enabled: bool,
+    url: String,
+    query_interval: Duration,
+}
+
+impl Default for HttpSdConfig {
+    fn default() -> Self {
+        HttpSdConfig {
+            enabled: false,
+            url: "http://localhost:9000/service-discovery".into(),
+            query_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Targets found with HTTP service discovery, queried again every `interval`.
+struct HttpSd {
+    url: reqwest::Url,
+    interval: StdDuration,
+    last: Option<std::time::Instant>,
+    targets: Vec<(reqwest::Url, Vec<(String, String)>)>,
+}
+
+impl Prometheus {
+    /// Asks the discovery endpoint for its targets (Prometheus's http_sd format): each target
+    /// `host:port` (or a URL) with `/metrics` when it has no path, and its labels as tags.
+    async fn discover(
+        &self,
+        url: &reqwest::Url,
+    ) -> anyhow::Result<Vec<(reqwest::Url, Vec<(String, String)>)>> {
+        let resp = self
+            .client
+            .send(self.client.client.get(url.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            anyhow::bail!("discovery failed with status {status}");
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
+        let groups: Vec<SdGroup> = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("not a service discovery answer: {e}"))?;
+        let mut out: Vec<(reqwest::Url, Vec<(String, String)>)> = Vec::new();
+        for g in groups {
+            for t in g.targets {
+                let text = if t.starts_with("http://") || t.starts_with("https://") {
+                    t.clone()
+                } else {
+                    format!("http://{t}")
+                };
+                let Ok(mut u) = reqwest::Url::parse(&text) else {
+                    tracing::warn!("service discovery: cannot parse target {t:?}");
+                    continue;
+                };
+                // Without a path (reqwest shows it as "/"), Telegraf scrapes /metrics.
+                let after_scheme = &text[text.find("//").map_or(0, |i| i + 2)..];
+                if !after_scheme.contains('/') {
+                    u.set_path("/metrics");
+                }
+                let labels: Vec<(String, String)> = g
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                // The same target twice: the last one wins, as in Telegraf's map.
+                out.retain(|(x, _)| x != &u);
+                out.push((u, labels));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scrapes one URL; `labels` (from discovery) are added as tags over the metrics' own.
+    async fn scrape(&self, url: &reqwest::Url, labels: &[(String, String)], acc: &mut Accumulator) {
+        let shown = display_url(url);
+        let mut stats = (None, None);
+        let fetched = self.fetch(url, &mut stats).await;
+        if self.request_metrics && (stats.0.is_some() || stats.1.is_some()) {
+            let mut m = crate::model::Metric::new("prometheus_request", acc.time());
+            if !self.url_tag.is_empty() {
+                m.add_tag(self.url_tag.as_str(), shown.as_str());
+            }
+            for (k, v) in labels {
+                m.add_tag(k.as_str(), v.as_str());
+            }
+            if let Some(t) = stats.0 {
+                m.add_field("response_time", t);
+            }
+            if let Some(n) = stats.1 {
+                m.add_field("content_length", n);
+            }
+            acc.add(m);
+        }
+        let (body, om) = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                acc.add_error(format!("{shown}: {e:#}"));
+                return;
+            }
+        };
+        let parser = PrometheusParser {
+            metric_version: self.metric_version,
+            openmetrics: om,
+        };
+        let mut metrics = Vec::new();
+        let errors = parser.parse(&body, acc.time(), &mut metrics);
+        if let Some(first) = errors.first() {
+            acc.add_error(format!(
+                "{shown}: {} bad line(s), first: {first}",
+                errors.len()
+            ));
+        }
+        for mut m in metrics {
+            if self.ignore_timestamp {
+                m.time = acc.time();
+            }
+            if !self.url_tag.is_empty() {
+                m.add_tag(self.url_tag.as_str(), shown.as_str());
+            }
+            for (k, v) in labels {
+                m.add_tag(k.as_str(), v.as_str());
+            }
+            acc.add(m);
+        }
     }
 }
 
@@ -286,10 +406,35 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
     if !matches!(cfg.metric_version, 1 | 2) {
         return Err(bad(vec!["metric_version".into()], "expected 1 or 2".into()));
     }
-    if cfg.urls.is_empty() {
+    let sd = match &cfg.http_service_discovery {
+        Some(c) if c.enabled => {
+            let url = reqwest::Url::parse(&c.url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    bad(
+                        vec!["http_service_discovery".into(), "url".into()],
+                        format!("{:?} is not an http(s):// URL", c.url),
+                    )
+                })?;
+            let interval = if c.query_interval.is_zero() {
+                StdDuration::from_secs(300)
+            } else {
+                c.query_interval.get()
+            };
+            Some(HttpSd {
+                url,
+                interval,
+                last: None,
+                targets: Vec::new(),
+            })
+        }
+        _ => None,
+    };
+    if cfg.urls.is_empty() && sd.is_none() {
         return Err(bad(
             vec!["urls".into()],
-            "at least one URL is needed".into(),
+            "at least one URL (or service discovery) is needed".into(),
         ));
     }
     let mut urls = Vec::new();
@@ -370,6 +515,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         headers,
         force_openmetrics,
         request_metrics: cfg.enable_request_metrics,
+        sd,
         url_tag: cfg.url_tag,
         token_file: cfg.bearer_token,
         token: cfg.bearer_token_string,
@@ -540,6 +686,41 @@ mod tests {
         assert!(acc.metrics.is_empty());
     }
 
+    #[tokio::test]
+    async fn http_service_discovery_finds_the_targets() {
+        let (port, rx) = server(PAGE);
+        let sd_body: &'static str = Box::leak(
+            format!(
+                r#"[{{"targets":["127.0.0.1:{port}"],"labels":{{"job":"node","team":"a"}}}},
+                   {{"targets":["http://127.0.0.1:{port}/federate"],"labels":{{}}}}]"#
+            )
+            .into_boxed_str(),
+        );
+        let (sd_port, sd_rx) = server(sd_body);
+        let mut p = input(&format!(
+            "[http_service_discovery]\nenabled = true\n\
+             url = 'http://127.0.0.1:{sd_port}/sd'\nquery_interval = '1h'"
+        ));
+        for _ in 0..2 {
+            let mut acc = Accumulator::new(1);
+            p.gather(&mut acc).await.unwrap();
+            assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+            let up: Vec<_> = acc.metrics.iter().filter(|m| m.name == "up").collect();
+            assert_eq!(up.len(), 2, "{:?}", acc.metrics);
+            let found = format!("http://127.0.0.1:{port}/metrics");
+            assert_eq!(up[0].tag("url"), Some(found.as_str()));
+            assert_eq!(up[0].tag("team"), Some("a"));
+            // The target's label wins over the metric's own (job="a" in the page).
+            assert_eq!(up[0].tag("job"), Some("node"));
+            let fed = format!("http://127.0.0.1:{port}/federate");
+            assert_eq!(up[1].tag("url"), Some(fed.as_str()));
+            assert_eq!(up[1].tag("job"), Some("a"));
+        }
+        // Asked once in the hour, the targets scraped at every gather.
+        assert_eq!(sd_rx.try_iter().count(), 1);
+        assert_eq!(rx.try_iter().count(), 4);
+    }
+
     #[test]
     fn discovery_is_refused_as_not_supported_yet() {
         let err = |t: &str| match build(
@@ -559,10 +740,6 @@ mod tests {
             (
                 "[consul]\nenabled = true\nagent = 'http://localhost:8500'",
                 "consul",
-            ),
-            (
-                "[http_service_discovery]\nenabled = true\nurl = 'http://sd/'",
-                "http_service_discovery",
             ),
         ] {
             let (path, message) = err(t);
