@@ -262,10 +262,10 @@ impl HttpClient {
             req.headers_mut()
                 .insert(reqwest::header::AUTHORIZATION, value);
         }
-        if let Some(c) = &self.cookie {
-            if let Some(value) = c.header_for(&self.client, req.url()).await? {
-                req.headers_mut().insert(reqwest::header::COOKIE, value);
-            }
+        if let Some(c) = &self.cookie
+            && let Some(value) = c.header_for(&self.client, req.url()).await?
+        {
+            req.headers_mut().insert(reqwest::header::COOKIE, value);
         }
         let fut = self.client.execute(req);
         match self.response_timeout {
@@ -343,10 +343,10 @@ impl OAuth2 {
         client: &reqwest::Client,
     ) -> Result<reqwest::header::HeaderValue, SendError> {
         let mut slot = self.token.lock().await;
-        if let Some((v, expiry)) = &*slot {
-            if expiry.is_none_or(|e| Instant::now() + EXPIRY_DELTA < e) {
-                return Ok(v.clone());
-            }
+        if let Some((v, expiry)) = &*slot
+            && expiry.is_none_or(|e| Instant::now() + EXPIRY_DELTA < e)
+        {
+            return Ok(v.clone());
         }
         let (v, expiry) = self.fetch(client).await.map_err(|message| SendError {
             message: format!("OAuth2 token from {}: {message}", self.token_url),
