@@ -38,7 +38,9 @@ want postgresql
 want curl
 # inputs.procstat's default pid finder runs pgrep.
 want procps
-# The docker TLS test makes its CA and certificates with openssl.
+# The docker TLS test makes its CA and certificates with openssl; tests/tests/http_client.rs
+# runs `openssl s_server` as its TLS 1.2-only server (and python3, from python3-venv, as the
+# independent SigV4 verifier).
 want openssl
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -515,3 +515,65 @@ fn influxdb_output_over_udp_into_a_real_influxdb() {
     });
     assert!(ok, "log:\n{}", agent.log());
 }
+
+#[test]
+fn system_proxy_from_the_environment_and_cloudwatch_through_a_proxy() {
+    let proxy = Proxy::start();
+    let page = Recorder::start(200, "env_proxied value=1i\n");
+    let cw = Recorder::start(200, "<PutMetricDataResponse/>");
+    let dir = TempDir::new("http-env-proxy");
+    let cfg = dir.write(
+        "sonde.toml",
+        &format!(
+            "{AGENT}[[inputs.http]]\n  urls = [\"{page}\"]\n  use_system_proxy = true\n  data_format = \"influx\"\n\n\
+             [[inputs.http]]\n  name_override = \"not_proxied\"\n  urls = [\"{page2}\"]\n  data_format = \"influx\"\n\n\
+             [[outputs.cloudwatch]]\n  region = \"us-east-1\"\n  access_key = \"AKIDTEST\"\n  secret_key = \"secret\"\n  \
+             namespace = \"sonde\"\n  endpoint_url = \"{cw}\"\n  http_proxy_url = \"{p}\"\n",
+            page = page.url("/env"),
+            page2 = page.url("/direct"),
+            cw = cw.url("/"),
+            p = proxy.url(),
+        ),
+    );
+    let log = std::fs::File::create(dir.join("sonde.log")).unwrap();
+    let child = std::process::Command::new(sonde_tests::sonde_bin())
+        .args(["--debug", "--config", cfg.to_str().unwrap()])
+        .env("HTTP_PROXY", proxy.url())
+        .env("http_proxy", proxy.url())
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _agent = Killed(child);
+    let through = |path: &str| {
+        proxy
+            .seen()
+            .iter()
+            .any(|s| s.target().starts_with(&page.url(path)))
+    };
+    let ok = wait_until(Duration::from_secs(20), || {
+        through("/env")
+            && proxy
+                .seen()
+                .iter()
+                .any(|s| s.method() == "POST" && s.target().starts_with(&cw.url("/")))
+    });
+    let log = std::fs::read_to_string(dir.join("sonde.log")).unwrap_or_default();
+    assert!(
+        ok,
+        "{:?}; log:\n{log}",
+        proxy.seen().iter().map(|s| &s.line).collect::<Vec<_>>()
+    );
+    // The input without use_system_proxy ignores the environment, as in Telegraf.
+    assert!(page.seen().iter().any(|s| s.target() == "/direct"));
+    assert!(!through("/direct"));
+    let put = cw.seen();
+    assert!(
+        put.iter()
+            .any(|s| String::from_utf8_lossy(&s.body).contains("Action=PutMetricData")),
+        "{put:?}"
+    );
+}

@@ -656,6 +656,50 @@ mod tests {
         assert_eq!(left, ["client_id", "url"]);
     }
 
+    #[tokio::test]
+    async fn response_timeout_bounds_the_wait_for_the_headers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    let _ = s.read(&mut b).await;
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        let client = |extra: &str| {
+            let mut t: toml::Table = toml::from_str(extra).unwrap();
+            let cfg = HttpClientConfig::take(&mut t, HTTP_CLIENT_KEYS).unwrap();
+            HttpClient::build(
+                &cfg,
+                &TlsClientConfig::default(),
+                Duration::from_secs(10),
+                ProxyDefault::None,
+                |b| b,
+            )
+            .unwrap()
+        };
+        let url = format!("http://{addr}/");
+        let quick = client("response_timeout = '200ms'");
+        let t0 = Instant::now();
+        let err = quick.send(quick.client.get(&url)).await.unwrap_err();
+        assert!(
+            err.timeout && err.message.contains("response_timeout"),
+            "{err}"
+        );
+        assert!(t0.elapsed() < Duration::from_millis(1400));
+        let patient = client("");
+        let resp = patient.send(patient.client.get(&url)).await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
     #[test]
     fn cookies_go_to_their_site_only() {
         let login = reqwest::Url::parse("http://api.example.test/auth/login").unwrap();
