@@ -185,7 +185,9 @@ impl TlsClientConfig {
     }
 
     /// The protocol versions allowed by `tls_min_version`.
-    fn versions(&self) -> Result<&'static [&'static rustls::SupportedProtocolVersion], BuildError> {
+    pub fn versions(
+        &self,
+    ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], BuildError> {
         match self.tls_min_version.as_deref() {
             None | Some("") | Some("TLS12") => Ok(rustls::DEFAULT_VERSIONS),
             Some("TLS13") => {
@@ -208,7 +210,7 @@ impl TlsClientConfig {
     }
 
     /// The cipher suites `tls_cipher_suites` selects (`None`: rustls's defaults).
-    fn suites(&self) -> Result<Option<Vec<rustls::SupportedCipherSuite>>, BuildError> {
+    pub fn suites(&self) -> Result<Option<Vec<rustls::SupportedCipherSuite>>, BuildError> {
         let Some(names) = &self.tls_cipher_suites else {
             return Ok(None);
         };
@@ -683,6 +685,41 @@ mod tests {
             Err(BuildError::Config(c)) => assert_eq!(c.path, ["insecure_skip_verify"]),
             _ => panic!("a string for a bool must be refused"),
         }
+    }
+
+    #[test]
+    fn tls_enable_false_drops_the_other_options_and_versions_map() {
+        let mut t: toml::Table = toml::from_str(
+            "tls_enable = false\ntls_ca = '/nonexistent/ca.pem'\ntls_min_version = 'TLS13'",
+        )
+        .unwrap();
+        let tls = TlsClientConfig::take(&mut t).unwrap();
+        assert_eq!(tls.tls_ca, None);
+        assert!(rustls_client_config(&tls).is_ok());
+        let v13 = TlsClientConfig {
+            tls_min_version: Some("TLS13".into()),
+            ..Default::default()
+        };
+        assert_eq!(v13.versions().unwrap().len(), 1);
+        assert!(v13.needs_rustls_config());
+        let suites = TlsClientConfig {
+            tls_cipher_suites: Some(vec!["tls_ecdhe_rsa_with_aes_128_gcm_sha256".into()]),
+            ..Default::default()
+        }
+        .suites()
+        .unwrap()
+        .unwrap();
+        // The one TLS 1.2 suite named, plus every TLS 1.3 suite (not configurable, as in Go).
+        let tls12: Vec<_> = suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            tls12,
+            [rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+        );
+        assert_eq!(suites.len(), 4);
     }
 
     #[test]

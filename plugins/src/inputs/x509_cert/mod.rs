@@ -580,13 +580,16 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     };
     // The handshake only fetches the chain: it accepts any certificate (checked afterwards).
     crate::common::http::install_crypto_provider();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAny::new()));
+    // tls_min_version and tls_cipher_suites apply to the handshake, as in Telegraf.
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = tls_opts.suites()? {
+        provider.cipher_suites = suites;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(tls_opts.versions()?)
+        .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny::new()));
     let mut tls = match (&tls_opts.tls_cert, &tls_opts.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
