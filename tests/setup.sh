@@ -42,7 +42,9 @@ want curl
 # supervisord (supervisorctl status).
 want procps
 want supervisor
-# The docker TLS test makes its CA and certificates with openssl.
+# The docker TLS test makes its CA and certificates with openssl; tests/tests/http_client.rs
+# runs `openssl s_server` as its TLS 1.2-only server (and python3, from python3-venv, as the
+# independent SigV4 verifier).
 want openssl
 # curl and openssl s_client are also the mutual-TLS clients of tests/tests/ingest.rs, where a
 # batch job pushes with Debian's Prometheus Python client (run with /usr/bin/python3).

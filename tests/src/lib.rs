@@ -5,6 +5,7 @@ pub mod cloudwatch;
 pub mod crypto;
 pub mod docker;
 pub mod http;
+pub mod http_client;
 pub mod pgapache;
 pub mod pki;
 pub mod probes;

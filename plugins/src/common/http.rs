@@ -34,6 +34,19 @@ pub struct TlsClientConfig {
     /// Skip every check of the server's certificate. Dangerous.
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Password of an encrypted `tls_key`: only the empty string (no password) is supported
+    /// yet.
+    pub tls_key_pwd: Option<String>,
+    /// The lowest TLS version accepted: "TLS12" (the default) or "TLS13". rustls has no TLS
+    /// 1.0/1.1, so "TLS10" and "TLS11" are refused.
+    pub tls_min_version: Option<String>,
+    /// Telegraf's (Go's) cipher suite names, or "all"/"secure": the TLS 1.2 suites offered.
+    /// As in Go, TLS 1.3's suites are not configurable and stay on.
+    pub tls_cipher_suites: Option<Vec<String>>,
+    /// "never", "once" or "freely": rustls never renegotiates, so the others warn.
+    pub tls_renegotiation_method: Option<String>,
+    /// false: ignore the other TLS options (the defaults apply to https:// URLs).
+    pub tls_enable: Option<bool>,
 }
 
 /// The keys of [`TlsClientConfig`].
@@ -43,10 +56,89 @@ pub const TLS_CLIENT_KEYS: &[&str] = &[
     "tls_key",
     "tls_server_name",
     "insecure_skip_verify",
+    "tls_key_pwd",
+    "tls_min_version",
+    "tls_cipher_suites",
+    "tls_renegotiation_method",
+    "tls_enable",
 ];
 
+/// Go's names of the cipher suites rustls (ring) has, with rustls's suite. TLS 1.3 first.
+const CIPHER_NAMES: &[(&str, rustls::CipherSuite)] = {
+    use rustls::CipherSuite as C;
+    &[
+        ("TLS_AES_128_GCM_SHA256", C::TLS13_AES_128_GCM_SHA256),
+        ("TLS_AES_256_GCM_SHA384", C::TLS13_AES_256_GCM_SHA384),
+        (
+            "TLS_CHACHA20_POLY1305_SHA256",
+            C::TLS13_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+            C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ]
+};
+
+/// Go's insecure suites (CBC, RC4, 3DES, static RSA): named so that the error says why.
+const INSECURE_CIPHERS: &[&str] = &[
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+];
+
+fn tls_error(key: &str, message: String) -> BuildError {
+    BuildError::Config(crate::registry::ConfigError {
+        path: vec![key.into()],
+        message,
+    })
+}
+
 impl TlsClientConfig {
-    /// Removes the TLS keys from a plugin's table and parses them.
+    /// Removes the TLS keys from a plugin's table and parses them. Checks the values that
+    /// need no file (versions, suites, renegotiation), warns about the ones that cannot apply,
+    /// and with `tls_enable = false` drops the others, as Telegraf does.
     pub fn take(table: &mut toml::Table) -> Result<Self, BuildError> {
         let mut tls = toml::Table::new();
         for key in TLS_CLIENT_KEYS {
@@ -54,7 +146,140 @@ impl TlsClientConfig {
                 tls.insert((*key).to_string(), v);
             }
         }
-        parse_config(tls)
+        let cfg: TlsClientConfig = parse_config(tls)?;
+        cfg.check()?;
+        if cfg.tls_enable == Some(false) {
+            return Ok(TlsClientConfig {
+                tls_enable: Some(false),
+                ..Default::default()
+            });
+        }
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), BuildError> {
+        self.versions()?;
+        self.suites()?;
+        match self.tls_renegotiation_method.as_deref() {
+            None | Some("") | Some("never") => {}
+            Some(m @ ("once" | "freely")) => tracing::warn!(
+                "tls_renegotiation_method = {m:?} has no effect: sonde's TLS library (rustls) \
+                 never renegotiates, as with \"never\""
+            ),
+            Some(other) => {
+                return Err(tls_error(
+                    "tls_renegotiation_method",
+                    format!("{other:?}: expected \"never\", \"once\" or \"freely\""),
+                ));
+            }
+        }
+        if self.tls_key_pwd.as_deref().is_some_and(|p| !p.is_empty()) {
+            return Err(tls_error(
+                "tls_key_pwd",
+                "an encrypted tls_key (tls_key_pwd) is not supported yet: decrypt the key \
+                 (openssl pkey -in key.pem -out plain.pem) and leave tls_key_pwd empty"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The protocol versions allowed by `tls_min_version`.
+    pub fn versions(
+        &self,
+    ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], BuildError> {
+        match self.tls_min_version.as_deref() {
+            None | Some("") | Some("TLS12") => Ok(rustls::DEFAULT_VERSIONS),
+            Some("TLS13") => {
+                static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] =
+                    &[&rustls::version::TLS13];
+                Ok(TLS13_ONLY)
+            }
+            Some(v @ ("TLS10" | "TLS11")) => Err(tls_error(
+                "tls_min_version",
+                format!(
+                    "{v:?} is not supported: sonde's TLS library (rustls) speaks TLS 1.2 and \
+                     1.3 only; use \"TLS12\" or \"TLS13\""
+                ),
+            )),
+            Some(other) => Err(tls_error(
+                "tls_min_version",
+                format!("{other:?}: expected \"TLS12\" or \"TLS13\""),
+            )),
+        }
+    }
+
+    /// The cipher suites `tls_cipher_suites` selects (`None`: rustls's defaults).
+    pub fn suites(&self) -> Result<Option<Vec<rustls::SupportedCipherSuite>>, BuildError> {
+        let Some(names) = &self.tls_cipher_suites else {
+            return Ok(None);
+        };
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+        let mut wanted: Vec<rustls::CipherSuite> = Vec::new();
+        for name in names {
+            let upper = name.to_ascii_uppercase();
+            match name.as_str() {
+                "all" | "secure" => wanted.extend(all.iter().map(|s| s.suite())),
+                "insecure" => {
+                    return Err(tls_error(
+                        "tls_cipher_suites",
+                        "\"insecure\" is not supported: sonde's TLS library (rustls) has no \
+                         insecure cipher suites"
+                            .into(),
+                    ));
+                }
+                _ => match CIPHER_NAMES.iter().find(|(n, _)| *n == upper) {
+                    Some((_, s)) => wanted.push(*s),
+                    None if INSECURE_CIPHERS.contains(&upper.as_str()) => {
+                        return Err(tls_error(
+                            "tls_cipher_suites",
+                            format!(
+                                "{name:?} is an insecure suite that sonde's TLS library \
+                                 (rustls) does not have"
+                            ),
+                        ));
+                    }
+                    None => {
+                        return Err(tls_error(
+                            "tls_cipher_suites",
+                            format!(
+                                "{name:?} is not a cipher suite sonde knows; known: \"all\", \
+                                 \"secure\", {}",
+                                CIPHER_NAMES
+                                    .iter()
+                                    .map(|(n, _)| format!("{n:?}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                },
+            }
+        }
+        // As in Go, the TLS 1.3 suites are not configurable: they stay on.
+        Ok(Some(
+            all.iter()
+                .filter(|s| s.version() == &rustls::version::TLS13 || wanted.contains(&s.suite()))
+                .copied()
+                .collect(),
+        ))
+    }
+
+    /// Whether reqwest's own TLS setup cannot express these options, so that a rustls config
+    /// must be handed to it.
+    fn needs_rustls_config(&self) -> bool {
+        self.tls_server_name.is_some()
+            || !matches!(
+                self.tls_min_version.as_deref(),
+                None | Some("") | Some("TLS12")
+            )
+            || self
+                .tls_cipher_suites
+                .as_ref()
+                .is_some_and(|s| !s.is_empty())
     }
 }
 
@@ -100,8 +325,9 @@ pub fn build_client_with(
     if tls.tls_cert.is_some() != tls.tls_key.is_some() {
         return Err(anyhow::anyhow!("tls_cert and tls_key must be given together").into());
     }
-    if tls.tls_server_name.is_some() {
-        // reqwest cannot check against another name: hand it a rustls config that does.
+    if tls.needs_rustls_config() {
+        // reqwest cannot check against another name, nor restrict versions or suites: hand
+        // it a rustls config that does.
         b = b.tls_backend_preconfigured(server_name_config(tls)?);
     } else {
         if let Some(ca) = &tls.tls_ca {
@@ -151,7 +377,12 @@ pub fn rustls_client_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfi
         ),
         None => None,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = tls.suites()? {
+        provider.cipher_suites = suites;
+    }
+    let versions = tls.versions()?;
+    let provider = Arc::new(provider);
     let inner: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
         Arc::new(AcceptAny(provider.clone()))
     } else if let Some(ca) = &tls.tls_ca {
@@ -175,7 +406,7 @@ pub fn rustls_client_config(tls: &TlsClientConfig) -> Result<rustls::ClientConfi
         )
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(match fixed {
@@ -454,6 +685,41 @@ mod tests {
             Err(BuildError::Config(c)) => assert_eq!(c.path, ["insecure_skip_verify"]),
             _ => panic!("a string for a bool must be refused"),
         }
+    }
+
+    #[test]
+    fn tls_enable_false_drops_the_other_options_and_versions_map() {
+        let mut t: toml::Table = toml::from_str(
+            "tls_enable = false\ntls_ca = '/nonexistent/ca.pem'\ntls_min_version = 'TLS13'",
+        )
+        .unwrap();
+        let tls = TlsClientConfig::take(&mut t).unwrap();
+        assert_eq!(tls.tls_ca, None);
+        assert!(rustls_client_config(&tls).is_ok());
+        let v13 = TlsClientConfig {
+            tls_min_version: Some("TLS13".into()),
+            ..Default::default()
+        };
+        assert_eq!(v13.versions().unwrap().len(), 1);
+        assert!(v13.needs_rustls_config());
+        let suites = TlsClientConfig {
+            tls_cipher_suites: Some(vec!["tls_ecdhe_rsa_with_aes_128_gcm_sha256".into()]),
+            ..Default::default()
+        }
+        .suites()
+        .unwrap()
+        .unwrap();
+        // The one TLS 1.2 suite named, plus every TLS 1.3 suite (not configurable, as in Go).
+        let tls12: Vec<_> = suites
+            .iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            tls12,
+            [rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
+        );
+        assert_eq!(suites.len(), 4);
     }
 
     #[test]

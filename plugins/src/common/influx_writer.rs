@@ -8,7 +8,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::codec::influx::{InfluxOptions, write_metric_filtered};
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
+use crate::common::http::TlsClientConfig;
+use crate::common::http_client::{HttpClient, HttpClientConfig, ProxyDefault};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, WriteError};
@@ -42,9 +43,57 @@ pub(crate) enum Answer {
     },
 }
 
+/// The influxdb outputs' transport options beyond Telegraf's common ones.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Transport {
+    /// HTTP/2 keep-alive pings: sent after this long without a frame (`read_idle_timeout`)...
+    pub read_idle_timeout: Option<Duration>,
+    /// ...and the connection is dropped when the answer takes longer (`ping_timeout`).
+    pub ping_timeout: Option<Duration>,
+}
+
+/// `rate_limit` bytes (uncompressed line protocol) per fixed `rate_limit_period` window.
+pub(crate) struct RateLimit {
+    pub limit: u64,
+    pub period: Duration,
+    /// Start of the current window (from the first write) and the bytes sent in it.
+    window: tokio::sync::Mutex<Option<(tokio::time::Instant, u64)>>,
+}
+
+impl RateLimit {
+    pub fn new(limit: u64, period: Duration) -> RateLimit {
+        RateLimit {
+            limit,
+            period,
+            window: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Waits until `bytes` fit in the current window, and books them. A body larger than
+    /// the whole budget goes alone in a fresh window (else it could never be sent).
+    pub async fn acquire(&self, bytes: u64) {
+        let mut slot = self.window.lock().await;
+        let w = slot.get_or_insert_with(|| (tokio::time::Instant::now(), 0));
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= w.0 + self.period {
+                *w = (now, 0);
+            }
+            if w.1 + bytes <= self.limit || w.1 == 0 {
+                w.1 += bytes;
+                return;
+            }
+            tokio::time::sleep_until(w.0 + self.period).await;
+        }
+    }
+}
+
 /// Posts line protocol to one of several URLs, failing over on retryable answers.
 pub(crate) struct Writer {
-    pub client: reqwest::Client,
+    pub client: HttpClient,
+    /// `concurrent_writes`: how many requests of one batch are in flight at once.
+    pub concurrency: usize,
+    pub rate_limit: Option<RateLimit>,
     pub urls: Vec<String>,
     pub headers: HeaderMap,
     pub gzip: bool,
@@ -59,9 +108,17 @@ pub(crate) struct Writer {
     bytes_per_metric: std::sync::atomic::AtomicUsize,
 }
 
+thread_local! {
+    /// Uncompressed size of the body `encode` made last on this thread (for rate_limit).
+    static LAST_RAW_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         tls: &TlsClientConfig,
+        http: &HttpClientConfig,
+        transport: &Transport,
         urls: Vec<String>,
         timeout: Duration,
         user_agent: Option<&str>,
@@ -69,11 +126,25 @@ impl Writer {
         content_encoding: &str,
         ctx: &BuildContext,
     ) -> Result<Writer, BuildError> {
-        let client = build_client(&ClientOptions {
-            timeout,
-            idle_conn_timeout: None,
+        let t = transport.clone();
+        // As in Telegraf, the proxy environment variables apply unless http_proxy is set.
+        let client = HttpClient::build(
+            http,
             tls,
-        })?;
+            timeout,
+            ProxyDefault::Environment,
+            move |mut b| {
+                if let Some(i) = t.read_idle_timeout {
+                    b = b
+                        .http2_keep_alive_interval(i)
+                        .http2_keep_alive_while_idle(true);
+                    if let Some(p) = t.ping_timeout {
+                        b = b.http2_keep_alive_timeout(p);
+                    }
+                }
+                b
+            },
+        )?;
         let urls = if urls.is_empty() {
             vec!["http://localhost:8086".to_string()]
         } else {
@@ -125,6 +196,8 @@ impl Writer {
         }
         Ok(Writer {
             client,
+            concurrency: 1,
+            rate_limit: None,
             urls: urls
                 .into_iter()
                 .map(|u| u.trim_end_matches('/').to_string())
@@ -153,6 +226,7 @@ impl Writer {
                 self.bytes_per_metric
                     .store(out.len().div_ceil(metrics.len()), Relaxed);
             }
+            LAST_RAW_LEN.with(|c| c.set(out.len()));
         };
         // A little over the last batch's size, so the body is written without regrowing.
         let estimate = metrics.len() * (self.bytes_per_metric.load(Relaxed) + 8);
@@ -206,22 +280,19 @@ impl Writer {
     ) -> Answer {
         let mut req = self
             .client
+            .client
             .post(format!("{url}{path}"))
             .headers(self.headers.clone())
             .body(body);
         if let Some(a) = auth {
             req = req.header(reqwest::header::AUTHORIZATION, a.clone());
         }
-        let resp = match req.send().await {
+        let resp = match self.client.send(req).await {
             Ok(r) => r,
             Err(e) => {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "failed"
-                };
+                let what = if e.timeout { "timed out" } else { "failed" };
                 return Answer::Retry {
-                    reason: format!("{}: request {what}: {}", shown_url(url), error_chain(&e)),
+                    reason: format!("{}: request {what}: {e}", shown_url(url)),
                     retry_after: None,
                 };
             }
@@ -265,6 +336,33 @@ impl Writer {
         metrics: &[&Metric],
         auth: Option<&HeaderValue>,
     ) -> Result<(usize, Option<String>), Answer> {
+        if self.concurrency <= 1 || metrics.len() < 2 {
+            return self.send_chunks(path, metrics, auth).await;
+        }
+        // concurrent_writes: the batch in that many parts, in flight together.
+        let size = metrics.len().div_ceil(self.concurrency);
+        let parts = metrics
+            .chunks(size)
+            .map(|part| self.send_chunks(path, part, auth));
+        let results = futures_util::future::join_all(parts).await;
+        let mut rejected = 0;
+        let mut reason = None;
+        for r in results {
+            let (n, why) = r?;
+            rejected += n;
+            if reason.is_none() {
+                reason = why;
+            }
+        }
+        Ok((rejected, reason))
+    }
+
+    async fn send_chunks(
+        &self,
+        path: &str,
+        metrics: &[&Metric],
+        auth: Option<&HeaderValue>,
+    ) -> Result<(usize, Option<String>), Answer> {
         let mut stack = vec![metrics];
         let mut rejected = 0;
         let mut reason = None;
@@ -272,7 +370,11 @@ impl Writer {
             if chunk.is_empty() {
                 continue;
             }
-            match self.post(path, self.encode(chunk), auth).await {
+            let body = self.encode(chunk);
+            if let Some(rl) = &self.rate_limit {
+                rl.acquire(LAST_RAW_LEN.with(|c| c.get()) as u64).await;
+            }
+            match self.post(path, body, auth).await {
                 Answer::Ok => {}
                 Answer::TooLarge if chunk.len() > 1 => {
                     let (a, b) = chunk.split_at(chunk.len() / 2);
@@ -453,6 +555,8 @@ pub(crate) mod tests {
         let writer = |gzip: &str| {
             Writer::new(
                 &TlsClientConfig::default(),
+                &HttpClientConfig::default(),
+                &Transport::default(),
                 vec![],
                 Duration::from_secs(1),
                 None,

@@ -1,6 +1,9 @@
 //! Code shared by several plugins.
 
+#[cfg(feature = "cloudwatch")]
+pub mod aws_credentials;
 pub mod http;
+pub mod http_client;
 pub mod influx_writer;
 pub mod lp_listener;
 pub mod postgres;

@@ -6,13 +6,13 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::codec::Parser;
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client_with, error_chain};
+use crate::common::http::TlsClientConfig;
+use crate::common::http_client::{HTTP_CLIENT_KEYS, HttpClient, HttpClientConfig, ProxyDefault};
 use crate::config_types::Duration;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
@@ -36,9 +36,6 @@ struct Config {
     password: Option<String>,
     timeout: Duration,
     success_status_codes: Vec<u16>,
-    http_proxy_url: Option<String>,
-    use_system_proxy: bool,
-    idle_conn_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -56,9 +53,6 @@ impl Default for Config {
             password: None,
             timeout: Duration::from_secs(5),
             success_status_codes: vec![200],
-            http_proxy_url: None,
-            use_system_proxy: false,
-            idle_conn_timeout: None,
         }
     }
 }
@@ -72,7 +66,7 @@ enum Auth {
 
 pub struct Http {
     urls: Vec<reqwest::Url>,
-    client: reqwest::Client,
+    client: HttpClient,
     method: reqwest::Method,
     headers: reqwest::header::HeaderMap,
     /// The request body, already encoded.
@@ -95,6 +89,7 @@ impl Http {
     async fn fetch(&self, url: &reqwest::Url) -> anyhow::Result<Vec<u8>> {
         let mut req = self
             .client
+            .client
             .request(self.method.clone(), url.clone())
             .headers(self.headers.clone());
         if let Some(b) = &self.body {
@@ -114,10 +109,11 @@ impl Http {
             }
             Auth::Basic(u, p) => req.basic_auth(u, p.as_ref()),
         };
-        let resp = req
-            .send()
+        let resp = self
+            .client
+            .send(req)
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         let status = resp.status();
         let gzipped = resp
             .headers()
@@ -126,7 +122,7 @@ impl Http {
         let raw = resp
             .bytes()
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
+            .map_err(|e| anyhow::anyhow!(crate::common::http::error_chain(&e.without_url())))?;
         let body = if gzipped {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&raw[..])
@@ -214,6 +210,7 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, HTTP_CLIENT_KEYS)?;
     let cfg: Config = parse_config(table)?;
     let bad = |key: &str, message: String| {
         BuildError::Config(ConfigError {
@@ -310,26 +307,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
             "at least one status code is needed".into(),
         ));
     }
-    let proxy = match &cfg.http_proxy_url {
-        Some(u) if !u.is_empty() => Some(
-            reqwest::Proxy::all(u.as_str())
-                .map_err(|e| bad("http_proxy_url", format!("{u:?}: {e}")))?,
-        ),
-        _ => None,
-    };
-    let system_proxy = cfg.use_system_proxy;
-    let client = build_client_with(
-        &ClientOptions {
-            timeout: cfg.timeout.get().max(StdDuration::from_millis(1)),
-            idle_conn_timeout: cfg.idle_conn_timeout.map(|d| d.get()),
-            tls: &tls,
-        },
-        move |b| match proxy {
-            Some(p) => b.proxy(p),
-            None if system_proxy => b,
-            None => b.no_proxy(),
-        },
-    )?;
+    let client = HttpClient::build(&http, &tls, cfg.timeout.get(), ProxyDefault::None, |b| b)?;
     let parser = ctx.parser.clone().map_or_else(
         || crate::codec::build_parser(&Default::default(), "influx"),
         Ok,
@@ -538,9 +516,66 @@ mod tests {
             err("urls = ['http://x']\nhttp_proxy_url = '::'").0,
             "http_proxy_url"
         );
-        assert_eq!(
-            err("urls = ['http://x']\nclient_id = 'oauth'").0,
-            "client_id"
-        );
+        for (key, line, words) in [
+            (
+                "tls_min_version",
+                "tls_min_version = 'TLS10'",
+                "TLS 1.2 and 1.3 only",
+            ),
+            ("tls_min_version", "tls_min_version = 'SSL3'", "expected"),
+            (
+                "tls_cipher_suites",
+                "tls_cipher_suites = ['TLS_RSA_WITH_RC4_128_SHA']",
+                "insecure",
+            ),
+            (
+                "tls_cipher_suites",
+                "tls_cipher_suites = ['NOPE']",
+                "not a cipher suite",
+            ),
+            ("tls_key_pwd", "tls_key_pwd = 'secret'", "not supported yet"),
+            (
+                "tls_renegotiation_method",
+                "tls_renegotiation_method = 'always'",
+                "expected",
+            ),
+            (
+                "local_address",
+                "local_address = 'eth0'",
+                "not an IP address",
+            ),
+            (
+                "local_address",
+                "local_address = '127.0.0.1:99'",
+                "source port",
+            ),
+            ("cookie_auth_url", "cookie_auth_url = 'ftp://x'", "http(s)"),
+            (
+                "token_url",
+                "client_id = 'a'\nclient_secret = 'b'\ntoken_url = 'x'",
+                "http(s)",
+            ),
+        ] {
+            let (path, message) = err(&format!("urls = ['http://x']\n{line}"));
+            assert_eq!(path, key, "{line}");
+            assert!(message.contains(words), "{line}: {message}");
+        }
+        // Telegraf's options of the common HTTP client are all known.
+        for line in [
+            "max_idle_conn = 10\nmax_idle_conn_per_host = 2\nidle_conn_timeout = '30s'",
+            "response_timeout = '2s'\nlocal_address = '127.0.0.1'",
+            "use_system_proxy = true",
+            "tls_min_version = 'TLS13'\ntls_cipher_suites = ['secure']",
+            "tls_renegotiation_method = 'freely'\ntls_key_pwd = ''\ntls_enable = true",
+            "client_id = 'a'\nclient_secret = 'b'\ntoken_url = 'http://t/'\naudience = 'x'\nscopes = ['s']",
+            "cookie_auth_url = 'http://l/'\ncookie_auth_method = 'GET'\ncookie_auth_username = 'u'\n\
+             cookie_auth_password = 'p'\ncookie_auth_body = '{}'\ncookie_auth_renewal = '5m'\n\
+             cookie_auth_headers = { X-A = 'b' }",
+        ] {
+            let t = format!("urls = ['http://x']\n{line}");
+            if let Err(e) = build(toml::from_str(&t).unwrap(), &BuildContext::default()) {
+                panic!("{line}: {e}");
+            }
+        }
     }
 }

@@ -47,6 +47,8 @@ struct Config {
     password: Option<String>,
     /// A file holding a bearer token, read at every probe (tokens rotate).
     bearer_token: Option<PathBuf>,
+    /// A bearer token given inline (Telegraf's `token`).
+    token: Option<String>,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             username: None,
             password: None,
             bearer_token: None,
+            token: None,
         }
     }
 }
@@ -142,6 +145,7 @@ pub struct HttpResponse {
     proxy: Option<Proxy>,
     basic: Option<String>,
     bearer_file: Option<PathBuf>,
+    token: Option<http::HeaderValue>,
 }
 
 impl HttpResponse {
@@ -160,6 +164,8 @@ impl HttpResponse {
                 )),
                 Err(e) => error = Some(format!("reading bearer_token {}: {e}", path.display())),
             }
+        } else if let Some(t) = &self.token {
+            headers.push((http::header::AUTHORIZATION, t.clone()));
         } else if let Some(b) = self.basic.as_ref().or(target.auth.as_ref())
             && let Ok(v) = http::HeaderValue::try_from(b.as_str())
         {
@@ -423,6 +429,25 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
             "use either bearer_token or username/password".into(),
         ));
     }
+    let token = cfg.token.as_deref().filter(|t| !t.is_empty());
+    if token.is_some() && cfg.bearer_token.is_some() {
+        return Err(bad(
+            "token",
+            "use either token or bearer_token, not both".into(),
+        ));
+    }
+    if token.is_some() && (cfg.username.is_some() || cfg.password.is_some()) {
+        return Err(bad("token", "use either token or username/password".into()));
+    }
+    let token = match token {
+        Some(t) => {
+            let mut v = http::HeaderValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| bad("token", "not a valid header value".into()))?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+        None => None,
+    };
     let basic = (cfg.username.is_some() || cfg.password.is_some()).then(|| {
         let s = format!(
             "{}:{}",
@@ -463,6 +488,7 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         proxy,
         basic,
         bearer_file: cfg.bearer_token,
+        token,
     })
 }
 
@@ -500,6 +526,26 @@ mod tests {
     use super::*;
     use crate::model::FieldValue;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn token_is_sent_as_bearer() {
+        let (port, mut rx) = proxy().await;
+        let p = plugin(&format!(
+            "urls = ['http://127.0.0.1:{port}/p']\ntoken = 'tok-123'\n\
+             tls_renegotiation_method = 'once'"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(m.tag("result"), Some("success"), "{m:?}");
+        let head = rx.recv().await.unwrap();
+        assert!(head.contains("authorization: Bearer tok-123\r\n"), "{head}");
+        for bad in [
+            "token = 't'\nbearer_token = '/t'",
+            "token = 't'\nusername = 'u'",
+        ] {
+            let t = format!("urls = ['http://x/']\n{bad}");
+            assert!(new(toml::from_str(&t).unwrap()).is_err(), "{bad}");
+        }
+    }
 
     fn plugin(toml: &str) -> HttpResponse {
         new(toml::from_str(toml).unwrap()).unwrap_or_else(|e| panic!("{e}"))

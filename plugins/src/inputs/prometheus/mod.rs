@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use crate::codec::Parser;
 use crate::codec::prometheus::PrometheusParser;
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
+use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::http_client::{HttpClient, HttpClientConfig, PROXY_KEYS, ProxyDefault};
 use crate::config_types::Duration;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
@@ -33,6 +34,74 @@ struct Config {
     ignore_timestamp: bool,
     /// Largest body read from one endpoint.
     content_length_limit: u64,
+    http_headers: std::collections::BTreeMap<String, String>,
+    content_type_override: String,
+    enable_request_metrics: bool,
+    http_service_discovery: Option<HttpSdConfig>,
+}
+
+/// Telegraf's Kubernetes and Consul discovery options: discovery is not built yet, so turning
+/// it on is refused, and the settings that only tune it warn that they have no effect.
+const DISCOVERY_SWITCHES: &[&str] = &["kubernetes_services", "monitor_kubernetes_pods", "consul"];
+const DISCOVERY_SETTINGS: &[&str] = &[
+    "kube_config",
+    "monitor_kubernetes_pods_method",
+    "monitor_kubernetes_pods_scheme",
+    "monitor_kubernetes_pods_port",
+    "monitor_kubernetes_pods_path",
+    "monitor_kubernetes_pods_namespace",
+    "pod_scrape_scope",
+    "pod_scrape_interval",
+    "node_ip",
+    "pod_namespace_label_name",
+    "kubernetes_label_selector",
+    "kubernetes_field_selector",
+    "pod_annotation_include",
+    "pod_annotation_exclude",
+    "pod_label_include",
+    "pod_label_exclude",
+    "cache_refresh_interval",
+    "namespace_annotation_pass",
+    "namespace_annotation_drop",
+];
+
+/// Takes the discovery keys out of the table: an enabled discovery is refused, the rest warn.
+fn take_discovery(table: &mut toml::Table, id: &str) -> Result<(), BuildError> {
+    let not_yet = |key: &str, what: &str| {
+        BuildError::Config(ConfigError {
+            path: vec![key.into()],
+            message: format!("{what} is not supported yet"),
+        })
+    };
+    for key in DISCOVERY_SWITCHES {
+        let Some(v) = table.remove(*key) else {
+            continue;
+        };
+        let on = match (*key, &v) {
+            ("kubernetes_services", toml::Value::Array(a)) => !a.is_empty(),
+            ("monitor_kubernetes_pods", toml::Value::Boolean(b)) => *b,
+            // Telegraf's sub-tables: on when `enabled = true`.
+            (_, toml::Value::Table(t)) => t.get("enabled").and_then(|e| e.as_bool()) == Some(true),
+            _ => true,
+        };
+        if on {
+            let what = match *key {
+                "kubernetes_services" => "scraping Kubernetes services (kubernetes_services)",
+                "monitor_kubernetes_pods" => "Kubernetes pod discovery (monitor_kubernetes_pods)",
+                _ => "Consul discovery ([inputs.prometheus.consul])",
+            };
+            return Err(not_yet(key, what));
+        }
+        tracing::warn!("{id}: {key} has no effect: service discovery is not supported yet");
+    }
+    for key in DISCOVERY_SETTINGS {
+        if table.remove(*key).is_some() {
+            tracing::warn!(
+                "{id}: {key} has no effect: it tunes Kubernetes discovery, which is not supported yet"
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Default for Config {
@@ -51,13 +120,22 @@ impl Default for Config {
             response_timeout: None,
             ignore_timestamp: false,
             content_length_limit: 0,
+            http_headers: Default::default(),
+            content_type_override: String::new(),
+            enable_request_metrics: false,
+            http_service_discovery: None,
         }
     }
 }
 
 pub struct Prometheus {
     urls: Vec<reqwest::Url>,
-    client: reqwest::Client,
+    client: HttpClient,
+    headers: reqwest::header::HeaderMap,
+    /// `content_type_override`: whether to read every answer as OpenMetrics.
+    force_openmetrics: Option<bool>,
+    request_metrics: bool,
+    sd: Option<HttpSd>,
     url_tag: String,
     token_file: Option<std::path::PathBuf>,
     token: Option<String>,
@@ -68,8 +146,13 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    /// The body of one endpoint and whether it is OpenMetrics (by Content-Type).
-    async fn fetch(&self, url: &reqwest::Url) -> anyhow::Result<(Vec<u8>, Option<bool>)> {
+    /// The body of one endpoint and whether it is OpenMetrics (by Content-Type), and for
+    /// `enable_request_metrics` the response time (once an answer came) and the body length.
+    async fn fetch(
+        &self,
+        url: &reqwest::Url,
+        stats: &mut (Option<f64>, Option<i64>),
+    ) -> anyhow::Result<(Vec<u8>, Option<bool>)> {
         if url.scheme() == "file" {
             let path = url
                 .to_file_path()
@@ -77,6 +160,7 @@ impl Prometheus {
             return Ok((tokio::fs::read(&path).await?, None));
         }
         let mut req = self
+            .client
             .client
             .get(url.clone())
             .header(reqwest::header::ACCEPT, ACCEPT);
@@ -90,19 +174,25 @@ impl Prometheus {
         } else if let Some((u, p)) = &self.basic {
             req = req.basic_auth(u, p.as_ref());
         }
-        let mut resp = req
-            .send()
+        // Telegraf's http_headers go last, over the auth headers.
+        req = req.headers(self.headers.clone());
+        let start = std::time::Instant::now();
+        let mut resp = self
+            .client
+            .send(req)
             .await
-            .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
+        stats.0 = Some(start.elapsed().as_secs_f64());
         let status = resp.status();
         if !status.is_success() {
             anyhow::bail!("server answered {status}");
         }
-        let om = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| ct.starts_with("application/openmetrics-text"));
+        let om = self.force_openmetrics.or_else(|| {
+            resp.headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|ct| ct.starts_with("application/openmetrics-text"))
+        });
         let mut body = Vec::new();
         while let Some(chunk) = resp
             .chunk()
@@ -117,6 +207,7 @@ impl Prometheus {
                 );
             }
         }
+        stats.1 = Some(body.len() as i64);
         Ok((body, om))
     }
 }
@@ -132,53 +223,218 @@ fn display_url(u: &reqwest::Url) -> String {
 #[async_trait]
 impl Input for Prometheus {
     async fn gather(&mut self, acc: &mut Accumulator) -> anyhow::Result<()> {
-        for url in &self.urls {
-            let shown = display_url(url);
-            let (body, om) = match self.fetch(url).await {
-                Ok(b) => b,
+        if let Some(sd) = &self.sd
+            && sd.last.is_none_or(|t| t.elapsed() >= sd.interval)
+        {
+            let url = sd.url.clone();
+            match self.discover(&url).await {
+                Ok(targets) => {
+                    if targets.is_empty() {
+                        tracing::warn!("{}: service discovery returned no targets", url);
+                    }
+                    let sd = self.sd.as_mut().expect("checked above");
+                    sd.targets = targets;
+                    sd.last = Some(std::time::Instant::now());
+                }
                 Err(e) => {
-                    acc.add_error(format!("{shown}: {e:#}"));
-                    continue;
+                    // Keep the targets found last; try again at the next gather.
+                    acc.add_error(format!("service discovery {}: {e:#}", display_url(&url)));
                 }
-            };
-            let parser = PrometheusParser {
-                metric_version: self.metric_version,
-                openmetrics: om,
-            };
-            let mut metrics = Vec::new();
-            let errors = parser.parse(&body, acc.time(), &mut metrics);
-            if let Some(first) = errors.first() {
-                acc.add_error(format!(
-                    "{shown}: {} bad line(s), first: {first}",
-                    errors.len()
-                ));
             }
-            for mut m in metrics {
-                if self.ignore_timestamp {
-                    m.time = acc.time();
-                }
-                if !self.url_tag.is_empty() {
-                    m.add_tag(self.url_tag.as_str(), shown.as_str());
-                }
-                acc.add(m);
+        }
+        for url in &self.urls {
+            self.scrape(url, &[], acc).await;
+        }
+        if let Some(sd) = &self.sd {
+            for (url, labels) in &sd.targets {
+                self.scrape(url, labels, acc).await;
             }
         }
         Ok(())
     }
 }
 
-fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
+/// A Prometheus HTTP service discovery answer item.
+#[derive(Deserialize)]
+struct SdGroup {
+    targets: Vec<String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `[inputs.prometheus.http_service_discovery]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct HttpSdConfig {
+    enabled: bool,
+    url: String,
+    query_interval: Duration,
+}
+
+impl Default for HttpSdConfig {
+    fn default() -> Self {
+        HttpSdConfig {
+            enabled: false,
+            url: "http://localhost:9000/service-discovery".into(),
+            query_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Targets found with HTTP service discovery, queried again every `interval`.
+struct HttpSd {
+    url: reqwest::Url,
+    interval: StdDuration,
+    last: Option<std::time::Instant>,
+    targets: Vec<(reqwest::Url, Vec<(String, String)>)>,
+}
+
+impl Prometheus {
+    /// Asks the discovery endpoint for its targets (Prometheus's http_sd format): each target
+    /// `host:port` (or a URL) with `/metrics` when it has no path, and its labels as tags.
+    async fn discover(
+        &self,
+        url: &reqwest::Url,
+    ) -> anyhow::Result<Vec<(reqwest::Url, Vec<(String, String)>)>> {
+        let resp = self
+            .client
+            .send(self.client.client.get(url.clone()))
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let status = resp.status();
+        if status != reqwest::StatusCode::OK {
+            anyhow::bail!("discovery failed with status {status}");
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!(error_chain(&e.without_url())))?;
+        let groups: Vec<SdGroup> = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("not a service discovery answer: {e}"))?;
+        let mut out: Vec<(reqwest::Url, Vec<(String, String)>)> = Vec::new();
+        for g in groups {
+            for t in g.targets {
+                let text = if t.starts_with("http://") || t.starts_with("https://") {
+                    t.clone()
+                } else {
+                    format!("http://{t}")
+                };
+                let Ok(mut u) = reqwest::Url::parse(&text) else {
+                    tracing::warn!("service discovery: cannot parse target {t:?}");
+                    continue;
+                };
+                // Without a path (reqwest shows it as "/"), Telegraf scrapes /metrics.
+                let after_scheme = &text[text.find("//").map_or(0, |i| i + 2)..];
+                if !after_scheme.contains('/') {
+                    u.set_path("/metrics");
+                }
+                let labels: Vec<(String, String)> = g
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                // The same target twice: the last one wins, as in Telegraf's map.
+                out.retain(|(x, _)| x != &u);
+                out.push((u, labels));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scrapes one URL; `labels` (from discovery) are added as tags over the metrics' own.
+    async fn scrape(&self, url: &reqwest::Url, labels: &[(String, String)], acc: &mut Accumulator) {
+        let shown = display_url(url);
+        let mut stats = (None, None);
+        let fetched = self.fetch(url, &mut stats).await;
+        if self.request_metrics && (stats.0.is_some() || stats.1.is_some()) {
+            let mut m = crate::model::Metric::new("prometheus_request", acc.time());
+            if !self.url_tag.is_empty() {
+                m.add_tag(self.url_tag.as_str(), shown.as_str());
+            }
+            for (k, v) in labels {
+                m.add_tag(k.as_str(), v.as_str());
+            }
+            if let Some(t) = stats.0 {
+                m.add_field("response_time", t);
+            }
+            if let Some(n) = stats.1 {
+                m.add_field("content_length", n);
+            }
+            acc.add(m);
+        }
+        let (body, om) = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                acc.add_error(format!("{shown}: {e:#}"));
+                return;
+            }
+        };
+        let parser = PrometheusParser {
+            metric_version: self.metric_version,
+            openmetrics: om,
+        };
+        let mut metrics = Vec::new();
+        let errors = parser.parse(&body, acc.time(), &mut metrics);
+        if let Some(first) = errors.first() {
+            acc.add_error(format!(
+                "{shown}: {} bad line(s), first: {first}",
+                errors.len()
+            ));
+        }
+        for mut m in metrics {
+            if self.ignore_timestamp {
+                m.time = acc.time();
+            }
+            if !self.url_tag.is_empty() {
+                m.add_tag(self.url_tag.as_str(), shown.as_str());
+            }
+            for (k, v) in labels {
+                m.add_tag(k.as_str(), v.as_str());
+            }
+            acc.add(m);
+        }
+    }
+}
+
+fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[PROXY_KEYS])?;
+    take_discovery(&mut table, &ctx.id)?;
     let cfg: Config = parse_config(table)?;
     let bad =
         |path: Vec<String>, message: String| BuildError::Config(ConfigError { path, message });
     if !matches!(cfg.metric_version, 1 | 2) {
         return Err(bad(vec!["metric_version".into()], "expected 1 or 2".into()));
     }
-    if cfg.urls.is_empty() {
+    let sd = match &cfg.http_service_discovery {
+        Some(c) if c.enabled => {
+            let url = reqwest::Url::parse(&c.url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    bad(
+                        vec!["http_service_discovery".into(), "url".into()],
+                        format!("{:?} is not an http(s):// URL", c.url),
+                    )
+                })?;
+            let interval = if c.query_interval.is_zero() {
+                StdDuration::from_secs(300)
+            } else {
+                c.query_interval.get()
+            };
+            Some(HttpSd {
+                url,
+                interval,
+                last: None,
+                targets: Vec::new(),
+            })
+        }
+        _ => None,
+    };
+    if cfg.urls.is_empty() && sd.is_none() {
         return Err(bad(
             vec!["urls".into()],
-            "at least one URL is needed".into(),
+            "at least one URL (or service discovery) is needed".into(),
         ));
     }
     let mut urls = Vec::new();
@@ -209,11 +465,46 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, Bui
         .timeout
         .or(cfg.response_timeout)
         .map_or(StdDuration::from_secs(3), |d| d.get());
-    let client = build_client(&ClientOptions {
-        timeout,
-        idle_conn_timeout: None,
-        tls: &tls,
-    })?;
+    let client = HttpClient::build(&http, &tls, timeout, ProxyDefault::None, |b| b)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (k, v) in &cfg.http_headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            bad(
+                vec!["http_headers".into(), k.clone()],
+                "not a valid header name".into(),
+            )
+        })?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            bad(
+                vec!["http_headers".into(), k.clone()],
+                "not a valid header value".into(),
+            )
+        })?;
+        headers.insert(name, value);
+    }
+    let force_openmetrics = match cfg.content_type_override.as_str() {
+        "" => None,
+        "text" => Some(false),
+        "openmetrics-text" => Some(true),
+        p @ ("protobuf-delimiter"
+        | "protobuf-compact"
+        | "protobuf-text"
+        | "openmetrics-protobuf") => {
+            return Err(bad(
+                vec!["content_type_override".into()],
+                format!("{p:?}: the protobuf formats are not supported yet"),
+            ));
+        }
+        other => {
+            return Err(bad(
+                vec!["content_type_override".into()],
+                format!(
+                    "{other:?}: expected \"text\", \"openmetrics-text\", \"protobuf-delimiter\", \
+                     \"protobuf-compact\", \"protobuf-text\" or \"openmetrics-protobuf\""
+                ),
+            ));
+        }
+    };
     let basic = match (cfg.username, cfg.password) {
         (None, None) => None,
         (u, p) => Some((u.unwrap_or_default(), p)),
@@ -221,6 +512,10 @@ fn build(mut table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, Bui
     Ok(InputPlugin::Polled(Box::new(Prometheus {
         urls,
         client,
+        headers,
+        force_openmetrics,
+        request_metrics: cfg.enable_request_metrics,
+        sd,
         url_tag: cfg.url_tag,
         token_file: cfg.bearer_token,
         token: cfg.bearer_token_string,
@@ -350,6 +645,126 @@ mod tests {
         assert_eq!(acc.metrics.len(), 1);
         assert_eq!(acc.metrics[0].time, 1_700_000_000_000_000_000);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn headers_and_request_metrics() {
+        let (port, rx) = server(PAGE);
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let mut p = input(&format!(
+            "urls = ['{url}']\nenable_request_metrics = true\n\
+             http_headers = {{ X-Scope = 'team-a' }}\ncontent_type_override = 'openmetrics-text'"
+        ));
+        let mut acc = Accumulator::new(42);
+        p.gather(&mut acc).await.unwrap();
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        let head = rx.recv().unwrap().to_ascii_lowercase();
+        assert!(head.contains("x-scope: team-a"), "{head}");
+        let req = acc
+            .metrics
+            .iter()
+            .find(|m| m.name == "prometheus_request")
+            .expect("prometheus_request");
+        assert_eq!(req.tag("url"), Some(url.as_str()));
+        assert_eq!(
+            req.field("content_length"),
+            Some(&FieldValue::Int(PAGE.len() as i64))
+        );
+        assert!(matches!(req.field("response_time"), Some(FieldValue::Float(t)) if *t > 0.0));
+        // A server that is down: an error and no request metric (no answer, no fields).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut down = input(&format!(
+            "urls = ['http://127.0.0.1:{port}/m']\nenable_request_metrics = true"
+        ));
+        let mut acc = Accumulator::new(0);
+        down.gather(&mut acc).await.unwrap();
+        assert_eq!(acc.errors.len(), 1);
+        assert!(acc.metrics.is_empty());
+    }
+
+    #[tokio::test]
+    async fn http_service_discovery_finds_the_targets() {
+        let (port, rx) = server(PAGE);
+        let sd_body: &'static str = Box::leak(
+            format!(
+                r#"[{{"targets":["127.0.0.1:{port}"],"labels":{{"job":"node","team":"a"}}}},
+                   {{"targets":["http://127.0.0.1:{port}/federate"],"labels":{{}}}}]"#
+            )
+            .into_boxed_str(),
+        );
+        let (sd_port, sd_rx) = server(sd_body);
+        let mut p = input(&format!(
+            "[http_service_discovery]\nenabled = true\n\
+             url = 'http://127.0.0.1:{sd_port}/sd'\nquery_interval = '1h'"
+        ));
+        for _ in 0..2 {
+            let mut acc = Accumulator::new(1);
+            p.gather(&mut acc).await.unwrap();
+            assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+            let up: Vec<_> = acc.metrics.iter().filter(|m| m.name == "up").collect();
+            assert_eq!(up.len(), 2, "{:?}", acc.metrics);
+            let found = format!("http://127.0.0.1:{port}/metrics");
+            assert_eq!(up[0].tag("url"), Some(found.as_str()));
+            assert_eq!(up[0].tag("team"), Some("a"));
+            // The target's label wins over the metric's own (job="a" in the page).
+            assert_eq!(up[0].tag("job"), Some("node"));
+            let fed = format!("http://127.0.0.1:{port}/federate");
+            assert_eq!(up[1].tag("url"), Some(fed.as_str()));
+            assert_eq!(up[1].tag("job"), Some("a"));
+        }
+        // Asked once in the hour, the targets scraped at every gather.
+        assert_eq!(sd_rx.try_iter().count(), 1);
+        assert_eq!(rx.try_iter().count(), 4);
+    }
+
+    #[test]
+    fn discovery_is_refused_as_not_supported_yet() {
+        let err = |t: &str| match build(
+            toml::from_str(&format!("urls = ['http://x']\n{t}")).unwrap(),
+            &BuildContext::default(),
+        ) {
+            Err(BuildError::Config(c)) => (c.path.join("."), c.message),
+            Err(e) => panic!("{t}: {e}"),
+            Ok(_) => ("".into(), "built".into()),
+        };
+        for (t, key) in [
+            ("monitor_kubernetes_pods = true", "monitor_kubernetes_pods"),
+            (
+                "kubernetes_services = ['http://svc:9100/metrics']",
+                "kubernetes_services",
+            ),
+            (
+                "[consul]\nenabled = true\nagent = 'http://localhost:8500'",
+                "consul",
+            ),
+        ] {
+            let (path, message) = err(t);
+            assert_eq!(path, key, "{t}");
+            assert!(message.ends_with("is not supported yet"), "{t}: {message}");
+        }
+        // Off, or settings that only tune discovery: accepted (with a warning).
+        for t in [
+            "monitor_kubernetes_pods = false\npod_scrape_scope = 'cluster'\nnode_ip = '10.0.0.1'\n\
+             cache_refresh_interval = 60\nkube_config = '/k'\npod_label_include = ['a']",
+            "[consul]\nenabled = false",
+            "[namespace_annotation_pass]\nannotation_key = ['v']",
+            "use_system_proxy = false\nhttp_proxy_url = 'http://proxy:3128'\ntls_enable = true\n\
+             tls_renegotiation_method = 'never'",
+        ] {
+            assert_eq!(err(t).1, "built", "{t}");
+        }
+        assert_eq!(
+            err("content_type_override = 'protobuf-delimiter'").0,
+            "content_type_override"
+        );
+        assert_eq!(
+            err("content_type_override = 'xml'").0,
+            "content_type_override"
+        );
     }
 
     #[test]

@@ -30,6 +30,13 @@ struct Config {
     /// `tls_server_name`).
     server_name: Option<String>,
     exclude_root_certs: bool,
+    /// Telegraf: `%016x` of the serial (zero-padded to 16 hex digits).
+    pad_serial_with_zeroes: bool,
+    /// Password of PKCS#12/JKS sources, which sonde does not read yet.
+    password: Option<String>,
+    /// Connect to network sources through a proxy: `proxy_url`, else `ALL_PROXY`.
+    use_proxy: bool,
+    proxy_url: Option<String>,
 }
 
 impl Default for Config {
@@ -39,8 +46,91 @@ impl Default for Config {
             timeout: Duration::from_secs(5),
             server_name: None,
             exclude_root_certs: false,
+            pad_serial_with_zeroes: false,
+            password: None,
+            use_proxy: false,
+            proxy_url: None,
         }
     }
+}
+
+/// An HTTP proxy reached with CONNECT: its address and the Proxy-Authorization value.
+#[derive(Clone, Debug, PartialEq)]
+struct ConnectProxy {
+    addr: String,
+    auth: Option<String>,
+}
+
+fn parse_proxy(u: &str) -> Result<ConnectProxy, String> {
+    let url = url::Url::parse(u).map_err(|e| format!("{u:?}: {e}"))?;
+    match url.scheme() {
+        "http" => {}
+        "socks5" | "socks5h" => {
+            return Err(format!("{u:?}: SOCKS5 proxies are not supported yet"));
+        }
+        other => return Err(format!("{u:?}: unsupported proxy scheme {other:?}")),
+    }
+    let host = url.host_str().ok_or_else(|| format!("{u:?}: no host"))?;
+    let addr = format!("{host}:{}", url.port().unwrap_or(80));
+    let auth = (!url.username().is_empty()).then(|| {
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let creds = format!(
+            "{}:{}",
+            dec(url.username()),
+            dec(url.password().unwrap_or(""))
+        );
+        format!("Basic {}", crate::common::probe::base64(creds.as_bytes()))
+    });
+    Ok(ConnectProxy { addr, auth })
+}
+
+/// Opens a tunnel to `host:port` through an HTTP proxy.
+async fn connect_via(
+    proxy: &ConnectProxy,
+    host: &str,
+    port: u16,
+) -> Result<tokio::net::TcpStream, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr.as_str())
+        .await
+        .map_err(|e| format!("connecting to the proxy {}: {e}", proxy.addr))?;
+    let target = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(a) = &proxy.auth {
+        req.push_str(&format!("Proxy-Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("proxy {}: {e}", proxy.addr))?;
+    // Read the answer's head byte by byte: nothing of the tunnel may be consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = tcp
+            .read(&mut b)
+            .await
+            .map_err(|e| format!("proxy {}: {e}", proxy.addr))?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return Err(format!("proxy {}: no answer to CONNECT", proxy.addr));
+        }
+        head.push(b[0]);
+    }
+    let status = String::from_utf8_lossy(&head);
+    let first = status.lines().next().unwrap_or("");
+    if first.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("proxy {} refused CONNECT: {first}", proxy.addr));
+    }
+    Ok(tcp)
 }
 
 enum Source {
@@ -56,6 +146,8 @@ enum Source {
 
 pub struct X509Cert {
     sources: Vec<Source>,
+    pad_serial: bool,
+    proxy: Option<ConnectProxy>,
     timeout: StdDuration,
     server_name: Option<String>,
     exclude_root_certs: bool,
@@ -80,9 +172,12 @@ impl X509Cert {
     async fn fetch_net(&self, shown: &str, host: &str, port: u16) -> Fetched {
         let name = self.server_name.clone().unwrap_or_else(|| host.to_string());
         let certs = tokio::time::timeout(self.timeout, async {
-            let tcp = tokio::net::TcpStream::connect((host, port))
-                .await
-                .map_err(|e| format!("connecting: {e}"))?;
+            let tcp = match &self.proxy {
+                Some(p) => connect_via(p, host, port).await?,
+                None => tokio::net::TcpStream::connect((host, port))
+                    .await
+                    .map_err(|e| format!("connecting: {e}"))?,
+            };
             let sni = ServerName::try_from(name.clone()).map_err(|e| format!("{name:?}: {e}"))?;
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(sni, tcp)
@@ -168,6 +263,10 @@ impl X509Cert {
             }
             let mut m = Metric::new("x509_cert", time).with_kind(ValueType::Gauge);
             add_tags(&mut m, cert, &f.source);
+            if self.pad_serial {
+                let hex = cert.tbs_certificate.serial.to_str_radix(16);
+                m.add_tag("serial_number", format!("{hex:0>16}"));
+            }
             m.add_tag("type", kind);
             let start = cert.validity().not_before.timestamp();
             let end = cert.validity().not_after.timestamp();
@@ -431,6 +530,30 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     if cfg.timeout.is_zero() {
         return Err(bad(vec!["timeout".into()], "must be more than 0".into()));
     }
+    if cfg.password.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(bad(
+            vec!["password".into()],
+            "PKCS#12 and JKS sources (password) are not supported yet: convert them to PEM".into(),
+        ));
+    }
+    let proxy = if cfg.use_proxy {
+        let url = cfg.proxy_url.clone().filter(|u| !u.is_empty()).or_else(|| {
+            // golang.org/x/net/proxy's FromEnvironment: ALL_PROXY.
+            std::env::var("ALL_PROXY")
+                .or_else(|_| std::env::var("all_proxy"))
+                .ok()
+                .filter(|u| !u.is_empty())
+        });
+        match url {
+            Some(u) => Some(parse_proxy(&u).map_err(|m| bad(vec!["proxy_url".into()], m))?),
+            None => None,
+        }
+    } else {
+        if cfg.proxy_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            tracing::warn!("x509_cert: proxy_url has no effect without use_proxy = true");
+        }
+        None
+    };
     if tls_opts.tls_cert.is_some() != tls_opts.tls_key.is_some() {
         return Err(bad(
             vec!["tls_cert".into()],
@@ -457,13 +580,16 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     };
     // The handshake only fetches the chain: it accepts any certificate (checked afterwards).
     crate::common::http::install_crypto_provider();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AcceptAny::new()));
+    // tls_min_version and tls_cipher_suites apply to the handshake, as in Telegraf.
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = tls_opts.suites()? {
+        provider.cipher_suites = suites;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(tls_opts.versions()?)
+        .map_err(|e| anyhow::anyhow!("TLS setup: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny::new()));
     let mut tls = match (&tls_opts.tls_cert, &tls_opts.tls_key) {
         (Some(cert), Some(key)) => {
             let read = |p: &PathBuf| {
@@ -484,6 +610,8 @@ fn new(mut table: toml::Table) -> Result<X509Cert, BuildError> {
     tls.resumption = rustls::client::Resumption::disabled();
     Ok(X509Cert {
         sources,
+        pad_serial: cfg.pad_serial_with_zeroes,
+        proxy,
         timeout: cfg.timeout.get(),
         server_name: tls_opts
             .tls_server_name

@@ -282,3 +282,94 @@ mod fuzz {
         }
     }
 }
+
+#[tokio::test]
+async fn serial_padding_and_refused_password() {
+    let dir = std::env::temp_dir().join(format!("sonde-x509-pad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut p = CertificateParams::new(vec!["pad.test".to_string()]).unwrap();
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x0a, 0xbc]));
+    let cert = p.self_signed(&KeyPair::generate().unwrap()).unwrap();
+    let file = dir.join("pad.pem");
+    std::fs::write(&file, cert.pem()).unwrap();
+    let plain = gather(&format!("sources = ['{}']", file.display())).await;
+    assert_eq!(plain.metrics[0].tag("serial_number"), Some("abc"));
+    let padded = gather(&format!(
+        "sources = ['{}']\npad_serial_with_zeroes = true",
+        file.display()
+    ))
+    .await;
+    assert_eq!(
+        padded.metrics[0].tag("serial_number"),
+        Some("0000000000000abc")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+    match new(toml::from_str("sources = ['/x.p12']\npassword = 'pw'").unwrap()) {
+        Err(BuildError::Config(c)) => {
+            assert_eq!(c.path, ["password"]);
+            assert!(c.message.contains("not supported yet"), "{}", c.message);
+        }
+        _ => panic!("a PKCS#12 password must be refused"),
+    }
+    assert!(new(toml::from_str("sources = ['/x.pem']\npassword = ''").unwrap()).is_ok());
+    match new(toml::from_str(
+        "sources = ['/x.pem']\nuse_proxy = true\nproxy_url = 'socks5://p:1080'",
+    )
+    .unwrap())
+    {
+        Err(BuildError::Config(c)) => assert!(c.message.contains("not supported yet")),
+        _ => panic!("SOCKS5 must be refused"),
+    }
+}
+
+/// Network sources go through an HTTP proxy with CONNECT when use_proxy is set.
+#[tokio::test]
+async fn network_sources_through_a_connect_proxy() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (port, f) = tls_server().await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = l.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = l.accept().await.unwrap();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(s);
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let target = head.split_whitespace().nth(1).unwrap().to_string();
+                tx.send(head).unwrap();
+                let mut up = tokio::net::TcpStream::connect(target).await.unwrap();
+                let mut s = r.into_inner();
+                s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut s, &mut up).await;
+            });
+        }
+    });
+    let acc = gather(&format!(
+        "sources = ['https://localhost:{port}']\ntls_ca = '{}/root2.pem'\nuse_proxy = true\n\
+         proxy_url = 'http://ops:p%40ss@127.0.0.1:{proxy_port}'",
+        f.dir.display()
+    ))
+    .await;
+    assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+    let types: Vec<_> = acc.metrics.iter().map(|m| m.tag("type").unwrap()).collect();
+    assert_eq!(types, ["leaf", "intermediate"]);
+    let head = rx.recv().await.unwrap();
+    assert!(
+        head.starts_with(&format!("CONNECT localhost:{port} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    // base64("ops:p@ss")
+    assert!(
+        head.contains("Proxy-Authorization: Basic b3BzOnBAc3M=\r\n"),
+        "{head}"
+    );
+}

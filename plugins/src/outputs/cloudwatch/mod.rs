@@ -8,7 +8,7 @@
 //! 10 KiB are gzipped, as the AWS SDKs do.
 
 mod alarms;
-mod credentials;
+use crate::common::aws_credentials as credentials;
 pub mod encode;
 mod xml;
 
@@ -23,7 +23,8 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde::Deserialize;
 
-use crate::common::http::{ClientOptions, TlsClientConfig, build_client, error_chain};
+use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::http_client::{HttpClient, HttpClientConfig, PROXY_KEYS, ProxyDefault};
 use crate::config_types::Duration;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
@@ -598,6 +599,7 @@ impl Output for CloudWatch {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[PROXY_KEYS])?;
     let cfg: Config = parse_config(table)?;
     let bad = |path: &[&str], message: String| {
         BuildError::Config(ConfigError {
@@ -669,11 +671,9 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         }
         alarms.push(alarm);
     }
-    let client = build_client(&ClientOptions {
-        timeout: cfg.timeout.get(),
-        idle_conn_timeout: None,
-        tls: &tls,
-    })?;
+    // Telegraf's common/proxy: no proxy unless use_system_proxy or http_proxy_url.
+    let client =
+        HttpClient::build(&http, &tls, cfg.timeout.get(), ProxyDefault::None, |b| b)?.client;
     Ok(Box::new(CloudWatch {
         id: ctx.id.clone(),
         settings: credentials::Settings {

@@ -14,9 +14,8 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, Hea
 use serde::Deserialize;
 
 use crate::codec::Serializer;
-use crate::common::http::{
-    ClientOptions, TlsClientConfig, build_client, response_error, send_error,
-};
+use crate::common::http::{TlsClientConfig, response_error};
+use crate::common::http_client::{HTTP_CLIENT_KEYS, HttpClient, HttpClientConfig, ProxyDefault};
 use crate::config_types::Duration;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
@@ -34,9 +33,20 @@ struct Config {
     password: Option<String>,
     content_encoding: String,
     timeout: Duration,
-    idle_conn_timeout: Duration,
     non_retryable_statuscodes: Vec<u16>,
     use_batch_format: bool,
+    google_application_credentials: Option<String>,
+    /// SigV4 signing (Telegraf's `common/aws` options), on when `aws_service` is set.
+    aws_service: Option<String>,
+    region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    token: Option<String>,
+    role_arn: Option<String>,
+    web_identity_token_file: Option<std::path::PathBuf>,
+    role_session_name: Option<String>,
+    profile: Option<String>,
+    shared_credential_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -49,15 +59,36 @@ impl Default for Config {
             password: None,
             content_encoding: "identity".into(),
             timeout: Duration::from_secs(5),
-            idle_conn_timeout: Duration::default(),
             non_retryable_statuscodes: Vec::new(),
             use_batch_format: true,
+            google_application_credentials: None,
+            aws_service: None,
+            region: None,
+            access_key: None,
+            secret_key: None,
+            token: None,
+            role_arn: None,
+            web_identity_token_file: None,
+            role_session_name: None,
+            profile: None,
+            shared_credential_file: None,
         }
     }
 }
 
+/// SigV4 signing of each request.
+#[cfg(feature = "cloudwatch")]
+struct Aws {
+    service: String,
+    settings: crate::common::aws_credentials::Settings,
+    /// The credential cache and region, set up at the first write.
+    chain: Option<(crate::common::aws_credentials::Cache, String)>,
+}
+
 pub struct Http {
-    client: reqwest::Client,
+    client: HttpClient,
+    #[cfg(feature = "cloudwatch")]
+    aws: Option<Aws>,
     url: reqwest::Url,
     method: reqwest::Method,
     headers: HeaderMap,
@@ -88,15 +119,25 @@ impl Http {
 impl Output for Http {
     async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
         let body = self.body(batch)?;
+        #[cfg(feature = "cloudwatch")]
+        let signed = self.sign(&body).await?;
         let mut req = self
+            .client
             .client
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
             .body(body);
+        #[cfg(feature = "cloudwatch")]
+        for (k, v) in signed {
+            req = req.header(k, v);
+        }
         if let Some((user, pass)) = &self.auth {
             req = req.basic_auth(user, pass.as_ref());
         }
-        let resp = req.send().await.map_err(|e| send_error(&self.url, &e))?;
+        let resp = self.client.send(req).await.map_err(|e| WriteError::Retry {
+            reason: format!("sending to {}: {e}", self.url.host_str().unwrap_or("")),
+            retry_after: None,
+        })?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -104,8 +145,56 @@ impl Output for Http {
     }
 }
 
+#[cfg(feature = "cloudwatch")]
+impl Http {
+    /// The SigV4 headers for this body, when `aws_service` is set.
+    async fn sign(&mut self, body: &[u8]) -> Result<Vec<(&'static str, String)>, WriteError> {
+        let Some(aws) = &mut self.aws else {
+            return Ok(Vec::new());
+        };
+        let retry = |reason: String| WriteError::Retry {
+            reason,
+            retry_after: None,
+        };
+        if aws.chain.is_none() {
+            let chain = crate::common::aws_credentials::chain(&aws.settings)
+                .await
+                .map_err(|e| retry(format!("AWS credentials: {e:#}")))?;
+            tracing::info!(
+                "signing requests with SigV4 for {:?} in {} using {}",
+                aws.service,
+                chain.region,
+                chain.describe
+            );
+            aws.chain = Some((
+                crate::common::aws_credentials::Cache::new(chain.provider),
+                chain.region,
+            ));
+        }
+        let (cache, region) = aws.chain.as_mut().expect("set above");
+        let creds = cache.get().await.map_err(retry)?;
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
+        crate::common::aws_credentials::sign_headers(
+            &creds,
+            region,
+            &aws.service,
+            self.method.as_str(),
+            self.url.as_str(),
+            &headers,
+            body,
+            std::time::SystemTime::now(),
+        )
+        .map_err(retry)
+    }
+}
+
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, HTTP_CLIENT_KEYS)?;
     let cfg: Config = parse_config(table)?;
     let bad = |path: &[&str], message: String| {
         BuildError::Config(ConfigError {
@@ -174,17 +263,65 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
             .map_err(|e| bad(&["headers", k], format!("bad header value: {e}")))?;
         headers.insert(name, value);
     }
-    let client = build_client(&ClientOptions {
-        timeout: cfg.timeout.get(),
-        idle_conn_timeout: (!cfg.idle_conn_timeout.is_zero()).then(|| cfg.idle_conn_timeout.get()),
-        tls: &tls,
-    })?;
+    if cfg
+        .google_application_credentials
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(bad(
+            &["google_application_credentials"],
+            "Google API authentication is not supported yet".into(),
+        ));
+    }
+    let aws_service = cfg.aws_service.clone().filter(|s| !s.is_empty());
+    let aws_keys_set = cfg.region.is_some()
+        || cfg.access_key.is_some()
+        || cfg.secret_key.is_some()
+        || cfg.token.is_some()
+        || cfg.role_arn.is_some()
+        || cfg.web_identity_token_file.is_some()
+        || cfg.role_session_name.is_some()
+        || cfg.profile.is_some()
+        || cfg.shared_credential_file.is_some();
+    if aws_service.is_none() && aws_keys_set {
+        // Telegraf builds AWS credentials only with aws_service.
+        tracing::warn!(
+            "{}: the AWS options (region, access_key, ...) have no effect without aws_service",
+            ctx.id
+        );
+    }
+    #[cfg(feature = "cloudwatch")]
+    let aws = aws_service.map(|service| Aws {
+        service,
+        settings: crate::common::aws_credentials::Settings {
+            region: cfg.region.clone(),
+            access_key: cfg.access_key.clone(),
+            secret_key: cfg.secret_key.clone(),
+            token: cfg.token.clone(),
+            role_arn: cfg.role_arn.clone(),
+            role_session_name: cfg.role_session_name.clone(),
+            web_identity_token_file: cfg.web_identity_token_file.clone(),
+            profile: cfg.profile.clone(),
+            shared_credential_file: cfg.shared_credential_file.clone(),
+        },
+        chain: None,
+    });
+    #[cfg(not(feature = "cloudwatch"))]
+    if aws_service.is_some() {
+        return Err(bad(
+            &["aws_service"],
+            "this build of sonde has no AWS support (feature \"cloudwatch\")".into(),
+        ));
+    }
+    let client = HttpClient::build(&http, &tls, cfg.timeout.get(), ProxyDefault::None, |b| b)?;
     let auth = match (cfg.username, cfg.password) {
         (None, None) => None,
         (u, p) => Some((u.unwrap_or_default(), p)),
     };
     Ok(Box::new(Http {
         client,
+        #[cfg(feature = "cloudwatch")]
+        aws,
         url,
         method,
         headers,

@@ -3,6 +3,8 @@
 //! The HTTP half (`common::influx_writer`: failover over `urls`, gzip, answer classification,
 //! splitting on 413) is shared with `outputs.influxdb_v2`.
 
+mod udp;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -10,9 +12,11 @@ use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
-use crate::common::http::{TlsClientConfig, error_chain};
+use crate::common::http::TlsClientConfig;
+use crate::common::http_client::HttpClientConfig;
 use crate::common::influx_writer::{
-    Answer, Writer, default_encoding, default_timeout, outcome, retry, server_message, shown_url,
+    Answer, Transport, Writer, default_encoding, default_timeout, outcome, retry, server_message,
+    shown_url,
 };
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
@@ -55,6 +59,8 @@ struct Config {
     influx_uint_support: bool,
     #[serde(default)]
     influx_omit_timestamp: bool,
+    /// Largest UDP datagram, for udp:// URLs.
+    udp_payload: Option<crate::config_types::Size>,
 }
 
 fn default_database() -> String {
@@ -115,11 +121,11 @@ impl InfluxDb {
         let path = format!("/query?q={}", query_escape(&q));
         let mut ok = false;
         for url in &self.writer.urls {
-            let mut req = self.writer.client.post(format!("{url}{path}"));
+            let mut req = self.writer.client.client.post(format!("{url}{path}"));
             if let Some(a) = &self.auth {
                 req = req.header(reqwest::header::AUTHORIZATION, a.clone());
             }
-            match req.send().await {
+            match self.writer.client.send(req).await {
                 Ok(r) if r.status().is_success() => {
                     ok = true;
                     break;
@@ -130,7 +136,7 @@ impl InfluxDb {
                     tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {status}: {}", server_message(&text));
                 }
                 Err(e) => {
-                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {}", error_chain(&e))
+                    tracing::warn!(output = %self.writer.id, url = %shown_url(url), database = %db, "CREATE DATABASE failed: {e}")
                 }
             }
         }
@@ -211,14 +217,34 @@ impl Output for InfluxDb {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[&["local_address", "http_proxy"]])?;
     // Parse first so unknown keys are reported before anything else.
     let cfg: Config = parse_config(table)?;
     let mut urls = cfg.urls.clone();
     if let Some(u) = &cfg.url {
         urls.push(u.clone());
     }
-    if urls.iter().any(|u| u.starts_with("udp")) {
-        return Err(anyhow::anyhow!("UDP urls are not supported; use http:// or https://").into());
+    let is_udp = |u: &String| {
+        ["udp://", "udp4://", "udp6://"]
+            .iter()
+            .any(|p| u.to_ascii_lowercase().starts_with(p))
+    };
+    let udp_urls = urls.iter().filter(|u| is_udp(u)).count();
+    if udp_urls > 0 && udp_urls < urls.len() {
+        return Err(anyhow::anyhow!(
+            "mixing udp:// and http(s):// URLs in one outputs.influxdb is not supported yet; \
+             use two outputs"
+        )
+        .into());
+    }
+    if udp_urls > 0 {
+        return build_udp(&urls, &cfg, &http, ctx);
+    }
+    if cfg.udp_payload.is_some() {
+        tracing::warn!(
+            "{}: udp_payload has no effect: it applies to udp:// URLs only",
+            ctx.id
+        );
     }
     if !["", "any", "one", "quorum", "all"].contains(&cfg.write_consistency.as_str()) {
         return Err(anyhow::anyhow!(
@@ -232,6 +258,8 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
     }
     let mut writer = Writer::new(
         &tls,
+        &http,
+        &Transport::default(),
         urls,
         cfg.timeout.get(),
         cfg.user_agent.as_deref(),
@@ -261,6 +289,65 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         skip_database_creation: cfg.skip_database_creation,
         auth,
     }))
+}
+
+/// The UDP form: every URL is udp://host:port.
+fn build_udp(
+    urls: &[String],
+    cfg: &Config,
+    http: &HttpClientConfig,
+    ctx: &BuildContext,
+) -> Result<Box<dyn Output>, BuildError> {
+    let mut targets = Vec::new();
+    for u in urls {
+        let parsed = reqwest::Url::parse(u).map_err(|e| anyhow::anyhow!("url {u:?}: {e}"))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| anyhow::anyhow!("url {u:?}: no host"))?;
+        let port = parsed
+            .port()
+            .ok_or_else(|| anyhow::anyhow!("url {u:?}: a UDP URL needs a port"))?;
+        // host_str keeps an IPv6 address in brackets, as host:port wants it.
+        targets.push(format!("{host}:{port}"));
+    }
+    let payload = cfg.udp_payload.map_or(512, |s| s.0 as usize);
+    if payload == 0 {
+        return Err(anyhow::anyhow!("udp_payload must be above 0").into());
+    }
+    let mut out = udp::UdpInfluxDb::new(targets, payload);
+    out.opts.uint_support = cfg.influx_uint_support;
+    out.omit_timestamp = cfg.influx_omit_timestamp;
+    if cfg.exclude_database_tag && !cfg.database_tag.is_empty() {
+        out.exclude.push(cfg.database_tag.clone());
+    }
+    if cfg.exclude_retention_policy_tag && !cfg.retention_policy_tag.is_empty() {
+        out.exclude.push(cfg.retention_policy_tag.clone());
+    }
+    out.local = match &http.local_address {
+        Some(a) => crate::common::http_client::parse_local_address(a)
+            .map_err(|m| anyhow::anyhow!("local_address: {m}"))?,
+        None => None,
+    };
+    // The HTTP-only options that a UDP output cannot apply say so.
+    let http_only = [
+        ("username", cfg.username.is_some()),
+        ("http_proxy", http.http_proxy.is_some()),
+        ("user_agent", cfg.user_agent.is_some()),
+        ("http_headers", !cfg.http_headers.is_empty()),
+        ("retention_policy", !cfg.retention_policy.is_empty()),
+        ("write_consistency", !cfg.write_consistency.is_empty()),
+        ("database_tag", !cfg.database_tag.is_empty()),
+    ];
+    for (key, set) in http_only {
+        if set {
+            tracing::warn!(
+                "{}: {key} has no effect with udp:// URLs (the database is set on the server's \
+                 UDP listener)",
+                ctx.id
+            );
+        }
+    }
+    Ok(Box::new(out))
 }
 
 pub const SPEC: OutputSpec = OutputSpec {
@@ -427,6 +514,11 @@ mod tests {
         assert_eq!(basic("u", "p"), "Basic dTpw");
         assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
         let t: toml::Table = toml::from_str("urls = [\"udp://localhost:8089\"]").unwrap();
+        assert!(build(t, &BuildContext::default()).is_ok());
+        let t: toml::Table =
+            toml::from_str("urls = [\"udp://localhost:8089\", \"http://localhost:8086\"]").unwrap();
+        assert!(build(t, &BuildContext::default()).is_err());
+        let t: toml::Table = toml::from_str("urls = [\"udp://localhost\"]").unwrap();
         assert!(build(t, &BuildContext::default()).is_err());
         let t: toml::Table = toml::from_str("content_encoding = \"br\"").unwrap();
         assert!(build(t, &BuildContext::default()).is_err());

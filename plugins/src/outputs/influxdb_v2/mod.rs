@@ -8,7 +8,10 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use crate::common::http::TlsClientConfig;
-use crate::common::influx_writer::{Writer, default_encoding, default_timeout, outcome, retry};
+use crate::common::http_client::HttpClientConfig;
+use crate::common::influx_writer::{
+    RateLimit, Transport, Writer, default_encoding, default_timeout, outcome, retry,
+};
 use crate::config_types::Duration as Dur;
 use crate::model::Metric;
 use crate::plugin::{BuildContext, Output, WriteError};
@@ -40,6 +43,12 @@ struct Config {
     influx_uint_support: bool,
     #[serde(default)]
     influx_omit_timestamp: bool,
+    ping_timeout: Option<Dur>,
+    read_idle_timeout: Option<Dur>,
+    /// Bytes of line protocol per `rate_limit_period`: a size, or "unlimited".
+    rate_limit: Option<String>,
+    rate_limit_period: Option<Dur>,
+    concurrent_writes: Option<usize>,
 }
 
 struct InfluxDbV2 {
@@ -98,12 +107,66 @@ impl Output for InfluxDbV2 {
 
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
+    let http = HttpClientConfig::take(&mut table, &[&["local_address", "http_proxy"]])?;
     let cfg: Config = parse_config(table)?;
+    let bad = |key: &str, message: String| {
+        BuildError::Config(crate::registry::ConfigError {
+            path: vec![key.into()],
+            message,
+        })
+    };
+    let limit = match cfg.rate_limit.as_deref().map(str::trim) {
+        None | Some("") | Some("unlimited") => None,
+        Some(s) => Some(crate::config_types::parse_size(s).map_err(|e| bad("rate_limit", e))?),
+    };
+    let period = cfg.rate_limit_period.filter(|d| !d.is_zero());
+    let rate_limit = match (limit, period) {
+        (Some(0), _) => {
+            return Err(bad(
+                "rate_limit",
+                "must be above 0 (or \"unlimited\")".into(),
+            ));
+        }
+        (Some(l), Some(p)) => Some(RateLimit::new(l, p.get())),
+        (Some(_), None) => {
+            return Err(bad(
+                "rate_limit_period",
+                "rate_limit needs a rate_limit_period above 0".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            tracing::warn!(
+                "{}: rate_limit_period has no effect without rate_limit",
+                ctx.id
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if cfg.concurrent_writes == Some(0) {
+        return Err(bad("concurrent_writes", "must be at least 1".into()));
+    }
+    let transport = Transport {
+        read_idle_timeout: cfg
+            .read_idle_timeout
+            .filter(|d| !d.is_zero())
+            .map(|d| d.get()),
+        ping_timeout: cfg.ping_timeout.filter(|d| !d.is_zero()).map(|d| d.get()),
+    };
+    if transport.ping_timeout.is_some() && transport.read_idle_timeout.is_none() {
+        // Go's HTTP/2 transport only pings after read_idle_timeout.
+        tracing::warn!(
+            "{}: ping_timeout has no effect without read_idle_timeout",
+            ctx.id
+        );
+    }
     if cfg.bucket.is_empty() && cfg.bucket_tag.is_empty() {
         return Err(anyhow::anyhow!("bucket (or bucket_tag) is required").into());
     }
     let mut writer = Writer::new(
         &tls,
+        &http,
+        &transport,
         cfg.urls,
         cfg.timeout.get(),
         cfg.user_agent.as_deref(),
@@ -113,6 +176,8 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
     )?;
     writer.opts.uint_support = cfg.influx_uint_support;
     writer.omit_timestamp = cfg.influx_omit_timestamp;
+    writer.rate_limit = rate_limit;
+    writer.concurrency = cfg.concurrent_writes.unwrap_or(1);
     if cfg.exclude_bucket_tag && !cfg.bucket_tag.is_empty() {
         writer.exclude.push(cfg.bucket_tag.clone());
     }
@@ -185,6 +250,124 @@ mod tests {
         );
         assert_eq!(seen[0].headers["authorization"], "Token t0k");
         assert_eq!(seen[0].headers["content-encoding"], "gzip");
+    }
+
+    use std::sync::{Arc, Mutex};
+
+    /// A server that holds every answer 300 ms and reports the most requests in flight at
+    /// once, and every body it got.
+    async fn slow_server() -> (
+        String,
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<Mutex<Vec<String>>>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (m, b) = (max.clone(), bodies.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let (now, max, bodies) = (now.clone(), m.clone(), b.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).into_owned();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + len {
+                            continue;
+                        }
+                        let body = buf[end + 4..end + 4 + len].to_vec();
+                        buf.drain(..end + 4 + len);
+                        let mut lp = String::new();
+                        use std::io::Read;
+                        flate2::read::GzDecoder::new(&body[..])
+                            .read_to_string(&mut lp)
+                            .unwrap();
+                        bodies.lock().unwrap().push(lp);
+                        let in_flight = now.fetch_add(1, SeqCst) + 1;
+                        max.fetch_max(in_flight, SeqCst);
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        now.fetch_sub(1, SeqCst);
+                        s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        (url, max, bodies)
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_sends_the_parts_together() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let batch: Vec<Metric> = (0..8)
+            .map(|i| Metric::new("m", i).with_field("v", i))
+            .collect();
+        let (url, max, bodies) = slow_server().await;
+        let mut out = build_with(&format!(
+            "urls = [\"{url}\"]\nbucket = \"b\"\nconcurrent_writes = 4"
+        ));
+        out.write(&batch).await.unwrap();
+        assert_eq!(max.load(SeqCst), 4);
+        let mut lines: Vec<String> = bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.lines().map(String::from).collect::<Vec<_>>())
+            .collect();
+        lines.sort();
+        assert_eq!(lines.len(), 8, "every metric once: {lines:?}");
+        assert_eq!(bodies.lock().unwrap().len(), 4);
+        // The default: one request at a time.
+        let (url, max, _) = slow_server().await;
+        let mut out = build_with(&format!("urls = [\"{url}\"]\nbucket = \"b\""));
+        out.write(&batch).await.unwrap();
+        assert_eq!(max.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn influx_v2_transport_options() {
+        for ok in [
+            "rate_limit = 'unlimited'\nrate_limit_period = '0s'",
+            "rate_limit = '5MB'\nrate_limit_period = '5m'",
+            "ping_timeout = '15s'\nread_idle_timeout = '30s'",
+            "http_proxy = 'http://proxy:3128'\nlocal_address = '127.0.0.1'",
+        ] {
+            let t: toml::Table = toml::from_str(&format!("bucket = 'b'\n{ok}")).unwrap();
+            if let Err(e) = build(t, &BuildContext::default()) {
+                panic!("{ok}: {e}");
+            }
+        }
+        for bad in [
+            "rate_limit = '5MB'",
+            "rate_limit = 'lots'\nrate_limit_period = '1s'",
+            "concurrent_writes = 0",
+            "http_proxy = 'socks5://p:1080'",
+        ] {
+            let t: toml::Table = toml::from_str(&format!("bucket = 'b'\n{bad}")).unwrap();
+            assert!(build(t, &BuildContext::default()).is_err(), "{bad}");
+        }
     }
 
     #[tokio::test]

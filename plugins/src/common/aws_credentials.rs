@@ -1,4 +1,5 @@
-//! The AWS credential chain, built with `aws-config`, and a cache that refreshes credentials
+//! The AWS credential chain (outputs.cloudwatch, outputs.http with aws_service), built with
+//! `aws-config`, and a cache that refreshes credentials
 //! before they expire.
 //!
 //! Order (the AWS SDKs' and Telegraf's): `access_key`/`secret_key` from the config; else the
@@ -162,7 +163,7 @@ impl Cache {
                 tracing::debug!(
                     access_key_id = c.access_key_id(),
                     expires = ?c.expiry(),
-                    "cloudwatch: got AWS credentials"
+                    "got AWS credentials"
                 );
                 self.current = Some((c.clone(), refresh_at));
                 Ok(c)
@@ -172,7 +173,7 @@ impl Cache {
                 if let Some((c, _)) = &self.current
                     && c.expiry().is_none_or(|t| SystemTime::now() < t)
                 {
-                    tracing::warn!(error = %crate::common::http::error_chain(&e), "cloudwatch: refreshing AWS credentials failed; using the current ones until they expire");
+                    tracing::warn!(error = %crate::common::http::error_chain(&e), "refreshing AWS credentials failed; using the current ones until they expire");
                     return Ok(c.clone());
                 }
                 Err(format!(
@@ -187,6 +188,47 @@ impl Cache {
     pub fn invalidate(&mut self) {
         self.current = None;
     }
+}
+
+/// SigV4 headers for a request to `service` in `region` (`authorization`, `x-amz-date`, and
+/// with a session token `x-amz-security-token`), signing `headers` and the body.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_headers(
+    creds: &Credentials,
+    region: &str,
+    service: &str,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    time: SystemTime,
+) -> Result<Vec<(&'static str, String)>, String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let identity = creds.clone().into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing: {e}"))?
+        .into();
+    let req = SignableRequest::new(
+        method,
+        url,
+        headers.iter().copied(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| format!("signing: {e}"))?;
+    let (instructions, _) = sign(req, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    let (hs, _) = instructions.into_parts();
+    Ok(hs
+        .into_iter()
+        .map(|h| (h.name(), h.value().to_string()))
+        .collect())
 }
 
 #[cfg(test)]
