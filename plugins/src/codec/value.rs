@@ -8,6 +8,9 @@
 //! string field), `auto_integer` / `auto_float` (that number when the word is one, else the word
 //! as a string field).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use super::{ParseError, Parser};
 use crate::model::{FieldValue, Metric, Str};
 
@@ -38,28 +41,6 @@ impl DataType {
             ),
         })
     }
-}
-
-/// Standard base64 with padding (Go's `base64.StdEncoding`).
-pub fn base64_encode(input: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> shift) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[derive(Clone, Debug)]
@@ -101,7 +82,7 @@ impl Parser for ValueParser {
         }
         let value = match self.data_type {
             DataType::String => FieldValue::String(word.into()),
-            DataType::Base64 => FieldValue::String(base64_encode(input).into()),
+            DataType::Base64 => FieldValue::String(STANDARD.encode(input).into()),
             DataType::AutoInteger => match word.parse::<i64>() {
                 Ok(v) => FieldValue::Int(v),
                 Err(_) => FieldValue::String(word.into()),
@@ -208,10 +189,6 @@ mod tests {
         let mut out = Vec::new();
         assert!(b.parse(&[0xff, 0x00, b'a'], 0, &mut out).is_empty());
         assert_eq!(out[0].fields[0].1, FieldValue::String("/wBh".into()));
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
         // Telegraf's default and aliases.
         assert_eq!(DataType::from_name("").unwrap(), DataType::Integer);
         assert_eq!(DataType::from_name("long").unwrap(), DataType::Float);

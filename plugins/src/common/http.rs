@@ -529,6 +529,16 @@ impl ServerCertVerifier for AcceptAny {
 }
 
 /// An error with its causes ("error sending request: connection refused").
+/// `Authorization: Basic …` for a user and password, marked sensitive (kept out of logs).
+pub fn basic_auth_header(user: &str, pass: &str) -> http::HeaderValue {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut v = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+        .expect("base64 is a valid header value");
+    v.set_sensitive(true);
+    v
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::common::http::{TlsClientConfig, rustls_client_config};
-use crate::common::probe::{MAX_CONCURRENT_PROBES, base64, run_bounded};
+use crate::common::probe::{MAX_CONCURRENT_PROBES, run_bounded};
 use crate::config_types::{Duration, Size};
 use crate::model::{Metric, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -347,7 +347,7 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         let auth = (!url.username().is_empty() || url.password().is_some()).then(|| {
             let user = percent_decode(url.username());
             let pass = percent_decode(url.password().unwrap_or(""));
-            format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+            basic_auth(&user, &pass)
         });
         let shown = if url.password().is_some() {
             // Secrets stay out of tags and logs.
@@ -409,7 +409,7 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
             let auth = (!u.username().is_empty()).then(|| {
                 let user = percent_decode(u.username());
                 let pass = percent_decode(u.password().unwrap_or(""));
-                format!("Basic {}", base64(format!("{user}:{pass}").as_bytes()))
+                basic_auth(&user, &pass)
             });
             Some(Proxy {
                 host: u
@@ -449,12 +449,10 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         None => None,
     };
     let basic = (cfg.username.is_some() || cfg.password.is_some()).then(|| {
-        let s = format!(
-            "{}:{}",
+        basic_auth(
             cfg.username.as_deref().unwrap_or(""),
-            cfg.password.as_deref().unwrap_or("")
-        );
-        format!("Basic {}", base64(s.as_bytes()))
+            cfg.password.as_deref().unwrap_or(""),
+        )
     });
     let mut tls = rustls_client_config(&tls_opts)?;
     // HTTP/2 when the server offers it (as Go's client, hence Telegraf), else HTTP/1.1.
@@ -779,4 +777,10 @@ mod tests {
         assert_eq!(percent_decode("a%40b"), "a@b");
         assert_eq!(percent_decode("plain%"), "plain%");
     }
+}
+
+/// The `Authorization` value for basic authentication, as text.
+fn basic_auth(user: &str, pass: &str) -> String {
+    let v = crate::common::http::basic_auth_header(user, pass);
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
 }

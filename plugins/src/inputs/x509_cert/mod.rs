@@ -84,7 +84,10 @@ fn parse_proxy(u: &str) -> Result<ConnectProxy, String> {
             dec(url.username()),
             dec(url.password().unwrap_or(""))
         );
-        format!("Basic {}", crate::common::probe::base64(creds.as_bytes()))
+        format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds.as_bytes())
+        )
     });
     Ok(ConnectProxy { addr, auth })
 }

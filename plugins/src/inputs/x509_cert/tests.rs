@@ -262,7 +262,7 @@ mod fuzz {
             let data = if pem {
                 format!(
                     "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                    crate::common::probe::base64(&der)
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
                 )
                 .into_bytes()
             } else {

@@ -78,27 +78,6 @@ struct InfluxDb {
     auth: Option<HeaderValue>,
 }
 
-fn basic(user: &str, pass: &str) -> HeaderValue {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let input = format!("{user}:{pass}");
-    let mut out = String::from("Basic ");
-    for c in input.as_bytes().chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    let mut v = HeaderValue::from_str(&out).unwrap_or(HeaderValue::from_static(""));
-    v.set_sensitive(true);
-    v
-}
-
 fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -276,7 +255,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         writer.exclude.push(cfg.retention_policy_tag.clone());
     }
     let auth = match (&cfg.username, &cfg.password) {
-        (Some(u), Some(p)) => Some(basic(u, p)),
+        (Some(u), Some(p)) => Some(crate::common::http::basic_auth_header(u, p)),
         _ => None,
     };
     Ok(Box::new(InfluxDb {
@@ -511,8 +490,14 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(basic("u", "p"), "Basic dTpw");
-        assert_eq!(basic("user", "pass"), "Basic dXNlcjpwYXNz");
+        assert_eq!(
+            crate::common::http::basic_auth_header("u", "p"),
+            "Basic dTpw"
+        );
+        assert_eq!(
+            crate::common::http::basic_auth_header("user", "pass"),
+            "Basic dXNlcjpwYXNz"
+        );
         let t: toml::Table = toml::from_str("urls = [\"udp://localhost:8089\"]").unwrap();
         assert!(build(t, &BuildContext::default()).is_ok());
         let t: toml::Table =

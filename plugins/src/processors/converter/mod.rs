@@ -60,6 +60,10 @@ pub struct FieldConversions {
     #[serde(default)]
     pub timestamp: Vec<String>,
     pub timestamp_format: Option<String>,
+    /// String fields holding the base64 of an IEEE 754 binary32, big-endian (as gNMI sends
+    /// e.g. `"RKeAAA=="` for 1340), become floats.
+    #[serde(default)]
+    pub base64_ieee_float32: Vec<String>,
 }
 
 /// What a matching key becomes.
@@ -73,6 +77,7 @@ enum Target {
     Boolean,
     Float,
     Timestamp,
+    Base64Float32,
 }
 
 impl Target {
@@ -86,6 +91,7 @@ impl Target {
             Target::Boolean => "boolean",
             Target::Float => "float",
             Target::Timestamp => "timestamp",
+            Target::Base64Float32 => "base64_ieee_float32",
         }
     }
 }
@@ -282,8 +288,21 @@ fn convert(v: &FieldValue, target: Target) -> Option<FieldValue> {
         Target::Unsigned => FieldValue::UInt(to_unsigned(v)?),
         Target::Boolean => FieldValue::Bool(to_bool(v)?),
         Target::Float => FieldValue::Float(to_float(v)?),
+        Target::Base64Float32 => FieldValue::Float(base64_f32(v)? as f64),
         Target::Measurement | Target::Tag | Target::Timestamp => return None,
     })
+}
+
+/// Telegraf's base64_ieee_float32: exactly four bytes, most significant first.
+fn base64_f32(v: &FieldValue) -> Option<f32> {
+    use base64::Engine as _;
+    let FieldValue::String(s) = v else {
+        return None;
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .ok()?;
+    Some(f32::from_be_bytes(bytes.try_into().ok()?))
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: shortest round-trip form, no exponent.
@@ -428,6 +447,7 @@ fn build(table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Processor>, B
                 (Target::Boolean, f.boolean),
                 (Target::String, f.string),
                 (Target::Timestamp, f.timestamp),
+                (Target::Base64Float32, f.base64_ieee_float32),
             ];
             compile("fields", lists, f.timestamp_format)
         })
@@ -514,6 +534,23 @@ mod tests {
             .find(|m| m.tag("processor") == Some("conv_test_counted"))
             .expect("self-stats registered");
         assert_eq!(s.field("conversion_errors"), Some(&FieldValue::Int(1)));
+    }
+
+    /// Telegraf's README example: "RKeAAA==" is 1340 as a big-endian IEEE 754 binary32.
+    #[test]
+    fn base64_ieee_float32_like_telegraf() {
+        let m = Metric::new("m", 0)
+            .with_field("output_power", "RKeAAA==")
+            .with_field("negative", "wCAAAA==")
+            .with_field("short", "RKc=")
+            .with_field("not_base64", "!!!!")
+            .with_field("number", 3i64);
+        let m = one("[fields]\nbase64_ieee_float32 = [\"*\"]", m);
+        assert_eq!(m.field("output_power"), Some(&FieldValue::Float(1340.0)));
+        assert_eq!(m.field("negative"), Some(&FieldValue::Float(-2.5)));
+        for dropped in ["short", "not_base64", "number"] {
+            assert!(m.field(dropped).is_none(), "{dropped} kept: {m:?}");
+        }
     }
 
     #[test]
