@@ -146,7 +146,18 @@ impl TlsClientConfig {
                 tls.insert((*key).to_string(), v);
             }
         }
-        let cfg: TlsClientConfig = parse_config(tls)?;
+        let mut cfg: TlsClientConfig = parse_config(tls)?;
+        // Telegraf's samples write `tls_ca = ""` and the like for "not set".
+        for p in [&mut cfg.tls_ca, &mut cfg.tls_cert, &mut cfg.tls_key] {
+            if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *p = None;
+            }
+        }
+        for s in [&mut cfg.tls_server_name, &mut cfg.tls_min_version] {
+            if s.as_deref() == Some("") {
+                *s = None;
+            }
+        }
         cfg.check()?;
         if cfg.tls_enable == Some(false) {
             return Ok(TlsClientConfig {

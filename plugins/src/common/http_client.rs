@@ -253,6 +253,19 @@ impl HttpClient {
         })
     }
 
+    /// The login cookie for a request to `url` (logging in first when needed), for plugins that
+    /// send their requests on a client of their own (`inputs.http_response`); `None` without
+    /// cookie authentication.
+    pub async fn cookie_for(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<Option<reqwest::header::HeaderValue>, SendError> {
+        match &self.cookie {
+            Some(c) => c.header_for(&self.client, url).await,
+            None => Ok(None),
+        }
+    }
+
     /// Sends a request with the OAuth2 token and the login cookie (when configured), waiting
     /// at most `response_timeout` for the answer's headers.
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, SendError> {

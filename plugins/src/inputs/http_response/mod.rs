@@ -36,6 +36,8 @@ struct Config {
     method: String,
     follow_redirects: bool,
     body: Option<String>,
+    /// Form fields sent as an `application/x-www-form-urlencoded` body when `body` is unset.
+    body_form: BTreeMap<String, Vec<String>>,
     response_body_field: Option<String>,
     response_body_max_size: Size,
     response_string_match: Option<String>,
@@ -61,6 +63,7 @@ impl Default for Config {
             method: "GET".into(),
             follow_redirects: false,
             body: None,
+            body_form: BTreeMap::new(),
             response_body_field: None,
             response_body_max_size: Size(0),
             response_string_match: None,
@@ -146,6 +149,8 @@ pub struct HttpResponse {
     basic: Option<String>,
     bearer_file: Option<PathBuf>,
     token: Option<http::HeaderValue>,
+    /// Cookie authentication (Telegraf's `cookie_auth_*`): the login runs on this client.
+    cookie: Option<crate::common::http_client::HttpClient>,
 }
 
 impl HttpResponse {
@@ -170,6 +175,13 @@ impl HttpResponse {
             && let Ok(v) = http::HeaderValue::try_from(b.as_str())
         {
             headers.push((http::header::AUTHORIZATION, v));
+        }
+        if let Some(c) = &self.cookie {
+            match c.cookie_for(&target.url).await {
+                Ok(Some(v)) => headers.push((http::header::COOKIE, v)),
+                Ok(None) => {}
+                Err(e) => error = Some(format!("{}: {e}", target.shown)),
+            }
         }
         let req = client::Request {
             method: &self.method,
@@ -323,8 +335,42 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
 }
 
 fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
+    use crate::common::http_client::{COOKIE_KEYS, HttpClient, HttpClientConfig, ProxyDefault};
     let tls_opts = TlsClientConfig::take(&mut table)?;
-    let cfg: Config = parse_config(table)?;
+    let any_cookie_key = COOKIE_KEYS.iter().any(|k| table.contains_key(*k));
+    let cookie_cfg = HttpClientConfig::take(&mut table, &[COOKIE_KEYS])?;
+    let mut cfg: Config = parse_config(table)?;
+    // The client checks the cookie options (and warns when they lack cookie_auth_url).
+    let cookie = match any_cookie_key {
+        true => Some(HttpClient::build(
+            &cookie_cfg,
+            &tls_opts,
+            cfg.response_timeout.get(),
+            ProxyDefault::None,
+            |b| b,
+        )?)
+        .filter(|_| {
+            cookie_cfg
+                .cookie_auth_url
+                .as_deref()
+                .is_some_and(|u| !u.is_empty())
+        }),
+        false => None,
+    };
+    if cfg.body.as_deref().is_none_or(str::is_empty) && !cfg.body_form.is_empty() {
+        cfg.body = Some(form_urlencode(&cfg.body_form));
+        let has_type = cfg
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-type"));
+        if !has_type {
+            // Telegraf sends the form without saying so; servers need the type to read it.
+            cfg.headers.insert(
+                "Content-Type".into(),
+                "application/x-www-form-urlencoded".into(),
+            );
+        }
+    }
     let mut urls = cfg.urls.clone();
     if let Some(a) = &cfg.address {
         tracing::warn!("http_response: `address` is deprecated, use `urls`");
@@ -487,7 +533,35 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
         basic,
         bearer_file: cfg.bearer_token,
         token,
+        cookie,
     })
+}
+
+/// Go's `url.Values.Encode`: keys sorted, each value as `key=value`, escaped as a query.
+fn form_urlencode(form: &BTreeMap<String, Vec<String>>) -> String {
+    fn escape(s: &str, out: &mut String) {
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    for (k, values) in form {
+        for v in values {
+            if !out.is_empty() {
+                out.push('&');
+            }
+            escape(k, &mut out);
+            out.push('=');
+            escape(v, &mut out);
+        }
+    }
+    out
 }
 
 fn percent_decode(s: &str) -> String {
@@ -543,6 +617,63 @@ mod tests {
             let t = format!("urls = ['http://x/']\n{bad}");
             assert!(new(toml::from_str(&t).unwrap()).is_err(), "{bad}");
         }
+    }
+
+    /// Telegraf's body_form (a form-encoded body) and cookie_auth_* (a login whose cookie goes
+    /// with every probe), against a server that records what it is sent.
+    #[tokio::test]
+    async fn body_form_and_cookie_login() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    let reply: &[u8] = if req.starts_with("POST /login") {
+                        b"HTTP/1.1 200 OK\r\nset-cookie: sid=abc123; Path=/\r\ncontent-length: 0\r\n\r\n"
+                    } else {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                    };
+                    let _ = tx.send(req);
+                    let _ = s.write_all(reply).await;
+                });
+            }
+        });
+        let p = plugin(&format!(
+            "urls = ['http://127.0.0.1:{port}/probe']\nmethod = 'POST'\n\
+             body_form = {{ user = ['ann lee'], q = ['a&b', 'c'] }}\n\
+             cookie_auth_url = 'http://127.0.0.1:{port}/login'\n\
+             cookie_auth_username = 'u'\ncookie_auth_password = 'p'"
+        ));
+        let m = probe_one(&p).await;
+        assert_eq!(m.tag("result"), Some("success"), "{m:?}");
+        let login = rx.recv().await.unwrap();
+        assert!(login.starts_with("POST /login"), "{login}");
+        assert!(
+            login
+                .to_ascii_lowercase()
+                .contains("authorization: basic dtpw"),
+            "{login}"
+        );
+        let probe = rx.recv().await.unwrap();
+        assert!(probe.starts_with("POST /probe"), "{probe}");
+        assert!(probe.contains("cookie: sid=abc123\r\n"), "{probe}");
+        assert!(
+            probe.contains("content-type: application/x-www-form-urlencoded\r\n"),
+            "{probe}"
+        );
+        assert!(
+            probe.ends_with("\r\n\r\nq=a%26b&q=c&user=ann+lee"),
+            "{probe}"
+        );
+        // The cookie is kept: a second probe does not log in again.
+        probe_one(&p).await;
+        assert!(rx.recv().await.unwrap().starts_with("POST /probe"));
     }
 
     fn plugin(toml: &str) -> HttpResponse {

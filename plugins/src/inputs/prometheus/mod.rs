@@ -10,7 +10,7 @@ use crate::codec::Parser;
 use crate::codec::prometheus::PrometheusParser;
 use crate::common::http::{TlsClientConfig, error_chain};
 use crate::common::http_client::{HttpClient, HttpClientConfig, PROXY_KEYS, ProxyDefault};
-use crate::config_types::Duration;
+use crate::config_types::{Duration, Size};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
 use crate::registry::{BuildError, ConfigError, Format, InputSpec, parse_config};
 
@@ -33,7 +33,8 @@ struct Config {
     response_timeout: Option<Duration>,
     ignore_timestamp: bool,
     /// Largest body read from one endpoint.
-    content_length_limit: u64,
+    /// Bytes, or a size such as "10MB" (0: no limit).
+    content_length_limit: Size,
     http_headers: std::collections::BTreeMap<String, String>,
     content_type_override: String,
     enable_request_metrics: bool,
@@ -119,7 +120,7 @@ impl Default for Config {
             timeout: None,
             response_timeout: None,
             ignore_timestamp: false,
-            content_length_limit: 0,
+            content_length_limit: Size(0),
             http_headers: Default::default(),
             content_type_override: String::new(),
             enable_request_metrics: false,
@@ -521,7 +522,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<InputPlugin, Buil
         token: cfg.bearer_token_string,
         basic,
         ignore_timestamp: cfg.ignore_timestamp,
-        limit: cfg.content_length_limit,
+        limit: cfg.content_length_limit.0,
         metric_version: cfg.metric_version,
     })))
 }

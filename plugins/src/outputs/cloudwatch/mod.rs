@@ -600,7 +600,30 @@ impl Output for CloudWatch {
 fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, BuildError> {
     let tls = TlsClientConfig::take(&mut table)?;
     let http = HttpClientConfig::take(&mut table, &[PROXY_KEYS])?;
-    let cfg: Config = parse_config(table)?;
+    let mut cfg: Config = parse_config(table)?;
+    // Telegraf's sample writes `key = ""` for every credential it leaves unset.
+    for s in [
+        &mut cfg.region,
+        &mut cfg.access_key,
+        &mut cfg.secret_key,
+        &mut cfg.token,
+        &mut cfg.role_arn,
+        &mut cfg.role_session_name,
+        &mut cfg.profile,
+        &mut cfg.endpoint_url,
+    ] {
+        if s.as_deref() == Some("") {
+            *s = None;
+        }
+    }
+    for p in [
+        &mut cfg.web_identity_token_file,
+        &mut cfg.shared_credential_file,
+    ] {
+        if p.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            *p = None;
+        }
+    }
     let bad = |path: &[&str], message: String| {
         BuildError::Config(ConfigError {
             path: path.iter().map(|s| s.to_string()).collect(),
@@ -642,10 +665,7 @@ fn build(mut table: toml::Table, ctx: &BuildContext) -> Result<Box<dyn Output>, 
         ));
     }
     if cfg.role_session_name.is_some() && cfg.role_arn.is_none() {
-        return Err(bad(
-            &["role_session_name"],
-            "has no effect without role_arn".into(),
-        ));
+        tracing::warn!("outputs.cloudwatch: role_session_name has no effect without role_arn");
     }
     if let Some(u) = &cfg.endpoint_url {
         let ok = reqwest::Url::parse(u)
