@@ -537,6 +537,12 @@ fn new(mut table: toml::Table) -> Result<HttpResponse, BuildError> {
     })
 }
 
+/// The `Authorization` value for basic authentication, as text.
+fn basic_auth(user: &str, pass: &str) -> String {
+    let v = crate::common::http::basic_auth_header(user, pass);
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
+}
+
 /// Go's `url.Values.Encode`: keys sorted, each value as `key=value`, escaped as a query.
 fn form_urlencode(form: &BTreeMap<String, Vec<String>>) -> String {
     fn escape(s: &str, out: &mut String) {
@@ -908,10 +914,4 @@ mod tests {
         assert_eq!(percent_decode("a%40b"), "a@b");
         assert_eq!(percent_decode("plain%"), "plain%");
     }
-}
-
-/// The `Authorization` value for basic authentication, as text.
-fn basic_auth(user: &str, pass: &str) -> String {
-    let v = crate::common::http::basic_auth_header(user, pass);
-    String::from_utf8_lossy(v.as_bytes()).into_owned()
 }
