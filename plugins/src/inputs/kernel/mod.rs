@@ -285,7 +285,7 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
 
 pub const SPEC: InputSpec = InputSpec {
     name: "kernel",
-    description: "Kernel counters: boot time, context switches, interrupts, forks, entropy (Telegraf's kernel)",
+    description: "Kernel counters: boot time, context switches, interrupts, forks, entropy; KSM and pressure stall information (Telegraf's kernel)",
     sample: include_str!("sample.toml"),
     format: Format::None,
     build,

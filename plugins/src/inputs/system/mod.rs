@@ -571,7 +571,7 @@ fn build(table: toml::Table, _ctx: &BuildContext) -> Result<InputPlugin, BuildEr
 
 pub const SPEC: InputSpec = InputSpec {
     name: "system",
-    description: "Load averages, CPU count, logged-in users and uptime (Telegraf's system)",
+    description: "Load averages, CPU count, logged-in users, uptime, OS and DMI information (Telegraf's system)",
     sample: include_str!("sample.toml"),
     format: Format::None,
     build,
