@@ -158,10 +158,12 @@ fn sonde_knows_every_telegraf_option() {
         }
     }
     println!(
-        "Telegraf option keys known to sonde: {known} / {total} ({:.1}%); {} refused as not \
-         supported yet",
-        100.0 * known as f64 / total as f64,
-        refused.len()
+        "Telegraf option keys known to sonde: {} / {total} ({:.1}%): {known} accepted, {} refused \
+         as not supported yet; {} unknown",
+        known + refused.len(),
+        100.0 * (known + refused.len()) as f64 / total as f64,
+        refused.len(),
+        unknown.len()
     );
     for r in &refused {
         println!("  refused as not supported yet: {r}");

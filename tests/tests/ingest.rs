@@ -130,17 +130,18 @@ fn http_listener_v2_takes_pushed_prometheus_text_query_strings_and_checks_auth()
         prom.as_bytes(),
     );
     assert_eq!(st, 204, "{text}");
-    let file = wait_line(&agent, &out, &["k6_vus"]);
+    // Telegraf's prometheus data format (metric version 2, its default): one `prometheus`
+    // measurement with the metric names as fields.
+    let file = wait_line(&agent, &out, &["k6_vus=7"]);
     let reqs = file
         .lines()
-        .find(|l| l.starts_with("k6_http_reqs,"))
+        .find(|l| l.starts_with("prometheus,") && l.contains(" k6_http_reqs=42"))
         .unwrap_or_else(|| panic!("no k6_http_reqs in {file}"));
     for want in [
         "scenario=login",
         "status=200",
         "run=nightly",
         "http_listener_v2_path=/metrics/job/k6",
-        "counter=42",
     ] {
         assert!(reqs.contains(want), "{want} missing from {reqs}");
     }
@@ -292,11 +293,16 @@ push_to_gateway("127.0.0.1:{port}", job="backup", registry=r)
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    wait_line(&agent, &out, &["backup_files_total,volume=data counter=17"]);
+    // Telegraf's prometheus data format, version 2: the `prometheus` measurement.
     wait_line(
         &agent,
         &out,
-        &["backup_last_success_unixtime gauge=1700000000"],
+        &["prometheus,volume=data backup_files_total=17 "],
+    );
+    wait_line(
+        &agent,
+        &out,
+        &["prometheus backup_last_success_unixtime=1700000000 "],
     );
 }
 

@@ -232,7 +232,14 @@ fn prometheus_input_reads_what_real_exporters_serve() {
         lines
             .iter()
             .copied()
-            .filter(|l| l.contains(&format!(" {field}=")) && l.contains(url))
+            // The field anywhere in the field set (after the space, or after a comma).
+            .filter(|l| {
+                let fields = l.rsplit(' ').nth(1).unwrap_or("");
+                fields
+                    .split(',')
+                    .any(|kv| kv.strip_prefix(field).is_some_and(|r| r.starts_with('=')))
+                    && l.contains(url)
+            })
             .collect()
     };
 
