@@ -515,7 +515,8 @@ fn parse_event(line: &str, source: Option<&str>, now: i64) -> Result<Metric, Str
     m.add_field("text", uncomment(text));
     m.add_field("priority", "normal");
     if rest.len() >= 2 {
-        for meta in rest[1..].split('|') {
+        // The byte after the text is the separator; a multi-byte character there is invalid.
+        for meta in rest.get(1..).ok_or_else(invalid)?.split('|') {
             let (key, value) = (meta.get(..2), meta.get(2..).unwrap_or_default());
             match key {
                 None => return Err(format!("too short event metadata in {line:?}")),
@@ -1438,6 +1439,13 @@ mod tests {
         let mut v: Vec<String> = out.iter().map(|m| m.to_string()).collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn event_with_a_multibyte_character_after_the_text_is_an_error_not_a_panic() {
+        // Found by the bounded fuzz step: the byte after the text split a character.
+        assert!(parse_event("_e{1,1}:   é|", None, 0).is_err());
+        assert!(parse_event("_e{1,1}:a|bé|d:1", None, 0).is_err());
     }
 
     #[test]
