@@ -570,10 +570,11 @@ fn system_proxy_from_the_environment_and_cloudwatch_through_a_proxy() {
     // The input without use_system_proxy ignores the environment, as in Telegraf.
     assert!(page.seen().iter().any(|s| s.target() == "/direct"));
     assert!(!through("/direct"));
-    let put = cw.seen();
-    assert!(
-        put.iter()
-            .any(|s| String::from_utf8_lossy(&s.body).contains("Action=PutMetricData")),
-        "{put:?}"
-    );
+    // The proxy saw the request before it reached the fixture: wait for the fixture too.
+    let arrived = wait_until(Duration::from_secs(10), || {
+        cw.seen()
+            .iter()
+            .any(|s| String::from_utf8_lossy(&s.body).contains("Action=PutMetricData"))
+    });
+    assert!(arrived, "{:?}", cw.seen());
 }
