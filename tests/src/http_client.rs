@@ -41,27 +41,7 @@ fn read_request(r: &mut BufReader<TcpStream>, peer: SocketAddr) -> Option<Seen> 
         return None;
     }
     let at = Instant::now();
-    let mut headers = vec![];
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
+    let (headers, body) = crate::read_headers_and_body(r)?;
     Some(Seen {
         at,
         peer,

@@ -36,6 +36,36 @@ pub fn sonde_bin() -> PathBuf {
     bin
 }
 
+/// A request's header lines as (name, value) pairs.
+pub type Headers = Vec<(String, String)>;
+
+/// Reads an HTTP/1.1 request's header lines (after its request line) and its
+/// `Content-Length` body: what the tests' recording servers keep of a request.
+pub fn read_headers_and_body(r: &mut impl std::io::BufRead) -> Option<(Headers, Vec<u8>)> {
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some((headers, body))
+}
+
 /// A scratch directory removed when dropped.
 pub struct TempDir(PathBuf);
 
