@@ -14,6 +14,10 @@ use tracing::{error, info, warn};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+// Its memcpy, memmove, memset, memcmp and bcmp replace musl's slow ones in the static build.
+#[cfg(target_env = "musl")]
+extern crate sonde_memfns;
+
 /// The version with the commit and build date stamped by build.rs.
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
