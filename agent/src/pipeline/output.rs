@@ -486,6 +486,7 @@ async fn flush_loop(
 ) {
     let mut connected = false;
     let mut failures: u32 = 0;
+    let mut reuse = Reuse::default();
     // Connect at once rather than after the first flush interval: an output that serves
     // (prometheus_client) listens from the start, and a bad endpoint is reported right away.
     let mut retry_in: Option<Duration> = Some(Duration::ZERO);
@@ -518,7 +519,7 @@ async fn flush_loop(
                 return;
             }
             Mode::Drain(deadline) => {
-                drain(&mut output, &shared, &mut connected, deadline).await;
+                drain(&mut output, &shared, &mut connected, deadline, &mut reuse).await;
                 return;
             }
             Mode::Run => {}
@@ -545,7 +546,7 @@ async fn flush_loop(
                 }
             }
         }
-        match write_batches(&mut output, &shared, full_only, &mode).await {
+        match write_batches(&mut output, &shared, full_only, &mode, &mut reuse).await {
             Ok(()) => {
                 failures = 0;
                 retry_in = None;
@@ -562,6 +563,24 @@ async fn flush_loop(
     }
 }
 
+/// The metrics of written batches, kept by an output's task so that decoding the next batch
+/// reuses their allocations (see `record::decode_reusing`).
+#[derive(Default)]
+struct Reuse {
+    batch: Vec<Metric>,
+    spare: Vec<Metric>,
+}
+
+impl Reuse {
+    /// Takes back a written batch, keeping at most one batch of spare metrics.
+    fn recycle(&mut self, mut batch: Vec<Metric>, batch_size: usize) {
+        let keep = batch_size.saturating_sub(self.spare.len()).min(batch.len());
+        self.spare.extend(batch.drain(..keep));
+        batch.clear();
+        self.batch = batch;
+    }
+}
+
 /// Writes batches from the buffer. With `full_only`, stops when less than a batch is left.
 /// Returns `Err(retry_after)` after a retryable failure (the batch is back in the buffer).
 async fn write_batches(
@@ -569,6 +588,7 @@ async fn write_batches(
     shared: &Shared,
     full_only: bool,
     mode: &watch::Receiver<Mode>,
+    reuse: &mut Reuse,
 ) -> Result<(), Option<Duration>> {
     loop {
         if *mode.borrow() == Mode::HandOver {
@@ -579,8 +599,9 @@ async fn write_batches(
             if buf.available() == 0 || (full_only && buf.available() < shared.batch_size) {
                 return Ok(());
             }
-            match buf.lease(shared.batch_size) {
-                Ok(b) => b,
+            let mut batch = std::mem::take(&mut reuse.batch);
+            match buf.lease_into(shared.batch_size, &mut batch, &mut reuse.spare) {
+                Ok(()) => batch,
                 Err(e) => {
                     shared.stats.errors.incr();
                     error!(output = %shared.id, error = %e, "disk buffer: cannot read");
@@ -590,13 +611,14 @@ async fn write_batches(
         };
         if batch.is_empty() {
             // Leased records that could not be decoded (counted as dropped).
+            reuse.batch = batch;
             ack(shared);
             continue;
         }
         let n = batch.len() as i64;
         let started = Instant::now();
         let result = output.write(&batch).await;
-        drop(batch);
+        reuse.recycle(batch, shared.batch_size);
         shared
             .stats
             .write_time_ns
@@ -657,6 +679,7 @@ async fn drain(
     shared: &Shared,
     connected: &mut bool,
     deadline: Instant,
+    reuse: &mut Reuse,
 ) {
     let (_keep_running, mode) = watch::channel(Mode::Run);
     let mut failures = 0;
@@ -673,7 +696,7 @@ async fn drain(
                     }
                 }
             }
-            match write_batches(output, shared, false, &mode).await {
+            match write_batches(output, shared, false, &mode, reuse).await {
                 Ok(()) => return,
                 Err(retry_after) => {
                     failures += 1;

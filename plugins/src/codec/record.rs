@@ -15,7 +15,7 @@
 //! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
 //! (varint), 3 false, 4 true, 5 string.
 
-use crate::model::{FieldValue, Metric, Str, ValueType};
+use crate::model::{FieldValue, Metric, ValueType};
 
 const SAME_NAME: u8 = 1;
 const SAME_TAGS: u8 = 2;
@@ -92,15 +92,31 @@ pub fn count(record: &[u8]) -> Result<usize, RecordError> {
 
 /// Decodes a record, appending its metrics to `out`. On error `out` is left as it was.
 pub fn decode(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> {
+    decode_reusing(record, out, &mut Vec::new())
+}
+
+/// As [`decode`], but the metrics are built in `spare`'s metrics (taken from its end) where
+/// it has any, so that their tag and field lists are reused instead of allocated: a writer
+/// that gives each written batch back to `spare` decodes without allocating. On error the
+/// metrics taken go back to `spare` and `out` is left as it was.
+pub fn decode_reusing(
+    record: &[u8],
+    out: &mut Vec<Metric>,
+    spare: &mut Vec<Metric>,
+) -> Result<(), RecordError> {
     let start = out.len();
-    let result = decode_into(record, out);
+    let result = decode_into(record, out, spare);
     if result.is_err() {
-        out.truncate(start);
+        spare.extend(out.drain(start..));
     }
     result
 }
 
-fn decode_into(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> {
+fn decode_into(
+    record: &[u8],
+    out: &mut Vec<Metric>,
+    spare: &mut Vec<Metric>,
+) -> Result<(), RecordError> {
     let mut r = Reader { buf: record };
     let n = r.varint()?;
     // Every metric takes at least 3 bytes: a hostile count must not reserve gigabytes.
@@ -115,62 +131,77 @@ fn decode_into(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> 
         if prev.is_none() && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
             return Err(RecordError("first metric refers to a previous one"));
         }
-        let name = match prev {
-            Some(p) if flags & SAME_NAME != 0 => p.name.clone(),
-            _ => r.str()?,
-        };
-        let kind = kind_from(flags >> 4)?;
-        let time = prev
-            .map_or(0, |p| p.time)
-            .wrapping_add(unzigzag(r.varint()?));
-        let tags = match prev {
-            Some(p) if flags & SAME_TAGS != 0 => p.tags.clone(),
-            _ => {
-                let nt = r.len_prefix(2)?;
-                let mut tags = Vec::with_capacity(nt);
-                for _ in 0..nt {
-                    tags.push((r.str()?, r.str()?));
-                }
-                tags
+        let mut m = spare.pop().unwrap_or_else(|| Metric::new("", 0));
+        match decode_metric(&mut r, flags, prev, &mut m) {
+            Ok(()) => out.push(m),
+            Err(e) => {
+                spare.push(m);
+                return Err(e);
             }
-        };
-        let nf = r.len_prefix(1)?;
-        let keys_from = match prev {
-            Some(p) if flags & SAME_FIELD_KEYS != 0 => {
-                if p.fields.len() != nf {
-                    return Err(RecordError("field count differs from the previous metric"));
-                }
-                Some(p)
-            }
-            _ => None,
-        };
-        let mut fields = Vec::with_capacity(nf);
-        for j in 0..nf {
-            let key = match keys_from {
-                Some(p) => p.fields[j].0.clone(),
-                None => r.str()?,
-            };
-            let value = match r.byte()? {
-                0 => FieldValue::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
-                1 => FieldValue::Int(unzigzag(r.varint()?)),
-                2 => FieldValue::UInt(r.varint()?),
-                3 => FieldValue::Bool(false),
-                4 => FieldValue::Bool(true),
-                5 => FieldValue::String(r.str()?),
-                _ => return Err(RecordError("unknown field type")),
-            };
-            fields.push((key, value));
         }
-        out.push(Metric {
-            name,
-            tags,
-            fields,
-            time,
-            kind,
-        });
     }
     if !r.buf.is_empty() {
         return Err(RecordError("trailing bytes"));
+    }
+    Ok(())
+}
+
+/// Decodes the metric after `flags` into `m`, replacing what it held.
+fn decode_metric<'a>(
+    r: &mut Reader<'a>,
+    flags: u8,
+    prev: Option<&Metric>,
+    m: &mut Metric,
+) -> Result<(), RecordError> {
+    m.tags.clear();
+    m.fields.clear();
+    match prev {
+        Some(p) if flags & SAME_NAME != 0 => m.name.clone_from(&p.name),
+        _ => {
+            m.name.clear();
+            m.name.push_str(r.str()?);
+        }
+    }
+    m.kind = kind_from(flags >> 4)?;
+    m.time = prev
+        .map_or(0, |p| p.time)
+        .wrapping_add(unzigzag(r.varint()?));
+    match prev {
+        Some(p) if flags & SAME_TAGS != 0 => m.tags.extend_from_slice(&p.tags),
+        _ => {
+            let nt = r.len_prefix(2)?;
+            m.tags.reserve(nt);
+            for _ in 0..nt {
+                m.tags.push((r.str()?.into(), r.str()?.into()));
+            }
+        }
+    }
+    let nf = r.len_prefix(1)?;
+    let keys_from = match prev {
+        Some(p) if flags & SAME_FIELD_KEYS != 0 => {
+            if p.fields.len() != nf {
+                return Err(RecordError("field count differs from the previous metric"));
+            }
+            Some(p)
+        }
+        _ => None,
+    };
+    m.fields.reserve(nf);
+    for j in 0..nf {
+        let key = match keys_from {
+            Some(p) => p.fields[j].0.clone(),
+            None => r.str()?.into(),
+        };
+        let value = match r.byte()? {
+            0 => FieldValue::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
+            1 => FieldValue::Int(unzigzag(r.varint()?)),
+            2 => FieldValue::UInt(r.varint()?),
+            3 => FieldValue::Bool(false),
+            4 => FieldValue::Bool(true),
+            5 => FieldValue::String(r.str()?.into()),
+            _ => return Err(RecordError("unknown field type")),
+        };
+        m.fields.push((key, value));
     }
     Ok(())
 }
@@ -258,18 +289,18 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    fn str(&mut self) -> Result<Str, RecordError> {
+    fn str(&mut self) -> Result<&'a str, RecordError> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| RecordError("string too long"))?;
         let bytes = self.take(n)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| RecordError("invalid UTF-8"))?;
-        Ok(Str::from(s))
+        std::str::from_utf8(bytes).map_err(|_| RecordError("invalid UTF-8"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Str;
     use proptest::prelude::*;
 
     fn round_trip(metrics: &[Metric]) -> Vec<Metric> {
@@ -418,6 +449,26 @@ mod tests {
         #[test]
         fn round_trips(batch in arb_batch()) {
             prop_assert!(same(&round_trip(&batch), &batch));
+        }
+
+        /// Reusing metrics of earlier batches (other names, tags, fields, kinds) changes
+        /// nothing in what is decoded, and a failed decode gives every metric back.
+        #[test]
+        fn decoding_into_spare_metrics_is_the_same(batch in arb_batch(), old in arb_batch(), cut in any::<usize>()) {
+            let mut buf = Vec::new();
+            encode(&batch, &mut buf);
+            let mut spare = old.clone();
+            let mut out = Vec::new();
+            decode_reusing(&buf, &mut out, &mut spare).unwrap();
+            prop_assert!(same(&out, &batch));
+            prop_assert_eq!(spare.len(), old.len().saturating_sub(batch.len()));
+            if !buf.is_empty() {
+                let total = out.len() + spare.len();
+                let before = out.len();
+                let _ = decode_reusing(&buf[..cut % buf.len()], &mut out, &mut spare);
+                prop_assert_eq!(out.len(), before);
+                prop_assert!(out.len() + spare.len() >= total);
+            }
         }
 
         #[test]

@@ -217,22 +217,36 @@ impl Buffer {
     /// Leases up to `max` metrics from the front for a write. Nothing leaves the buffer until
     /// [`Buffer::ack`]; [`Buffer::release`] gives them back.
     pub fn lease(&mut self, max: usize) -> io::Result<Vec<Metric>> {
+        let mut metrics = Vec::new();
+        self.lease_into(max, &mut metrics, &mut Vec::new())?;
+        Ok(metrics)
+    }
+
+    /// As [`Buffer::lease`], appending to `out` and building the metrics in `spare`'s (see
+    /// [`record::decode_reusing`]), so a writer that hands each batch back to `spare` does
+    /// not allocate per metric.
+    pub fn lease_into(
+        &mut self,
+        max: usize,
+        out: &mut Vec<Metric>,
+        spare: &mut Vec<Metric>,
+    ) -> io::Result<()> {
         debug_assert_eq!(self.leased, 0, "one write at a time");
         let records = match &mut self.store {
             Store::Memory(m) => m.lease(max),
             Store::Disk(d) => d.lease(max)?,
         };
-        let mut metrics = Vec::with_capacity(records.iter().map(|r| r.count as usize).sum());
+        out.reserve(records.iter().map(|r| r.count as usize).sum());
         for r in &records {
             // Records are checked when read from the disk, and memory ones were encoded here:
             // a failure is a bug, and a record we cannot decode cannot be sent either.
-            if let Err(e) = record::decode(&r.data, &mut metrics) {
+            if let Err(e) = record::decode_reusing(&r.data, out, spare) {
                 tracing::error!(error = %e, metrics = r.count, "dropping an undecodable buffer record");
                 self.dropped.add(i64::from(r.count));
             }
         }
         self.leased = records.iter().map(|r| r.count as usize).sum();
-        Ok(metrics)
+        Ok(())
     }
 
     /// The leased metrics were delivered (or rejected for good): they leave the buffer.
