@@ -40,6 +40,10 @@ pub struct Encoder {
     names: Vec<u8>,
     /// Samples of one series when they need sorting.
     sort: Vec<(i64, f64)>,
+    /// The encoded common labels of the current metric, when they all sort after
+    /// `__name__` in the order given (the usual case): each of its samples then takes them
+    /// as they are.
+    common_enc: Vec<u8>,
 }
 
 struct Series {
@@ -126,6 +130,14 @@ impl Encoder {
                 if !prepared {
                     prepared = true;
                     self.common_labels(m, string_as_label, &mut common);
+                    self.encode_common(&common);
+                }
+                if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
+                    self.cur.clear();
+                    put_label(&mut self.cur, b"__name__", &self.name);
+                    self.cur.extend_from_slice(&self.common_enc);
+                    self.add_sample(ms, value);
+                    continue;
                 }
                 // The labels in the order they are given precedence: `__name__`, the tags
                 // (but the one a bound label replaces), string fields, the bound label.
@@ -160,11 +172,7 @@ impl Encoder {
                         resolve(l.name, &self.names, &self.name),
                         resolve(l.value, &self.names, &self.name),
                     );
-                    let len = string_len(name.len()) + string_len(value.len());
-                    self.cur.push(KEY_LEN_1);
-                    put_varint(&mut self.cur, len as u64);
-                    put_string(&mut self.cur, KEY_LEN_1, name);
-                    put_string(&mut self.cur, KEY_LEN_2, value);
+                    put_label(&mut self.cur, name, value);
                 }
                 self.add_sample(ms, value);
             }
@@ -220,6 +228,28 @@ impl Encoder {
                         tag_key: None,
                     });
                 }
+            }
+        }
+    }
+
+    /// Encodes `common` into `common_enc` when its names are strictly increasing and all after
+    /// `__name__`; leaves `common_enc` empty otherwise (the general path sorts per sample).
+    fn encode_common(&mut self, common: &[Common<'_>]) {
+        self.common_enc.clear();
+        let names = &self.names[..];
+        let in_order = common
+            .first()
+            .is_some_and(|c| resolve(c.label.name, names, &[]) > b"__name__".as_slice())
+            && common.windows(2).all(|w| {
+                resolve(w[0].label.name, names, &[]) < resolve(w[1].label.name, names, &[])
+            });
+        if in_order {
+            for c in common {
+                let (name, value) = (
+                    resolve(c.label.name, names, &[]),
+                    resolve(c.label.value, names, &[]),
+                );
+                put_label(&mut self.common_enc, name, value);
             }
         }
     }
@@ -382,6 +412,16 @@ fn field_len(len: usize) -> usize {
 #[inline]
 fn string_len(len: usize) -> usize {
     if len == 0 { 0 } else { field_len(len) }
+}
+
+/// One `Label` message (field 1 of a `TimeSeries`).
+#[inline]
+fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let len = string_len(name.len()) + string_len(value.len());
+    out.push(KEY_LEN_1);
+    put_varint(out, len as u64);
+    put_string(out, KEY_LEN_1, name);
+    put_string(out, KEY_LEN_2, value);
 }
 
 /// A string field; proto3 leaves empty strings out.
