@@ -51,7 +51,7 @@ unsafe fn copy_upto_32(d: *mut u8, s: *const u8, n: usize) {
 ///
 /// # Safety
 /// `s` readable and `d` writable for `n` bytes.
-#[inline(never)]
+#[inline]
 pub unsafe fn copy_forward(d: *mut u8, s: *const u8, n: usize) {
     unsafe {
         if n <= 32 {
@@ -88,7 +88,7 @@ pub unsafe fn copy_forward(d: *mut u8, s: *const u8, n: usize) {
 ///
 /// # Safety
 /// `s` readable and `d` writable for `n` bytes.
-#[inline(never)]
+#[inline]
 pub unsafe fn copy_backward(d: *mut u8, s: *const u8, n: usize) {
     unsafe {
         if n <= 32 {
@@ -112,7 +112,7 @@ pub unsafe fn copy_backward(d: *mut u8, s: *const u8, n: usize) {
 ///
 /// # Safety
 /// `d` writable for `n` bytes.
-#[inline(never)]
+#[inline]
 pub unsafe fn fill(d: *mut u8, c: u8, n: usize) {
     unsafe {
         if n >= REP_THRESHOLD {
@@ -155,7 +155,7 @@ pub unsafe fn fill(d: *mut u8, c: u8, n: usize) {
 ///
 /// # Safety
 /// `a` and `b` readable for `n` bytes.
-#[inline(never)]
+#[inline]
 pub unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
     unsafe {
         let mut i = 0;
