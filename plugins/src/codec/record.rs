@@ -10,6 +10,10 @@
 //! field  := [key:str] type:u8 value
 //! str    := varint(len) utf8
 //! ```
+//! A record may instead be `0x80 0x00 varint(count) snappy(record)`: a plain record,
+//! compressed. `0x80 0x00` is a varint no encoder writes (a second spelling of 0), so the two
+//! kinds cannot be confused, and plain records written before compression existed still read.
+//!
 //! `flags` bits 0–2 say that the name, the tag set or the field keys equal those of the
 //! previous metric and are left out (metrics of one batch usually share them), bits 4–6 hold
 //! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
@@ -83,9 +87,49 @@ pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
     }
 }
 
+/// The first bytes of a compressed record.
+const COMPRESSED: [u8; 2] = [0x80, 0x00];
+/// Plain records shorter than this are kept as they are: too little to gain.
+const MIN_COMPRESS: usize = 512;
+
+/// Appends the record of `metrics` to `out`, snappy-compressed when that saves at least a
+/// quarter of its size. A batch of similar metrics (one request to a listener, one input's
+/// gather) usually shrinks two to four times: names, tag sets and keys repeat across it.
+/// `plain` is scratch space.
+pub fn encode_compressed(metrics: &[Metric], out: &mut Vec<u8>, plain: &mut Vec<u8>) {
+    plain.clear();
+    encode(metrics, plain);
+    if plain.len() >= MIN_COMPRESS {
+        let start = out.len();
+        out.extend_from_slice(&COMPRESSED);
+        put_varint(out, metrics.len() as u64);
+        let at = out.len();
+        out.resize(at + snap::raw::max_compress_len(plain.len()), 0);
+        let packed = SNAPPY.with_borrow_mut(|enc| enc.compress(plain, &mut out[at..]));
+        match packed {
+            Ok(n) if n < plain.len() - plain.len() / 4 => {
+                out.truncate(at + n);
+                return;
+            }
+            _ => out.truncate(start),
+        }
+    }
+    out.extend_from_slice(plain);
+}
+
+thread_local! {
+    /// Snappy's encoder keeps a hash table: one per thread, not one per record.
+    static SNAPPY: std::cell::RefCell<snap::raw::Encoder> =
+        std::cell::RefCell::new(snap::raw::Encoder::new());
+    /// The decompressed record being decoded.
+    static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The number of metrics a record holds, read from its first bytes.
 pub fn count(record: &[u8]) -> Result<usize, RecordError> {
-    let mut r = Reader { buf: record };
+    let mut r = Reader {
+        buf: record.strip_prefix(&COMPRESSED).unwrap_or(record),
+    };
     let n = r.varint()?;
     usize::try_from(n).map_err(|_| RecordError("count too large"))
 }
@@ -113,6 +157,35 @@ pub fn decode_reusing(
 }
 
 fn decode_into(
+    record: &[u8],
+    out: &mut Vec<Metric>,
+    spare: &mut Vec<Metric>,
+) -> Result<(), RecordError> {
+    let Some(packed) = record.strip_prefix(&COMPRESSED) else {
+        return decode_plain(record, out, spare);
+    };
+    let mut r = Reader { buf: packed };
+    let n = r.varint()?;
+    let len = snap::raw::decompress_len(r.buf).map_err(|_| RecordError("bad compression"))?;
+    // Snappy expands at most 64 bytes per 2-byte copy: a larger claim is damage, and must not
+    // allocate.
+    if len > r.buf.len().saturating_mul(32) + 64 {
+        return Err(RecordError("bad compression"));
+    }
+    PLAIN.with_borrow_mut(|plain| {
+        plain.clear();
+        plain.resize(len, 0);
+        snap::raw::Decoder::new()
+            .decompress(r.buf, plain)
+            .map_err(|_| RecordError("bad compression"))?;
+        if count(plain)? as u64 != n {
+            return Err(RecordError("count differs from the compressed record's"));
+        }
+        decode_plain(plain, out, spare)
+    })
+}
+
+fn decode_plain(
     record: &[u8],
     out: &mut Vec<Metric>,
     spare: &mut Vec<Metric>,
@@ -312,6 +385,48 @@ mod tests {
         out
     }
 
+    /// Both encodings, decoded.
+    fn compressed_round_trip(metrics: &[Metric]) -> Vec<Metric> {
+        let mut buf = Vec::new();
+        encode_compressed(metrics, &mut buf, &mut Vec::new());
+        assert_eq!(count(&buf).unwrap(), metrics.len());
+        let mut out = Vec::new();
+        decode(&buf, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn similar_metrics_are_compressed() {
+        let batch: Vec<Metric> = (0..1000)
+            .map(|i| {
+                Metric::new("bench", 1_700_000_000_000_000_000 + i * 1_000_000)
+                    .with_tag("host", format!("exec-{}", i % 37))
+                    .with_tag("job", format!("j{}", i % 11))
+                    .with_field("duration_ms", (i % 100) as f64 + 0.25)
+                    .with_field("bytes", i * 7)
+            })
+            .collect();
+        let (mut plain, mut packed) = (Vec::new(), Vec::new());
+        encode(&batch, &mut plain);
+        encode_compressed(&batch, &mut packed, &mut Vec::new());
+        assert!(packed.starts_with(&COMPRESSED));
+        assert!(packed.len() * 2 < plain.len(), "{} vs {}", packed.len(), plain.len());
+        assert_eq!(compressed_round_trip(&batch), batch);
+        // A small record stays plain.
+        let mut small = Vec::new();
+        encode_compressed(&batch[..2], &mut small, &mut Vec::new());
+        assert!(!small.starts_with(&COMPRESSED));
+        // Damage inside the compressed part is an error, never a panic or a wrong batch.
+        for i in (COMPRESSED.len()..packed.len()).step_by(7) {
+            let mut bad = packed.clone();
+            bad[i] ^= 0x55;
+            let mut out = Vec::new();
+            if decode(&bad, &mut out).is_ok() {
+                assert_eq!(out.len(), batch.len());
+            }
+        }
+    }
+
     #[test]
     fn shared_names_tags_and_keys_are_written_once() {
         let batch: Vec<Metric> = (0..100)
@@ -449,6 +564,7 @@ mod tests {
         #[test]
         fn round_trips(batch in arb_batch()) {
             prop_assert!(same(&round_trip(&batch), &batch));
+            prop_assert!(same(&compressed_round_trip(&batch), &batch));
         }
 
         /// Reusing metrics of earlier batches (other names, tags, fields, kinds) changes
@@ -481,9 +597,13 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_damaged_records(batch in arb_batch(), at in any::<usize>(), byte in any::<u8>()) {
+        fn never_panics_on_damaged_records(batch in arb_batch(), at in any::<usize>(), byte in any::<u8>(), packed in any::<bool>()) {
             let mut buf = Vec::new();
-            encode(&batch, &mut buf);
+            if packed {
+                encode_compressed(&batch, &mut buf, &mut Vec::new());
+            } else {
+                encode(&batch, &mut buf);
+            }
             if !buf.is_empty() {
                 let i = at % buf.len();
                 buf[i] = byte;

@@ -83,7 +83,7 @@ impl MemoryStore {
         }
         let kept = &metrics[at_most as usize..];
         let mut buf = Vec::new();
-        record::encode(kept, &mut buf);
+        record::encode_compressed(kept, &mut buf, &mut Vec::new());
         let rest = Record {
             data: buf.into(),
             count: kept.len() as u32,

@@ -29,13 +29,15 @@ pub struct Record {
 }
 
 impl Record {
-    /// Encodes `metrics` into records of at most `chunk` metrics each.
+    /// Encodes `metrics` into records of at most `chunk` metrics each, compressed where that
+    /// pays (see [`record::encode_compressed`]).
     pub fn encode_chunks(metrics: &[Metric], chunk: usize, scratch: &mut Vec<u8>) -> Vec<Record> {
+        let mut plain = Vec::new();
         metrics
             .chunks(chunk.max(1))
             .map(|c| {
                 scratch.clear();
-                record::encode(c, scratch);
+                record::encode_compressed(c, scratch, &mut plain);
                 Record {
                     data: Arc::from(&scratch[..]),
                     count: c.len() as u32,
