@@ -520,35 +520,34 @@ fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("SONDE_LOG")
         .unwrap_or_else(|_| EnvFilter::new(agent.log_directives()));
     let json = args.log_format.as_deref().unwrap_or(&cfg.agent.logformat) == "json";
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match &cfg.agent.logfile {
+    // One writer type for the file and stderr: each distinct subscriber type compiles its own
+    // copy of the formatting code, so two types (text, json) rather than four.
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    let (writer, ansi) = match &cfg.agent.logfile {
         Some(path) if !path.as_os_str().is_empty() => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)?;
-            let builder = builder
-                .with_writer(std::sync::Mutex::new(file))
-                .with_ansi(false);
-            if json {
-                builder.json().init()
-            } else {
-                builder.init()
-            }
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
         }
         _ => {
             use std::io::IsTerminal;
-            let builder = builder
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal());
-            if json {
-                builder.json().init()
-            } else {
-                builder.init()
-            }
+            (
+                BoxMakeWriter::new(std::io::stderr),
+                std::io::stderr().is_terminal(),
+            )
         }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
     }
     Ok(())
 }
