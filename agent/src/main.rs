@@ -513,12 +513,20 @@ fn load_config(
 }
 
 fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let mut agent = cfg.agent.clone();
     agent.debug |= args.debug;
     agent.quiet |= args.quiet;
-    let filter = EnvFilter::try_from_env("SONDE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(agent.log_directives()));
+    let from_config = || agent.log_directives().parse::<Targets>();
+    let filter = match std::env::var("SONDE_LOG") {
+        Ok(s) => s.parse::<Targets>().or_else(|e| {
+            eprintln!("SONDE_LOG={s:?} is not a list of target=level directives ({e}); using the config's log levels");
+            from_config()
+        })?,
+        Err(_) => from_config()?,
+    };
     let json = args.log_format.as_deref().unwrap_or(&cfg.agent.logformat) == "json";
     // One writer type for the file and stderr: each distinct subscriber type compiles its own
     // copy of the formatting code, so two types (text, json) rather than four.
@@ -540,14 +548,14 @@ fn init_logging(args: &RunArgs, cfg: &Config) -> anyhow::Result<()> {
         }
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_target(false)
         .with_writer(writer)
         .with_ansi(ansi);
     if json {
-        builder.json().init()
+        builder.json().finish().with(filter).init()
     } else {
-        builder.init()
+        builder.finish().with(filter).init()
     }
     Ok(())
 }

@@ -1491,7 +1491,9 @@ mod tests {
             "error,sonde_plugins::inputs::statsd=debug,sonde_plugins::outputs::http=error"
         );
         // Every directive is one the logger accepts.
-        tracing_subscriber::EnvFilter::try_new(a.log_directives()).unwrap();
+        a.log_directives()
+            .parse::<tracing_subscriber::filter::Targets>()
+            .unwrap();
     }
 
     /// Telegraf's spellings: `precision = ""`, a bool `buffer_disk_sync`, "disk_write_through".
