@@ -410,7 +410,12 @@ mod tests {
         encode(&batch, &mut plain);
         encode_compressed(&batch, &mut packed, &mut Vec::new());
         assert!(packed.starts_with(&COMPRESSED));
-        assert!(packed.len() * 2 < plain.len(), "{} vs {}", packed.len(), plain.len());
+        assert!(
+            packed.len() * 2 < plain.len(),
+            "{} vs {}",
+            packed.len(),
+            plain.len()
+        );
         assert_eq!(compressed_round_trip(&batch), batch);
         // A small record stays plain.
         let mut small = Vec::new();
