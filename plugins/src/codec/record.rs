@@ -96,6 +96,8 @@ const MIN_COMPRESS: usize = 512;
 /// quarter of its size. A batch of similar metrics (one request to a listener, one input's
 /// gather) usually shrinks two to four times: names, tag sets and keys repeat across it.
 /// `plain` is scratch space.
+// Never inlined: its callers are in the agent crate, built for size; this stays at -O3.
+#[inline(never)]
 pub fn encode_compressed(metrics: &[Metric], out: &mut Vec<u8>, plain: &mut Vec<u8>) {
     plain.clear();
     encode(metrics, plain);
@@ -143,6 +145,8 @@ pub fn decode(record: &[u8], out: &mut Vec<Metric>) -> Result<(), RecordError> {
 /// it has any, so that their tag and field lists are reused instead of allocated: a writer
 /// that gives each written batch back to `spare` decodes without allocating. On error the
 /// metrics taken go back to `spare` and `out` is left as it was.
+// Never inlined, as `encode_compressed`.
+#[inline(never)]
 pub fn decode_reusing(
     record: &[u8],
     out: &mut Vec<Metric>,
