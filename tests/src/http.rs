@@ -138,29 +138,9 @@ fn serve(conn: TcpStream, state: Arc<Mutex<State>>) {
         let mut parts = line.split_whitespace();
         let method = parts.next().unwrap_or("").to_string();
         let path = parts.next().unwrap_or("").to_string();
-        let mut headers = vec![];
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
+        let Some((headers, body)) = crate::read_headers_and_body(&mut reader) else {
             return;
-        }
+        };
         let reply = {
             let mut st = state.lock().unwrap();
             let reply = st.script.pop().unwrap_or_else(|| st.default.clone());
