@@ -397,6 +397,22 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
     errors
 }
 
+/// Splits `input` after at most `max_lines` lines from `start` (a line as [`parse`] counts
+/// them: a string field may hold newlines). Returns where the rest begins (just past a `\n`,
+/// or `input.len()`) and how many lines [`parse`] would number in the part before it.
+pub fn split_lines(input: &[u8], start: usize, max_lines: usize) -> (usize, usize) {
+    let (mut pos, mut newlines) = (start, 0);
+    for _ in 0..max_lines {
+        if pos >= input.len() {
+            break;
+        }
+        let (end, n) = line_end(input, pos);
+        newlines += n;
+        pos = (end + 1).min(input.len());
+    }
+    (pos, newlines)
+}
+
 /// Finds the end of the line starting at `start` (index of its `\n`, or input length) and the
 /// number of newlines it spans. String field values may contain raw newlines, so when the line
 /// has a quote this scans like InfluxDB's `scanLine`.
@@ -1685,6 +1701,42 @@ mod tests {
                 let input = parts.concat();
                 let mut out = Vec::new();
                 let _ = parse(input.as_bytes(), 1, 0, &mut out);
+            }
+
+            /// Parsing in chunks of `k` lines from `split_lines` (the listeners do) gives the
+            /// metrics, errors and error line numbers of parsing the whole input at once,
+            /// also when a string field's line breaks or a bad line fall on a boundary.
+            #[test]
+            fn chunks_parse_like_the_whole(
+                parts in prop::collection::vec(
+                    prop::sample::select(vec![
+                        "m v=1\n", "m,t=a v=2i 5\n", "s v=\"a\nb\nc\" 7\n", "bad\n", "\n",
+                        "# c\n", "x v=\"q\\\"\n\" 1\n", "y v=1\r\n", "z v=t", " m v=3 9\n",
+                    ]),
+                    0..40,
+                ),
+                k in 1usize..6,
+            ) {
+                let input = parts.concat();
+                let b = input.as_bytes();
+                let (mut whole, mut chunked) = (Vec::new(), Vec::new());
+                let want = parse(b, 1, 0, &mut whole);
+                let mut got = Vec::new();
+                let (mut pos, mut first) = (0, 1);
+                while pos < b.len() {
+                    let (end, lines) = split_lines(b, pos, k);
+                    prop_assert!(end > pos);
+                    for mut e in parse(&b[pos..end], 1, 0, &mut chunked) {
+                        e.line += first - 1;
+                        got.push(e);
+                    }
+                    (pos, first) = (end, first + lines);
+                }
+                prop_assert_eq!(chunked, whole);
+                prop_assert_eq!(
+                    got.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
+                    want.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
+                );
             }
 
             #[test]

@@ -21,6 +21,9 @@ use crate::plugin::{MetricSink, SendError};
 use crate::registry::BuildError;
 use crate::selfstat::{self, Stat, Stats};
 
+/// Lines of a write body parsed and queued as one batch (Telegraf's default batch size).
+const WRITE_CHUNK_LINES: usize = 1000;
+
 pub(crate) fn default_body() -> Size {
     Size(32 << 20)
 }
@@ -46,10 +49,10 @@ pub(crate) enum WriteOutcome {
     Ok,
     /// Some lines were bad; the good ones are in the pipeline. The message names the first.
     BadLines(String),
-    /// Nothing was taken.
+    /// The body was refused, or a chunk of it was not taken (earlier chunks may have been).
     Failed(StatusCode, String),
-    /// Nothing was taken: an output buffer is full. The client should retry after the
-    /// duration (HTTP 429 with Retry-After).
+    /// A chunk was not taken because an output buffer is full (earlier chunks may have
+    /// been). The client should retry after the duration (HTTP 429 with Retry-After).
     Busy(String, Duration),
 }
 
@@ -129,19 +132,36 @@ impl WriteCore {
                 return WriteOutcome::Failed(status, message);
             }
         };
-        let mut metrics = Vec::with_capacity(body.len() / 64 + 1);
-        let errors = parse_limited(&body, self.max_line, precision, now_ns(), &mut metrics);
-        if !tags.is_empty() {
-            for m in &mut metrics {
-                for (k, v) in tags {
-                    m.add_tag(*k, *v);
+        // The body is parsed and queued a chunk of lines at a time: parsed metrics take five
+        // or more times the memory of their text, so a whole large body is never held as
+        // structs, and the first chunk moves on while the next is parsed. A refusal after the
+        // first chunk leaves the earlier chunks queued: the client, told to retry, sends them
+        // again (a duplicate rather than a loss, as with a write timeout).
+        let now = now_ns();
+        let mut errors = Vec::new();
+        let (mut pos, mut first_line) = (0, 1);
+        while pos < body.len() {
+            let (end, lines) = influx::split_lines(&body, pos, WRITE_CHUNK_LINES);
+            let mut metrics = Vec::with_capacity(WRITE_CHUNK_LINES);
+            for mut e in parse_limited(&body[pos..end], self.max_line, precision, now, &mut metrics)
+            {
+                e.line += first_line - 1;
+                errors.push(e);
+            }
+            (pos, first_line) = (end, first_line + lines);
+            if !tags.is_empty() {
+                for m in &mut metrics {
+                    for (k, v) in tags {
+                        m.add_tag(*k, *v);
+                    }
                 }
             }
-        }
-        if !metrics.is_empty() {
+            if metrics.is_empty() {
+                continue;
+            }
             let n = metrics.len();
             match tokio::time::timeout(self.write_timeout, self.sink.send(metrics)).await {
-                Ok(Ok(())) => *queued = n,
+                Ok(Ok(())) => *queued += n,
                 Ok(Err(SendError::Full {
                     reason,
                     retry_after,

@@ -411,7 +411,9 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::influx;
     use crate::common::lp_listener::tests::{req, start};
+    use crate::model::Metric;
     use std::io::Write;
     use std::time::Duration;
 
@@ -504,6 +506,44 @@ mod tests {
             std::net::TcpStream::connect(&r.addr).is_err(),
             "port released"
         );
+    }
+
+    /// A large body is parsed and queued in batches of at most 1,000 lines, in order, with
+    /// nothing lost or numbered differently from parsing it whole: a string value's line
+    /// breaks span the first boundary, and the bad line past the second is reported by its
+    /// number in the whole body.
+    #[tokio::test]
+    async fn large_body_is_queued_in_chunks() {
+        let r = start(&SPEC, "database_tag = \"db\"", 16).await;
+        let mut body = String::new();
+        for i in 0..2_500 {
+            match i {
+                998 => body.push_str("s text=\"a\nb\nc\" 1\n"),
+                2_100 => body.push_str("broken line\n"),
+                _ => body.push_str(&format!("m,i={i} v={i}i {i}\n")),
+            }
+        }
+        let mut whole = Vec::new();
+        let errors = influx::parse(body.as_bytes(), 1, 0, &mut whole);
+        assert_eq!(errors.len(), 1);
+        let (st, text) = req(&r.addr, "POST", "/write?db=x", &[], body.into_bytes()).await;
+        assert_eq!(st, 400, "{text}");
+        assert!(
+            text.contains(&format!("(line {})", errors[0].line)),
+            "{text}"
+        );
+        let mut got = Vec::new();
+        while let Ok(batch) = r.rx.try_recv() {
+            assert!(!batch.is_empty() && batch.len() <= 1_000, "{}", batch.len());
+            got.push(batch);
+        }
+        assert_eq!(got.len(), 3, "2,499 good lines in batches of 1,000");
+        let got: Vec<Metric> = got.into_iter().flatten().collect();
+        assert_eq!(got.len(), whole.len());
+        for (g, w) in got.iter().zip(&whole) {
+            assert_eq!((&g.name, &g.fields, g.time), (&w.name, &w.fields, w.time));
+            assert_eq!(g.tag("db"), Some("x"));
+        }
     }
 
     /// Telegraf's sample sets `max_body_size = 0`, meaning its default of 32 MiB.
