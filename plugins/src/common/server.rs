@@ -445,14 +445,26 @@ pub async fn read_body(
         return Err(BodyError::TooLarge);
     }
     let gzip = content_encoding(req.headers())?;
-    let body = Limited::new(req.into_body(), limit);
-    let bytes = match tokio::time::timeout(timeout, body.collect()).await {
+    let mut body = Limited::new(req.into_body(), limit);
+    // Copied into one buffer frame by frame as they arrive (sized by Content-Length when
+    // given, up to a bound a client that declares much and sends little cannot make large),
+    // rather than all frames collected and then copied: a body is held once, not twice.
+    let read = async {
+        let mut buf = Vec::with_capacity(declared.map_or(0, |n| n.min(4 << 20) as usize));
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(buf)
+    };
+    let bytes = match tokio::time::timeout(timeout, read).await {
         Err(_) => return Err(BodyError::Timeout),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(BodyError::TooLarge);
         }
         Ok(Err(e)) => return Err(BodyError::Bad(format!("reading the body: {e}"))),
-        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Ok(v)) => Bytes::from(v),
     };
     if !gzip {
         return Ok(bytes);
