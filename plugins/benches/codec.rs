@@ -1,5 +1,6 @@
 //! Line protocol parse and serialize throughput on a realistic 10,000-line batch
-//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s, and
+//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s (parse also on
+//! the shorter lines jobs push, the remote-write bench's load), and
 //! Prometheus remote-write encoding of the same metrics (1,000 and 10,000 per request).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -15,6 +16,10 @@ use lp_batch::{LINES, batch};
 #[path = "common/mod.rs"]
 mod common;
 use common::thread_cpu_ns;
+
+// The allocator of the shipped static binary (glibc malloc costs more per metric).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn cpu_rate(what: &str, f: impl FnMut()) {
     cpu_rate_n(what, LINES, f);
@@ -56,6 +61,11 @@ fn bench(c: &mut Criterion) {
     cpu_rate("influx parse", || {
         out.clear();
         influx::parse(&input, 1, 0, &mut out);
+    });
+    let push = lp_batch::push_batch();
+    cpu_rate("influx parse (push lines)", || {
+        out.clear();
+        influx::parse(&push, 1, 0, &mut out);
     });
     let mut buf = Vec::with_capacity(input.len() * 2);
     cpu_rate("influx serialize", || {

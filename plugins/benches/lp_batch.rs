@@ -25,3 +25,22 @@ pub fn batch() -> Vec<u8> {
     }
     s.into_bytes()
 }
+
+/// `LINES` lines like those the remote-write bench's jobs push (3 tags, 2 fields, about 85
+/// bytes: `loadgen lines`).
+#[allow(dead_code)] // used by the codec bench, not by the lp_instr example
+pub fn push_batch() -> Vec<u8> {
+    let mut s = String::new();
+    let t0 = 1_700_000_000_000i64;
+    for n in 0..LINES {
+        s.push_str(&format!(
+            "bench,agent=sonde,host=exec-{},job=j{} duration_ms={}.25,bytes={}i {}\n",
+            n % 10,
+            (n / 10) % 100,
+            n % 997,
+            n * 7 % 100_003,
+            (t0 + n as i64) * 1_000_000
+        ));
+    }
+    s.into_bytes()
+}
