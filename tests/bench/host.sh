@@ -20,8 +20,10 @@
 #     counts) with outputs.discard: what a user replacing node_exporter runs.
 #   - node_exporter runs twice: with its default collectors (what users replace), and with only
 #     the collectors that match sonde's host inputs (cpu, meminfo, filesystem, diskstats,
-#     netdev, netstat, loadavg, stat, vmstat, uname-less). curl scrapes it N times over one
-#     keep-alive connection, paced at INTERVAL (--rate).
+#     netdev, netstat, loadavg, stat, vmstat, uname-less, plus tcpstat and processes, which are
+#     off by default: they gather what sonde's netstat and processes inputs do, TCP sockets by
+#     state and process counts by state). curl scrapes it N times over one keep-alive
+#     connection, paced at INTERVAL (--rate).
 # Each variant runs `runs` times, interleaved; medians are reported.
 set -euo pipefail
 # shellcheck source=tests/bench/lib.sh
@@ -114,7 +116,8 @@ EOF
 
 NE_MATCHING=(--collector.disable-defaults --collector.cpu --collector.meminfo
     --collector.filesystem --collector.diskstats --collector.netdev --collector.netstat
-    --collector.loadavg --collector.stat --collector.vmstat)
+    --collector.loadavg --collector.stat --collector.vmstat --collector.tcpstat
+    --collector.processes)
 
 # bench_ne <default|matching> → prints "cpu_seconds_per_collection peak_rss_kb"
 bench_ne() {
