@@ -43,6 +43,13 @@ pub(crate) struct WriteCore {
     pub rejected_requests: Stat,
 }
 
+/// What a write put in the pipeline's queue: its metrics, in how many batches.
+#[derive(Default)]
+pub(crate) struct Queued {
+    pub metrics: usize,
+    pub batches: usize,
+}
+
 /// How a write request failed before or while parsing.
 pub(crate) enum WriteOutcome {
     /// Every line was taken (possibly none).
@@ -89,14 +96,14 @@ impl WriteCore {
     }
 
     /// Reads, parses and queues one write. `tags` are added to every metric. Returns the
-    /// outcome and the number of metrics queued.
+    /// outcome and what was queued.
     pub async fn write(
         &self,
         req: Request<Incoming>,
         precision: i64,
         tags: &[(&str, &str)],
-    ) -> (WriteOutcome, usize) {
-        let mut queued = 0;
+    ) -> (WriteOutcome, Queued) {
+        let mut queued = Queued::default();
         let outcome = self.write_inner(req, precision, tags, &mut queued).await;
         (outcome, queued)
     }
@@ -106,7 +113,7 @@ impl WriteCore {
         req: Request<Incoming>,
         precision: i64,
         tags: &[(&str, &str)],
-        queued: &mut usize,
+        queued: &mut Queued,
     ) -> WriteOutcome {
         self.writes.incr();
         let body = match server::read_body(req, self.max_body, self.read_timeout).await {
@@ -161,7 +168,10 @@ impl WriteCore {
             }
             let n = metrics.len();
             match tokio::time::timeout(self.write_timeout, self.sink.send(metrics)).await {
-                Ok(Ok(())) => *queued += n,
+                Ok(Ok(())) => {
+                    queued.metrics += n;
+                    queued.batches += 1;
+                }
                 Ok(Err(SendError::Full {
                     reason,
                     retry_after,

@@ -222,8 +222,8 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
         tags.push((&st.cfg.bucket_tag, &bucket));
     }
     let (outcome, queued) = st.core.write(req, precision, &tags).await;
-    if queued > 0 {
-        note_batch(st, queued);
+    if let Some(per_batch) = queued.metrics.checked_div(queued.batches) {
+        note_batch(st, per_batch);
     }
     match outcome {
         WriteOutcome::Ok => server::empty(StatusCode::NO_CONTENT),
@@ -250,7 +250,8 @@ async fn write(st: &State, req: Request<Incoming>) -> Resp {
     }
 }
 
-/// Folds the size of the batch just queued into the moving average.
+/// Folds the size of the batches just queued (a large write is queued in several) into the
+/// moving average.
 fn note_batch(st: &State, len: usize) {
     let n = len as u64 * 1000;
     let old = st.avg_batch_milli.load(Ordering::Relaxed);
