@@ -149,7 +149,7 @@ impl WriteCore {
         let (mut pos, mut first_line) = (0, 1);
         while pos < body.len() {
             let (end, lines) = influx::split_lines(&body, pos, WRITE_CHUNK_LINES);
-            let mut metrics = Vec::with_capacity(WRITE_CHUNK_LINES);
+            let mut metrics = Vec::with_capacity(lines);
             for mut e in parse_limited(&body[pos..end], self.max_line, precision, now, &mut metrics)
             {
                 e.line += first_line - 1;
