@@ -29,13 +29,13 @@ echo "== fuzz (bounded: the hostile-input targets again with more cases, about 6
 # Property tests over arbitrary and mutated bytes for every parser, the config loader, the
 # glob matchers and the statsd line parser, then the running listeners under generated
 # hostile requests. SONDE_FUZZ_CASES scales the parser targets (case counts, not time).
+# --workspace, as in the build above: with -p, cargo resolves the dependencies' features for
+# that package alone and builds them all again (minutes).
 fuzz_cases="${SONDE_FUZZ_CASES:-5000}"
 fuzz_start=$SECONDS
-PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde-plugins --test fuzz_parsers
-PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde-plugins --lib -- \
-    fuzz_tests like_agrees_with_the_reference paths_never_panic
-PROPTEST_CASES="$fuzz_cases" cargo test --locked -p sonde --lib -- \
-    config::fuzz_tests glob_agrees_with_the_reference
-PROPTEST_CASES="${SONDE_FUZZ_LISTENER_CASES:-5000}" cargo test --locked -p sonde-tests \
+PROPTEST_CASES="$fuzz_cases" cargo test --locked --workspace --test fuzz_parsers
+PROPTEST_CASES="$fuzz_cases" cargo test --locked --workspace --lib -- \
+    fuzz_tests like_agrees_with_the_reference paths_never_panic glob_agrees_with_the_reference
+PROPTEST_CASES="${SONDE_FUZZ_LISTENER_CASES:-5000}" cargo test --locked --workspace \
     --test hostile listeners_keep_answering_under_hostile_requests -- --nocapture
 echo "fuzz step: $((SECONDS - fuzz_start)) s"
