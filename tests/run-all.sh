@@ -19,11 +19,11 @@ else
     cargo test --workspace --locked --no-fail-fast "$@"
 fi
 
-echo "== the static build's memcpy/memcmp (sonde-memfns), exported as the C symbols under musl"
-# The workspace tests above run them as plain functions; here the whole test binary runs on
-# them, as the shipped binary does.
+echo "== the static build's memcpy/memcmp (sonde-memfns) and allocator (sonde-alloc) under musl"
+# The workspace tests above run them on the glibc build; here memfns are the C symbols and
+# the whole test binary runs on them, as the shipped binary does.
 CC_x86_64_unknown_linux_musl=musl-gcc cargo test --locked --release -p sonde-memfns \
-    --target x86_64-unknown-linux-musl
+    -p sonde-alloc --target x86_64-unknown-linux-musl
 
 echo "== fuzz (bounded: the hostile-input targets again with more cases, about 60-120 s)"
 # Property tests over arbitrary and mutated bytes for every parser, the config loader, the

@@ -12,25 +12,7 @@ use tracing::{error, info, warn};
 
 #[cfg(target_env = "musl")]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc 3 gives freed memory back to the OS a second after it is freed (its
-/// `purge_delay`; 2.x waited 10 ms), so under a burst of writes a second's worth of freed
-/// batches stays resident: about 4 MB more peak RSS in the remote-write bench. 10 ms costs no
-/// measurable CPU there. `MIMALLOC_PURGE_DELAY` in the environment still wins.
-#[cfg(target_env = "musl")]
-fn set_allocator_options() {
-    // The index of `mi_option_purge_delay` in mimalloc.h; mimalloc keeps deprecated entries
-    // in that enum so the numbers never move.
-    const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-    unsafe extern "C" {
-        fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    }
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets one of mimalloc's global options; any value is valid for this one.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
-    }
-}
+static ALLOCATOR: sonde_alloc::MiMalloc = sonde_alloc::MiMalloc;
 
 // Its memcpy, memmove, memset, memcmp and bcmp replace musl's slow ones in the static build.
 #[cfg(target_env = "musl")]
@@ -197,7 +179,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     #[cfg(target_env = "musl")]
-    set_allocator_options();
+    sonde_alloc::configure();
     let cli = Cli::parse();
     let registry = Registry::builtin();
     let selection = cli.run.filters.selection();

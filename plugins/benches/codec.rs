@@ -19,7 +19,7 @@ use common::thread_cpu_ns;
 
 // The allocator of the shipped static binary (glibc malloc costs more per metric).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sonde_alloc::MiMalloc = sonde_alloc::MiMalloc;
 
 fn cpu_rate(what: &str, f: impl FnMut()) {
     cpu_rate_n(what, LINES, f);

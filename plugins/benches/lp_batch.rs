@@ -28,7 +28,7 @@ pub fn batch() -> Vec<u8> {
 
 /// `LINES` lines like those the remote-write bench's jobs push (3 tags, 2 fields, about 85
 /// bytes: `loadgen lines`).
-#[allow(dead_code)] // used by the codec bench, not by the lp_instr example
+#[allow(dead_code)] // the buffer bench uses only `batch`
 pub fn push_batch() -> Vec<u8> {
     let mut s = String::new();
     let t0 = 1_700_000_000_000i64;

@@ -1,12 +1,17 @@
 //! Runs the codec bench's line-protocol batch through parse or serialize a fixed number of
 //! times, for instruction counting on a noisy machine:
-//! `valgrind --tool=callgrind cargo-built-binary parse 5` and compare against `... parse 0`.
+//! `valgrind --tool=callgrind cargo-built-binary parse 5` and compare against `... parse 0`
+//! (`push` parses the shorter lines jobs push).
 
 #[path = "../benches/lp_batch.rs"]
 mod lp_batch;
 
 use sonde_plugins::Metric;
 use sonde_plugins::codec::influx::{self, InfluxOptions};
+
+// The allocator of the shipped static binary, as in the codec bench.
+#[global_allocator]
+static ALLOCATOR: sonde_alloc::MiMalloc = sonde_alloc::MiMalloc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -22,6 +27,15 @@ fn main() {
             for _ in 0..rounds {
                 out.clear();
                 assert!(influx::parse(&input, 1, 0, &mut out).is_empty());
+                total += out.len();
+            }
+        }
+        "push" => {
+            let push = lp_batch::push_batch();
+            let mut out = Vec::with_capacity(lp_batch::LINES);
+            for _ in 0..rounds {
+                out.clear();
+                assert!(influx::parse(&push, 1, 0, &mut out).is_empty());
                 total += out.len();
             }
         }
