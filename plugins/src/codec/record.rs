@@ -34,29 +34,39 @@ pub struct RecordError(&'static str);
 pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
     put_varint(out, metrics.len() as u64);
     let mut prev: Option<&Metric> = None;
+    // Where the tag set in force (the last one written) is in `out`.
+    let mut tags_at = 0..0;
     for m in metrics {
         let same_name = prev.is_some_and(|p| p.name == m.name);
-        let same_tags = prev.is_some_and(|p| p.tags == m.tags);
         let same_keys = prev.is_some_and(|p| {
             p.fields.len() == m.fields.len()
                 && p.fields.iter().zip(&m.fields).all(|(a, b)| a.0 == b.0)
         });
-        let flags = (same_name as u8 * SAME_NAME)
-            | (same_tags as u8 * SAME_TAGS)
-            | (same_keys as u8 * SAME_FIELD_KEYS)
-            | (kind_code(m.kind) << 4);
-        out.push(flags);
+        let flags_at = out.len();
+        out.push(
+            (same_name as u8 * SAME_NAME)
+                | (same_keys as u8 * SAME_FIELD_KEYS)
+                | (kind_code(m.kind) << 4),
+        );
         if !same_name {
             put_str(out, &m.name);
         }
         let prev_time = prev.map_or(0, |p| p.time);
         put_varint(out, zigzag(m.time.wrapping_sub(prev_time)));
-        if !same_tags {
-            put_varint(out, m.tags.len() as u64);
-            for (k, v) in &m.tags {
-                put_str(out, k);
-                put_str(out, v);
-            }
+        // The tag set is written, then compared as bytes with the one in force: one
+        // comparison instead of one per key and value, and no cost beyond it when they differ
+        // (the tag set is then needed anyway).
+        let start = out.len();
+        put_varint(out, m.tags.len() as u64);
+        for (k, v) in &m.tags {
+            put_str(out, k);
+            put_str(out, v);
+        }
+        if prev.is_some() && out[start..] == out[tags_at.clone()] {
+            out.truncate(start);
+            out[flags_at] |= SAME_TAGS;
+        } else {
+            tags_at = start..out.len();
         }
         put_varint(out, m.fields.len() as u64);
         for (k, v) in &m.fields {
@@ -370,6 +380,12 @@ impl<'a> Reader<'a> {
         let n = self.varint()?;
         let n = usize::try_from(n).map_err(|_| RecordError("string too long"))?;
         let bytes = self.take(n)?;
+        // Names, keys and values are nearly always ASCII, which is checked a word at a time;
+        // `from_utf8` costs several times more on strings this short.
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|_| RecordError("invalid UTF-8"))
     }
 }
