@@ -680,8 +680,8 @@ fn unescape_slow(tok: &str, is_escape: fn(u8) -> bool, scratch: &mut String) -> 
     Str::from(scratch.as_str())
 }
 
-/// Buffers reused across lines so a metric costs exactly one allocation for its tags and one
-/// for its fields (plus any string longer than compact_str keeps inline).
+/// What a line is parsed into: a metric costs one allocation for its tags and one for its
+/// fields (plus any string longer than compact_str keeps inline); see `take_exact`.
 #[derive(Default)]
 struct Scratch {
     text: String,
@@ -689,6 +689,9 @@ struct Scratch {
     fields: Vec<(Str, FieldValue)>,
     /// `key_fingerprint` of each entry in `fields`, to find duplicate keys cheaply.
     field_fps: Vec<u64>,
+    /// How many tags and fields the last metric had.
+    tag_count: usize,
+    field_count: usize,
 }
 
 /// A cheap summary of a key (length, first and last bytes): equal keys have equal
@@ -840,7 +843,12 @@ fn parse_line(
     while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
-    if i < b.len() {
+    // Usually the rest of the line is just the timestamp: no need to look for its end.
+    if let Some(t) = parse_int_strict(&s[i..]) {
+        m.time = t
+            .checked_mul(precision)
+            .ok_or_else(|| format!("invalid timestamp {:?}: out of range", &s[i..]))?;
+    } else if i < b.len() {
         let te = b[i..]
             .iter()
             .position(|&c| c == b' ' || c == b'\t')
@@ -855,17 +863,34 @@ fn parse_line(
         }
     }
     if sc.tags.windows(2).all(|w| w[0].0 < w[1].0) {
-        m.tags = Vec::with_capacity(sc.tags.len());
-        m.tags.append(&mut sc.tags);
+        m.tags = take_exact(&mut sc.tags, &mut sc.tag_count);
     } else {
         m.tags.reserve_exact(sc.tags.len());
         for (k, v) in sc.tags.drain(..) {
             m.add_tag(k, v);
         }
     }
-    m.fields = Vec::with_capacity(sc.fields.len());
-    m.fields.append(&mut sc.fields);
+    m.fields = take_exact(&mut sc.fields, &mut sc.field_count);
     Ok(Some(m))
+}
+
+/// The scratch list itself when its capacity is exactly its length (then replaced by one of
+/// the same size: lines of one shape in a row each hand theirs over and nothing is copied);
+/// else a copy with exact capacity. Two lines in a row of one length trim the scratch list to
+/// it, which starts the handing over; lines of changing lengths keep the largest list and copy.
+#[inline]
+fn take_exact<T>(scratch: &mut Vec<T>, prev_len: &mut usize) -> Vec<T> {
+    let len = scratch.len();
+    let same_len = std::mem::replace(prev_len, len) == len;
+    if scratch.capacity() == len {
+        return std::mem::replace(scratch, Vec::with_capacity(len));
+    }
+    let mut exact = Vec::with_capacity(len);
+    exact.append(scratch);
+    if same_len {
+        scratch.shrink_to(len);
+    }
+    exact
 }
 
 /// `-?[0-9]+` as i64.
@@ -1378,6 +1403,32 @@ mod tests {
         assert!(reasons[6].1.contains("unexpected text after string"));
         assert!(reasons[7].1.starts_with("missing field key"));
         assert_eq!(reasons[8], (9, "invalid UTF-8".to_string()));
+    }
+
+    /// Parsed metrics hold no spare capacity (they may wait in batches), whether the scratch
+    /// lists were handed over (runs of one shape) or copied (shapes changing).
+    #[test]
+    fn tag_and_field_lists_have_exact_capacity() {
+        let mut input = String::new();
+        for i in 0..6 {
+            input.push_str(&format!("a,x=1,y=2 f=1,g=2 {i}\n"));
+        }
+        for i in 0..6 {
+            if i % 2 == 0 {
+                input.push_str("b,x=1 f=1\n");
+            } else {
+                input.push_str("c,x=1,y=2,z=3,w=4 f=1,g=2,h=3 5\n");
+            }
+        }
+        input.push_str("d f=1\nd f=1\nd,x=1 f=1,g=2\nbad line\ne,x=1,y=2,z=3 f=1\n");
+        let (metrics, errors) = p(&input);
+        assert_eq!((metrics.len(), errors.len()), (16, 1));
+        for m in &metrics {
+            assert_eq!(m.tags.capacity(), m.tags.len(), "{m:?}");
+            assert_eq!(m.fields.capacity(), m.fields.len(), "{m:?}");
+        }
+        assert_eq!(metrics[0].tags, metrics[5].tags);
+        assert_eq!(metrics[7].fields.len(), 3);
     }
 
     #[test]
