@@ -178,7 +178,8 @@ pub(crate) fn sanitize_into(out: &mut Vec<u8>, parts: &[&str], colon: bool) {
     if first.is_none_or(|b| b.is_ascii_digit()) {
         out.push(b'_');
     }
-    let ok = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || (colon && b == b':');
+    let allowed = if colon { NAME | COLON } else { NAME };
+    let ok = |b: u8| NAME_BYTES[b as usize] & allowed != 0;
     for part in parts {
         let bytes = part.as_bytes();
         if bytes.iter().all(|&b| ok(b)) {
@@ -199,15 +200,52 @@ pub(crate) fn sanitize_into(out: &mut Vec<u8>, parts: &[&str], colon: bool) {
 /// Whether `s` is a valid label name as it is (`sanitize_label_name` would not change it).
 pub(crate) fn is_label_name(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
-        && !b[0].is_ascii_digit()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    !b.is_empty() && !b[0].is_ascii_digit() && b.iter().all(|&c| NAME_BYTES[c as usize] & NAME != 0)
 }
+
+/// What each byte may be in a name: `NAME` for `[a-zA-Z0-9_]`, `COLON` for `:` (metric names
+/// only). A table: names and labels are checked byte by byte for every sample.
+const NAME: u8 = 1;
+const COLON: u8 = 2;
+const NAME_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            t[b] = NAME;
+        } else if c == b':' {
+            t[b] = COLON;
+        }
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::prometheus::{sanitize_label_name, sanitize_metric_name};
+
+    /// The byte table against the character-based sanitizers, for every ASCII character.
+    #[test]
+    fn every_ascii_character_is_judged_like_sanitize() {
+        for c in (0u8..128).map(char::from) {
+            let word = format!("a{c}b");
+            let mut out = Vec::new();
+            sanitize_into(&mut out, &[&word], true);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                sanitize_metric_name(&word),
+                "{c:?}"
+            );
+            let mut out = Vec::new();
+            sanitize_into(&mut out, &[&word], false);
+            let label = sanitize_label_name(&word);
+            assert_eq!(String::from_utf8(out).unwrap(), label, "{c:?}");
+            assert_eq!(is_label_name(&word), label == word, "{c:?}");
+        }
+    }
 
     #[test]
     fn sanitize_into_matches_sanitize() {
