@@ -17,6 +17,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -107,11 +108,17 @@ impl SharedFile {
 pub struct ProcFile {
     path: PathBuf,
     file: Option<File>,
+    /// The kept file is on procfs (see [`ProcFile::read_mounts_if_changed`]).
+    on_procfs: bool,
 }
 
 impl ProcFile {
     pub fn new(path: PathBuf) -> Self {
-        ProcFile { path, file: None }
+        ProcFile {
+            path,
+            file: None,
+            on_procfs: false,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -123,10 +130,54 @@ impl ProcFile {
         read_kept(&mut self.file, &self.path, buf)
     }
 
+    /// For a mount table (/proc/<pid>/mountinfo or mounts): reads it into `buf` unless it is
+    /// unchanged since the last successful read into `buf`, which then still holds it (the
+    /// caller must not write to `buf` in between). Returns whether it read.
+    ///
+    /// The kernel flags an open mount table with POLLPRI when anything is mounted or unmounted
+    /// in its namespace (proc(5); what libmount and systemd watch), so an unchanged table costs
+    /// one poll instead of the kernel formatting every mount again (hundreds on a Kubernetes
+    /// node). Files not on procfs (fixture trees) give no such signal and are read every time.
+    pub fn read_mounts_if_changed(&mut self, buf: &mut String) -> io::Result<bool> {
+        // A mount table is never empty: an empty `buf` is not one we filled.
+        if let Some(f) = &self.file
+            && self.on_procfs
+            && !buf.is_empty()
+            && !mount_table_changed(f)
+        {
+            return Ok(false);
+        }
+        self.on_procfs = false;
+        self.read(buf)?;
+        self.on_procfs = self.file.as_ref().is_some_and(is_on_procfs);
+        Ok(true)
+    }
+
     /// Like [`ProcFile::read`], with the error as a message naming the file.
     pub fn read_or_err(&mut self, buf: &mut String) -> Result<(), String> {
         self.read(buf)
             .map_err(|e| format!("reading {}: {e}", self.path.display()))
+    }
+}
+
+/// Whether a kept mount table was flagged as changed since it was opened or last polled (any
+/// poll failure counts as a change: the caller then reads).
+fn mount_table_changed(f: &File) -> bool {
+    let mut p = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLPRI,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait. Non-zero: POLLPRI (or POLLERR/POLLNVAL), or failed.
+    unsafe { libc::poll(&mut p, 1, 0) != 0 }
+}
+
+fn is_on_procfs(f: &File) -> bool {
+    // SAFETY: st is a plain out-parameter for fstatfs on a valid descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::fstatfs(f.as_raw_fd(), &mut st) == 0
+            && st.f_type as i64 == libc::PROC_SUPER_MAGIC as i64
     }
 }
 
@@ -347,5 +398,64 @@ mod tests {
         assert!(texts[0].starts_with("cpu "), "{}", texts[0]);
         assert!(texts.iter().all(|t| *t == texts[0]));
         drop(a);
+    }
+
+    #[test]
+    fn mount_table_is_read_again_only_after_a_mount_change() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        let d = Dir::new("mounts");
+        let target = d.0.join("mnt");
+        std::fs::create_dir_all(&target).unwrap();
+        // A child in a mount namespace of its own mounts a tmpfs when told to: its mountinfo
+        // changes, nothing of this machine's does.
+        let script = format!(
+            "echo ready; read _; mount -t tmpfs sonde-procfs-test '{}' && echo mounted; read _",
+            target.display()
+        );
+        let mut child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+
+        let mut f = ProcFile::new(format!("/proc/{}/mountinfo", child.id()).into());
+        let mut buf = String::new();
+        assert!(f.read_mounts_if_changed(&mut buf).unwrap());
+        let before = buf.clone();
+        assert!(!before.contains("sonde-procfs-test"), "{before}");
+        for _ in 0..2 {
+            assert!(!f.read_mounts_if_changed(&mut buf).unwrap());
+            assert_eq!(buf, before);
+        }
+        // A buffer that lost its content is filled again, changed or not.
+        buf.clear();
+        assert!(f.read_mounts_if_changed(&mut buf).unwrap());
+        assert_eq!(buf, before);
+
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"\n").unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "mounted\n");
+        assert!(f.read_mounts_if_changed(&mut buf).unwrap());
+        assert!(buf.contains("sonde-procfs-test"), "{buf}");
+        assert!(!f.read_mounts_if_changed(&mut buf).unwrap());
+        drop(stdin);
+        child.wait().unwrap();
+
+        // A file outside procfs never signals: it is read every time.
+        let path = d.0.join("mountinfo");
+        std::fs::write(&path, "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n").unwrap();
+        let mut fixture = ProcFile::new(path.clone());
+        assert!(fixture.read_mounts_if_changed(&mut buf).unwrap());
+        std::fs::write(&path, "2 0 8:2 / / rw - xfs /dev/sdb1 rw\n").unwrap();
+        assert!(fixture.read_mounts_if_changed(&mut buf).unwrap());
+        assert!(buf.contains("xfs"), "{buf}");
     }
 }

@@ -201,8 +201,9 @@ impl Disk {
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        let is_mountinfo = match self.mountinfo.read(&mut self.buf) {
-            Ok(()) => true,
+        // `buf` holds nothing but the mount table between gathers: an unchanged one is reused.
+        let is_mountinfo = match self.mountinfo.read_mounts_if_changed(&mut self.buf) {
+            Ok(_) => true,
             Err(_) => match host::read_or_err(&self.mounts, &mut self.buf) {
                 Ok(()) => false,
                 Err(e) => {
