@@ -173,12 +173,11 @@ fn mount_table_changed(f: &File) -> bool {
 }
 
 fn is_on_procfs(f: &File) -> bool {
+    // statfs(2); `f_type`'s integer type differs between libcs.
+    const PROC_SUPER_MAGIC: u64 = 0x9fa0;
     // SAFETY: st is a plain out-parameter for fstatfs on a valid descriptor.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::fstatfs(f.as_raw_fd(), &mut st) == 0
-            && st.f_type as i64 == libc::PROC_SUPER_MAGIC as i64
-    }
+    unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) == 0 && st.f_type as u64 == PROC_SUPER_MAGIC }
 }
 
 /// Reads `path` whole into `buf` through the kept `file`, opening it if needed. A kept file
