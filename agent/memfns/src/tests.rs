@@ -107,6 +107,28 @@ fn compare_finds_the_first_difference_at_every_position() {
     }
 }
 
+#[test]
+fn compare_follows_the_first_of_two_differences() {
+    // The second difference has the opposite sign: a tail block or word that overlaps the
+    // compared part must not let it decide.
+    for n in 1..=48 {
+        let a = pattern(n, 5);
+        for first in 0..n {
+            for second in first + 1..n {
+                let mut b = a.clone();
+                b[first] = b[first].wrapping_add(1);
+                b[second] = b[second].wrapping_sub(1);
+                let got = unsafe { compare(a.as_ptr(), b.as_ptr(), n) };
+                assert_eq!(
+                    got.signum(),
+                    reference_cmp(&a, &b),
+                    "n={n} {first} {second}"
+                );
+            }
+        }
+    }
+}
+
 proptest! {
     #[test]
     fn compare_agrees_with_slice_ordering(a in proptest::collection::vec(any::<u8>(), 0..100), b in proptest::collection::vec(any::<u8>(), 0..100)) {

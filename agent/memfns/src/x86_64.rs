@@ -157,35 +157,73 @@ pub unsafe fn fill(d: *mut u8, c: u8, n: usize) {
 /// `a` and `b` readable for `n` bytes.
 #[inline]
 pub unsafe fn compare(a: *const u8, b: *const u8, n: usize) -> i32 {
+    // The tail is one more block (or word) ending at `n`, overlapping what was compared
+    // before it: those bytes were equal, so its first difference is the range's first. Most
+    // comparisons are of names and tag sets a few dozen bytes long, where a byte loop for the
+    // tail cost more than the blocks.
     unsafe {
-        let mut i = 0;
-        while i + 16 <= n {
-            let eq = _mm_movemask_epi8(_mm_cmpeq_epi8(ld(a.add(i)), ld(b.add(i)))) as u32;
-            if eq != 0xffff {
-                let j = i + (!eq).trailing_zeros() as usize;
-                return i32::from(*a.add(j)) - i32::from(*b.add(j));
+        if n >= 16 {
+            let mut i = 0;
+            while i + 16 <= n {
+                if let Some(d) = block_diff(a, b, i) {
+                    return d;
+                }
+                i += 16;
             }
-            i += 16;
+            if i < n
+                && let Some(d) = block_diff(a, b, n - 16)
+            {
+                return d;
+            }
+            return 0;
         }
-        if i + 8 <= n {
-            let (x, y) = (rd(a.add(i) as *const u64), rd(b.add(i) as *const u64));
+        if n >= 8 {
+            let (x, y) = (rd(a as *const u64), rd(b as *const u64));
             if x != y {
-                // Big-endian order makes the first differing byte the most significant.
-                return if x.swap_bytes() < y.swap_bytes() {
-                    -1
-                } else {
-                    1
-                };
+                return word_order(x.swap_bytes(), y.swap_bytes());
             }
-            i += 8;
+            let (x, y) = (
+                rd(a.add(n - 8) as *const u64),
+                rd(b.add(n - 8) as *const u64),
+            );
+            return word_order(x.swap_bytes(), y.swap_bytes());
         }
-        while i < n {
+        if n >= 4 {
+            let (x, y) = (rd(a as *const u32), rd(b as *const u32));
+            if x != y {
+                return word_order(x.swap_bytes().into(), y.swap_bytes().into());
+            }
+            let (x, y) = (
+                rd(a.add(n - 4) as *const u32),
+                rd(b.add(n - 4) as *const u32),
+            );
+            return word_order(x.swap_bytes().into(), y.swap_bytes().into());
+        }
+        for i in 0..n {
             let (x, y) = (*a.add(i), *b.add(i));
             if x != y {
                 return i32::from(x) - i32::from(y);
             }
-            i += 1;
         }
         0
     }
+}
+
+/// The order of the 16-byte blocks at `at`, when they differ: by their first differing byte.
+#[inline(always)]
+unsafe fn block_diff(a: *const u8, b: *const u8, at: usize) -> Option<i32> {
+    unsafe {
+        let eq = _mm_movemask_epi8(_mm_cmpeq_epi8(ld(a.add(at)), ld(b.add(at)))) as u32;
+        if eq == 0xffff {
+            return None;
+        }
+        let j = at + (!eq).trailing_zeros() as usize;
+        Some(i32::from(*a.add(j)) - i32::from(*b.add(j)))
+    }
+}
+
+/// The order of two big-endian words (so the first byte in memory is the most significant).
+#[inline(always)]
+fn word_order(x: u64, y: u64) -> i32 {
+    (x > y) as i32 - (x < y) as i32
 }
