@@ -172,7 +172,8 @@ fn mount_table_changed(f: &File) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) != 0 }
 }
 
-fn is_on_procfs(f: &File) -> bool {
+/// Whether an open file or directory is on procfs (not a fixture tree standing in for it).
+pub fn is_on_procfs(f: &impl AsRawFd) -> bool {
     // statfs(2); `f_type`'s integer type differs between libcs.
     const PROC_SUPER_MAGIC: u64 = 0x9fa0;
     // SAFETY: st is a plain out-parameter for fstatfs on a valid descriptor.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::{SharedFile, is_on_procfs};
 use crate::inputs::host::{HostPaths, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -60,6 +61,16 @@ struct Processes {
     kept: HashMap<u32, (OwnedFd, u64)>,
     max_kept: usize,
     generation: u64,
+    /// /proc/stat, for its `processes` line: the number of tasks created since boot, in every
+    /// namespace (shared with the cpu, kernel and system inputs' read of the same tick).
+    stat: SharedFile,
+    /// That number, read before the last listing of the directory, when that listing kept
+    /// every process's stat file open. While it stays the same no task has been created since,
+    /// so the kept files are all the processes there are: the gather reads them without
+    /// listing the directory again (getdents64 on /proc makes the kernel look up every pid).
+    listed_at_forks: Option<u64>,
+    /// The directory is procfs (a fixture tree's stat never changes: it is always listed).
+    on_procfs: bool,
 }
 
 /// Enough for the first 20 fields of any stat line (a 64-byte comm and 19 numbers).
@@ -75,12 +86,33 @@ impl Processes {
             kept: HashMap::new(),
             max_kept: max_kept(),
             generation: 0,
+            stat: SharedFile::new(paths.proc("stat")),
+            listed_at_forks: None,
+            on_procfs: false,
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
         let mut c = Counts::default();
-        if let Err(e) = self.scan(&mut c) {
+        // Read before the listing: a task created before this read is already in /proc. (An
+        // error opening the directory is reported by the listing.)
+        let forks = if self.dir_fd().is_ok() && self.on_procfs {
+            self.stat.with(acc.time(), forks).ok().flatten()
+        } else {
+            None
+        };
+        let result = if forks.is_some() && forks == self.listed_at_forks {
+            self.recount(&mut c);
+            Ok(())
+        } else {
+            self.listed_at_forks = None;
+            self.scan(&mut c).map(|complete| {
+                if complete {
+                    self.listed_at_forks = forks;
+                }
+            })
+        };
+        if let Err(e) = result {
             // Reopen next time, in case the directory itself went away.
             self.dir = None;
             acc.add_error(format!("reading {}: {e}", self.proc.display()));
@@ -127,14 +159,37 @@ impl Processes {
         }
         // SAFETY: a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        self.on_procfs = is_on_procfs(&fd);
         Ok(self.dir.insert(fd).as_raw_fd())
     }
 
+    /// Counts the processes whose stat files are kept, dropping those that are gone (no task
+    /// was created since they were listed, so no pid has been reused).
+    fn recount(&mut self, c: &mut Counts) {
+        let (buf, proc) = (&mut self.buf, &self.proc);
+        self.kept
+            .retain(|pid, (fd, _)| match pread0(fd.as_raw_fd(), buf) {
+                Ok(len) => {
+                    if !count(&buf[..len], c) {
+                        c.error(|| format!("{}/{pid}/stat: unexpected content", proc.display()));
+                    }
+                    true
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+                Err(e) => {
+                    c.error(|| format!("reading {}/{pid}/stat: {e}", proc.display()));
+                    true
+                }
+            });
+    }
+
     /// Lists the directory and counts every numeric entry's stat; errors on single processes
-    /// go to `c.first_err`, an error listing the directory is returned.
-    fn scan(&mut self, c: &mut Counts) -> io::Result<()> {
+    /// go to `c.first_err`, an error listing the directory is returned. Returns whether every
+    /// process listed and still there has its stat file kept.
+    fn scan(&mut self, c: &mut Counts) -> io::Result<bool> {
         let dir = self.dir_fd()?;
         self.generation += 1;
+        let mut complete = true;
         // SAFETY: dir is an open descriptor.
         if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } < 0 {
             return Err(io::Error::last_os_error());
@@ -160,7 +215,7 @@ impl Processes {
                 // Close the files of processes that are gone.
                 let g = self.generation;
                 self.kept.retain(|_, (_, seen)| *seen == g);
-                return Ok(());
+                return Ok(complete);
             }
             // struct linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, NUL-terminated name.
             let (mut off, n) = (0, n as usize);
@@ -189,6 +244,7 @@ impl Processes {
                 };
                 match kept.read(dir, pid, &path, &mut self.buf) {
                     Ok(len) => {
+                        complete &= self.kept.contains_key(&pid);
                         if !count(&self.buf[..len], c) {
                             c.error(|| format!("{}: unexpected content", self.stat_path(name)));
                         }
@@ -197,7 +253,10 @@ impl Processes {
                     Err(e)
                         if e.kind() == io::ErrorKind::NotFound
                             || e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) => c.error(|| format!("reading {}: {e}", self.stat_path(name))),
+                    Err(e) => {
+                        complete = false;
+                        c.error(|| format!("reading {}: {e}", self.stat_path(name)));
+                    }
                 }
             }
         }
@@ -275,6 +334,13 @@ fn pread0(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
+/// The `processes` line of /proc/stat: tasks created since boot.
+fn forks(stat: &str) -> Option<u64> {
+    let at = stat.find("\nprocesses ")? + "\nprocesses ".len();
+    let rest = &stat.as_bytes()[at..];
+    parse_u64(&rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())])
+}
+
 /// Counts one /proc/<pid>/stat. The command name may hold spaces and parentheses, so the
 /// fields start after the last ')'. Returns false when the content is not a stat line.
 fn count(stat: &[u8], c: &mut Counts) -> bool {
@@ -342,6 +408,7 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::procfs::MAX_AGE;
     use crate::inputs::host::fixture;
     use crate::model::FieldValue;
 
@@ -455,14 +522,76 @@ mod tests {
     #[test]
     fn files_of_gone_processes_are_closed() {
         let mut p = Processes::new(&HostPaths::default());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
         p.gather_sync(&mut Accumulator::new(1));
-        assert!(!p.kept.is_empty());
-        p.kept.insert(
-            u32::MAX,
-            (p.kept.values().next().unwrap().0.try_clone().unwrap(), 0),
-        );
+        assert!(p.kept.contains_key(&pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Whether this gather lists the directory or only reads the kept files (no task created
+        // since), the reaped child's file goes.
+        p.gather_sync(&mut Accumulator::new(2));
+        assert!(!p.kept.contains_key(&pid));
+        assert!(p.kept.values().all(|(_, g)| *g == p.generation) || p.listed_at_forks.is_some());
+    }
+
+    /// The number a gather reports for `total`.
+    fn total(acc: &Accumulator) -> i64 {
+        match acc.metrics[0].field("total") {
+            Some(FieldValue::Int(n)) => *n,
+            other => panic!("total: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unchanged_fork_count_reads_the_kept_files_without_listing() {
+        let mut p = Processes::new(&HostPaths::default());
+        let mut acc = Accumulator::new(1);
+        p.gather_sync(&mut acc);
+        assert!(p.on_procfs);
+        let forks = p
+            .listed_at_forks
+            .expect("a complete listing records the fork count");
+        // Same tick, same /proc/stat text: the kept files are read, the directory is not.
+        let generation = p.generation;
+        let mut again = Accumulator::new(1);
+        p.gather_sync(&mut again);
+        assert_eq!(p.generation, generation, "listed again");
+        assert_eq!(total(&again), p.kept.len() as i64);
+        assert_eq!(p.listed_at_forks, Some(forks));
+        // A fake count from before the last listing: the next gather lists again.
+        p.listed_at_forks = Some(forks - 1);
         p.gather_sync(&mut Accumulator::new(1));
-        assert!(!p.kept.contains_key(&u32::MAX));
-        assert!(p.kept.values().all(|(_, g)| *g == p.generation));
+        assert_eq!(p.generation, generation + 1);
+    }
+
+    #[test]
+    fn a_process_started_between_gathers_is_counted() {
+        let mut p = Processes::new(&HostPaths::default());
+        p.gather_sync(&mut Accumulator::new(1));
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // A new tick reads /proc/stat again: the fork shows there, so the directory is
+        // listed and the child found.
+        std::thread::sleep(MAX_AGE);
+        p.gather_sync(&mut Accumulator::new(2));
+        let found = p.kept.contains_key(&pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(found, "the new process was not seen");
+    }
+
+    #[test]
+    fn fork_count_from_proc_stat() {
+        let text = "cpu  1 2 3\nctxt 99\nbtime 1700000000\nprocesses 123456\nprocs_running 2\n";
+        assert_eq!(forks(text), Some(123456));
+        assert_eq!(forks("cpu 1\nprocesses x\n"), None);
+        assert_eq!(forks("cpu 1\n"), None);
     }
 }
