@@ -42,6 +42,9 @@ want curl
 # supervisord (supervisorctl status).
 want procps
 want supervisor
+# inputs.net's rename test makes a veth pair in a network namespace of its own (ip, unshare).
+want iproute2
+want util-linux
 # The docker TLS test makes its CA and certificates with openssl; tests/tests/http_client.rs
 # runs `openssl s_server` as its TLS 1.2-only server (and python3, from python3-venv, as the
 # independent SigV4 verifier).

@@ -1,12 +1,16 @@
 //! `inputs.net`: per-interface traffic from /proc/net/dev and the system-wide protocol counters
 //! of /proc/net/snmp (tagged interface=all), as Telegraf's net plugin.
 
-use std::path::PathBuf;
+mod links;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::common::procfs::ProcFile;
+use crate::common::procfs::{ProcFile, read_at0};
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::{Str, ValueType};
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -27,6 +31,32 @@ const PROTOCOLS: &[&str] = &["Ip", "Icmp", "IcmpMsg", "Tcp", "Udp", "UdpLite"];
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
 
+/// The sysfs attributes read per interface; index into [`Kept::files`].
+#[derive(Clone, Copy)]
+enum Attr {
+    Flags = 0,
+    Speed = 1,
+}
+
+impl Attr {
+    fn file(self) -> &'static str {
+        match self {
+            Attr::Flags => "flags",
+            Attr::Speed => "speed",
+        }
+    }
+}
+
+/// An interface's attribute files, kept open and read again from offset 0 at each gather.
+struct Kept {
+    files: [Option<File>; 2],
+    /// The gather that last saw the interface.
+    seen: u64,
+}
+
+/// At most this many interfaces have their files kept (two each); the rest are opened by path.
+const MAX_KEPT: usize = 256;
+
 struct Net {
     interfaces: Vec<glob::Pattern>,
     ignore_protocol_stats: bool,
@@ -36,10 +66,28 @@ struct Net {
     buf: String,
     small: String,
     path: PathBuf,
+    /// Opening /sys/class/net/<name>/<attr> walks a symlink into /sys/devices: most of this
+    /// input's cost. So the files are kept open, by interface name, while the link watch
+    /// reports no interface added, removed or renamed (a kept file follows its device, so a
+    /// rename could leave a name on another device's file). Only for the host's own /proc and
+    /// /sys (the watch sees the agent's network namespace); `None` reads by path every time.
+    links: Option<links::LinkWatch>,
+    kept: HashMap<String, Kept>,
+    generation: u64,
 }
 
 impl Net {
     fn new(cfg: Config, paths: &HostPaths) -> Result<Self, String> {
+        let own = paths.proc == Path::new("/proc") && paths.sys == Path::new("/sys");
+        let links = own.then(links::LinkWatch::open).and_then(Result::ok);
+        Self::with_links(cfg, paths, links)
+    }
+
+    fn with_links(
+        cfg: Config,
+        paths: &HostPaths,
+        links: Option<links::LinkWatch>,
+    ) -> Result<Self, String> {
         Ok(Net {
             interfaces: host::compile_globs("interfaces", &cfg.interfaces)?,
             ignore_protocol_stats: cfg.ignore_protocol_stats,
@@ -49,20 +97,63 @@ impl Net {
             buf: String::new(),
             small: String::new(),
             path: PathBuf::new(),
+            links,
+            kept: HashMap::new(),
+            generation: 0,
         })
     }
 
-    /// Reads a small sysfs attribute of an interface (flags, speed) into `self.small`.
-    fn read_attr(&mut self, iface: &str, attr: &str) -> Option<&str> {
+    /// Reads a small sysfs attribute of an interface into `self.small`: from its kept file,
+    /// or by path (keeping the file when there is a link watch and room).
+    fn read_attr(&mut self, iface: &str, attr: Attr) -> Option<&str> {
+        let keep = self.links.is_some();
+        if keep && let Some(k) = self.kept.get_mut(iface) {
+            k.seen = self.generation;
+            if let Some(f) = &k.files[attr as usize] {
+                match read_at0(f, &mut self.small) {
+                    Ok(()) => return Some(self.small.trim()),
+                    // The device is gone (its removal not yet seen by the watch): by path.
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                        self.kept.remove(iface);
+                    }
+                    Err(_) => return None,
+                }
+            }
+        }
         self.path.clear();
         self.path.push(&self.class_net);
         self.path.push(iface);
-        self.path.push(attr);
-        host::read_to(&self.path, &mut self.small).ok()?;
+        self.path.push(attr.file());
+        let f = File::open(&self.path).ok()?;
+        let read = read_at0(&f, &mut self.small);
+        if keep && (self.kept.len() < MAX_KEPT || self.kept.contains_key(iface)) {
+            let k = self.kept.entry(iface.to_string()).or_insert(Kept {
+                files: [None, None],
+                seen: self.generation,
+            });
+            // Kept even when the read failed: an interface without a speed (virtual, or down)
+            // fails the read, not the open, and may have one later.
+            k.files[attr as usize] = Some(f);
+        }
+        read.ok()?;
         Some(self.small.trim())
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
+        self.generation += 1;
+        // Before /proc/net/dev is read: a link changed after this is seen next gather.
+        if self.links.as_ref().is_some_and(|w| w.changed()) {
+            self.kept.clear();
+        }
+        self.gather_interfaces(acc);
+        let g = self.generation;
+        self.kept.retain(|_, k| k.seen == g);
+        if !self.ignore_protocol_stats {
+            self.protocols(acc);
+        }
+    }
+
+    fn gather_interfaces(&mut self, acc: &mut Accumulator) {
         match self.dev.read_or_err(&mut self.buf) {
             Err(e) => acc.add_error(e),
             Ok(()) => {
@@ -73,9 +164,6 @@ impl Net {
                 }
                 self.buf = text;
             }
-        }
-        if !self.ignore_protocol_stats {
-            self.protocols(acc);
         }
     }
 
@@ -95,7 +183,7 @@ impl Net {
         } else {
             // Telegraf skips interfaces it cannot see, loopback and interfaces that are down.
             let flags = self
-                .read_attr(name, "flags")
+                .read_attr(name, Attr::Flags)
                 .and_then(|f| u32::from_str_radix(f.trim_start_matches("0x"), 16).ok());
             match flags {
                 Some(f) if f & IFF_LOOPBACK == 0 && f & IFF_UP != 0 => {}
@@ -119,7 +207,7 @@ impl Net {
             return;
         }
         let speed = self
-            .read_attr(name, "speed")
+            .read_attr(name, Attr::Speed)
             .and_then(|s| s.parse::<i64>().ok())
             .unwrap_or(-1);
         let mut m = metric(acc, "net", ValueType::Counter, 9);
@@ -328,5 +416,71 @@ mod tests {
             sock.send_to(&[0u8; 1000], to).unwrap();
         }
         assert!(sent(&mut n) >= before + 10_000);
+    }
+
+    /// The interface names a default gather reports (up, not loopback).
+    fn reported(n: &mut Net) -> Vec<String> {
+        let mut acc = Accumulator::new(1);
+        n.gather_sync(&mut acc);
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        acc.metrics
+            .iter()
+            .map(|m| m.tag("interface").unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn kept_files_do_not_follow_a_renamed_interface() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        // A network namespace of its own (root only, as CI runs) with a veth pair: a0 up, b0
+        // down. On a line from us, a0 is renamed a9 and b0 takes the name a0.
+        let script = "mount -t sysfs sysfs /sys && ip link add a0 type veth peer name b0 \
+            && ip link set a0 up && echo ready && read _ \
+            && ip link set a0 down && ip link set a0 name a9 && ip link set a9 up \
+            && ip link set b0 name a0 && echo renamed && read _";
+        let mut child = Command::new("unshare")
+            .args(["--net", "--mount", "sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdin = child.stdin.take().unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let pid = child.id();
+        // The child's /proc/net and /sys, and a link watch made in its namespace.
+        let paths = HostPaths {
+            proc: format!("/proc/{pid}").into(),
+            sys: format!("/proc/{pid}/root/sys").into(),
+            ..HostPaths::default()
+        };
+        let watch = std::thread::spawn(move || {
+            let ns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
+            use std::os::fd::AsRawFd;
+            // SAFETY: moves only this thread, which ends here, into the child's namespace.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            links::LinkWatch::open().unwrap()
+        })
+        .join()
+        .unwrap();
+        let cfg = Config {
+            interfaces: vec![],
+            ignore_protocol_stats: true,
+        };
+        let mut n = Net::with_links(cfg, &paths, Some(watch)).unwrap();
+        assert_eq!(reported(&mut n), ["a0"]);
+        assert!(n.kept.contains_key("a0") && n.kept.contains_key("b0"));
+        assert!(!n.links.as_ref().unwrap().changed());
+
+        writeln!(stdin).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "renamed");
+        // "a0" is now the old b0, which is down; the old a0's kept file would say up.
+        assert_eq!(reported(&mut n), ["a9"]);
+        writeln!(stdin).unwrap();
+        assert!(child.wait().unwrap().success());
     }
 }
