@@ -62,14 +62,36 @@ impl LinkWatch {
                 changed = true;
                 continue;
             }
+            if n == 0 {
+                // No datagram is empty: something is off, take it as a change.
+                return true;
+            }
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::WouldBlock => return changed,
                 io::ErrorKind::Interrupted => continue,
                 // ENOBUFS: messages were lost. Reading on empties the queue.
-                _ if n < 0 && e.raw_os_error() == Some(libc::ENOBUFS) => changed = true,
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => changed = true,
                 _ => return true,
             }
         }
+    }
+
+    /// The index of interface `name` in the watch's network namespace (SIOCGIFINDEX, which
+    /// any socket answers for its own namespace).
+    pub fn index_of(&self, name: &str) -> Option<u32> {
+        // SAFETY: a zeroed ifreq is valid; the name is copied in below, NUL-terminated.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= req.ifr_name.len() {
+            return None;
+        }
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        // SAFETY: req is a valid ifreq for SIOCGIFINDEX, which writes its ifindex member.
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut req) };
+        // SAFETY: the union's bytes are initialised (zeroed, then the ifindex written on success).
+        let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
+        (r == 0).then_some(index)
     }
 }

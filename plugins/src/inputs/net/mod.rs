@@ -54,8 +54,16 @@ struct Kept {
     seen: u64,
 }
 
-/// At most this many interfaces have their files kept (two each); the rest are opened by path.
-const MAX_KEPT: usize = 256;
+/// How many interfaces may have their files kept (two each; the rest are opened by path): a
+/// 32nd of the soft open-file limit, at most 256 (32 under systemd's default of 1024).
+fn max_kept() -> usize {
+    // SAFETY: getrlimit writes into the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    (lim.rlim_cur / 32).min(256) as usize
+}
 
 struct Net {
     interfaces: Vec<glob::Pattern>,
@@ -73,7 +81,11 @@ struct Net {
     /// /sys (the watch sees the agent's network namespace); `None` reads by path every time.
     links: Option<links::LinkWatch>,
     kept: HashMap<String, Kept>,
+    max_kept: usize,
     generation: u64,
+    /// The first error opening an interface's file other than its absence (EMFILE, EACCES),
+    /// reported once per gather.
+    open_error: Option<String>,
 }
 
 impl Net {
@@ -99,7 +111,9 @@ impl Net {
             path: PathBuf::new(),
             links,
             kept: HashMap::new(),
+            max_kept: max_kept(),
             generation: 0,
+            open_error: None,
         })
     }
 
@@ -124,19 +138,59 @@ impl Net {
         self.path.push(&self.class_net);
         self.path.push(iface);
         self.path.push(attr.file());
-        let f = File::open(&self.path).ok()?;
+        let f = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound && self.open_error.is_none() {
+                    self.open_error = Some(format!("{}: {e}", self.path.display()));
+                }
+                return None;
+            }
+        };
         let read = read_at0(&f, &mut self.small);
-        if keep && (self.kept.len() < MAX_KEPT || self.kept.contains_key(iface)) {
-            let k = self.kept.entry(iface.to_string()).or_insert(Kept {
-                files: [None, None],
-                seen: self.generation,
-            });
+        if keep && !self.kept.contains_key(iface) && self.kept.len() < self.max_kept {
+            match self.indexes(iface) {
+                (Some(sys), Some(watched)) if sys == watched => {
+                    let k = Kept {
+                        files: [None, None],
+                        seen: self.generation,
+                    };
+                    self.kept.insert(iface.to_string(), k);
+                }
+                (Some(_), Some(_)) => {
+                    // This /sys shows another network namespace than the watch: its renames
+                    // would go unseen. Read by path from now on.
+                    self.links = None;
+                    self.kept.clear();
+                }
+                // Gone meanwhile, or only in one of the two: not kept.
+                _ => {}
+            }
+        }
+        if let Some(k) = self.kept.get_mut(iface) {
             // Kept even when the read failed: an interface without a speed (virtual, or down)
             // fails the read, not the open, and may have one later.
             k.files[attr as usize] = Some(f);
         }
         read.ok()?;
         Some(self.small.trim())
+    }
+
+    /// The index of `iface` in /sys and in the link watch's namespace: equal when both show
+    /// the same interface.
+    fn indexes(&mut self, iface: &str) -> (Option<u32>, Option<u32>) {
+        let Some(watch) = &self.links else {
+            return (None, None);
+        };
+        self.path.clear();
+        self.path.push(&self.class_net);
+        self.path.push(iface);
+        self.path.push("ifindex");
+        let mut text = String::new();
+        let sys = host::read_to(&self.path, &mut text)
+            .ok()
+            .and_then(|()| text.trim().parse::<u32>().ok());
+        (sys, watch.index_of(iface))
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
@@ -148,6 +202,9 @@ impl Net {
         self.gather_interfaces(acc);
         let g = self.generation;
         self.kept.retain(|_, k| k.seen == g);
+        if let Some(e) = self.open_error.take() {
+            acc.add_error(e);
+        }
         if !self.ignore_protocol_stats {
             self.protocols(acc);
         }
@@ -429,58 +486,147 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn kept_files_do_not_follow_a_renamed_interface() {
-        use std::io::{BufRead, BufReader, Write};
-        use std::process::{Command, Stdio};
-        // A network namespace of its own (root only, as CI runs) with a veth pair: a0 up, b0
-        // down. On a line from us, a0 is renamed a9 and b0 takes the name a0.
-        let script = "mount -t sysfs sysfs /sys && ip link add a0 type veth peer name b0 \
-            && ip link set a0 up && echo ready && read _ \
-            && ip link set a0 down && ip link set a0 name a9 && ip link set a9 up \
-            && ip link set b0 name a0 && echo renamed && read _";
-        let mut child = Command::new("unshare")
-            .args(["--net", "--mount", "sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("unshare");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut stdin = child.stdin.take().unwrap();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
-        let pid = child.id();
-        // The child's /proc/net and /sys, and a link watch made in its namespace.
-        let paths = HostPaths {
-            proc: format!("/proc/{pid}").into(),
-            sys: format!("/proc/{pid}/root/sys").into(),
-            ..HostPaths::default()
-        };
-        let watch = std::thread::spawn(move || {
-            let ns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
-            use std::os::fd::AsRawFd;
-            // SAFETY: moves only this thread, which ends here, into the child's namespace.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
+    /// A shell in a network and mount namespace of its own (root only, as CI runs), with a
+    /// fresh /sys and a veth pair a0 (up) / b0 (down), then running `script` with the lines we
+    /// write to it. Returns it with its output lines (the first, "ready", already read) and
+    /// the `HostPaths` of its /proc and /sys.
+    struct Netns {
+        child: std::process::Child,
+        lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+        stdin: std::process::ChildStdin,
+        paths: HostPaths,
+    }
+
+    impl Netns {
+        fn start(script: &str) -> Netns {
+            use std::io::{BufRead, BufReader};
+            use std::process::{Command, Stdio};
+            let script = format!(
+                "mount -t sysfs sysfs /sys && ip link add a0 type veth peer name b0 \
+                 && ip link set a0 up && echo ready && {script}"
             );
-            links::LinkWatch::open().unwrap()
-        })
-        .join()
-        .unwrap();
-        let cfg = Config {
+            let mut child = Command::new("unshare")
+                .args(["--net", "--mount", "sh", "-c", &script])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("unshare");
+            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+            let stdin = child.stdin.take().unwrap();
+            assert_eq!(lines.next().unwrap().unwrap(), "ready");
+            let pid = child.id();
+            let paths = HostPaths {
+                proc: format!("/proc/{pid}").into(),
+                sys: format!("/proc/{pid}/root/sys").into(),
+                ..HostPaths::default()
+            };
+            Netns {
+                child,
+                lines,
+                stdin,
+                paths,
+            }
+        }
+
+        /// Writes `line` and waits for the script to print `reply`.
+        fn tell(&mut self, line: &str, reply: &str) {
+            use std::io::Write;
+            writeln!(self.stdin, "{line}").unwrap();
+            assert_eq!(self.lines.next().unwrap().unwrap(), reply);
+        }
+
+        /// A link watch on the namespace.
+        fn watch(&self) -> links::LinkWatch {
+            let pid = self.child.id();
+            std::thread::spawn(move || {
+                use std::os::fd::AsRawFd;
+                let ns = File::open(format!("/proc/{pid}/ns/net")).unwrap();
+                // SAFETY: moves only this thread, which ends here, into the child's namespace.
+                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0);
+                links::LinkWatch::open().unwrap()
+            })
+            .join()
+            .unwrap()
+        }
+
+        fn index(&self, iface: &str) -> u32 {
+            let path = self.paths.sys(&format!("class/net/{iface}/ifindex"));
+            std::fs::read_to_string(path)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        }
+
+        fn finish(mut self, line: &str) {
+            use std::io::Write;
+            writeln!(self.stdin, "{line}").unwrap();
+            assert!(self.child.wait().unwrap().success());
+        }
+    }
+
+    fn default_cfg() -> Config {
+        Config {
             interfaces: vec![],
             ignore_protocol_stats: true,
-        };
-        let mut n = Net::with_links(cfg, &paths, Some(watch)).unwrap();
+        }
+    }
+
+    #[test]
+    fn kept_files_do_not_follow_a_renamed_interface() {
+        // On a line from us, a0 is renamed a9 and b0 (down) takes the name a0.
+        let mut ns = Netns::start(
+            "read _ && ip link set a0 down && ip link set a0 name a9 && ip link set a9 up \
+             && ip link set b0 name a0 && echo renamed && read _",
+        );
+        let mut n = Net::with_links(default_cfg(), &ns.paths, Some(ns.watch())).unwrap();
         assert_eq!(reported(&mut n), ["a0"]);
         assert!(n.kept.contains_key("a0") && n.kept.contains_key("b0"));
         assert!(!n.links.as_ref().unwrap().changed());
 
-        writeln!(stdin).unwrap();
-        assert_eq!(lines.next().unwrap().unwrap(), "renamed");
+        ns.tell("", "renamed");
         // "a0" is now the old b0, which is down; the old a0's kept file would say up.
         assert_eq!(reported(&mut n), ["a9"]);
-        writeln!(stdin).unwrap();
-        assert!(child.wait().unwrap().success());
+        ns.finish("");
+    }
+
+    #[test]
+    fn a_sys_of_another_namespace_than_the_watch_turns_keeping_off() {
+        // An interface of this process's namespace, other than lo, and its index here.
+        let here = links::LinkWatch::open().unwrap();
+        let (name, index) = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !["lo", "a0", "b0"].contains(&n.as_str()))
+            .find_map(|n| here.index_of(&n).map(|i| (n, i)))
+            .expect("an interface besides lo");
+        // The namespace gets an interface of that name with another index.
+        let mut ns =
+            Netns::start("read v h && ip link set \"$v\" name \"$h\" && echo renamed && read _");
+        let victim = if ns.index("a0") != index { "a0" } else { "b0" };
+        ns.tell(&format!("{victim} {name}"), "renamed");
+        let mut n = Net::with_links(default_cfg(), &ns.paths, Some(here)).unwrap();
+        let mut acc = Accumulator::new(1);
+        n.gather_sync(&mut acc);
+        assert!(acc.errors.is_empty(), "{:?}", acc.errors);
+        assert!(
+            n.links.is_none(),
+            "kept files of another namespace's interfaces"
+        );
+        assert!(n.kept.is_empty());
+        // Read by path, the gather still reports what that /sys says.
+        let names: Vec<_> = acc
+            .metrics
+            .iter()
+            .filter_map(|m| m.tag("interface"))
+            .collect();
+        let want = if victim == "a0" {
+            vec![name.as_str()]
+        } else {
+            vec!["a0"]
+        };
+        assert_eq!(names, want);
+        ns.finish("");
     }
 }

@@ -71,7 +71,12 @@ struct Processes {
     listed_at_forks: Option<u64>,
     /// The directory is procfs (a fixture tree's stat never changes: it is always listed).
     on_procfs: bool,
+    /// Gathers since the directory was last listed.
+    unlisted: u32,
 }
+
+/// The most gathers in a row that read only the kept files.
+const RELIST_EVERY: u32 = 15;
 
 /// Enough for the first 20 fields of any stat line (a 64-byte comm and 19 numbers).
 const STAT_BUF: usize = 1024;
@@ -89,11 +94,11 @@ impl Processes {
             stat: SharedFile::new(paths.proc("stat")),
             listed_at_forks: None,
             on_procfs: false,
+            unlisted: 0,
         }
     }
 
     fn gather_sync(&mut self, acc: &mut Accumulator) {
-        let mut c = Counts::default();
         // Read before the listing: a task created before this read is already in /proc. (An
         // error opening the directory is reported by the listing.)
         let forks = if self.dir_fd().is_ok() && self.on_procfs {
@@ -101,17 +106,28 @@ impl Processes {
         } else {
             None
         };
-        let result = if forks.is_some() && forks == self.listed_at_forks {
-            self.recount(&mut c);
-            Ok(())
-        } else {
-            self.listed_at_forks = None;
-            self.scan(&mut c).map(|complete| {
-                if complete {
-                    self.listed_at_forks = forks;
-                }
-            })
-        };
+        self.gather_after(acc, forks);
+    }
+
+    /// Gathers, `forks` being the fork count read before (`None`: unknown, list).
+    fn gather_after(&mut self, acc: &mut Accumulator, forks: Option<u64>) {
+        let mut c = Counts::default();
+        // Listed again at least every `RELIST_EVERY` gathers all the same: a process can also
+        // become visible without a fork (procfs `hidepid` and a change of user).
+        let result =
+            if forks.is_some() && forks == self.listed_at_forks && self.unlisted < RELIST_EVERY {
+                self.unlisted += 1;
+                self.recount(&mut c);
+                Ok(())
+            } else {
+                self.listed_at_forks = None;
+                self.unlisted = 0;
+                self.scan(&mut c).map(|complete| {
+                    if complete {
+                        self.listed_at_forks = forks;
+                    }
+                })
+            };
         if let Err(e) = result {
             // Reopen next time, in case the directory itself went away.
             self.dir = None;
@@ -334,11 +350,12 @@ fn pread0(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// The `processes` line of /proc/stat: tasks created since boot.
+/// The `processes` line of /proc/stat: tasks created since boot (`None` for 0: a procfs that
+/// does not count them, as gVisor's).
 fn forks(stat: &str) -> Option<u64> {
     let at = stat.find("\nprocesses ")? + "\nprocesses ".len();
     let rest = &stat.as_bytes()[at..];
-    parse_u64(&rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())])
+    parse_u64(&rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())]).filter(|&n| n > 0)
 }
 
 /// Counts one /proc/<pid>/stat. The command name may hold spaces and parentheses, so the
@@ -408,7 +425,6 @@ pub const SPEC: InputSpec = InputSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::common::procfs::MAX_AGE;
     use crate::inputs::host::fixture;
     use crate::model::FieldValue;
 
@@ -519,72 +535,80 @@ mod tests {
         assert!(!p.kept.contains_key(&pid));
     }
 
-    #[test]
-    fn files_of_gone_processes_are_closed() {
-        let mut p = Processes::new(&HostPaths::default());
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        p.gather_sync(&mut Accumulator::new(1));
-        assert!(p.kept.contains_key(&pid));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Whether this gather lists the directory or only reads the kept files (no task created
-        // since), the reaped child's file goes.
-        p.gather_sync(&mut Accumulator::new(2));
-        assert!(!p.kept.contains_key(&pid));
-        assert!(p.kept.values().all(|(_, g)| *g == p.generation) || p.listed_at_forks.is_some());
-    }
-
-    /// The number a gather reports for `total`.
-    fn total(acc: &Accumulator) -> i64 {
-        match acc.metrics[0].field("total") {
+    /// Gathers with the fork count `forks`; returns the total reported and whether the
+    /// directory was listed.
+    fn gather_at(p: &mut Processes, forks: u64) -> (i64, bool) {
+        let generation = p.generation;
+        let mut acc = Accumulator::new(1);
+        p.gather_after(&mut acc, Some(forks));
+        let total = match acc.metrics[0].field("total") {
             Some(FieldValue::Int(n)) => *n,
             other => panic!("total: {other:?}"),
-        }
+        };
+        (total, p.generation != generation)
+    }
+
+    fn sleeper() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap()
     }
 
     #[test]
     fn unchanged_fork_count_reads_the_kept_files_without_listing() {
         let mut p = Processes::new(&HostPaths::default());
-        let mut acc = Accumulator::new(1);
-        p.gather_sync(&mut acc);
-        assert!(p.on_procfs);
-        let forks = p
-            .listed_at_forks
-            .expect("a complete listing records the fork count");
-        // Same tick, same /proc/stat text: the kept files are read, the directory is not.
-        let generation = p.generation;
-        let mut again = Accumulator::new(1);
-        p.gather_sync(&mut again);
-        assert_eq!(p.generation, generation, "listed again");
-        assert_eq!(total(&again), p.kept.len() as i64);
-        assert_eq!(p.listed_at_forks, Some(forks));
-        // A fake count from before the last listing: the next gather lists again.
-        p.listed_at_forks = Some(forks - 1);
-        p.gather_sync(&mut Accumulator::new(1));
-        assert_eq!(p.generation, generation + 1);
+        let mut child = sleeper();
+        let pid = child.id();
+        assert!(gather_at(&mut p, 7).1, "the first gather lists");
+        assert!(p.kept.contains_key(&pid), "more processes than kept files?");
+        let (total, listed) = gather_at(&mut p, 7);
+        assert!(!listed, "listed again with the same fork count");
+        assert_eq!(total, p.kept.len() as i64);
+        // A process that is gone (reaped) is dropped from the kept files, not counted.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let (total, listed) = gather_at(&mut p, 7);
+        assert!(!listed);
+        assert!(!p.kept.contains_key(&pid));
+        assert_eq!(total, p.kept.len() as i64);
     }
 
     #[test]
-    fn a_process_started_between_gathers_is_counted() {
+    fn a_new_fork_count_lists_and_finds_the_new_process() {
         let mut p = Processes::new(&HostPaths::default());
-        p.gather_sync(&mut Accumulator::new(1));
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        // A new tick reads /proc/stat again: the fork shows there, so the directory is
-        // listed and the child found.
-        std::thread::sleep(MAX_AGE);
-        p.gather_sync(&mut Accumulator::new(2));
-        let found = p.kept.contains_key(&pid);
+        gather_at(&mut p, 7);
+        let mut child = sleeper();
+        let (_, listed) = gather_at(&mut p, 8);
+        let seen = p.kept.contains_key(&child.id());
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(found, "the new process was not seen");
+        assert!(listed, "not listed after a fork");
+        assert!(seen, "the new process was not seen");
+    }
+
+    #[test]
+    fn the_directory_is_listed_again_after_a_run_of_unlisted_gathers() {
+        let mut p = Processes::new(&HostPaths::default());
+        assert!(gather_at(&mut p, 7).1);
+        for _ in 0..RELIST_EVERY {
+            assert!(!gather_at(&mut p, 7).1);
+        }
+        assert!(gather_at(&mut p, 7).1);
+        assert!(!gather_at(&mut p, 7).1);
+    }
+
+    #[test]
+    fn real_gathers_read_the_fork_count_on_procfs_only() {
+        let mut p = Processes::new(&HostPaths::default());
+        p.gather_sync(&mut Accumulator::new(1));
+        assert!(p.on_procfs);
+        // This machine's kernel counts forks: a complete listing records the count.
+        assert!(p.listed_at_forks.is_some_and(|n| n > 0));
+        let mut f = Processes::new(&fixture("modern"));
+        f.gather_sync(&mut Accumulator::new(1));
+        assert!(!f.on_procfs);
+        assert_eq!(f.listed_at_forks, None);
     }
 
     #[test]
@@ -592,6 +616,7 @@ mod tests {
         let text = "cpu  1 2 3\nctxt 99\nbtime 1700000000\nprocesses 123456\nprocs_running 2\n";
         assert_eq!(forks(text), Some(123456));
         assert_eq!(forks("cpu 1\nprocesses x\n"), None);
+        assert_eq!(forks("cpu 1\nprocesses 0\n"), None);
         assert_eq!(forks("cpu 1\n"), None);
     }
 }
