@@ -50,21 +50,6 @@ bench_on_exit '[ ! -f "$WORK/pids" ] || while read -r p; do kill "$p" 2>/dev/nul
 secs=$(awk -v i="$INTERVAL" 'BEGIN { v = i + 0; if (i ~ /ms$/) v /= 1000; print v }')
 per_min=$(awk -v s="$secs" 'BEGIN { printf "%d", 60 / s }')
 
-HOST_INPUTS='
-[[inputs.cpu]]
-  percpu = true
-  totalcpu = true
-[[inputs.disk]]
-  ignore_fs = ["tmpfs", "devtmpfs", "devfs", "iso9660", "overlay", "aufs", "squashfs"]
-[[inputs.diskio]]
-[[inputs.kernel]]
-[[inputs.mem]]
-[[inputs.net]]
-[[inputs.netstat]]
-[[inputs.processes]]
-[[inputs.swap]]
-[[inputs.system]]
-'
 # The [[inputs.*]] tables of the embedded default config, verbatim.
 DEFAULT_INPUTS=$(awk '/^\[\[outputs\./ { exit } f && !/^#/ { print } /^\[\[inputs\./ && !f { f = 1; print }' \
     config/sonde.toml)

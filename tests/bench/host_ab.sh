@@ -24,19 +24,7 @@ cat >"$WORK/sonde.toml" <<EOF
   round_interval = false
   flush_interval = "50ms"
   omit_hostname = true
-[[inputs.cpu]]
-  percpu = true
-  totalcpu = true
-[[inputs.disk]]
-  ignore_fs = ["tmpfs", "devtmpfs", "devfs", "iso9660", "overlay", "aufs", "squashfs"]
-[[inputs.diskio]]
-[[inputs.kernel]]
-[[inputs.mem]]
-[[inputs.net]]
-[[inputs.processes]]
-[[inputs.swap]]
-[[inputs.system]]
-$([ "${NETSTAT:-0}" = 1 ] && echo '[[inputs.netstat]]')
+$(if [ "${NETSTAT:-0}" = 1 ]; then echo "$HOST_INPUTS"; else grep -v '^\[\[inputs\.netstat\]\]' <<<"$HOST_INPUTS"; fi)
 [[outputs.discard]]
 EOF
 

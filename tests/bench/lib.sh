@@ -14,6 +14,7 @@
 #   median (numbers on stdin), ratio A B [DIGITS=2]
 #   NCPUS: the CPUs this script may use, counted when sourced
 #   LOADCPUS: the CPUs other than 0, for load generators (the measured process runs on CPU 0)
+#   HOST_INPUTS: the [[inputs.*]] tables of the ten host inputs (host.sh, host_ab.sh)
 # shellcheck shell=bash
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
@@ -26,6 +27,23 @@ NCPUS=$(nproc)
 LOADCPUS="1-$(($(nproc) - 1))"
 # shellcheck disable=SC2034
 [ "$(nproc)" -gt 1 ] || LOADCPUS=0
+
+# shellcheck disable=SC2034
+HOST_INPUTS='
+[[inputs.cpu]]
+  percpu = true
+  totalcpu = true
+[[inputs.disk]]
+  ignore_fs = ["tmpfs", "devtmpfs", "devfs", "iso9660", "overlay", "aufs", "squashfs"]
+[[inputs.diskio]]
+[[inputs.kernel]]
+[[inputs.mem]]
+[[inputs.net]]
+[[inputs.netstat]]
+[[inputs.processes]]
+[[inputs.swap]]
+[[inputs.system]]
+'
 
 # bench_need cmd:package... : installs the packages of the missing commands.
 bench_need() {
