@@ -6,6 +6,48 @@ use std::fmt;
 /// live inline, so cloning a typical tag does not allocate.
 pub type Str = compact_str::CompactString;
 
+/// `Str::from(s)` for the codecs' hot paths, which build several per metric: a string short
+/// enough to live inline is assembled in a few fixed-size moves, where `Str::from` calls
+/// `memcpy` for its variable length.
+#[inline(always)]
+pub fn str_from(s: &str) -> Str {
+    // compact_str's documented inline layout ("How it works" in its README): the bytes of the
+    // string, then, in the last byte, 0xC0 | length; a 24-byte string uses all 24 (its last
+    // byte, being UTF-8, is below 0xC0). `str_from_matches_str_from` checks every length.
+    const INLINE: usize = 24;
+    const _: () = assert!(std::mem::size_of::<Str>() == INLINE);
+    let n = s.len();
+    if n == 0 || n > INLINE {
+        return Str::from(s);
+    }
+    let src = s.as_bytes();
+    let mut buf = [0u8; INLINE];
+    match n {
+        1..4 => {
+            buf[0] = src[0];
+            buf[n / 2] = src[n / 2];
+            buf[n - 1] = src[n - 1];
+        }
+        4..8 => {
+            buf[..4].copy_from_slice(&src[..4]);
+            buf[n - 4..n].copy_from_slice(&src[n - 4..]);
+        }
+        8..16 => {
+            buf[..8].copy_from_slice(&src[..8]);
+            buf[n - 8..n].copy_from_slice(&src[n - 8..]);
+        }
+        _ => {
+            buf[..16].copy_from_slice(&src[..16]);
+            buf[n - 8..n].copy_from_slice(&src[n - 8..]);
+        }
+    }
+    if n < INLINE {
+        buf[INLINE - 1] = 0xC0 | n as u8;
+    }
+    // SAFETY: `buf` is an inline `Str` in the layout above, holding `n` bytes of a `str`.
+    unsafe { std::mem::transmute::<[u8; INLINE], Str>(buf) }
+}
+
 /// A typed field value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FieldValue {
@@ -231,6 +273,23 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn str_from_matches_str_from() {
+        let text = "abcdefghijklmnopqrstuvwxyz0123456789-é";
+        for end in 0..=text.len() {
+            if !text.is_char_boundary(end) {
+                continue;
+            }
+            for start in (0..=end).filter(|&i| text.is_char_boundary(i)) {
+                let s = &text[start..end];
+                let got = str_from(s);
+                assert_eq!(got.as_str(), s);
+                assert_eq!(got.is_heap_allocated(), s.len() > 24, "{s:?}");
+                assert_eq!(got, Str::from(s));
+            }
+        }
+    }
 
     #[test]
     fn tags_stay_sorted_and_unique() {

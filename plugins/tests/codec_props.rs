@@ -93,6 +93,30 @@ proptest! {
     }
 
     #[test]
+    // Tags written in any order (keys sharing first bytes, escaped or not) come out sorted,
+    // the metric otherwise as written.
+    fn influx_tags_in_any_order(
+        (m, written) in (
+            metric(),
+            prop::collection::vec((key("ab\\ ,="), key(TRICKY)), 0..7),
+        )
+            .prop_flat_map(|(mut m, tags)| {
+                m.tags.clear();
+                for (k, v) in tags {
+                    m.add_tag(k, v);
+                }
+                let tags = m.tags.clone();
+                (Just(m), Just(tags).prop_shuffle())
+            })
+    ) {
+        let mut unsorted = m.clone();
+        unsorted.tags = written;
+        let (back, errs) = parse(&serialize(&[unsorted]));
+        prop_assert!(errs.is_empty(), "{errs:?}");
+        prop_assert_eq!(back, vec![m]);
+    }
+
+    #[test]
     fn influx_round_trip_split_lines(m in metric(), max in 1usize..80) {
         // Split lines carry the same series and timestamp; together they hold every field.
         let mut bytes = Vec::new();

@@ -18,10 +18,10 @@
 //! Newline, carriage return, tab and form feed cannot appear raw in names, tags or field keys;
 //! like Telegraf the serializer writes them as the two characters `\n`, `\r`, `\t`, `\f`.
 
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
 use super::{ParseError, Parser, Serializer};
-use crate::model::{FieldValue, Metric, Str};
+use crate::model::{FieldValue, Metric, Str, ValueType, str_from};
 
 /// Serializer options (Telegraf's `influx_*` keys).
 #[derive(Clone, Debug)]
@@ -379,18 +379,15 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
             Some(t) => Line::Text(&t[pos..stop]),
             None => Line::Bytes(&input[pos..stop]),
         };
-        let parsed = parse_line(line, precision, now, &mut scratch);
-        scratch.tags.clear();
-        scratch.fields.clear();
-        scratch.field_fps.clear();
-        match parsed {
-            Ok(Some(m)) => out.push(m),
-            Ok(None) => {}
-            Err(message) => errors.push(ParseError {
+        if let Err(message) = parse_line(line, precision, now, &mut scratch, out) {
+            scratch.tags.clear();
+            scratch.fields.clear();
+            errors.push(ParseError {
                 line: line_no,
                 message,
-            }),
+            });
         }
+        scratch.field_fps.clear();
         line_no += newlines;
         pos = end + 1;
     }
@@ -418,10 +415,9 @@ pub fn split_lines(input: &[u8], start: usize, max_lines: usize) -> (usize, usiz
 /// has a quote this scans like InfluxDB's `scanLine`.
 fn line_end(input: &[u8], start: usize) -> (usize, usize) {
     let rest = &input[start..];
-    match memchr2(b'\n', b'"', rest) {
-        None => return (input.len(), 1),
-        Some(p) if rest[p] == b'\n' => return (start + p, 1),
-        Some(_) => {}
+    let p = find_any(input, start, [b'\n', b'"', b'\n', b'"']);
+    if p == input.len() || input[p] == b'\n' {
+        return (p, 1);
     }
     let nl = memchr(b'\n', rest).unwrap_or(rest.len());
     let body = rest.iter().position(|&b| b != b' ' && b != b'\t');
@@ -500,15 +496,21 @@ fn find_any_scalar(b: &[u8], i: usize, stops: [u8; 4]) -> usize {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn mask16(lo: u64, hi: u64, stops: [u8; 4], ctrl: bool) -> u32 {
+    // SAFETY: SSE2 is part of the x86_64 baseline this code is compiled for (the cfg above).
+    let v = unsafe { std::arch::x86_64::_mm_set_epi64x(hi as i64, lo as i64) };
+    mask_vec(v, stops, ctrl)
+}
+
+/// `mask16` of the 16 bytes in `v`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn mask_vec(v: std::arch::x86_64::__m128i, stops: [u8; 4], ctrl: bool) -> u32 {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
-        _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     // SAFETY: these intrinsics only require SSE2, which this code is compiled for (the cfg
-    // above; it is part of the x86_64 baseline). They take no pointers: the bytes were read
-    // through bounds-checked slices.
+    // above; it is part of the x86_64 baseline). They take no pointers.
     unsafe {
-        let v = _mm_set_epi64x(hi as i64, lo as i64);
         let e0 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[0] as i8));
         let e1 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[1] as i8));
         let e2 = _mm_cmpeq_epi8(v, _mm_set1_epi8(stops[2] as i8));
@@ -533,7 +535,11 @@ fn word(b: &[u8], at: usize) -> u64 {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn block_mask(b: &[u8], at: usize, stops: [u8; 4]) -> u32 {
-    mask16(word(b, at), word(b, at + 8), stops, false)
+    let block: &[u8; 16] = b[at..at + 16].try_into().unwrap();
+    // SAFETY: SSE2 is baseline on x86_64 (the cfg above); the load reads the 16 bytes of
+    // `block`, which the bounds-checked slice above guarantees exist.
+    let v = unsafe { std::arch::x86_64::_mm_loadu_si128(block.as_ptr().cast()) };
+    mask_vec(v, stops, false)
 }
 
 /// Whether any byte of `b` is one of `stops` or (with `ctrl`) at most 0x0d. Short slices are
@@ -654,7 +660,7 @@ const FIELD_VALUE_STOPS: [u8; 4] = [b',', b' ', b',', b' '];
 #[inline(always)]
 fn unescape(tok: &str, has_escape: bool, is_escape: fn(u8) -> bool, scratch: &mut String) -> Str {
     if !has_escape {
-        return Str::from(tok);
+        return str_from(tok);
     }
     unescape_slow(tok, is_escape, scratch)
 }
@@ -717,22 +723,24 @@ enum Line<'a> {
     Bytes(&'a [u8]),
 }
 
-/// Parses one line (without its newline). `Ok(None)` for blank lines and comments.
+/// Parses one line (without its newline) into `out`; blank lines and comments add nothing.
+/// On error `sc.tags` and `sc.fields` may hold the line's tokens.
 fn parse_line(
     line: Line<'_>,
     precision: i64,
     now: i64,
     sc: &mut Scratch,
-) -> Result<Option<Metric>, String> {
+    out: &mut Vec<Metric>,
+) -> Result<(), String> {
     let bytes = match line {
         Line::Text(t) => t.as_bytes(),
         Line::Bytes(b) => b,
     };
     let Some(first) = bytes.iter().position(|&b| b != b' ' && b != b'\t') else {
-        return Ok(None);
+        return Ok(());
     };
     if bytes[first] == b'#' {
-        return Ok(None);
+        return Ok(());
     }
     let s = match line {
         Line::Text(t) => t,
@@ -745,13 +753,14 @@ fn parse_line(
     if i == first {
         return Err("missing measurement".into());
     }
-    let mut m = Metric::new(
-        unescape(&s[first..i], esc, is_measurement_escape, &mut sc.text),
-        now,
-    );
+    let name = unescape(&s[first..i], esc, is_measurement_escape, &mut sc.text);
+    let mut time = now;
     let mut i = i;
 
-    // Tags.
+    // Tags. Whether they come sorted is decided on the way from the raw keys' first bytes
+    // (the full keys only when those are equal or a key has an escape).
+    let mut sorted = true;
+    let mut prev_key: Option<(u8, bool)> = None;
     while i < b.len() && b[i] == b',' {
         let ks = i + 1;
         let (ke, kesc) = scan(b, ks, KEY_STOPS);
@@ -768,6 +777,14 @@ fn parse_line(
         }
         let key = unescape(&s[ks..ke], kesc, is_tag_escape, &mut sc.text);
         let value = unescape(&s[vs..ve], vesc, is_tag_escape, &mut sc.text);
+        if sorted && let Some((prev_first, prev_esc)) = prev_key {
+            sorted = match prev_first.cmp(&b[ks]) {
+                std::cmp::Ordering::Less if !kesc && !prev_esc => true,
+                std::cmp::Ordering::Greater if !kesc && !prev_esc => false,
+                _ => sc.tags.last().is_some_and(|(prev, _)| *prev < key),
+            };
+        }
+        prev_key = Some((b[ks], kesc));
         sc.tags.push((key, value));
         i = ve;
     }
@@ -845,7 +862,7 @@ fn parse_line(
     }
     // Usually the rest of the line is just the timestamp: no need to look for its end.
     if let Some(t) = parse_int_strict(&s[i..]) {
-        m.time = t
+        time = t
             .checked_mul(precision)
             .ok_or_else(|| format!("invalid timestamp {:?}: out of range", &s[i..]))?;
     } else if i < b.len() {
@@ -855,14 +872,21 @@ fn parse_line(
             .map_or(b.len(), |p| i + p);
         let tok = &s[i..te];
         let t = parse_int_strict(tok).ok_or_else(|| format!("invalid timestamp {tok:?}"))?;
-        m.time = t
+        time = t
             .checked_mul(precision)
             .ok_or_else(|| format!("invalid timestamp {tok:?}: out of range"))?;
         if b[te..].iter().any(|&c| c != b' ' && c != b'\t') {
             return Err(format!("unexpected text after timestamp {tok:?}"));
         }
     }
-    if sc.tags.windows(2).all(|w| w[0].0 < w[1].0) {
+    let mut m = Metric {
+        name,
+        tags: Vec::new(),
+        fields: take_exact(&mut sc.fields, &mut sc.field_count),
+        time,
+        kind: ValueType::Untyped,
+    };
+    if sorted {
         m.tags = take_exact(&mut sc.tags, &mut sc.tag_count);
     } else {
         m.tags.reserve_exact(sc.tags.len());
@@ -870,8 +894,8 @@ fn parse_line(
             m.add_tag(k, v);
         }
     }
-    m.fields = take_exact(&mut sc.fields, &mut sc.field_count);
-    Ok(Some(m))
+    out.push(m);
+    Ok(())
 }
 
 /// The scratch list itself when its capacity is exactly its length (then replaced by one of

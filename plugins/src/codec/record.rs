@@ -19,7 +19,7 @@
 //! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
 //! (varint), 3 false, 4 true, 5 string.
 
-use crate::model::{FieldValue, Metric, ValueType};
+use crate::model::{FieldValue, Metric, ValueType, str_from};
 
 const SAME_NAME: u8 = 1;
 const SAME_TAGS: u8 = 2;
@@ -262,10 +262,12 @@ fn decode_metric<'a>(
     m.fields.clear();
     match prev {
         Some(p) if flags & SAME_NAME != 0 => m.name.clone_from(&p.name),
-        _ => {
+        // A spare metric's heap name is reused; a short one is rebuilt in place.
+        _ if m.name.is_heap_allocated() => {
             m.name.clear();
             m.name.push_str(r.str()?);
         }
+        _ => m.name = str_from(r.str()?),
     }
     m.kind = kind_from(flags >> 4)?;
     m.time = prev
@@ -277,7 +279,7 @@ fn decode_metric<'a>(
             let nt = r.len_prefix(2)?;
             m.tags.reserve(nt);
             for _ in 0..nt {
-                m.tags.push((r.str()?.into(), r.str()?.into()));
+                m.tags.push((str_from(r.str()?), str_from(r.str()?)));
             }
         }
     }
@@ -295,7 +297,7 @@ fn decode_metric<'a>(
     for j in 0..nf {
         let key = match keys_from {
             Some(p) => p.fields[j].0.clone(),
-            None => r.str()?.into(),
+            None => str_from(r.str()?),
         };
         let value = match r.byte()? {
             0 => FieldValue::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
@@ -303,7 +305,7 @@ fn decode_metric<'a>(
             2 => FieldValue::UInt(r.varint()?),
             3 => FieldValue::Bool(false),
             4 => FieldValue::Bool(true),
-            5 => FieldValue::String(r.str()?.into()),
+            5 => FieldValue::String(str_from(r.str()?)),
             _ => return Err(RecordError("unknown field type")),
         };
         m.fields.push((key, value));
