@@ -7,8 +7,8 @@ use std::fmt;
 pub type Str = compact_str::CompactString;
 
 /// `Str::from(s)` for the codecs' hot paths, which build several per metric: a string short
-/// enough to live inline is assembled in a few fixed-size moves, where `Str::from` calls
-/// `memcpy` for its variable length.
+/// enough to live inline is assembled with fixed-size moves (`copy_short`), where `Str::from`
+/// calls `memcpy` for its variable length.
 #[inline(always)]
 pub fn str_from(s: &str) -> Str {
     // compact_str's documented inline layout ("How it works" in its README): the bytes of the
@@ -20,27 +20,8 @@ pub fn str_from(s: &str) -> Str {
     if n == 0 || n > INLINE {
         return Str::from(s);
     }
-    let src = s.as_bytes();
     let mut buf = [0u8; INLINE];
-    match n {
-        1..4 => {
-            buf[0] = src[0];
-            buf[n / 2] = src[n / 2];
-            buf[n - 1] = src[n - 1];
-        }
-        4..8 => {
-            buf[..4].copy_from_slice(&src[..4]);
-            buf[n - 4..n].copy_from_slice(&src[n - 4..]);
-        }
-        8..16 => {
-            buf[..8].copy_from_slice(&src[..8]);
-            buf[n - 8..n].copy_from_slice(&src[n - 8..]);
-        }
-        _ => {
-            buf[..16].copy_from_slice(&src[..16]);
-            buf[n - 8..n].copy_from_slice(&src[n - 8..]);
-        }
-    }
+    crate::codec::wire::copy_short(&mut buf, s.as_bytes());
     if n < INLINE {
         buf[INLINE - 1] = 0xC0 | n as u8;
     }

@@ -415,7 +415,7 @@ pub fn split_lines(input: &[u8], start: usize, max_lines: usize) -> (usize, usiz
 /// has a quote this scans like InfluxDB's `scanLine`.
 fn line_end(input: &[u8], start: usize) -> (usize, usize) {
     let rest = &input[start..];
-    let p = find_any(input, start, [b'\n', b'"', b'\n', b'"']);
+    let p = find_newline_or_quote(input, start);
     if p == input.len() || input[p] == b'\n' {
         return (p, 1);
     }
@@ -603,6 +603,35 @@ fn find_any_sse2(b: &[u8], mut i: usize, stops: [u8; 4]) -> usize {
     } else {
         b.len()
     }
+}
+
+/// Index of the first `\n` or `"` at or after `i` (or `b.len()`): a whole line is looked
+/// through, so 32 bytes at a time.
+#[inline]
+fn find_newline_or_quote(b: &[u8], mut i: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while i + 32 <= b.len() {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
+        let block: &[u8; 32] = b[i..i + 32].try_into().unwrap();
+        // SAFETY: SSE2 is baseline on x86_64 (the cfg above); the two loads read the 32 bytes
+        // of `block`, which the bounds-checked slice above guarantees exist.
+        let m = unsafe {
+            let p = block.as_ptr().cast::<__m128i>();
+            let (lo, hi) = (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)));
+            let (nl, q) = (_mm_set1_epi8(b'\n' as i8), _mm_set1_epi8(b'"' as i8));
+            let mlo = _mm_or_si128(_mm_cmpeq_epi8(lo, nl), _mm_cmpeq_epi8(lo, q));
+            let mhi = _mm_or_si128(_mm_cmpeq_epi8(hi, nl), _mm_cmpeq_epi8(hi, q));
+            _mm_movemask_epi8(mlo) as u32 | (_mm_movemask_epi8(mhi) as u32) << 16
+        };
+        if m != 0 {
+            return i + m.trailing_zeros() as usize;
+        }
+        i += 32;
+    }
+    find_any(b, i, [b'\n', b'"', b'\n', b'"'])
 }
 
 /// Scans a measurement, tag key, tag value or field key from `i` up to the first byte in

@@ -13,6 +13,7 @@ pub mod prometheus;
 pub mod prometheus_series;
 pub mod record;
 pub mod value;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -19,6 +19,7 @@
 //! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
 //! (varint), 3 false, 4 true, 5 string.
 
+use super::wire::{extend_short, put_varint};
 use crate::model::{FieldValue, Metric, ValueType, str_from};
 
 const SAME_NAME: u8 = 1;
@@ -342,17 +343,9 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
-    out.extend_from_slice(s.as_bytes());
+    extend_short(out, s.as_bytes());
 }
 
 /// `b.is_ascii()`, with two overlapping loads for up to 16 bytes (the standard library goes

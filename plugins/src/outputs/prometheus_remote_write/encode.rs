@@ -8,6 +8,7 @@
 //! name, the first of two labels whose names sanitize alike kept.
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
+use crate::codec::wire::{copy_short, extend_short, put_varint};
 use crate::model::{FieldValue, Metric};
 
 /// Protobuf keys: (field number << 3) | wire type.
@@ -135,7 +136,7 @@ impl Encoder {
                 if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
                     self.cur.clear();
                     put_label(&mut self.cur, b"__name__", &self.name);
-                    self.cur.extend_from_slice(&self.common_enc);
+                    extend_short(&mut self.cur, &self.common_enc);
                     self.add_sample(ms, value);
                     continue;
                 }
@@ -417,6 +418,20 @@ fn string_len(len: usize) -> usize {
 /// One `Label` message (field 1 of a `TimeSeries`).
 #[inline]
 fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let (n, v) = (name.len(), value.len());
+    // The usual label: name and value non-empty and short, so every length is one byte.
+    if (1..=32).contains(&n) && (1..=32).contains(&v) {
+        const MAX: usize = 6 + 32 + 32;
+        let at = out.len();
+        out.extend_from_slice(&[0u8; MAX]);
+        let dst = &mut out[at..at + MAX];
+        dst[..4].copy_from_slice(&[KEY_LEN_1, (4 + n + v) as u8, KEY_LEN_1, n as u8]);
+        copy_short(&mut dst[4..], name);
+        dst[4 + n..6 + n].copy_from_slice(&[KEY_LEN_2, v as u8]);
+        copy_short(&mut dst[6 + n..], value);
+        out.truncate(at + 6 + n + v);
+        return;
+    }
     let len = string_len(name.len()) + string_len(value.len());
     out.push(KEY_LEN_1);
     put_varint(out, len as u64);
@@ -430,7 +445,7 @@ fn put_string(out: &mut Vec<u8>, key: u8, s: &[u8]) {
     if !s.is_empty() {
         out.push(key);
         put_varint(out, s.len() as u64);
-        out.extend_from_slice(s);
+        extend_short(out, s);
     }
 }
 
@@ -438,15 +453,6 @@ fn put_string(out: &mut Vec<u8>, key: u8, s: &[u8]) {
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
-#[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// A fast hash of the encoded labels (FxHash-style, 8 bytes at a time).

@@ -513,12 +513,14 @@ mod tests {
     #[test]
     fn random_batches_match_prost() {
         let mut rng = fastrand::Rng::with_seed(42);
-        let names = ["cpu", "prometheus", "a.b", "9x", "é"];
+        // Lengths around the encoder's short-label path (32 bytes) and two-byte varints.
+        let long: Vec<String> = [26, 27, 32, 33, 140].map(|n| "l".repeat(n)).into();
+        let names = ["cpu", "prometheus", "a.b", "9x", "é", &long[0], &long[4]];
         let keys = [
             "v", "sum", "count", "0.5", "+Inf", "x_bucket", "x_sum", "q", "s", "le",
         ];
         let tag_keys = [
-            "host", "le", "quantile", "a-b", "a_b", "a.b", "__name__", "ü",
+            "host", "le", "quantile", "a-b", "a_b", "a.b", "__name__", "ü", &long[2], &long[3],
         ];
         let kinds = [
             ValueType::Untyped,
@@ -535,7 +537,8 @@ mod tests {
                         Metric::new(names[rng.usize(..names.len())], rng.i64(-3..4) * 999_999)
                             .with_kind(kinds[rng.usize(..kinds.len())]);
                     for _ in 0..rng.usize(0..4) {
-                        let v = ["", "x", "0.5", "y z"][rng.usize(..4)];
+                        let v =
+                            ["", "x", "0.5", "y z", &long[2], &long[3], &long[4]][rng.usize(..7)];
                         m.add_tag(tag_keys[rng.usize(..tag_keys.len())], v);
                     }
                     for _ in 0..rng.usize(1..5) {

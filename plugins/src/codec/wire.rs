@@ -1,0 +1,98 @@
+//! Byte writing shared by the binary encoders (the buffer's records, remote write): varints
+//! and the many short copies of names, keys and values, done in a few fixed-size moves
+//! rather than a `memcpy` call each.
+
+/// Appends `v` as a protobuf (LEB128) varint.
+#[inline]
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
+    // Room for the longest varint is made once; what is not used is cut off again.
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 10]);
+    let dst = &mut out[at..at + 10];
+    let mut i = 0;
+    while v >= 0x80 {
+        dst[i] = v as u8 | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    dst[i] = v as u8;
+    out.truncate(at + i + 1);
+}
+
+/// `out.extend_from_slice(src)`.
+#[inline(always)]
+pub fn extend_short(out: &mut Vec<u8>, src: &[u8]) {
+    let n = src.len();
+    if n > 32 {
+        out.extend_from_slice(src);
+        return;
+    }
+    let at = out.len();
+    out.extend_from_slice(&[0u8; 32]);
+    copy_short(&mut out[at..at + 32], src);
+    out.truncate(at + n);
+}
+
+/// Copies `src` (at most 32 bytes) to the start of `dst` with overlapping fixed-size moves.
+#[inline(always)]
+pub fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    match n {
+        0 => {}
+        1..4 => {
+            dst[0] = src[0];
+            dst[n / 2] = src[n / 2];
+            dst[n - 1] = src[n - 1];
+        }
+        4..8 => {
+            dst[..4].copy_from_slice(&src[..4]);
+            dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+        }
+        8..16 => {
+            dst[..8].copy_from_slice(&src[..8]);
+            dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+        }
+        _ => {
+            dst[..16].copy_from_slice(&src[..16]);
+            dst[n - 16..n].copy_from_slice(&src[n - 16..]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_match_the_plain_loop() {
+        let mut values = vec![0, 1, 0x7f, 0x80, 0x3fff, 0x4000, u64::MAX, u64::MAX >> 1];
+        values.extend((0..64).map(|s| 1u64 << s));
+        for v in values {
+            let mut want = vec![9];
+            let mut x = v;
+            while x >= 0x80 {
+                want.push(x as u8 | 0x80);
+                x >>= 7;
+            }
+            want.push(x as u8);
+            let mut got = vec![9];
+            put_varint(&mut got, v);
+            assert_eq!(got, want, "{v:#x}");
+        }
+    }
+
+    #[test]
+    fn short_copies_of_every_length() {
+        let src: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let mut out = vec![0xee; 3];
+            extend_short(&mut out, &src[..n]);
+            assert_eq!(&out[..3], &[0xee; 3]);
+            assert_eq!(&out[3..], &src[..n], "{n}");
+        }
+    }
+}
