@@ -786,10 +786,9 @@ fn parse_line(
     let mut time = now;
     let mut i = i;
 
-    // Tags. Whether they come sorted is decided on the way from the raw keys' first bytes
-    // (the full keys only when those are equal or a key has an escape).
+    // Tags. Whether they come sorted is decided on the way, mostly from the keys' first
+    // bytes (the full keys are compared only when those are equal).
     let mut sorted = true;
-    let mut prev_key: Option<(u8, bool)> = None;
     while i < b.len() && b[i] == b',' {
         let ks = i + 1;
         let (ke, kesc) = scan(b, ks, KEY_STOPS);
@@ -806,14 +805,13 @@ fn parse_line(
         }
         let key = unescape(&s[ks..ke], kesc, is_tag_escape, &mut sc.text);
         let value = unescape(&s[vs..ve], vesc, is_tag_escape, &mut sc.text);
-        if sorted && let Some((prev_first, prev_esc)) = prev_key {
-            sorted = match prev_first.cmp(&b[ks]) {
-                std::cmp::Ordering::Less if !kesc && !prev_esc => true,
-                std::cmp::Ordering::Greater if !kesc && !prev_esc => false,
-                _ => sc.tags.last().is_some_and(|(prev, _)| *prev < key),
+        if sorted && let Some((prev, _)) = sc.tags.last() {
+            sorted = match prev.as_bytes().first().cmp(&key.as_bytes().first()) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => *prev < key,
             };
         }
-        prev_key = Some((b[ks], kesc));
         sc.tags.push((key, value));
         i = ve;
     }
@@ -1442,9 +1440,11 @@ mod tests {
 
     #[test]
     fn errors_carry_on() {
-        let (ms, e) = p(b"m,t= v=1\nm,=x v=1\nm,t v=1\n,t=1 v=1\nm v=1 abc\nm v=1 1 2\nm v=\"x\"y\nm =1\nm\xff v=1\nok v=1");
+        // Lines 5 and 7 fail after a tag or field was read: none of it may reach the next line.
+        let (ms, e) = p(b"m,t= v=1\nm,=x v=1\nm,t v=1\n,t=1 v=1\nm,a=1 v=1 abc\nm v=1 1 2\nm,b=2 v=\"x\"y\nm =1\nm\xff v=1\nok v=1");
         assert_eq!(ms.len(), 1);
-        assert_eq!(ms[0].name, "ok");
+        assert_eq!((ms[0].name.as_str(), &ms[0].tags[..]), ("ok", &[][..]));
+        assert_eq!(ms[0].fields, vec![("v".into(), FieldValue::Float(1.0))]);
         let reasons: Vec<_> = e.iter().map(|e| (e.line, e.message.clone())).collect();
         assert_eq!(reasons.len(), 9, "{reasons:?}");
         assert!(reasons[0].1.starts_with("missing tag value"));
@@ -1488,6 +1488,18 @@ mod tests {
     fn duplicate_fields_last_wins_and_tags_sorted() {
         let m = one("m,z=1,a=2 v=1,w=2,v=3");
         assert_eq!(m.tags[0].0, "a");
+        // Sorted by the keys as read: `\ b` is " b", before "A" (its raw `\` is after).
+        let tags = |m: Metric| {
+            m.tags
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(tags(one(r"m,A=1,\ b=2 f=1")), [" b=2", "A=1"]);
+        assert_eq!(tags(one(r"m,\ b=2,A=1 f=1")), [" b=2", "A=1"]);
+        // A tag key given twice: the last value wins.
+        assert_eq!(tags(one("m,t=1,u=0,t=2 f=1")), ["t=2", "u=0"]);
+        assert_eq!(tags(one("m,t=1,t=2 f=1")), ["t=2"]);
         assert_eq!(
             m.fields,
             vec![

@@ -263,7 +263,7 @@ fn decode_metric<'a>(
     m.fields.clear();
     match prev {
         Some(p) if flags & SAME_NAME != 0 => m.name.clone_from(&p.name),
-        // A spare metric's heap name is reused; a short one is rebuilt in place.
+        // A spare metric's heap name keeps its allocation; an inline one is replaced.
         _ if m.name.is_heap_allocated() => {
             m.name.clear();
             m.name.push_str(r.str()?);

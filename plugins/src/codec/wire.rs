@@ -41,6 +41,7 @@ pub fn extend_short(out: &mut Vec<u8>, src: &[u8]) {
 #[inline(always)]
 pub fn copy_short(dst: &mut [u8], src: &[u8]) {
     let n = src.len();
+    debug_assert!(n <= 32);
     match n {
         0 => {}
         1..4 => {

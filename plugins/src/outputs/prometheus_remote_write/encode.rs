@@ -136,7 +136,7 @@ impl Encoder {
                 if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
                     self.cur.clear();
                     put_label(&mut self.cur, b"__name__", &self.name);
-                    extend_short(&mut self.cur, &self.common_enc);
+                    self.cur.extend_from_slice(&self.common_enc);
                     self.add_sample(ms, value);
                     continue;
                 }
