@@ -546,3 +546,51 @@ proptest! {
         prop_assert_eq!(&got[got.len() - 2..], &[100, 101]);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The memory buffer against a queue, records shared with a second buffer (another output
+    /// taking the batch unchanged): each delivers every metric exactly once and in order,
+    /// across leases, acknowledgements and released (failed) writes.
+    #[test]
+    fn memory_buffers_sharing_records_match_a_queue(ops in proptest::collection::vec(op(), 1..60)) {
+        let mut bufs = [(); 2].map(|_| Buffer::memory(1 << 20, u64::MAX, Stat::default(), Stat::default()));
+        let mut leased = [0usize; 2];
+        let mut delivered: [Vec<Metric>; 2] = Default::default();
+        let mut sent: Vec<Metric> = Vec::new();
+        let mut pending: [Vec<Metric>; 2] = Default::default();
+        for (i, op) in ops.into_iter().enumerate() {
+            let k = i % 2;
+            match op {
+                Op::Push(n, c) => {
+                    let batch: Vec<Metric> = (0..i64::from(n)).map(|j| m(sent.len() as i64 + j)).collect();
+                    sent.extend(batch.iter().cloned());
+                    let r = Record::encode_chunks(&batch, usize::from(c), &mut Vec::new());
+                    bufs[0].push(r.clone()).unwrap();
+                    bufs[1].push(r).unwrap();
+                }
+                Op::Lease(max) if leased[k] == 0 => {
+                    pending[k] = bufs[k].lease(usize::from(max)).unwrap();
+                    leased[k] = pending[k].len();
+                }
+                Op::Ack | Op::Sync => {
+                    bufs[k].ack().unwrap();
+                    delivered[k].append(&mut pending[k]);
+                    leased[k] = 0;
+                }
+                _ => {
+                    bufs[k].release();
+                    pending[k].clear();
+                    leased[k] = 0;
+                }
+            }
+        }
+        for k in 0..2 {
+            bufs[k].ack().unwrap();
+            delivered[k].append(&mut pending[k]);
+            delivered[k].extend(bufs[k].lease(usize::MAX).unwrap());
+            prop_assert_eq!(&delivered[k], &sent);
+        }
+    }
+}
