@@ -13,7 +13,7 @@ set -euo pipefail
 # shellcheck source=tests/bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-[ $# -ge 2 ] || { sed -n '7,8p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '6,7p' "$0" >&2; exit 2; }
 A=$1 B=$2 RUNS=${3:-5} SECS=${4:-10}
 for bin in "$A" "$B"; do [ -x "$bin" ] || { echo "no sonde binary at $bin" >&2; exit 1; }; done
 bench_workdir sonde-host-ab

@@ -1,6 +1,6 @@
-//! Byte writing shared by the binary encoders (the buffer's records, remote write): varints
-//! and the many short copies of names, keys and values, done in a few fixed-size moves
-//! rather than a `memcpy` call each.
+//! Byte writing shared by the binary encoders (the buffer's records, remote write) and
+//! `model::str_from`: varints and the many short copies of names, keys and values, done in a
+//! few fixed-size moves rather than a `memcpy` call each.
 
 /// Appends `v` as a protobuf (LEB128) varint.
 #[inline]
