@@ -85,6 +85,10 @@ pub struct Batch {
     pub ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
     /// The batch's share of the queue's byte budget, given back when it leaves the queue.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// With `ack`: how many more metrics (at most) the same write sends after this batch. An
+    /// output that pushes back takes the batch only if it has room for those too, so that a
+    /// write too large for the room left is refused whole, before any of it is stored.
+    pub ahead: usize,
 }
 
 /// What became of a batch sent with an acknowledgement.
@@ -125,6 +129,15 @@ impl PipelineSender {
         metrics: Vec<Metric>,
         ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
     ) -> Result<(), SinkClosed> {
+        self.queue(metrics, ack, 0).await
+    }
+
+    async fn queue(
+        &self,
+        metrics: Vec<Metric>,
+        ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
+        ahead: usize,
+    ) -> Result<(), SinkClosed> {
         let bytes: usize = metrics.iter().map(Metric::estimated_size).sum();
         // A batch larger than the whole budget waits for an empty queue.
         let want = bytes.clamp(1, self.budget_bytes as usize) as u32;
@@ -139,6 +152,7 @@ impl PipelineSender {
                 metrics,
                 ack,
                 permit: Some(permit),
+                ahead,
             })
             .await
             .map_err(|_| SinkClosed)
@@ -190,14 +204,20 @@ impl MetricSink {
     }
 
     /// Sends a batch and waits until the output buffers have stored it (or refused it).
-    pub async fn send(&self, mut batch: Vec<Metric>) -> Result<(), SendError> {
+    pub async fn send(&self, batch: Vec<Metric>) -> Result<(), SendError> {
+        self.send_ahead(batch, 0).await
+    }
+
+    /// As [`MetricSink::send`], for the first batch of a write that sends up to `ahead` more
+    /// metrics after it: the batch is refused unless the buffers have room for those too.
+    pub async fn send_ahead(&self, mut batch: Vec<Metric>, ahead: usize) -> Result<(), SendError> {
         (self.prepare)(&mut batch);
         if batch.is_empty() {
             return Ok(());
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
-            .send(batch, Some(ack))
+            .queue(batch, Some(ack), ahead)
             .await
             .map_err(|_| SendError::Closed)?;
         match done.await {

@@ -314,6 +314,55 @@ fn a_full_buffer_pushes_back_on_the_listener() {
     assert_eq!(post(&addr, &batch(100_000, 10)).unwrap().0, 204);
 }
 
+/// A write larger than the room left is refused before any of it is stored, so a client that
+/// retries it (as Telegraf's outputs do on 429) never gets a part of it delivered twice.
+#[test]
+fn a_write_that_does_not_fit_is_refused_whole() {
+    let dir = TempDir::new("pushback-whole");
+    let sink = Server::start(vec![], Reply::status(503));
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = config(&dir, port, &sink, "  metric_buffer_limit = 2500");
+    let agent = Agent::start(&dir, &cfg);
+    wait_listening(&addr);
+    assert_eq!(post(&addr, &batch(0, 1500)).unwrap().0, 204);
+    // Its first 1,000 lines (one chunk) would fit in the 1,000 left; the whole write does not.
+    let big = batch(1500, 2000);
+    let (code, text) = post(&addr, &big).unwrap();
+    assert_eq!(code, 429, "{text}");
+    assert!(!text.contains("were stored"), "{text}");
+    sink.set_default(Reply::status(204));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match post(&addr, &big).unwrap() {
+            (204, _) => break,
+            (429, _) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200))
+            }
+            (code, text) => panic!("{code}: {text}"),
+        }
+    }
+    let ok = wait_until(Duration::from_secs(20), || delivered(&sink).len() == 3500);
+    let seen = delivered(&sink);
+    assert!(
+        ok,
+        "delivered {} of 3500; log:\n{}",
+        seen.len(),
+        agent.log()
+    );
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|&(_, &n)| n > 1)
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "{} delivered more than once, e.g. {:?}",
+        twice.len(),
+        twice.first()
+    );
+}
+
 /// The disk under the buffer fills up: the write is refused with a clear error (503), the
 /// agent keeps running, and what it acknowledged is delivered once the sink is back.
 #[test]

@@ -349,7 +349,7 @@ async fn process_loop(
             r = rx.recv_async() => r.ok(),
             _ = tokio::time::sleep(wait.unwrap_or(Duration::MAX)), if wait.is_some() => {
                 let aggregates = chain.push(now_ns(), false);
-                fan_out(&outputs, aggregates, false);
+                fan_out(&outputs, aggregates, None);
                 continue;
             }
         };
@@ -357,16 +357,18 @@ async fn process_loop(
             metrics,
             ack,
             permit,
+            ahead,
         }) = received
         else {
             break;
         };
         // The queue's byte budget covers the batch until it is processed.
         let batch = chain.take(metrics);
+        let refuse = ack.is_some().then_some(ahead);
         let delivery = if block_in_place {
-            tokio::task::block_in_place(|| fan_out(&outputs, batch, ack.is_some()))
+            tokio::task::block_in_place(|| fan_out(&outputs, batch, refuse))
         } else {
-            fan_out(&outputs, batch, ack.is_some())
+            fan_out(&outputs, batch, refuse)
         };
         drop(permit);
         if let Some(ack) = ack {
@@ -375,14 +377,19 @@ async fn process_loop(
     }
     // Inputs are gone: emit the open windows so nothing aggregated is lost.
     let aggregates = chain.push(now_ns(), true);
-    fan_out(&outputs, aggregates, false);
+    fan_out(&outputs, aggregates, None);
 }
 
 /// Gives every output what it takes of the batch, encoded into buffer records: outputs that
 /// take the batch unchanged share one encoding, the others copy only the metrics they select.
-/// With `can_refuse` (a listener waits for the answer), an output that pushes back and has no
-/// room refuses the whole batch before any output stores it.
-pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>, can_refuse: bool) -> Delivery {
+/// With `refuse` (a listener waits for the answer), an output that pushes back and has no
+/// room for the batch and the `ahead` metrics its write still sends refuses the whole batch
+/// before any output stores it.
+pub(crate) fn fan_out(
+    outputs: &[RunningOutput],
+    batch: Vec<Metric>,
+    refuse: Option<usize>,
+) -> Delivery {
     if batch.is_empty() || outputs.is_empty() {
         return Delivery::Accepted;
     }
@@ -404,9 +411,9 @@ pub(crate) fn fan_out(outputs: &[RunningOutput], batch: Vec<Metric>, can_refuse:
             None => shared.as_deref().unwrap_or_default(),
         }
     };
-    if can_refuse {
+    if let Some(ahead) = refuse {
         for (i, o) in outputs.iter().enumerate() {
-            if let Some(limit) = o.refuses(records_of(i)) {
+            if let Some(limit) = o.refuses(records_of(i), ahead) {
                 return Delivery::Full {
                     reason: format!("{}: buffer full ({limit})", o.id()),
                     retry_after: o.retry_after(),
@@ -580,7 +587,7 @@ pub async fn run_once(mut cfg: Config, wait: Duration) -> Result<i64, String> {
         HashMap::new(),
         false,
     )?;
-    fan_out(&outputs, metrics, false);
+    fan_out(&outputs, metrics, None);
     let deadline = Instant::now() + cfg.agent.shutdown_timeout;
     drain_all(outputs, deadline).await;
     Ok(stats.write.dropped.get() + stats.write.rejected.get())
@@ -791,7 +798,7 @@ mod tests {
         ]);
         let mut batch = named("api", 3);
         batch.extend(named("db", 2));
-        assert_eq!(fan_out(&outs, batch, true), Delivery::Accepted);
+        assert_eq!(fan_out(&outs, batch, Some(0)), Delivery::Accepted);
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut lost = 0;
         for o in outs {
@@ -815,8 +822,8 @@ mod tests {
     async fn a_full_output_refuses_a_listener_batch_for_every_output() {
         use crate::config::Overflow::{Backpressure, DropOldest};
         let (outs, probes) = outputs(&[(&[], 100, DropOldest), (&[], 5, Backpressure)]);
-        assert_eq!(fan_out(&outs, named("m", 4), true), Delivery::Accepted);
-        match fan_out(&outs, named("m", 4), true) {
+        assert_eq!(fan_out(&outs, named("m", 4), Some(0)), Delivery::Accepted);
+        match fan_out(&outs, named("m", 4), Some(0)) {
             Delivery::Full {
                 reason,
                 retry_after,
@@ -831,7 +838,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A polled input's batch is never refused: the full output drops its oldest.
-        assert_eq!(fan_out(&outs, named("n", 4), false), Delivery::Accepted);
+        assert_eq!(fan_out(&outs, named("n", 4), None), Delivery::Accepted);
         let deadline = Instant::now() + Duration::from_secs(5);
         for o in outs {
             o.drain(deadline).await;
@@ -854,6 +861,29 @@ mod tests {
                 ("n".into(), 2),
                 ("n".into(), 3)
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listener_write_is_refused_whole_when_its_rest_would_not_fit() {
+        use crate::config::Overflow::Backpressure;
+        let (outs, probes) = outputs(&[(&[], 10, Backpressure)]);
+        assert_eq!(fan_out(&outs, named("a", 4), Some(0)), Delivery::Accepted);
+        // 4 now and 3 to come do not fit in the 6 left: nothing of the write is stored.
+        let refused = fan_out(&outs, named("x", 4), Some(3));
+        assert!(matches!(refused, Delivery::Full { .. }), "{refused:?}");
+        assert_eq!(fan_out(&outs, named("m", 4), Some(2)), Delivery::Accepted);
+        // The write's later batches are checked for themselves.
+        assert_eq!(fan_out(&outs, named("n", 2), Some(0)), Delivery::Accepted);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for o in outs {
+            assert_eq!(o.drain(deadline).await, 0);
+        }
+        let got = probes[0].got.lock().unwrap();
+        assert_eq!(got.len(), 10);
+        assert!(
+            got.iter().all(|m| m.name != "x"),
+            "the refused batch was stored"
         );
     }
 

@@ -214,13 +214,17 @@ impl RunningOutput {
         )
     }
 
-    /// The bound a listener's batch would exceed, when this output pushes back rather than
-    /// dropping its oldest.
-    pub fn refuses(&self, records: &[Record]) -> Option<Limit> {
+    /// The bound a listener's batch (and the `ahead` metrics its write still sends) would
+    /// exceed, when this output pushes back rather than dropping its oldest.
+    pub fn refuses(&self, records: &[Record], ahead: usize) -> Option<Limit> {
         if self.overflow != Overflow::Backpressure {
             return None;
         }
-        self.shared.buffer.lock().unwrap().would_overflow(records)
+        self.shared
+            .buffer
+            .lock()
+            .unwrap()
+            .would_overflow(records, ahead)
     }
 
     /// How long a refused sender should wait: the output's next retry, at least a second.

@@ -184,12 +184,24 @@ impl Buffer {
             .sum()
     }
 
-    /// The bound that appending `records` would exceed, if any.
-    pub fn would_overflow(&self, records: &[Record]) -> Option<Limit> {
+    /// The bound that appending `records`, and then `ahead` more metrics of about their size
+    /// each, would exceed, if any. More than the whole buffer holds needs only an empty one
+    /// (and room for `records` themselves): the rest then waits for room as it comes.
+    pub fn would_overflow(&self, records: &[Record], ahead: usize) -> Option<Limit> {
         let n: usize = records.iter().map(|r| r.count as usize).sum();
-        let bytes = self.bytes() + self.cost(records);
+        let cost = self.cost(records);
+        let count = n.saturating_add(ahead).min(self.limit).max(n);
+        let ahead_bytes = match n {
+            0 => 0,
+            n => (cost as u128 * ahead as u128 / n as u128).min(u64::MAX as u128) as u64,
+        };
+        let bytes = self.bytes()
+            + cost
+                .saturating_add(ahead_bytes)
+                .min(self.limit_bytes)
+                .max(cost);
         match &self.store {
-            Store::Memory(_) if self.len() + n > self.limit => Some(Limit::Count(self.limit)),
+            Store::Memory(_) if self.len() + count > self.limit => Some(Limit::Count(self.limit)),
             Store::Memory(_) if bytes > self.limit_bytes => Some(Limit::Bytes(self.limit_bytes)),
             Store::Disk(_) if bytes > self.limit_bytes => Some(Limit::Disk(self.limit_bytes)),
             _ => None,

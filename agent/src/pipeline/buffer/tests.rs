@@ -137,7 +137,34 @@ fn memory_drops_oldest_by_count_and_by_bytes_and_says_which() {
     assert!(b.bytes() <= one * 4);
     assert_eq!(dropped.get(), 6);
     assert_eq!(b.last_limit, Some(Limit::Bytes(one * 4)));
-    assert!(b.would_overflow(&recs(0..1, 1)).is_some());
+    assert!(b.would_overflow(&recs(0..1, 1), 0).is_some());
+}
+
+#[test]
+fn room_is_also_needed_for_what_the_write_still_sends() {
+    let new = || Buffer::memory(10, u64::MAX, Stat::default(), Stat::default());
+    let mut b = new();
+    b.push(recs(0..4, 4)).unwrap();
+    let four = recs(10..14, 4);
+    assert_eq!(b.would_overflow(&four, 2), None, "4 + 4 + 2 fit in 10");
+    assert_eq!(b.would_overflow(&four, 3), Some(Limit::Count(10)));
+    // A write larger than the whole buffer starts in an empty one only.
+    assert_eq!(b.would_overflow(&four, 1000), Some(Limit::Count(10)));
+    assert_eq!(new().would_overflow(&four, 1000), None);
+
+    // Bytes: what is still to come is taken to be the size of this batch, per metric.
+    let cost = MemoryStore::cost(&four[0]);
+    let new = || Buffer::memory(1000, cost * 4, Stat::default(), Stat::default());
+    let mut b = new();
+    b.push(recs(20..24, 4)).unwrap();
+    assert_eq!(b.bytes(), cost);
+    assert_eq!(b.would_overflow(&four, 8), None, "four batches' bytes fit");
+    assert_eq!(b.would_overflow(&four, 9), Some(Limit::Bytes(cost * 4)));
+    assert_eq!(
+        new().would_overflow(&four, 1_000_000),
+        None,
+        "an empty buffer"
+    );
 }
 
 #[test]

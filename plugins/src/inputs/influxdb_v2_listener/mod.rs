@@ -425,6 +425,108 @@ mod tests {
             .unwrap();
     }
 
+    /// The next batch the listener queues (a test that plays the pipeline).
+    async fn next(queue: &flume::Receiver<crate::plugin::Batch>) -> crate::plugin::Batch {
+        tokio::time::timeout(Duration::from_secs(5), queue.recv_async())
+            .await
+            .expect("no batch within 5 s")
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_is_refused_whole_or_its_later_chunks_wait_for_room() {
+        use crate::model::FieldValue;
+        use crate::plugin::{Batch, Delivery, MetricSink, PipelineSender};
+        let (tx, queue) = flume::unbounded::<Batch>();
+        let sink = MetricSink::new(
+            PipelineSender::new(tx, u32::MAX),
+            std::sync::Arc::new(|_: &mut Vec<crate::model::Metric>| {}),
+        );
+        let (_unused, rx) = flume::bounded(1);
+        let r = start_with(&SPEC, "write_timeout = \"5s\"", sink, rx).await;
+        // 2,500 lines: queued as chunks of 1,000, 1,000 and 500.
+        let body: String = (0..2500).map(|i| format!("m v={i}i\n")).collect();
+        let write = || {
+            let (addr, body) = (r.addr.clone(), body.clone().into_bytes());
+            tokio::spawn(
+                async move { req(&addr, "POST", "/api/v2/write?bucket=b", &[], body).await },
+            )
+        };
+        let full = || Delivery::Full {
+            reason: "outputs.x: buffer full".into(),
+            retry_after: Duration::from_secs(3),
+        };
+        let first_value = |b: &Batch| b.metrics[0].field("v").cloned();
+        // The first chunk asks for room for the whole write; refused, nothing is stored.
+        let w = write();
+        let b = next(&queue).await;
+        assert_eq!((b.metrics.len(), b.ahead), (1000, 1500));
+        b.ack.unwrap().send(full()).unwrap();
+        let (st, text) = w.await.unwrap();
+        assert_eq!(st, 429, "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("retry-after: 3"),
+            "{text}"
+        );
+        assert!(!text.contains("were stored"), "{text}");
+        assert!(queue.is_empty(), "a refused write sent more");
+        // Taken at its first chunk: a later chunk that finds no room waits and is sent again.
+        let w = write();
+        let b1 = next(&queue).await;
+        assert_eq!(b1.ahead, 1500);
+        b1.ack.unwrap().send(Delivery::Accepted).unwrap();
+        let b2 = next(&queue).await;
+        assert_eq!((b2.metrics.len(), b2.ahead), (1000, 0));
+        assert_eq!(first_value(&b2), Some(FieldValue::Int(1000)));
+        b2.ack.unwrap().send(full()).unwrap();
+        let again = next(&queue).await;
+        assert_eq!(again.metrics.len(), 1000);
+        assert_eq!(first_value(&again), Some(FieldValue::Int(1000)));
+        assert!(!w.is_finished(), "answered while a chunk waits for room");
+        again.ack.unwrap().send(Delivery::Accepted).unwrap();
+        let b3 = next(&queue).await;
+        assert_eq!(first_value(&b3), Some(FieldValue::Int(2000)));
+        assert_eq!(b3.metrics.len(), 500);
+        b3.ack.unwrap().send(Delivery::Accepted).unwrap();
+        assert_eq!(w.await.unwrap().0, 204);
+        assert!(queue.is_empty());
+        r.stop.send(true).unwrap();
+
+        // No room within write_timeout: 429, saying that part of the write was stored.
+        let (tx, queue) = flume::unbounded::<Batch>();
+        let sink = MetricSink::new(
+            PipelineSender::new(tx, u32::MAX),
+            std::sync::Arc::new(|_: &mut Vec<crate::model::Metric>| {}),
+        );
+        let (_unused, rx) = flume::bounded(1);
+        let r = start_with(&SPEC, "write_timeout = \"400ms\"", sink, rx).await;
+        let (addr, bytes) = (r.addr.clone(), body.clone().into_bytes());
+        let mut w =
+            tokio::spawn(
+                async move { req(&addr, "POST", "/api/v2/write?bucket=b", &[], bytes).await },
+            );
+        let b1 = next(&queue).await;
+        b1.ack.unwrap().send(Delivery::Accepted).unwrap();
+        let mut tries = 0;
+        let (st, text) = loop {
+            tokio::select! {
+                answer = &mut w => break answer.unwrap(),
+                b = queue.recv_async() => {
+                    let b = b.unwrap();
+                    assert_eq!(first_value(&b), Some(FieldValue::Int(1000)));
+                    tries += 1;
+                    b.ack.unwrap().send(full()).unwrap();
+                }
+            }
+        };
+        assert_eq!(st, 429, "{text}");
+        assert!((2..=5).contains(&tries), "asked {tries} times in 400ms");
+        assert!(
+            text.contains("1000 metrics of this write were stored"),
+            "{text}"
+        );
+    }
+
     #[tokio::test]
     async fn a_write_the_buffers_do_not_take_in_time_is_503() {
         use crate::plugin::{Batch, MetricSink, PipelineSender};
