@@ -337,6 +337,23 @@ pub trait Output: Send {
         Ok(())
     }
     async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError>;
+    /// Whether the agent hands this output its batches as the buffer's records, through
+    /// `write_records`, instead of decoding them into metrics for `write`: for an output that
+    /// encodes straight from a record's bytes.
+    fn writes_records(&self) -> bool {
+        false
+    }
+    /// Writes the metrics of buffer records ([`crate::codec::record`]). The default decodes
+    /// them and calls `write`.
+    async fn write_records(&mut self, records: &[&[u8]]) -> Result<(), WriteError> {
+        let mut batch = Vec::new();
+        for r in records {
+            crate::codec::record::decode(r, &mut batch).map_err(|e| WriteError::Reject {
+                reason: e.to_string(),
+            })?;
+        }
+        self.write(&batch).await
+    }
     async fn close(&mut self) -> anyhow::Result<()> {
         Ok(())
     }

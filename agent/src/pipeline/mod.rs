@@ -618,20 +618,40 @@ mod tests {
         }
     }
 
-    /// Fails with the scripted errors first, then records what it is given.
+    /// Fails with the scripted errors first, then records what it is given. With `records`,
+    /// it takes the buffer's records (and `write` fails the test).
     struct Scripted {
         fail: Arc<Mutex<Vec<WriteError>>>,
         got: Arc<Mutex<Vec<Metric>>>,
         calls: Arc<AtomicUsize>,
+        records: bool,
     }
     #[async_trait]
     impl Output for Scripted {
         async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
+            assert!(!self.records, "given metrics, not records");
             self.calls.fetch_add(1, Ordering::SeqCst);
             if let Some(e) = self.fail.lock().unwrap().pop() {
                 return Err(e);
             }
             self.got.lock().unwrap().extend_from_slice(batch);
+            Ok(())
+        }
+
+        fn writes_records(&self) -> bool {
+            self.records
+        }
+
+        async fn write_records(&mut self, records: &[&[u8]]) -> Result<(), WriteError> {
+            assert!(self.records, "given records, not metrics");
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(e) = self.fail.lock().unwrap().pop() {
+                return Err(e);
+            }
+            let mut got = self.got.lock().unwrap();
+            for r in records {
+                sonde_plugins::codec::record::decode(r, &mut got).unwrap();
+            }
             Ok(())
         }
     }
@@ -650,6 +670,15 @@ mod tests {
     }
 
     fn config(n: usize, fail: Vec<WriteError>, limit: usize) -> (Config, Probe) {
+        config_with(n, fail, limit, false)
+    }
+
+    fn config_with(
+        n: usize,
+        fail: Vec<WriteError>,
+        limit: usize,
+        records: bool,
+    ) -> (Config, Probe) {
         let probe = Probe {
             fail: Arc::new(Mutex::new(fail)),
             got: Arc::default(),
@@ -696,6 +725,7 @@ mod tests {
                 fail: probe.fail.clone(),
                 got: probe.got.clone(),
                 calls: probe.calls.clone(),
+                records,
             }),
             fingerprint: String::new(),
         };
@@ -723,6 +753,20 @@ mod tests {
     #[tokio::test]
     async fn retryable_failures_deliver_everything_exactly_once() {
         let (cfg, probe) = config(10, vec![retry(), retry()], 100);
+        let running = Running::start(cfg).unwrap();
+        wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
+        running.shutdown().await;
+        let got = probe.got.lock().unwrap();
+        let mut times: Vec<i64> = got.iter().map(|m| m.time).collect();
+        times.sort();
+        assert_eq!(times, (0..10).collect::<Vec<_>>());
+        assert_eq!(got[0].tag("src"), Some("test"));
+        assert!(probe.calls.load(Ordering::SeqCst) >= 5);
+    }
+
+    #[tokio::test]
+    async fn an_output_that_reads_records_gets_each_metric_once_across_retries() {
+        let (cfg, probe) = config_with(10, vec![retry(), retry()], 100, true);
         let running = Running::start(cfg).unwrap();
         wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
         running.shutdown().await;

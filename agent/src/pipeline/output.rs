@@ -567,6 +567,13 @@ async fn flush_loop(
     }
 }
 
+/// A batch out for a write: decoded, or the records as they are for an output that reads
+/// them itself.
+enum Leased {
+    Metrics(Vec<Metric>),
+    Records(Vec<Record>),
+}
+
 /// The metrics of written batches, kept by an output's task so that decoding the next batch
 /// reuses their allocations (see `record::decode_reusing`).
 #[derive(Default)]
@@ -598,14 +605,20 @@ async fn write_batches(
         if *mode.borrow() == Mode::HandOver {
             return Ok(());
         }
-        let batch = {
+        let leased = {
             let mut buf = shared.buffer.lock().unwrap();
             if buf.available() == 0 || (full_only && buf.available() < shared.batch_size) {
                 return Ok(());
             }
-            let mut batch = std::mem::take(&mut reuse.batch);
-            match buf.lease_into(shared.batch_size, &mut batch, &mut reuse.spare) {
-                Ok(()) => batch,
+            let leased = if output.writes_records() {
+                buf.lease_records(shared.batch_size).map(Leased::Records)
+            } else {
+                let mut batch = std::mem::take(&mut reuse.batch);
+                buf.lease_into(shared.batch_size, &mut batch, &mut reuse.spare)
+                    .map(|()| Leased::Metrics(batch))
+            };
+            match leased {
+                Ok(l) => l,
                 Err(e) => {
                     shared.stats.errors.incr();
                     error!(output = %shared.id, error = %e, "disk buffer: cannot read");
@@ -613,16 +626,31 @@ async fn write_batches(
                 }
             }
         };
-        if batch.is_empty() {
+        let n = match &leased {
+            Leased::Metrics(batch) => batch.len(),
+            Leased::Records(records) => records.iter().map(|r| r.count as usize).sum(),
+        };
+        if n == 0 {
             // Leased records that could not be decoded (counted as dropped).
-            reuse.batch = batch;
+            if let Leased::Metrics(batch) = leased {
+                reuse.batch = batch;
+            }
             ack(shared);
             continue;
         }
-        let n = batch.len() as i64;
+        let n = n as i64;
         let started = Instant::now();
-        let result = output.write(&batch).await;
-        reuse.recycle(batch, shared.batch_size);
+        let result = match leased {
+            Leased::Metrics(batch) => {
+                let result = output.write(&batch).await;
+                reuse.recycle(batch, shared.batch_size);
+                result
+            }
+            Leased::Records(records) => {
+                let bytes: Vec<&[u8]> = records.iter().map(|r| &r.data[..]).collect();
+                output.write_records(&bytes).await
+            }
+        };
         shared
             .stats
             .write_time_ns

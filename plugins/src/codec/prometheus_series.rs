@@ -103,15 +103,16 @@ pub(crate) type BoundRef<'a> = Option<(&'static str, &'a str)>;
 /// (`<family><suffix>`, exactly as `place` names it) to `name` and returns the bound label
 /// without allocating. `None` when the field has no place (then `name` holds partial text).
 pub(crate) fn place_into<'a>(
-    m: &'a Metric,
+    measurement: &str,
+    kind: ValueType,
+    tag: impl FnOnce(&'static str) -> Option<&'a str>,
     key: &'a str,
     version: u8,
     name: &mut Vec<u8>,
 ) -> Option<BoundRef<'a>> {
-    let measurement = m.name.as_str();
-    match m.kind {
+    match kind {
         ValueType::Histogram | ValueType::Summary => {
-            let histo = m.kind == ValueType::Histogram;
+            let histo = kind == ValueType::Histogram;
             let label = if histo { "le" } else { "quantile" };
             if key == "sum" || key == "count" {
                 sanitize_into(name, &[measurement], true);
@@ -132,7 +133,7 @@ pub(crate) fn place_into<'a>(
                     return Some(None);
                 }
             }
-            let bound = m.tag(label)?;
+            let bound = tag(label)?;
             if histo {
                 let base = key.strip_suffix("_bucket")?;
                 join_name_into(name, measurement, base);
@@ -144,8 +145,8 @@ pub(crate) fn place_into<'a>(
         }
         _ if version == 1 => {
             let plain = key == "value"
-                || (key == "counter" && m.kind == ValueType::Counter)
-                || (key == "gauge" && m.kind == ValueType::Gauge);
+                || (key == "counter" && kind == ValueType::Counter)
+                || (key == "gauge" && kind == ValueType::Gauge);
             if plain {
                 sanitize_into(name, &[measurement], true);
             } else {
@@ -324,7 +325,8 @@ mod tests {
                     for key in keys {
                         for version in [1, 2] {
                             let mut buf = Vec::new();
-                            let got = place_into(&m, key, version, &mut buf);
+                            let got =
+                                place_into(&m.name, m.kind, |l| m.tag(l), key, version, &mut buf);
                             let want = place(&m, key, version);
                             match (got, want) {
                                 (None, None) => {}

@@ -187,8 +187,16 @@ fn decode_into(
     out: &mut Vec<Metric>,
     spare: &mut Vec<Metric>,
 ) -> Result<(), RecordError> {
-    let Some(packed) = record.strip_prefix(&COMPRESSED) else {
+    if !record.starts_with(&COMPRESSED) {
         return decode_plain(record, out, spare);
+    }
+    PLAIN.with_borrow_mut(|scratch| decode_plain(plain(record, scratch)?, out, spare))
+}
+
+/// The plain record of `record`: itself, or decompressed into `scratch`.
+pub fn plain<'a>(record: &'a [u8], scratch: &'a mut Vec<u8>) -> Result<&'a [u8], RecordError> {
+    let Some(packed) = record.strip_prefix(&COMPRESSED) else {
+        return Ok(record);
     };
     let mut r = Reader { buf: packed };
     let n = r.varint()?;
@@ -198,24 +206,22 @@ fn decode_into(
     if len > r.buf.len().saturating_mul(32) + 64 {
         return Err(RecordError("bad compression"));
     }
-    PLAIN.with_borrow_mut(|plain| {
-        // Grown, never cleared: zeroing the whole record's room for every decode cost more
-        // than half as much as decompressing it.
-        if plain.len() < len {
-            plain.resize(len, 0);
-        }
-        let plain = &mut plain[..len];
-        let written = snap::raw::Decoder::new()
-            .decompress(r.buf, plain)
-            .map_err(|_| RecordError("bad compression"))?;
-        if written != len {
-            return Err(RecordError("bad compression"));
-        }
-        if count(plain)? as u64 != n {
-            return Err(RecordError("count differs from the compressed record's"));
-        }
-        decode_plain(plain, out, spare)
-    })
+    // Grown, never cleared: zeroing the whole record's room for every decode cost more than
+    // half as much as decompressing it.
+    if scratch.len() < len {
+        scratch.resize(len, 0);
+    }
+    let plain = &mut scratch[..len];
+    let written = snap::raw::Decoder::new()
+        .decompress(r.buf, plain)
+        .map_err(|_| RecordError("bad compression"))?;
+    if written != len {
+        return Err(RecordError("bad compression"));
+    }
+    if count(plain)? as u64 != n {
+        return Err(RecordError("count differs from the compressed record's"));
+    }
+    Ok(plain)
 }
 
 fn decode_plain(
@@ -312,6 +318,119 @@ fn decode_metric<'a>(
         m.fields.push((key, value));
     }
     Ok(())
+}
+
+/// A field value borrowed from a record.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FieldRef<'a> {
+    Float(f64),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    String(&'a str),
+}
+
+/// The metrics of a plain record (see [`plain`]) one at a time, borrowed from its bytes: for
+/// encoders that write straight from the buffer, without building `Metric`s. After
+/// [`MetricsOf::advance`] returns true, the fields below hold the current metric.
+pub struct MetricsOf<'a> {
+    r: Reader<'a>,
+    left: usize,
+    first: bool,
+    pub name: &'a str,
+    /// Nanoseconds since the Unix epoch.
+    pub time: i64,
+    pub kind: ValueType,
+    /// Sorted by key, keys unique (as in `Metric`).
+    pub tags: Vec<(&'a str, &'a str)>,
+    pub fields: Vec<(&'a str, FieldRef<'a>)>,
+}
+
+impl<'a> MetricsOf<'a> {
+    pub fn new(plain: &'a [u8]) -> Result<Self, RecordError> {
+        let mut r = Reader { buf: plain };
+        let n = r.varint()?;
+        if n > (plain.len() / 3) as u64 {
+            return Err(RecordError("count larger than the record"));
+        }
+        Ok(MetricsOf {
+            r,
+            left: n as usize,
+            first: true,
+            name: "",
+            time: 0,
+            kind: ValueType::Untyped,
+            tags: Vec::new(),
+            fields: Vec::new(),
+        })
+    }
+
+    /// Moves to the next metric; false after the last.
+    pub fn advance(&mut self) -> Result<bool, RecordError> {
+        if self.left == 0 {
+            return match self.r.buf.is_empty() {
+                true => Ok(false),
+                false => Err(RecordError("trailing bytes")),
+            };
+        }
+        self.left -= 1;
+        let r = &mut self.r;
+        let flags = r.byte()?;
+        if self.first && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
+            return Err(RecordError("first metric refers to a previous one"));
+        }
+        self.first = false;
+        if flags & SAME_NAME == 0 {
+            self.name = r.str()?;
+        }
+        self.kind = kind_from(flags >> 4)?;
+        self.time = self.time.wrapping_add(unzigzag(r.varint()?));
+        if flags & SAME_TAGS == 0 {
+            let nt = r.len_prefix(2)?;
+            self.tags.clear();
+            for _ in 0..nt {
+                self.tags.push((r.str()?, r.str()?));
+            }
+        }
+        let nf = r.len_prefix(1)?;
+        let same_keys = flags & SAME_FIELD_KEYS != 0;
+        if same_keys && self.fields.len() != nf {
+            return Err(RecordError("field count differs from the previous metric"));
+        }
+        if !same_keys {
+            self.fields.clear();
+        }
+        for j in 0..nf {
+            let key = if same_keys {
+                self.fields[j].0
+            } else {
+                r.str()?
+            };
+            let value = match r.byte()? {
+                0 => FieldRef::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
+                1 => FieldRef::Int(unzigzag(r.varint()?)),
+                2 => FieldRef::UInt(r.varint()?),
+                3 => FieldRef::Bool(false),
+                4 => FieldRef::Bool(true),
+                5 => FieldRef::String(r.str()?),
+                _ => return Err(RecordError("unknown field type")),
+            };
+            if same_keys {
+                self.fields[j].1 = value;
+            } else {
+                self.fields.push((key, value));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The current metric's tag `key`.
+    pub fn tag(&self, key: &str) -> Option<&'a str> {
+        self.tags
+            .binary_search_by(|(k, _)| (*k).cmp(key))
+            .ok()
+            .map(|i| self.tags[i].1)
+    }
 }
 
 fn kind_code(k: ValueType) -> u8 {
@@ -706,6 +825,60 @@ mod tests {
             }
             let mut out = Vec::new();
             let _ = decode(&buf, &mut out);
+            let _ = borrowed(&buf);
         }
+
+        /// The borrowed reader sees exactly what `decode` builds, and fails where it fails.
+        #[test]
+        fn borrowed_reading_matches_decoding(batch in arb_batch(), packed in any::<bool>(), cut in any::<usize>()) {
+            let mut buf = Vec::new();
+            if packed {
+                encode_compressed(&batch, &mut buf, &mut Vec::new());
+            } else {
+                encode(&batch, &mut buf);
+            }
+            let mut decoded = Vec::new();
+            decode(&buf, &mut decoded).unwrap();
+            prop_assert!(same(&borrowed(&buf).unwrap(), &decoded));
+            let cut = &buf[..cut % (buf.len() + 1)];
+            let mut out = Vec::new();
+            prop_assert_eq!(borrowed(cut).is_ok(), decode(cut, &mut out).is_ok());
+        }
+
+        #[test]
+        fn borrowed_reading_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = borrowed(&bytes);
+        }
+    }
+
+    /// A record read with [`MetricsOf`], each metric rebuilt as a `Metric`.
+    fn borrowed(record: &[u8]) -> Result<Vec<Metric>, RecordError> {
+        let mut scratch = Vec::new();
+        let mut metrics = MetricsOf::new(plain(record, &mut scratch)?)?;
+        let mut out = Vec::new();
+        while metrics.advance()? {
+            let mut m = Metric::new(metrics.name, metrics.time).with_kind(metrics.kind);
+            m.tags = metrics
+                .tags
+                .iter()
+                .map(|&(k, v)| (k.into(), v.into()))
+                .collect();
+            m.fields = metrics
+                .fields
+                .iter()
+                .map(|&(k, v)| {
+                    let v = match v {
+                        FieldRef::Float(x) => FieldValue::Float(x),
+                        FieldRef::Int(x) => FieldValue::Int(x),
+                        FieldRef::UInt(x) => FieldValue::UInt(x),
+                        FieldRef::Bool(x) => FieldValue::Bool(x),
+                        FieldRef::String(x) => FieldValue::String(x.into()),
+                    };
+                    (k.into(), v)
+                })
+                .collect();
+            out.push(m);
+        }
+        Ok(out)
     }
 }

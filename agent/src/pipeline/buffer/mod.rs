@@ -245,12 +245,8 @@ impl Buffer {
         out: &mut Vec<Metric>,
         spare: &mut Vec<Metric>,
     ) -> io::Result<()> {
-        debug_assert_eq!(self.leased, 0, "one write at a time");
-        let records = match &mut self.store {
-            Store::Memory(m) => m.lease(max),
-            Store::Disk(d) => d.lease(max)?,
-        };
-        out.reserve(records.iter().map(|r| r.count as usize).sum());
+        let records = self.lease_records(max)?;
+        out.reserve(self.leased);
         for r in &records {
             // Records are checked when read from the disk, and memory ones were encoded here:
             // a failure is a bug, and a record we cannot decode cannot be sent either.
@@ -259,8 +255,19 @@ impl Buffer {
                 self.dropped.add(i64::from(r.count));
             }
         }
-        self.leased = records.iter().map(|r| r.count as usize).sum();
         Ok(())
+    }
+
+    /// As [`Buffer::lease`], the records themselves: for an output that reads them (see
+    /// `Output::write_records`).
+    pub fn lease_records(&mut self, max: usize) -> io::Result<Vec<Record>> {
+        debug_assert_eq!(self.leased, 0, "one write at a time");
+        let records = match &mut self.store {
+            Store::Memory(m) => m.lease(max),
+            Store::Disk(d) => d.lease(max)?,
+        };
+        self.leased = records.iter().map(|r| r.count as usize).sum();
+        Ok(records)
     }
 
     /// The leased metrics were delivered (or rejected for good): they leave the buffer.

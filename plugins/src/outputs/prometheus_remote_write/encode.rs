@@ -8,8 +8,9 @@
 //! name, the first of two labels whose names sanitize alike kept.
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
+use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
 use crate::codec::wire::{copy_short, extend_short, put_varint};
-use crate::model::{FieldValue, Metric};
+use crate::model::{Metric, ValueType};
 
 /// Protobuf keys: (field number << 3) | wire type.
 const KEY_LEN_1: u8 = 0x0a; // field 1, length-delimited
@@ -18,6 +19,18 @@ const KEY_F64_1: u8 = 0x09; // field 1, 64-bit
 const KEY_VARINT_2: u8 = 0x10; // field 2, varint
 
 const NO_SAMPLE: u32 = u32::MAX;
+
+/// An empty list of another lifetime in the same allocation (label lists borrow the record
+/// being read, and are kept from one record to the next).
+fn recycle_labels<'b>(mut v: Vec<Label<'_>>) -> Vec<Label<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
+}
+
+fn recycle_common<'b>(mut v: Vec<Common<'_>>) -> Vec<Common<'b>> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!()).collect()
+}
 
 /// Encodes `WriteRequest`s into buffers kept from one batch to the next.
 #[derive(Default)]
@@ -41,6 +54,14 @@ pub struct Encoder {
     names: Vec<u8>,
     /// Samples of one series when they need sorting.
     sort: Vec<(i64, f64)>,
+    /// Series names of the batch's (measurement, field key) pairs.
+    names_of: NameCache,
+    /// Scratch for `encode`'s record and for decompressing records.
+    record: Vec<u8>,
+    plain: Vec<u8>,
+    /// The allocations of `add_record`'s label lists, kept between records.
+    labels: Vec<Label<'static>>,
+    common: Vec<Common<'static>>,
     /// The encoded common labels of the current metric, when they all sort after
     /// `__name__` in the order given (the usual case): each of its samples then takes them
     /// as they are.
@@ -64,6 +85,54 @@ struct Sample {
     ms: i64,
     value: f64,
     next: u32,
+}
+
+/// The series names of (measurement, field key) pairs seen in a batch, for metrics that are
+/// neither histograms nor summaries (whose names depend on nothing else): most metrics of a
+/// batch repeat a few pairs, and finding a name costs less than sanitizing it again.
+#[derive(Default)]
+struct NameCache {
+    /// Measurement, key and name of each entry, back to back.
+    text: Vec<u8>,
+    /// Each entry's lengths of measurement, key and name, and where it starts in `text`.
+    entries: Vec<(u32, u32, u32, u32)>,
+}
+
+impl NameCache {
+    /// Entries kept per batch: past them, names are made as without a cache.
+    const MAX: usize = 64;
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.entries.clear();
+    }
+
+    /// Appends the series name of `measurement`'s field `key` to `out`.
+    fn get_or_place(&mut self, measurement: &str, key: &str, out: &mut Vec<u8>) {
+        let (m, k) = (measurement.as_bytes(), key.as_bytes());
+        for &(ml, kl, nl, at) in &self.entries {
+            if ml as usize != m.len() || kl as usize != k.len() {
+                continue;
+            }
+            let at = at as usize;
+            let (em, rest) = self.text[at..].split_at(m.len());
+            if em == m && &rest[..k.len()] == k {
+                out.extend_from_slice(&rest[k.len()..k.len() + nl as usize]);
+                return;
+            }
+        }
+        let start = out.len();
+        place_into(measurement, ValueType::Untyped, |_| None, key, 2, out);
+        if self.entries.len() < Self::MAX {
+            let at = self.text.len() as u32;
+            self.text.extend_from_slice(m);
+            self.text.extend_from_slice(k);
+            self.text.extend_from_slice(&out[start..]);
+            let nl = out.len() - start;
+            self.entries
+                .push((m.len() as u32, k.len() as u32, nl as u32, at));
+        }
+    }
 }
 
 /// Where a label's name or value lives while a sample's labels are sorted.
@@ -97,89 +166,173 @@ impl Encoder {
 
     /// Encodes `batch` as one `WriteRequest` (uncompressed protobuf). Empty when no field of
     /// the batch makes a sample (strings only).
-    pub fn encode<'a>(&mut self, batch: &'a [Metric], string_as_label: bool) -> &[u8] {
+    pub fn encode(&mut self, batch: &[Metric], string_as_label: bool) -> &[u8] {
+        let mut rec = std::mem::take(&mut self.record);
+        rec.clear();
+        record::encode(batch, &mut rec);
+        let skipped = self.encode_records(&[&rec], string_as_label);
+        debug_assert!(skipped.is_none(), "a record just written reads back");
+        self.record = rec;
+        &self.raw
+    }
+
+    /// Encodes the metrics of buffer records ([`record`]) as one `WriteRequest`, read
+    /// straight from their bytes, into [`Encoder::request`]. A record that cannot be read is
+    /// left out whole: returns how many metrics such records held, and the first error.
+    pub fn encode_records(
+        &mut self,
+        records: &[&[u8]],
+        string_as_label: bool,
+    ) -> Option<(usize, RecordError)> {
+        let mut bad: Vec<usize> = Vec::new();
+        let mut first_error = None;
+        // A damaged record (a bug, or a disk fault past its checksum) is found while its
+        // samples are being added: start over without it, so none of it is sent.
+        'again: loop {
+            self.clear(records.iter().map(|r| record::count(r).unwrap_or(0)).sum());
+            let mut scratch = std::mem::take(&mut self.plain);
+            for (i, rec) in records.iter().enumerate() {
+                if bad.contains(&i) {
+                    continue;
+                }
+                if let Err(e) = self.add_record(rec, &mut scratch, string_as_label) {
+                    bad.push(i);
+                    first_error.get_or_insert(e);
+                    self.plain = scratch;
+                    continue 'again;
+                }
+            }
+            self.plain = scratch;
+            break;
+        }
+        self.write_request();
+        let lost = bad
+            .iter()
+            .map(|&i| record::count(records[i]).unwrap_or(0))
+            .sum();
+        first_error.map(|e| (lost, e))
+    }
+
+    /// The request of the last `encode` or `encode_records`; empty when no field made a
+    /// sample (strings only).
+    pub fn request(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn clear(&mut self, metrics: usize) {
         self.raw.clear();
+        self.names_of.clear();
         self.arena.clear();
         self.series.clear();
         self.samples.clear();
         // At least two slots per metric (a series per metric is common); grown as needed, and
         // not kept far larger than this batch needs (clearing it is part of every batch).
-        let want = (batch.len() * 2).next_power_of_two().max(64);
+        let want = (metrics * 2).next_power_of_two().max(64);
         if self.table.len() < want || self.table.len() > want * 8 {
             self.table = vec![0; want];
         } else {
             self.table.fill(0);
         }
+    }
 
-        let mut labels: Vec<Label<'a>> = Vec::with_capacity(16);
-        let mut common: Vec<Common<'a>> = Vec::with_capacity(16);
-        for m in batch {
-            let ms = m.time.div_euclid(1_000_000);
-            let mut prepared = false;
-            for (key, value) in &m.fields {
-                let value = match *value {
-                    FieldValue::Float(v) => v,
-                    FieldValue::Int(v) => v as f64,
-                    FieldValue::UInt(v) => v as f64,
-                    FieldValue::Bool(v) => f64::from(u8::from(v)),
-                    FieldValue::String(_) => continue,
-                };
-                self.name.clear();
-                let Some(bound) = place_into(m, key, 2, &mut self.name) else {
-                    continue;
-                };
-                if !prepared {
-                    prepared = true;
-                    self.common_labels(m, string_as_label, &mut common);
-                    self.encode_common(&common);
-                }
-                if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
-                    self.cur.clear();
-                    put_label(&mut self.cur, b"__name__", &self.name);
-                    self.cur.extend_from_slice(&self.common_enc);
-                    self.add_sample(ms, value);
-                    continue;
-                }
-                // The labels in the order they are given precedence: `__name__`, the tags
-                // (but the one a bound label replaces), string fields, the bound label.
-                let skip_tag = bound.map(|b| b.0).filter(|l| m.tag(l).is_some());
-                labels.clear();
-                labels.push(Label {
-                    name: Text::Borrowed(b"__name__"),
-                    value: Text::SeriesName,
-                });
-                for c in &common {
-                    if skip_tag.is_none() || c.tag_key != skip_tag {
-                        labels.push(c.label);
-                    }
-                }
-                if let Some((l, text)) = bound {
-                    labels.push(Label {
-                        name: Text::Borrowed(l.as_bytes()),
-                        value: Text::Borrowed(text.as_bytes()),
-                    });
-                }
-                // Stable: of two labels with one name, the first given comes first and is
-                // the one kept.
-                let (names, series_name) = (&self.names[..], &self.name[..]);
-                let text = |t: Text<'a>| resolve(t, names, series_name);
-                if !labels.windows(2).all(|w| text(w[0].name) < text(w[1].name)) {
-                    labels.sort_by(|a, b| text(a.name).cmp(text(b.name)));
-                    labels.dedup_by(|b, a| text(a.name) == text(b.name));
-                }
-                self.cur.clear();
-                for l in &labels {
-                    let (name, value) = (
-                        resolve(l.name, &self.names, &self.name),
-                        resolve(l.value, &self.names, &self.name),
-                    );
-                    put_label(&mut self.cur, name, value);
-                }
-                self.add_sample(ms, value);
+    fn add_record(
+        &mut self,
+        rec: &[u8],
+        scratch: &mut Vec<u8>,
+        string_as_label: bool,
+    ) -> Result<(), RecordError> {
+        let mut metrics = MetricsOf::new(record::plain(rec, scratch)?)?;
+        let mut labels = recycle_labels(std::mem::take(&mut self.labels));
+        let mut common = recycle_common(std::mem::take(&mut self.common));
+        let result = loop {
+            match metrics.advance() {
+                Ok(true) => self.add_metric(&metrics, string_as_label, &mut labels, &mut common),
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
             }
+        };
+        self.labels = recycle_labels(labels);
+        self.common = recycle_common(common);
+        result
+    }
+
+    fn add_metric<'a>(
+        &mut self,
+        m: &MetricsOf<'a>,
+        string_as_label: bool,
+        labels: &mut Vec<Label<'a>>,
+        common: &mut Vec<Common<'a>>,
+    ) {
+        let ms = m.time.div_euclid(1_000_000);
+        let mut prepared = false;
+        for &(key, value) in &m.fields {
+            let value = match value {
+                FieldRef::Float(v) => v,
+                FieldRef::Int(v) => v as f64,
+                FieldRef::UInt(v) => v as f64,
+                FieldRef::Bool(v) => f64::from(u8::from(v)),
+                FieldRef::String(_) => continue,
+            };
+            self.name.clear();
+            let bound = if matches!(m.kind, ValueType::Histogram | ValueType::Summary) {
+                match place_into(m.name, m.kind, |l| m.tag(l), key, 2, &mut self.name) {
+                    Some(bound) => bound,
+                    None => continue,
+                }
+            } else {
+                // The name depends on the measurement and the key only.
+                self.names_of.get_or_place(m.name, key, &mut self.name);
+                None
+            };
+            if !prepared {
+                prepared = true;
+                self.common_labels(m, string_as_label, common);
+                self.encode_common(common);
+            }
+            if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
+                self.cur.clear();
+                put_label(&mut self.cur, b"__name__", &self.name);
+                self.cur.extend_from_slice(&self.common_enc);
+                self.add_sample(ms, value);
+                continue;
+            }
+            // The labels in the order they are given precedence: `__name__`, the tags
+            // (but the one a bound label replaces), string fields, the bound label.
+            let skip_tag = bound.map(|b| b.0).filter(|l| m.tag(l).is_some());
+            labels.clear();
+            labels.push(Label {
+                name: Text::Borrowed(b"__name__"),
+                value: Text::SeriesName,
+            });
+            for c in common.iter() {
+                if skip_tag.is_none() || c.tag_key != skip_tag {
+                    labels.push(c.label);
+                }
+            }
+            if let Some((l, text)) = bound {
+                labels.push(Label {
+                    name: Text::Borrowed(l.as_bytes()),
+                    value: Text::Borrowed(text.as_bytes()),
+                });
+            }
+            // Stable: of two labels with one name, the first given comes first and is
+            // the one kept.
+            let (names, series_name) = (&self.names[..], &self.name[..]);
+            let text = |t: Text<'a>| resolve(t, names, series_name);
+            if !labels.windows(2).all(|w| text(w[0].name) < text(w[1].name)) {
+                labels.sort_by(|a, b| text(a.name).cmp(text(b.name)));
+                labels.dedup_by(|b, a| text(a.name) == text(b.name));
+            }
+            self.cur.clear();
+            for l in labels.iter() {
+                let (name, value) = (
+                    resolve(l.name, &self.names, &self.name),
+                    resolve(l.value, &self.names, &self.name),
+                );
+                put_label(&mut self.cur, name, value);
+            }
+            self.add_sample(ms, value);
         }
-        self.write_request();
-        &self.raw
     }
 
     /// The snappy compression of the last encoded request.
@@ -195,7 +348,7 @@ impl Encoder {
 
     /// The tag labels (and with `string_as_label` the string-field labels) of `m`, names
     /// sanitized: borrowed when already valid, else written to `names`.
-    fn common_labels<'a>(&mut self, m: &'a Metric, strings: bool, out: &mut Vec<Common<'a>>) {
+    fn common_labels<'a>(&mut self, m: &MetricsOf<'a>, strings: bool, out: &mut Vec<Common<'a>>) {
         out.clear();
         self.names.clear();
         let label_name = |names: &mut Vec<u8>, k: &'a str| {
@@ -207,20 +360,20 @@ impl Encoder {
                 Text::Names(s, names.len() as u32)
             }
         };
-        for (k, v) in &m.tags {
+        for &(k, v) in &m.tags {
             if !v.is_empty() {
                 out.push(Common {
                     label: Label {
                         name: label_name(&mut self.names, k),
                         value: Text::Borrowed(v.as_bytes()),
                     },
-                    tag_key: Some(k.as_str()),
+                    tag_key: Some(k),
                 });
             }
         }
         if strings {
-            for (k, v) in &m.fields {
-                if let FieldValue::String(s) = v {
+            for &(k, v) in &m.fields {
+                if let FieldRef::String(s) = v {
                     out.push(Common {
                         label: Label {
                             name: label_name(&mut self.names, k),

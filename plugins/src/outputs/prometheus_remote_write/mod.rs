@@ -108,7 +108,31 @@ pub struct RemoteWrite {
 #[async_trait]
 impl Output for RemoteWrite {
     async fn write(&mut self, batch: &[Metric]) -> Result<(), WriteError> {
-        if self.encoder.encode(batch, self.string_as_label).is_empty() {
+        self.encoder.encode(batch, self.string_as_label);
+        self.send().await
+    }
+
+    fn writes_records(&self) -> bool {
+        true
+    }
+
+    async fn write_records(&mut self, records: &[&[u8]]) -> Result<(), WriteError> {
+        let skipped = self.encoder.encode_records(records, self.string_as_label);
+        self.send().await?;
+        match skipped {
+            None => Ok(()),
+            Some((rejected, e)) => Err(WriteError::Partial {
+                rejected,
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+impl RemoteWrite {
+    /// Sends the encoder's request (nothing when it is empty).
+    async fn send(&mut self) -> Result<(), WriteError> {
+        if self.encoder.request().is_empty() {
             return Ok(());
         }
         let body = bytes::Bytes::copy_from_slice(self.encoder.compress().map_err(|e| {
@@ -212,6 +236,7 @@ mod tests {
     use super::*;
     use crate::codec::prometheus::sanitize_label_name;
     use crate::codec::prometheus_series::place;
+    use crate::codec::record;
     use crate::model::{FieldValue, ValueType};
     use std::collections::HashMap;
     /// The encoder as it was before [`Encoder`]: prost messages with a `String` per label.
@@ -558,6 +583,39 @@ mod tests {
             let sal = rng.bool();
             let want = prost::Message::encode_to_vec(&reference_encode(&batch, sal));
             assert_eq!(enc.encode(&batch, sal), &want[..], "{batch:?}");
+
+            // The same batch as the buffer holds it: records of a few metrics each, some
+            // compressed, read straight from their bytes; a damaged record among them is
+            // left out whole and counted.
+            let mut records = Vec::new();
+            let mut rest = &batch[..];
+            while !rest.is_empty() {
+                let (part, tail) = rest.split_at(rng.usize(1..=rest.len()));
+                let mut buf = Vec::new();
+                if rng.bool() {
+                    record::encode_compressed(part, &mut buf, &mut Vec::new());
+                } else {
+                    record::encode(part, &mut buf);
+                }
+                records.push(buf);
+                rest = tail;
+            }
+            let slices: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
+            assert_eq!(enc.encode_records(&slices, sal), None);
+            assert_eq!(enc.request(), &want[..], "{batch:?}");
+
+            let (good, bad) = batch.split_at(rng.usize(0..=batch.len()));
+            let mut damaged = Vec::new();
+            record::encode(bad, &mut damaged);
+            damaged.pop();
+            let mut intact = Vec::new();
+            record::encode(good, &mut intact);
+            let want = prost::Message::encode_to_vec(&reference_encode(good, sal));
+            let (lost, _) = enc
+                .encode_records(&[&damaged, &intact], sal)
+                .expect("the damaged record is reported");
+            assert_eq!(enc.request(), &want[..], "{batch:?}");
+            assert_eq!(lost, record::count(&damaged).unwrap_or(0));
         }
     }
 
