@@ -243,6 +243,58 @@ impl fmt::Display for Metric {
     }
 }
 
+/// Metrics kept for the allocations of their tag and field lists. The pipeline gives back
+/// the metrics of each batch once the output buffers hold it as records, and the line-protocol
+/// parser refills them, so a line costs no allocation (nor a free) for its two lists.
+pub mod spare {
+    use super::Metric;
+    use std::sync::Mutex;
+
+    static POOL: Mutex<Vec<Metric>> = Mutex::new(Vec::new());
+    /// Metrics kept at most (a few listener chunks in flight): about 1 MB.
+    const MAX: usize = 4096;
+    /// Lists longer than this are not kept: a rare wide metric must not pin its allocation.
+    const MAX_LIST: usize = 16;
+
+    /// Keeps the metrics of a batch that is done with (up to the pool's bound).
+    pub fn give_back(mut batch: Vec<Metric>) {
+        batch.retain(|m| m.tags.capacity() <= MAX_LIST && m.fields.capacity() <= MAX_LIST);
+        let Ok(mut pool) = POOL.lock() else { return };
+        let room = MAX.saturating_sub(pool.len()).min(batch.len());
+        pool.extend(batch.drain(..room));
+        // What did not fit is dropped after the lock is released.
+        drop(pool);
+    }
+
+    /// Moves up to `n` kept metrics into `out`; their contents are stale (reuse them with
+    /// [`Metric::refill`]).
+    pub fn take(n: usize, out: &mut Vec<Metric>) {
+        let Ok(mut pool) = POOL.lock() else { return };
+        let from = pool.len().saturating_sub(n);
+        out.extend(pool.drain(from..));
+    }
+}
+
+impl Metric {
+    /// Makes a kept metric (see [`spare`]) a new one, in place: `tags` (sorted) and `fields`
+    /// are moved out of the given lists, which are left empty with their capacity.
+    pub fn refill(
+        &mut self,
+        name: Str,
+        tags: &mut Vec<(Str, Str)>,
+        fields: &mut Vec<(Str, FieldValue)>,
+        time: i64,
+    ) {
+        self.name = name;
+        self.tags.clear();
+        self.tags.append(tags);
+        self.fields.clear();
+        self.fields.append(fields);
+        self.time = time;
+        self.kind = ValueType::Untyped;
+    }
+}
+
 /// Current time in nanoseconds since the Unix epoch.
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -270,6 +322,43 @@ mod tests {
                 assert_eq!(got, Str::from(s));
             }
         }
+    }
+
+    #[test]
+    fn kept_metrics_are_refilled_clean_and_bounded() {
+        let old = || {
+            Metric::new("old", 5)
+                .with_kind(ValueType::Counter)
+                .with_tag("a", "1")
+                .with_field("f", "text")
+        };
+        let mut wide = old();
+        wide.fields.reserve(100);
+        spare::take(usize::MAX, &mut Vec::new());
+        spare::give_back(vec![old(), wide]);
+        let mut kept = Vec::new();
+        spare::take(10, &mut kept);
+        assert_eq!(kept.len(), 1, "a wide metric's lists are not kept");
+        let mut m = kept.pop().unwrap();
+        let (mut tags, mut fields) = (
+            vec![("b".into(), "2".into())],
+            vec![("x".into(), 1i64.into())],
+        );
+        m.refill("new".into(), &mut tags, &mut fields, 7);
+        assert_eq!(
+            m,
+            Metric::new("new", 7)
+                .with_tag("b", "2")
+                .with_field("x", 1i64)
+        );
+        assert!(tags.is_empty() && fields.is_empty());
+        // Bounded: a flood of batches keeps a fixed number.
+        for _ in 0..10 {
+            spare::give_back((0..1000).map(|_| old()).collect());
+        }
+        let mut all = Vec::new();
+        spare::take(usize::MAX, &mut all);
+        assert_eq!(all.len(), 4096);
     }
 
     #[test]

@@ -404,7 +404,7 @@ pub(crate) fn fan_out(
         .iter()
         .map(|o| (!o.takes_all()).then(|| o.select(&batch, &mut scratch)))
         .collect();
-    drop(batch);
+    sonde_plugins::model::spare::give_back(batch);
     let records_of = |i: usize| -> &[Record] {
         match &own[i] {
             Some((r, _)) => r,

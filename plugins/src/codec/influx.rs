@@ -21,7 +21,7 @@
 use memchr::memchr;
 
 use super::{ParseError, Parser, Serializer};
-use crate::model::{FieldValue, Metric, Str, ValueType, str_from};
+use crate::model::{FieldValue, Metric, Str, ValueType, spare, str_from};
 
 /// Serializer options (Telegraf's `influx_*` keys).
 #[derive(Clone, Debug)]
@@ -391,6 +391,7 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
         line_no += newlines;
         pos = end + 1;
     }
+    spare::give_back(std::mem::take(&mut scratch.spare));
     errors
 }
 
@@ -727,7 +728,12 @@ struct Scratch {
     /// How many tags and fields the last metric had.
     tag_count: usize,
     field_count: usize,
+    /// Metrics taken from [`spare`] to parse into; what is left goes back after the input.
+    spare: Vec<Metric>,
 }
+
+/// Metrics taken from the spare pool at a time.
+const SPARE_REFILL: usize = 256;
 
 /// A cheap summary of a key (length, first and last bytes): equal keys have equal
 /// fingerprints, so only keys with equal fingerprints need comparing.
@@ -906,22 +912,30 @@ fn parse_line(
             return Err(format!("unexpected text after timestamp {tok:?}"));
         }
     }
-    let mut m = Metric {
-        name,
-        tags: Vec::new(),
-        fields: take_exact(&mut sc.fields, &mut sc.field_count),
-        time,
-        kind: ValueType::Untyped,
-    };
-    if sorted {
-        m.tags = take_exact(&mut sc.tags, &mut sc.tag_count);
-    } else {
-        m.tags.reserve_exact(sc.tags.len());
-        for (k, v) in sc.tags.drain(..) {
-            m.add_tag(k, v);
-        }
+    if !sorted {
+        // Of a repeated key the last value wins (as `Metric::add_tag`): the sort is stable,
+        // and `dedup_by` keeps the first of a run, so it runs on the list reversed.
+        sc.tags.sort_by(|a, b| a.0.cmp(&b.0));
+        sc.tags.reverse();
+        sc.tags.dedup_by(|a, b| a.0 == b.0);
+        sc.tags.reverse();
     }
-    out.push(m);
+    if sc.spare.is_empty() {
+        spare::take(SPARE_REFILL, &mut sc.spare);
+    }
+    match sc.spare.pop() {
+        Some(mut m) => {
+            m.refill(name, &mut sc.tags, &mut sc.fields, time);
+            out.push(m);
+        }
+        None => out.push(Metric {
+            name,
+            tags: take_exact(&mut sc.tags, &mut sc.tag_count),
+            fields: take_exact(&mut sc.fields, &mut sc.field_count),
+            time,
+            kind: ValueType::Untyped,
+        }),
+    }
     Ok(())
 }
 
@@ -1853,6 +1867,30 @@ mod tests {
                     got.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
                     want.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
                 );
+            }
+
+            /// Metrics kept from earlier batches (other names, tags, fields, kinds) that the
+            /// parser refills change nothing in what it gives.
+            #[test]
+            fn parsing_into_kept_metrics_is_the_same(
+                batch in prop::collection::vec(metric(), 1..6),
+                kept in prop::collection::vec(metric(), 0..12),
+            ) {
+                let mut buf = Vec::new();
+                for m in &batch {
+                    write_metric(&mut buf, m, &InfluxOptions { uint_support: true, ..Default::default() });
+                }
+                spare::take(usize::MAX, &mut Vec::new());
+                let mut fresh = Vec::new();
+                parse(&buf, 1, 0, &mut fresh);
+                spare::take(usize::MAX, &mut Vec::new());
+                spare::give_back(kept.into_iter().map(|m| m.with_kind(ValueType::Counter)).collect());
+                let mut refilled = Vec::new();
+                parse(&buf, 1, 0, &mut refilled);
+                prop_assert_eq!(fresh.len(), refilled.len());
+                for (a, b) in fresh.iter().zip(&refilled) {
+                    prop_assert!(same(a, b) && a.kind == b.kind, "{a:?} != {b:?}");
+                }
             }
 
             #[test]
