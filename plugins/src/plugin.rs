@@ -205,15 +205,20 @@ impl MetricSink {
 
     /// Sends a batch and waits until the output buffers have stored it (or refused it).
     pub async fn send(&self, batch: Vec<Metric>) -> Result<(), SendError> {
-        self.send_ahead(batch, 0).await
+        self.send_ahead(batch, 0).await.map(|_| ())
     }
 
     /// As [`MetricSink::send`], for the first batch of a write that sends up to `ahead` more
     /// metrics after it: the batch is refused unless the buffers have room for those too.
-    pub async fn send_ahead(&self, mut batch: Vec<Metric>, ahead: usize) -> Result<(), SendError> {
+    /// `Ok(false)`: the input's filters left nothing of the batch to send.
+    pub async fn send_ahead(
+        &self,
+        mut batch: Vec<Metric>,
+        ahead: usize,
+    ) -> Result<bool, SendError> {
         (self.prepare)(&mut batch);
         if batch.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
@@ -221,7 +226,7 @@ impl MetricSink {
             .await
             .map_err(|_| SendError::Closed)?;
         match done.await {
-            Ok(Delivery::Accepted) => Ok(()),
+            Ok(Delivery::Accepted) => Ok(true),
             Ok(Delivery::Full {
                 reason,
                 retry_after,

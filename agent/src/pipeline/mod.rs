@@ -911,20 +911,20 @@ mod tests {
     #[tokio::test]
     async fn a_listener_write_is_refused_whole_when_its_rest_would_not_fit() {
         use crate::config::Overflow::Backpressure;
-        let (outs, probes) = outputs(&[(&[], 10, Backpressure)]);
-        assert_eq!(fan_out(&outs, named("a", 4), Some(0)), Delivery::Accepted);
-        // 4 now and 3 to come do not fit in the 6 left: nothing of the write is stored.
-        let refused = fan_out(&outs, named("x", 4), Some(3));
+        let (outs, probes) = outputs(&[(&[], 20, Backpressure)]);
+        assert_eq!(fan_out(&outs, named("a", 12), Some(0)), Delivery::Accepted);
+        // 4 now and 5 to come do not fit in the 8 left: nothing of the write is stored.
+        let refused = fan_out(&outs, named("x", 4), Some(5));
         assert!(matches!(refused, Delivery::Full { .. }), "{refused:?}");
-        assert_eq!(fan_out(&outs, named("m", 4), Some(2)), Delivery::Accepted);
+        assert_eq!(fan_out(&outs, named("m", 4), Some(4)), Delivery::Accepted);
         // The write's later batches are checked for themselves.
-        assert_eq!(fan_out(&outs, named("n", 2), Some(0)), Delivery::Accepted);
+        assert_eq!(fan_out(&outs, named("n", 4), Some(0)), Delivery::Accepted);
         let deadline = Instant::now() + Duration::from_secs(5);
         for o in outs {
             assert_eq!(o.drain(deadline).await, 0);
         }
         let got = probes[0].got.lock().unwrap();
-        assert_eq!(got.len(), 10);
+        assert_eq!(got.len(), 20);
         assert!(
             got.iter().all(|m| m.name != "x"),
             "the refused batch was stored"

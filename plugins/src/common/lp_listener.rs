@@ -23,8 +23,6 @@ use crate::selfstat::{self, Stat, Stats};
 
 /// Lines of a write body parsed and queued as one batch (Telegraf's default batch size).
 const WRITE_CHUNK_LINES: usize = 1000;
-/// How often a later chunk of a write that found an output buffer full asks again for room.
-const ROOM_POLL: Duration = Duration::from_millis(100);
 
 /// How many lines `rest` has at most (a string value may hold a newline).
 fn lines_in(rest: &[u8]) -> usize {
@@ -151,15 +149,21 @@ impl WriteCore {
         // or more times the memory of their text, so a whole large body is never held as
         // structs, and the first chunk moves on while the next is parsed. The first chunk is
         // taken only if the buffers also have room for the lines after it, so a write that
-        // does not fit is refused whole (429) before any of it is stored. A later chunk that
-        // finds a buffer full (another write took the room) waits for room: refusing it then
-        // would have the client send the earlier chunks again.
+        // does not fit is refused whole (429) before any of it is stored, and the client's
+        // retry sends nothing twice. Only a later chunk that finds a buffer full (another
+        // write took the room meanwhile) refuses a write in part.
         let now = now_ns();
         let mut errors = Vec::new();
         let (mut pos, mut first_line) = (0, 1);
-        let parse = |chunk: &[u8], lines: usize| {
+        while pos < body.len() {
+            let (end, lines) = influx::split_lines(&body, pos, WRITE_CHUNK_LINES);
             let mut metrics = Vec::with_capacity(lines);
-            let errors = parse_limited(chunk, self.max_line, precision, now, &mut metrics);
+            for mut e in parse_limited(&body[pos..end], self.max_line, precision, now, &mut metrics)
+            {
+                e.line += first_line - 1;
+                errors.push(e);
+            }
+            (pos, first_line) = (end, first_line + lines);
             if !tags.is_empty() {
                 for m in &mut metrics {
                     for (k, v) in tags {
@@ -167,70 +171,54 @@ impl WriteCore {
                     }
                 }
             }
-            (metrics, errors)
-        };
-        while pos < body.len() {
-            let (end, lines) = influx::split_lines(&body, pos, WRITE_CHUNK_LINES);
-            let chunk = &body[pos..end];
-            let (mut metrics, chunk_errors) = parse(chunk, lines);
-            for mut e in chunk_errors {
-                e.line += first_line - 1;
-                errors.push(e);
+            if metrics.is_empty() {
+                continue;
             }
-            (pos, first_line) = (end, first_line + lines);
-            let deadline = tokio::time::Instant::now() + self.write_timeout;
-            while !metrics.is_empty() {
-                let n = metrics.len();
-                // Each line makes at most one metric.
-                let ahead = if queued.batches == 0 {
-                    lines_in(&body[end..])
-                } else {
-                    0
-                };
-                let sent = tokio::time::timeout_at(deadline, self.sink.send_ahead(metrics, ahead));
-                match sent.await {
-                    Ok(Ok(())) => {
+            let n = metrics.len();
+            // Each line makes at most one metric.
+            let ahead = if queued.batches == 0 {
+                lines_in(&body[end..])
+            } else {
+                0
+            };
+            let sent = self.sink.send_ahead(metrics, ahead);
+            match tokio::time::timeout(self.write_timeout, sent).await {
+                Ok(Ok(taken)) => {
+                    if taken {
                         queued.metrics += n;
                         queued.batches += 1;
-                        break;
                     }
-                    Ok(Err(SendError::Full {
-                        reason,
-                        retry_after,
-                    })) => {
-                        if queued.batches > 0 && tokio::time::Instant::now() + ROOM_POLL < deadline
-                        {
-                            tokio::time::sleep(ROOM_POLL).await;
-                            metrics = parse(chunk, lines).0;
-                            continue;
-                        }
-                        self.rejected_requests.incr();
-                        let reason = match queued.metrics {
-                            0 => reason,
-                            taken => format!(
-                                "{reason}; {taken} metrics of this write were stored before \
-                                 it filled up (write_timeout), a retry sends them again"
-                            ),
-                        };
-                        return WriteOutcome::Busy(reason, retry_after);
-                    }
-                    Ok(Err(SendError::Failed(m))) => {
-                        return WriteOutcome::Failed(StatusCode::SERVICE_UNAVAILABLE, m);
-                    }
-                    Ok(Err(SendError::Closed)) => {
-                        return WriteOutcome::Failed(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the agent is shutting down".into(),
-                        );
-                    }
-                    // Dropped unfinished: the batch may still reach the buffers, but the
-                    // client is told to send it again (a duplicate rather than a loss).
-                    Err(_) => {
-                        return WriteOutcome::Failed(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "the pipeline did not take the batch within write_timeout".into(),
-                        );
-                    }
+                }
+                Ok(Err(SendError::Full {
+                    reason,
+                    retry_after,
+                })) => {
+                    self.rejected_requests.incr();
+                    let reason = match queued.metrics {
+                        0 => reason,
+                        taken => format!(
+                            "{reason}; {taken} metrics of this write were stored before it \
+                             filled up (another write took the room): a retry sends them again"
+                        ),
+                    };
+                    return WriteOutcome::Busy(reason, retry_after);
+                }
+                Ok(Err(SendError::Failed(m))) => {
+                    return WriteOutcome::Failed(StatusCode::SERVICE_UNAVAILABLE, m);
+                }
+                Ok(Err(SendError::Closed)) => {
+                    return WriteOutcome::Failed(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the agent is shutting down".into(),
+                    );
+                }
+                // Dropped unfinished: the batch may still reach the buffers, but the client
+                // is told to send it again (a duplicate rather than a loss).
+                Err(_) => {
+                    return WriteOutcome::Failed(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the pipeline did not take the batch within write_timeout".into(),
+                    );
                 }
             }
         }

@@ -185,12 +185,13 @@ impl Buffer {
     }
 
     /// The bound that appending `records`, and then `ahead` more metrics of about their size
-    /// each, would exceed, if any. More than the whole buffer holds needs only an empty one
-    /// (and room for `records` themselves): the rest then waits for room as it comes.
+    /// each, would exceed, if any. Room for more than half the buffer is not asked for: a
+    /// write that large needs half the buffer free (and room for `records` themselves), so
+    /// that it is not refused for good while other sources keep the buffer from emptying.
     pub fn would_overflow(&self, records: &[Record], ahead: usize) -> Option<Limit> {
         let n: usize = records.iter().map(|r| r.count as usize).sum();
         let cost = self.cost(records);
-        let count = n.saturating_add(ahead).min(self.limit).max(n);
+        let count = n.saturating_add(ahead).min(self.limit / 2).max(n);
         let ahead_bytes = match n {
             0 => 0,
             n => (cost as u128 * ahead as u128 / n as u128).min(u64::MAX as u128) as u64,
@@ -198,7 +199,7 @@ impl Buffer {
         let bytes = self.bytes()
             + cost
                 .saturating_add(ahead_bytes)
-                .min(self.limit_bytes)
+                .min(self.limit_bytes / 2)
                 .max(cost);
         match &self.store {
             Store::Memory(_) if self.len() + count > self.limit => Some(Limit::Count(self.limit)),

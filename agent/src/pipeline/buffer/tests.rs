@@ -142,28 +142,36 @@ fn memory_drops_oldest_by_count_and_by_bytes_and_says_which() {
 
 #[test]
 fn room_is_also_needed_for_what_the_write_still_sends() {
-    let new = || Buffer::memory(10, u64::MAX, Stat::default(), Stat::default());
+    let new = || Buffer::memory(20, u64::MAX, Stat::default(), Stat::default());
     let mut b = new();
-    b.push(recs(0..4, 4)).unwrap();
-    let four = recs(10..14, 4);
-    assert_eq!(b.would_overflow(&four, 2), None, "4 + 4 + 2 fit in 10");
-    assert_eq!(b.would_overflow(&four, 3), Some(Limit::Count(10)));
-    // A write larger than the whole buffer starts in an empty one only.
-    assert_eq!(b.would_overflow(&four, 1000), Some(Limit::Count(10)));
-    assert_eq!(new().would_overflow(&four, 1000), None);
+    b.push(recs(0..12, 12)).unwrap();
+    let four = recs(20..24, 4);
+    assert_eq!(b.would_overflow(&four, 4), None, "12 + 4 + 4 fit in 20");
+    assert_eq!(b.would_overflow(&four, 5), Some(Limit::Count(20)));
+    // A write larger than half the buffer needs half of it free.
+    assert_eq!(b.would_overflow(&four, 1000), Some(Limit::Count(20)));
+    let mut half = new();
+    half.push(recs(0..10, 10)).unwrap();
+    assert_eq!(half.would_overflow(&four, 1000), None);
 
     // Bytes: what is still to come is taken to be the size of this batch, per metric.
     let cost = MemoryStore::cost(&four[0]);
-    let new = || Buffer::memory(1000, cost * 4, Stat::default(), Stat::default());
+    let new = || Buffer::memory(1000, cost * 8, Stat::default(), Stat::default());
     let mut b = new();
-    b.push(recs(20..24, 4)).unwrap();
-    assert_eq!(b.bytes(), cost);
-    assert_eq!(b.would_overflow(&four, 8), None, "four batches' bytes fit");
-    assert_eq!(b.would_overflow(&four, 9), Some(Limit::Bytes(cost * 4)));
+    for i in 0..5 {
+        b.push(recs(30 + i * 4..34 + i * 4, 4)).unwrap();
+    }
+    assert_eq!(b.bytes(), cost * 5);
+    assert_eq!(b.would_overflow(&four, 8), None, "three batches' bytes fit");
+    assert_eq!(b.would_overflow(&four, 9), Some(Limit::Bytes(cost * 8)));
+    assert_eq!(
+        b.would_overflow(&four, 1_000_000),
+        Some(Limit::Bytes(cost * 8))
+    );
     assert_eq!(
         new().would_overflow(&four, 1_000_000),
         None,
-        "an empty buffer"
+        "half the buffer free"
     );
 }
 
