@@ -247,31 +247,63 @@ impl fmt::Display for Metric {
 /// the metrics of each batch once the output buffers hold it as records, and the line-protocol
 /// parser refills them, so a line costs no allocation (nor a free) for its two lists.
 pub mod spare {
-    use super::Metric;
+    use super::{Metric, Str};
     use std::sync::Mutex;
 
-    static POOL: Mutex<Vec<Metric>> = Mutex::new(Vec::new());
-    /// Metrics kept at most (a few listener chunks in flight): about 1 MB.
+    /// Emptied metrics, bounded.
+    pub struct Pool(Mutex<Vec<Metric>>);
+
+    /// Metrics kept at most: a few listener chunks in flight. With lists of at most
+    /// `MAX_LIST` entries (48 and 40 bytes each) that is at most 3 MB; typical metrics (a few
+    /// tags and fields) take about 1 MB.
     const MAX: usize = 4096;
     /// Lists longer than this are not kept: a rare wide metric must not pin its allocation.
-    const MAX_LIST: usize = 16;
+    const MAX_LIST: usize = 8;
 
-    /// Keeps the metrics of a batch that is done with (up to the pool's bound).
-    pub fn give_back(mut batch: Vec<Metric>) {
-        batch.retain(|m| m.tags.capacity() <= MAX_LIST && m.fields.capacity() <= MAX_LIST);
-        let Ok(mut pool) = POOL.lock() else { return };
-        let room = MAX.saturating_sub(pool.len()).min(batch.len());
-        pool.extend(batch.drain(..room));
-        // What did not fit is dropped after the lock is released.
-        drop(pool);
+    static POOL: Pool = Pool::new();
+
+    impl Pool {
+        pub const fn new() -> Self {
+            Pool(Mutex::new(Vec::new()))
+        }
+
+        /// Keeps the metrics of a batch that is done with, emptied (up to the bound).
+        pub fn give_back(&self, mut batch: Vec<Metric>) {
+            batch.retain_mut(|m| {
+                m.name = Str::default();
+                m.tags.clear();
+                m.fields.clear();
+                m.tags.capacity() <= MAX_LIST && m.fields.capacity() <= MAX_LIST
+            });
+            let Ok(mut pool) = self.0.lock() else { return };
+            let room = MAX.saturating_sub(pool.len()).min(batch.len());
+            pool.extend(batch.drain(..room));
+            // What did not fit is freed after the lock is released.
+            drop(pool);
+        }
+
+        /// Moves up to `n` kept metrics into `out`, to be refilled ([`Metric::refill`]).
+        pub fn take(&self, n: usize, out: &mut Vec<Metric>) {
+            let Ok(mut pool) = self.0.lock() else { return };
+            let from = pool.len().saturating_sub(n);
+            out.extend(pool.drain(from..));
+        }
     }
 
-    /// Moves up to `n` kept metrics into `out`; their contents are stale (reuse them with
-    /// [`Metric::refill`]).
+    impl Default for Pool {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// [`Pool::give_back`] to the process's pool.
+    pub fn give_back(batch: Vec<Metric>) {
+        POOL.give_back(batch)
+    }
+
+    /// [`Pool::take`] from the process's pool.
     pub fn take(n: usize, out: &mut Vec<Metric>) {
-        let Ok(mut pool) = POOL.lock() else { return };
-        let from = pool.len().saturating_sub(n);
-        out.extend(pool.drain(from..));
+        POOL.take(n, out)
     }
 }
 
@@ -330,16 +362,21 @@ mod tests {
             Metric::new("old", 5)
                 .with_kind(ValueType::Counter)
                 .with_tag("a", "1")
-                .with_field("f", "text")
+                .with_field("f", "a string longer than twenty-four bytes")
         };
         let mut wide = old();
         wide.fields.reserve(100);
-        spare::take(usize::MAX, &mut Vec::new());
-        spare::give_back(vec![old(), wide]);
+        let pool = spare::Pool::new();
+        pool.give_back(vec![old(), wide]);
         let mut kept = Vec::new();
-        spare::take(10, &mut kept);
+        pool.take(10, &mut kept);
         assert_eq!(kept.len(), 1, "a wide metric's lists are not kept");
         let mut m = kept.pop().unwrap();
+        assert!(
+            m.tags.is_empty() && m.fields.is_empty(),
+            "kept emptied: {m:?}"
+        );
+        assert!(m.tags.capacity() > 0 && m.fields.capacity() > 0);
         let (mut tags, mut fields) = (
             vec![("b".into(), "2".into())],
             vec![("x".into(), 1i64.into())],
@@ -354,10 +391,10 @@ mod tests {
         assert!(tags.is_empty() && fields.is_empty());
         // Bounded: a flood of batches keeps a fixed number.
         for _ in 0..10 {
-            spare::give_back((0..1000).map(|_| old()).collect());
+            pool.give_back((0..1000).map(|_| old()).collect());
         }
         let mut all = Vec::new();
-        spare::take(usize::MAX, &mut all);
+        pool.take(usize::MAX, &mut all);
         assert_eq!(all.len(), 4096);
     }
 

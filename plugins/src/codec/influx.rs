@@ -357,7 +357,10 @@ impl Parser for InfluxParser {
 /// Lines without a timestamp get `now`; given timestamps are multiplied by `precision`.
 pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
     let mut errors = Vec::new();
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch {
+        refill: (input.len() / 16 + 1).min(SPARE_REFILL),
+        ..Default::default()
+    };
     // Validate UTF-8 once for the whole payload; only when that fails is each line checked on
     // its own (so a bad byte costs just its line).
     let text = if input.is_ascii() {
@@ -730,9 +733,12 @@ struct Scratch {
     field_count: usize,
     /// Metrics taken from [`spare`] to parse into; what is left goes back after the input.
     spare: Vec<Metric>,
+    /// How many to take from the pool at a time (0: it was empty).
+    refill: usize,
 }
 
-/// Metrics taken from the spare pool at a time.
+/// Metrics taken from the spare pool at a time, at most: a line takes 16 bytes or more, so a
+/// short input (one line from a socket) takes only what it can use.
 const SPARE_REFILL: usize = 256;
 
 /// A cheap summary of a key (length, first and last bytes): equal keys have equal
@@ -920,8 +926,12 @@ fn parse_line(
         sc.tags.dedup_by(|a, b| a.0 == b.0);
         sc.tags.reverse();
     }
-    if sc.spare.is_empty() {
-        spare::take(SPARE_REFILL, &mut sc.spare);
+    if sc.spare.is_empty() && sc.refill > 0 {
+        spare::take(sc.refill, &mut sc.spare);
+        if sc.spare.is_empty() {
+            // The pool is empty: not asked again during this input.
+            sc.refill = 0;
+        }
     }
     match sc.spare.pop() {
         Some(mut m) => {
