@@ -6,7 +6,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sonde_plugins::Metric;
 use sonde_plugins::codec::influx::{self, InfluxOptions};
-use sonde_plugins::codec::{Serializer, json, prometheus};
+use sonde_plugins::codec::{Serializer, json, prometheus, record};
 use sonde_plugins::outputs::prometheus_remote_write;
 
 #[path = "lp_batch.rs"]
@@ -44,10 +44,23 @@ fn cpu_rate_n(what: &str, n: usize, mut f: impl FnMut()) {
     );
 }
 
-/// One remote-write request body for `batch`: protobuf, snappy-compressed, in the encoder's
-/// reused buffers. Returns its size.
-fn remote_write(enc: &mut prometheus_remote_write::Encoder, batch: &[Metric]) -> usize {
-    enc.encode(batch, false);
+/// The buffer records of `batch`, as an output's buffer holds them (1,000 metrics each).
+fn records(batch: &[Metric]) -> Vec<Vec<u8>> {
+    batch
+        .chunks(1000)
+        .map(|c| {
+            let mut r = Vec::new();
+            record::encode_compressed(c, &mut r, &mut Vec::new());
+            r
+        })
+        .collect()
+}
+
+/// One remote-write request body for `records`, read from them as the output does:
+/// protobuf, snappy-compressed, in the encoder's reused buffers. Returns its size.
+fn remote_write(enc: &mut prometheus_remote_write::Encoder, records: &[Vec<u8>]) -> usize {
+    let records: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
+    assert!(enc.encode_records(&records, false).is_none());
     enc.compress().unwrap().len()
 }
 
@@ -76,9 +89,11 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut enc = prometheus_remote_write::Encoder::new();
-    for n in [1_000, LINES] {
+    let recs = [records(&metrics[..1_000]), records(&metrics)];
+    for r in &recs {
+        let n = if r.len() == 1 { 1_000 } else { LINES };
         cpu_rate_n(&format!("remote_write encode+snappy {n}"), n, || {
-            remote_write(&mut enc, &metrics[..n]);
+            remote_write(&mut enc, r);
         });
     }
 
@@ -107,10 +122,10 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("prometheus_remote_write");
-    for n in [1_000, LINES] {
+    for (n, r) in [1_000, LINES].into_iter().zip(&recs) {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("encode_snappy_{n}"), |b| {
-            b.iter(|| remote_write(&mut enc, &metrics[..n]))
+            b.iter(|| remote_write(&mut enc, r))
         });
     }
     g.finish();

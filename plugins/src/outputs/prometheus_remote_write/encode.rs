@@ -1,5 +1,6 @@
-//! The remote-write `WriteRequest` written straight from the metrics into reused buffers: no
-//! message structs, no string per label. The bytes are exactly what prost writes for the same
+//! The remote-write `WriteRequest` written straight from the buffer's records (names, tags and
+//! values borrowed from their bytes) into reused buffers: no `Metric`s, no message structs, no
+//! string per label. The bytes are exactly what prost writes for the same
 //! request built from `proto` structs (fields in tag order, proto3 defaults left out), so any
 //! remote-write receiver decodes them as before.
 //!
@@ -20,14 +21,10 @@ const KEY_VARINT_2: u8 = 0x10; // field 2, varint
 
 const NO_SAMPLE: u32 = u32::MAX;
 
-/// An empty list of another lifetime in the same allocation (label lists borrow the record
-/// being read, and are kept from one record to the next).
-fn recycle_labels<'b>(mut v: Vec<Label<'_>>) -> Vec<Label<'b>> {
-    v.clear();
-    v.into_iter().map(|_| unreachable!()).collect()
-}
-
-fn recycle_common<'b>(mut v: Vec<Common<'_>>) -> Vec<Common<'b>> {
+/// An empty list of another type, in the same allocation when the two have one layout (the
+/// standard library collects in place then; otherwise it allocates): label lists borrow the
+/// record being read, and are kept from one record to the next under another lifetime.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     v.clear();
     v.into_iter().map(|_| unreachable!()).collect()
 }
@@ -189,7 +186,7 @@ impl Encoder {
         // A damaged record (a bug, or a disk fault past its checksum) is found while its
         // samples are being added: start over without it, so none of it is sent.
         'again: loop {
-            self.clear(records.iter().map(|r| record::count(r).unwrap_or(0)).sum());
+            self.clear(metric_count(records.iter()));
             let mut scratch = std::mem::take(&mut self.plain);
             for (i, rec) in records.iter().enumerate() {
                 if bad.contains(&i) {
@@ -206,10 +203,7 @@ impl Encoder {
             break;
         }
         self.write_request();
-        let lost = bad
-            .iter()
-            .map(|&i| record::count(records[i]).unwrap_or(0))
-            .sum();
+        let lost = metric_count(bad.iter().map(|&i| &records[i]));
         first_error.map(|e| (lost, e))
     }
 
@@ -227,7 +221,8 @@ impl Encoder {
         self.samples.clear();
         // At least two slots per metric (a series per metric is common); grown as needed, and
         // not kept far larger than this batch needs (clearing it is part of every batch).
-        let want = (metrics * 2).next_power_of_two().max(64);
+        // (A count read from a damaged record may be anything.)
+        let want = (metrics.min(1 << 20) * 2).next_power_of_two().max(64);
         if self.table.len() < want || self.table.len() > want * 8 {
             self.table = vec![0; want];
         } else {
@@ -242,8 +237,8 @@ impl Encoder {
         string_as_label: bool,
     ) -> Result<(), RecordError> {
         let mut metrics = MetricsOf::new(record::plain(rec, scratch)?)?;
-        let mut labels = recycle_labels(std::mem::take(&mut self.labels));
-        let mut common = recycle_common(std::mem::take(&mut self.common));
+        let mut labels = recycle(std::mem::take(&mut self.labels));
+        let mut common = recycle(std::mem::take(&mut self.common));
         let result = loop {
             match metrics.advance() {
                 Ok(true) => self.add_metric(&metrics, string_as_label, &mut labels, &mut common),
@@ -251,8 +246,8 @@ impl Encoder {
                 Err(e) => break Err(e),
             }
         };
-        self.labels = recycle_labels(labels);
-        self.common = recycle_common(common);
+        self.labels = recycle(labels);
+        self.common = recycle(common);
         result
     }
 
@@ -532,6 +527,13 @@ impl Encoder {
             }
         }
     }
+}
+
+/// How many metrics records say they hold (a damaged one may say anything).
+fn metric_count<'r>(records: impl Iterator<Item = &'r &'r [u8]>) -> usize {
+    records
+        .map(|r| record::count(r).unwrap_or(0))
+        .fold(0, usize::saturating_add)
 }
 
 /// The bytes of a label's name or value.

@@ -619,6 +619,37 @@ mod tests {
         }
     }
 
+    /// Records damaged anywhere (or not records at all) are reported, never a panic, and
+    /// what is sent then holds only the intact records' samples.
+    #[test]
+    fn damaged_records_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut enc = Encoder::new();
+        let intact_batch: Vec<Metric> = (0..20)
+            .map(|i| {
+                Metric::new("m", i * 1_000_000)
+                    .with_tag("t", "x")
+                    .with_field("v", i)
+            })
+            .collect();
+        let mut intact = Vec::new();
+        record::encode(&intact_batch, &mut intact);
+        let want = enc.encode(&intact_batch, false).to_vec();
+        for i in 0..3000 {
+            let mut bytes = Vec::new();
+            if i % 2 == 0 {
+                bytes.extend((0..rng.usize(0..64)).map(|_| rng.u8(..)));
+            } else {
+                record::encode_compressed(&intact_batch, &mut bytes, &mut Vec::new());
+                let at = rng.usize(..bytes.len());
+                bytes[at] = rng.u8(..);
+            }
+            if enc.encode_records(&[&bytes, &intact], false).is_some() {
+                assert_eq!(enc.request(), &want[..]);
+            }
+        }
+    }
+
     /// A request as the test server saw it: headers and body.
     type Seen = (Vec<(String, String)>, Vec<u8>);
 
