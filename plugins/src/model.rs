@@ -245,13 +245,21 @@ impl fmt::Display for Metric {
 
 /// Metrics kept for the allocations of their tag and field lists. The pipeline gives back
 /// the metrics of each batch once the output buffers hold it as records, and the line-protocol
-/// parser refills them, so a line costs no allocation (nor a free) for its two lists.
+/// parser refills them, so a line costs no allocation (nor a free) for its two lists. The pool
+/// keeps only as many as parsers have asked for.
 pub mod spare {
     use super::{Metric, Str};
     use std::sync::Mutex;
 
     /// Emptied metrics, bounded.
-    pub struct Pool(Mutex<Vec<Metric>>);
+    pub struct Pool(Mutex<Kept>);
+
+    struct Kept {
+        metrics: Vec<Metric>,
+        /// How many may be kept: what was asked for so far, up to `MAX`. Nothing is kept
+        /// until a parser asks, so an agent without one (host inputs only) holds nothing.
+        room: usize,
+    }
 
     /// Metrics kept at most: a few listener chunks in flight. With lists of at most
     /// `MAX_LIST` entries (48 and 40 bytes each) that is at most 3 MB; typical metrics (a few
@@ -264,7 +272,10 @@ pub mod spare {
 
     impl Pool {
         pub const fn new() -> Self {
-            Pool(Mutex::new(Vec::new()))
+            Pool(Mutex::new(Kept {
+                metrics: Vec::new(),
+                room: 0,
+            }))
         }
 
         /// Keeps the metrics of a batch that is done with, emptied (up to the bound).
@@ -276,8 +287,11 @@ pub mod spare {
                 m.tags.capacity() <= MAX_LIST && m.fields.capacity() <= MAX_LIST
             });
             let Ok(mut pool) = self.0.lock() else { return };
-            let room = MAX.saturating_sub(pool.len()).min(batch.len());
-            pool.extend(batch.drain(..room));
+            let room = pool
+                .room
+                .saturating_sub(pool.metrics.len())
+                .min(batch.len());
+            pool.metrics.extend(batch.drain(..room));
             // What did not fit is freed after the lock is released.
             drop(pool);
         }
@@ -285,8 +299,9 @@ pub mod spare {
         /// Moves up to `n` kept metrics into `out`, to be refilled ([`Metric::refill`]).
         pub fn take(&self, n: usize, out: &mut Vec<Metric>) {
             let Ok(mut pool) = self.0.lock() else { return };
-            let from = pool.len().saturating_sub(n);
-            out.extend(pool.drain(from..));
+            pool.room = pool.room.saturating_add(n).min(MAX);
+            let from = pool.metrics.len().saturating_sub(n);
+            out.extend(pool.metrics.drain(from..));
         }
     }
 
@@ -367,8 +382,11 @@ mod tests {
         let mut wide = old();
         wide.fields.reserve(100);
         let pool = spare::Pool::new();
-        pool.give_back(vec![old(), wide]);
+        pool.give_back(vec![old()]);
         let mut kept = Vec::new();
+        pool.take(10, &mut kept);
+        assert!(kept.is_empty(), "nothing is kept before anyone asks");
+        pool.give_back(vec![old(), wide]);
         pool.take(10, &mut kept);
         assert_eq!(kept.len(), 1, "a wide metric's lists are not kept");
         let mut m = kept.pop().unwrap();
@@ -390,6 +408,7 @@ mod tests {
         );
         assert!(tags.is_empty() && fields.is_empty());
         // Bounded: a flood of batches keeps a fixed number.
+        pool.take(usize::MAX, &mut Vec::new());
         for _ in 0..10 {
             pool.give_back((0..1000).map(|_| old()).collect());
         }
