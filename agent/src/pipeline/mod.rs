@@ -750,32 +750,21 @@ mod tests {
         panic!("condition not reached in 2s");
     }
 
+    /// For an output given decoded metrics, and for one given the buffer's records.
     #[tokio::test]
     async fn retryable_failures_deliver_everything_exactly_once() {
-        let (cfg, probe) = config(10, vec![retry(), retry()], 100);
-        let running = Running::start(cfg).unwrap();
-        wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
-        running.shutdown().await;
-        let got = probe.got.lock().unwrap();
-        let mut times: Vec<i64> = got.iter().map(|m| m.time).collect();
-        times.sort();
-        assert_eq!(times, (0..10).collect::<Vec<_>>());
-        assert_eq!(got[0].tag("src"), Some("test"));
-        assert!(probe.calls.load(Ordering::SeqCst) >= 5);
-    }
-
-    #[tokio::test]
-    async fn an_output_that_reads_records_gets_each_metric_once_across_retries() {
-        let (cfg, probe) = config_with(10, vec![retry(), retry()], 100, true);
-        let running = Running::start(cfg).unwrap();
-        wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
-        running.shutdown().await;
-        let got = probe.got.lock().unwrap();
-        let mut times: Vec<i64> = got.iter().map(|m| m.time).collect();
-        times.sort();
-        assert_eq!(times, (0..10).collect::<Vec<_>>());
-        assert_eq!(got[0].tag("src"), Some("test"));
-        assert!(probe.calls.load(Ordering::SeqCst) >= 5);
+        for records in [false, true] {
+            let (cfg, probe) = config_with(10, vec![retry(), retry()], 100, records);
+            let running = Running::start(cfg).unwrap();
+            wait_for(|| probe.got.lock().unwrap().len() >= 10).await;
+            running.shutdown().await;
+            let got = probe.got.lock().unwrap();
+            let mut times: Vec<i64> = got.iter().map(|m| m.time).collect();
+            times.sort();
+            assert_eq!(times, (0..10).collect::<Vec<_>>(), "records: {records}");
+            assert_eq!(got[0].tag("src"), Some("test"));
+            assert!(probe.calls.load(Ordering::SeqCst) >= 5);
+        }
     }
 
     #[tokio::test]

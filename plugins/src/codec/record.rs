@@ -306,16 +306,7 @@ fn decode_metric<'a>(
             Some(p) => p.fields[j].0.clone(),
             None => str_from(r.str()?),
         };
-        let value = match r.byte()? {
-            0 => FieldValue::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
-            1 => FieldValue::Int(unzigzag(r.varint()?)),
-            2 => FieldValue::UInt(r.varint()?),
-            3 => FieldValue::Bool(false),
-            4 => FieldValue::Bool(true),
-            5 => FieldValue::String(str_from(r.str()?)),
-            _ => return Err(RecordError("unknown field type")),
-        };
-        m.fields.push((key, value));
+        m.fields.push((key, r.value()?.into()));
     }
     Ok(())
 }
@@ -328,6 +319,18 @@ pub enum FieldRef<'a> {
     UInt(u64),
     Bool(bool),
     String(&'a str),
+}
+
+impl From<FieldRef<'_>> for FieldValue {
+    fn from(v: FieldRef<'_>) -> Self {
+        match v {
+            FieldRef::Float(x) => FieldValue::Float(x),
+            FieldRef::Int(x) => FieldValue::Int(x),
+            FieldRef::UInt(x) => FieldValue::UInt(x),
+            FieldRef::Bool(x) => FieldValue::Bool(x),
+            FieldRef::String(x) => FieldValue::String(str_from(x)),
+        }
+    }
 }
 
 /// The metrics of a plain record (see [`plain`]) one at a time, borrowed from its bytes: for
@@ -406,15 +409,7 @@ impl<'a> MetricsOf<'a> {
             } else {
                 r.str()?
             };
-            let value = match r.byte()? {
-                0 => FieldRef::Float(f64::from_le_bytes(r.take(8)?.try_into().unwrap())),
-                1 => FieldRef::Int(unzigzag(r.varint()?)),
-                2 => FieldRef::UInt(r.varint()?),
-                3 => FieldRef::Bool(false),
-                4 => FieldRef::Bool(true),
-                5 => FieldRef::String(r.str()?),
-                _ => return Err(RecordError("unknown field type")),
-            };
+            let value = r.value()?;
             if same_keys {
                 self.fields[j].1 = value;
             } else {
@@ -517,6 +512,19 @@ impl<'a> Reader<'a> {
             }
         }
         Err(RecordError("varint too long"))
+    }
+
+    /// A field's type byte and value.
+    fn value(&mut self) -> Result<FieldRef<'a>, RecordError> {
+        Ok(match self.byte()? {
+            0 => FieldRef::Float(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
+            1 => FieldRef::Int(unzigzag(self.varint()?)),
+            2 => FieldRef::UInt(self.varint()?),
+            3 => FieldRef::Bool(false),
+            4 => FieldRef::Bool(true),
+            5 => FieldRef::String(self.str()?),
+            _ => return Err(RecordError("unknown field type")),
+        })
     }
 
     /// A count of items that take at least `min_bytes` each: bounded by what is left.
@@ -866,16 +874,7 @@ mod tests {
             m.fields = metrics
                 .fields
                 .iter()
-                .map(|&(k, v)| {
-                    let v = match v {
-                        FieldRef::Float(x) => FieldValue::Float(x),
-                        FieldRef::Int(x) => FieldValue::Int(x),
-                        FieldRef::UInt(x) => FieldValue::UInt(x),
-                        FieldRef::Bool(x) => FieldValue::Bool(x),
-                        FieldRef::String(x) => FieldValue::String(x.into()),
-                    };
-                    (k.into(), v)
-                })
+                .map(|&(k, v)| (k.into(), v.into()))
                 .collect();
             out.push(m);
         }
