@@ -181,12 +181,13 @@ impl Drop for Docker {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        // Overlay mounts left behind would make the temp dir impossible to remove.
-        let data = self.dir.join("data");
+        // Mounts left behind (overlays under data/, the engine's network namespace under
+        // exec/netns/) would make the temp dir impossible to remove.
+        let prefix = format!("{}/", self.dir.path().display());
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") {
             for line in mounts.lines() {
                 if let Some(mnt) = line.split_whitespace().nth(1)
-                    && mnt.starts_with(data.to_str().unwrap())
+                    && mnt.starts_with(&prefix)
                 {
                     let _ = Command::new("umount").arg("-l").arg(mnt).status();
                 }

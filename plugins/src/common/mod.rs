@@ -10,6 +10,8 @@ pub mod postgres;
 pub mod probe;
 pub mod procfs;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_dir;
 pub mod time;
 pub mod timestamp;
 pub mod unix_socket;

@@ -439,7 +439,6 @@ mod tests {
     use crate::codec::ParseError;
     use crate::model::Metric;
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     /// Test-only parser: each line `name value` becomes `name value=<int>`; anything else is
     /// an error for that line.
@@ -460,11 +459,8 @@ mod tests {
         }
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sonde-exec-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(name: &str) -> crate::common::test_dir::TestDir {
+        crate::common::test_dir::TestDir::new(&format!("exec-{name}"))
     }
 
     fn script(dir: &std::path::Path, name: &str, body: &str) -> String {

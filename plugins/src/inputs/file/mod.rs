@@ -216,7 +216,7 @@ mod tests {
 
     #[tokio::test]
     async fn globs_tags_encodings_and_errors() {
-        let dir = std::env::temp_dir().join(format!("sonde-file-{}", std::process::id()));
+        let dir = crate::common::test_dir::TestDir::new("file-input");
         std::fs::create_dir_all(dir.join("a/b")).unwrap();
         std::fs::write(dir.join("top.lp"), "m,src=top v=1 1\n").unwrap();
         std::fs::write(dir.join("a/b/deep.lp"), "m,src=deep v=2 2\nbroken\n").unwrap();
@@ -254,7 +254,6 @@ mod tests {
         p.gather(&mut acc).await.unwrap();
         assert!(acc.errors.is_empty(), "{:?}", acc.errors);
         assert_eq!(acc.metrics[0].tag("city"), Some("Zürich"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

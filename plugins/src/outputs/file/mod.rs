@@ -238,11 +238,8 @@ mod tests {
     use super::*;
     use crate::codec::{SerializerConfig, build_serializer};
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sonde-file-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(name: &str) -> crate::common::test_dir::TestDir {
+        crate::common::test_dir::TestDir::new(&format!("file-{name}"))
     }
 
     fn output(toml_text: &str) -> Result<Box<dyn Output>, BuildError> {

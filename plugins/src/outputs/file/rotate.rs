@@ -230,11 +230,8 @@ fn archive_key(name: &str, stem: &str, ext: &str) -> Option<(u64, u32)> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("sonde-rotate-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir(name: &str) -> crate::common::test_dir::TestDir {
+        crate::common::test_dir::TestDir::new(&format!("rotate-{name}"))
     }
 
     fn at(secs: u64) -> SystemTime {
