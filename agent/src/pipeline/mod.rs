@@ -393,16 +393,15 @@ pub(crate) fn fan_out(
     if batch.is_empty() || outputs.is_empty() {
         return Delivery::Accepted;
     }
-    let mut scratch = Vec::new();
     let shared_chunk = outputs
         .iter()
         .filter(|o| o.takes_all())
         .map(|o| o.batch_size())
         .min();
-    let shared = shared_chunk.map(|c| Record::encode_chunks(&batch, c, &mut scratch));
+    let shared = shared_chunk.map(|c| Record::encode_chunks(&batch, c));
     let own: Vec<Option<(Vec<Record>, usize)>> = outputs
         .iter()
-        .map(|o| (!o.takes_all()).then(|| o.select(&batch, &mut scratch)))
+        .map(|o| (!o.takes_all()).then(|| o.select(&batch)))
         .collect();
     sonde_plugins::model::spare::give_back(batch);
     let records_of = |i: usize| -> &[Record] {

@@ -194,7 +194,7 @@ impl RunningOutput {
 
     /// The records of what this output takes from `batch`: filtered, trimmed and renamed
     /// copies of the selected metrics only, and how many it filtered out.
-    pub fn select(&self, batch: &[Metric], scratch: &mut Vec<u8>) -> (Vec<Record>, usize) {
+    pub fn select(&self, batch: &[Metric]) -> (Vec<Record>, usize) {
         let mut mine = Vec::new();
         for m in batch {
             if !self.filter.selects(m) {
@@ -209,7 +209,7 @@ impl RunningOutput {
         }
         let filtered = batch.len() - mine.len();
         (
-            Record::encode_chunks(&mine, self.shared.batch_size, scratch),
+            Record::encode_chunks(&mine, self.shared.batch_size),
             filtered,
         )
     }

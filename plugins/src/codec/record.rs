@@ -104,9 +104,7 @@ const COMPRESSED: [u8; 2] = [0x80, 0x00];
 const MIN_COMPRESS: usize = 512;
 
 /// Appends the record of `metrics` to `out`, snappy-compressed when that saves at least a
-/// quarter of its size. A batch of similar metrics (one request to a listener, one input's
-/// gather) usually shrinks two to four times: names, tag sets and keys repeat across it.
-/// `plain` is scratch space.
+/// quarter of its size (see [`compress`]). `plain` is scratch space.
 // Never inlined: its callers are in the agent crate, built for size; this stays at -O3.
 #[inline(never)]
 pub fn encode_compressed(metrics: &[Metric], out: &mut Vec<u8>, plain: &mut Vec<u8>) {
@@ -115,28 +113,42 @@ pub fn encode_compressed(metrics: &[Metric], out: &mut Vec<u8>, plain: &mut Vec<
     // dozen times (each a copy of all written so far).
     plain.reserve(metrics.len() * 32);
     encode(metrics, plain);
-    if plain.len() >= MIN_COMPRESS {
-        let start = out.len();
-        out.extend_from_slice(&COMPRESSED);
-        put_varint(out, metrics.len() as u64);
-        let max = snap::raw::max_compress_len(plain.len());
-        let copied = PACKED.with_borrow_mut(|packed| {
-            // Grown, never cleared (as `PLAIN`): the compressed bytes, about a third of the
-            // plain ones, are copied out instead of zeroing room for the worst case each time.
-            if packed.len() < max {
-                packed.resize(max, 0);
-            }
-            let n = SNAPPY
-                .with_borrow_mut(|enc| enc.compress(plain, &mut packed[..max]))
-                .ok()?;
-            (n < plain.len() - plain.len() / 4).then(|| out.extend_from_slice(&packed[..n]))
-        });
-        if copied.is_some() {
-            return;
+    if !compress(plain, out) {
+        out.extend_from_slice(plain);
+    }
+}
+
+/// Appends the compressed form of the plain record `plain` to `out` when that saves at
+/// least a quarter of its size; returns whether it did (else `out` is unchanged). A batch of
+/// similar metrics (one request to a listener, one input's gather) usually shrinks two to
+/// four times: names, tag sets and keys repeat across it.
+#[inline(never)]
+pub fn compress(plain: &[u8], out: &mut Vec<u8>) -> bool {
+    if plain.len() < MIN_COMPRESS || plain.starts_with(&COMPRESSED) {
+        return false;
+    }
+    let Ok(n) = count(plain) else {
+        return false;
+    };
+    let start = out.len();
+    out.extend_from_slice(&COMPRESSED);
+    put_varint(out, n as u64);
+    let max = snap::raw::max_compress_len(plain.len());
+    let copied = PACKED.with_borrow_mut(|packed| {
+        // Grown, never cleared (as `PLAIN`): the compressed bytes, about a third of the
+        // plain ones, are copied out instead of zeroing room for the worst case each time.
+        if packed.len() < max {
+            packed.resize(max, 0);
         }
+        let n = SNAPPY
+            .with_borrow_mut(|enc| enc.compress(plain, &mut packed[..max]))
+            .ok()?;
+        (n < plain.len() - plain.len() / 4).then(|| out.extend_from_slice(&packed[..n]))
+    });
+    if copied.is_none() {
         out.truncate(start);
     }
-    out.extend_from_slice(plain);
+    copied.is_some()
 }
 
 thread_local! {

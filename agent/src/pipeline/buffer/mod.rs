@@ -29,15 +29,19 @@ pub struct Record {
 }
 
 impl Record {
-    /// Encodes `metrics` into records of at most `chunk` metrics each, compressed where that
-    /// pays (see [`record::encode_compressed`]).
-    pub fn encode_chunks(metrics: &[Metric], chunk: usize, scratch: &mut Vec<u8>) -> Vec<Record> {
-        let mut plain = Vec::new();
+    /// Encodes `metrics` into plain records of at most `chunk` metrics each. A buffer
+    /// compresses the ones it keeps for longer ([`Buffer::push`]): one that is written soon
+    /// after it arrives is not worth compressing and decompressing again.
+    pub fn encode_chunks(metrics: &[Metric], chunk: usize) -> Vec<Record> {
+        let chunk = chunk.max(1);
+        // Most metrics take 30-60 bytes: start near the size instead of doubling from empty
+        // a dozen times (each a copy of all written so far).
+        let mut scratch = Vec::with_capacity(metrics.len().min(chunk) * 48);
         metrics
-            .chunks(chunk.max(1))
+            .chunks(chunk)
             .map(|c| {
                 scratch.clear();
-                record::encode_compressed(c, scratch, &mut plain);
+                record::encode(c, &mut scratch);
                 Record {
                     data: Arc::from(&scratch[..]),
                     count: c.len() as u32,
@@ -45,7 +49,24 @@ impl Record {
             })
             .collect()
     }
+
+    /// The record compressed, where that pays (see [`record::compress`]); else itself.
+    pub fn compressed(self, scratch: &mut Vec<u8>) -> Record {
+        scratch.clear();
+        if !record::compress(&self.data, scratch) {
+            return self;
+        }
+        Record {
+            data: Arc::from(&scratch[..]),
+            count: self.count,
+        }
+    }
 }
+
+/// A memory buffer keeps records plain while it holds fewer bytes than this (or than a
+/// quarter of its byte limit), and compresses the ones appended behind them: records that
+/// leave with the next write or two are not worth compressing, a backlog is.
+const PLAIN_BYTES: u64 = 1 << 20;
 
 /// Which bound a drop or a refusal hit, for the warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,11 +235,16 @@ impl Buffer {
     /// them (a disk error): nothing of them was kept.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
         let mut result = Ok(());
+        let mut scratch = Vec::new();
+        let plain_bytes = PLAIN_BYTES.min(self.limit_bytes / 4);
         for rec in records {
             match &mut self.store {
-                Store::Memory(m) => m.append(rec),
+                Store::Memory(m) if m.bytes() + MemoryStore::cost(&rec) <= plain_bytes => {
+                    m.append(rec)
+                }
+                Store::Memory(m) => m.append(rec.compressed(&mut scratch)),
                 Store::Disk(d) => {
-                    if let Err(e) = d.append(&rec) {
+                    if let Err(e) = d.append(&rec.compressed(&mut scratch)) {
                         result = Err(e);
                         break;
                     }

@@ -38,7 +38,7 @@ fn m(i: i64) -> Metric {
 
 fn recs(range: std::ops::Range<i64>, chunk: usize) -> Vec<Record> {
     let batch: Vec<Metric> = range.map(m).collect();
-    Record::encode_chunks(&batch, chunk, &mut Vec::new())
+    Record::encode_chunks(&batch, chunk)
 }
 
 fn times(metrics: &[Metric]) -> Vec<i64> {
@@ -208,13 +208,75 @@ fn memory_bytes_are_the_encoded_size() {
         .collect();
     let live: usize = batch.iter().map(|m| m.estimated_size()).sum();
     let mut b = Buffer::memory(usize::MAX, u64::MAX, Stat::default(), Stat::default());
-    b.push(Record::encode_chunks(&batch, 1000, &mut Vec::new()))
-        .unwrap();
+    b.push(Record::encode_chunks(&batch, 1000)).unwrap();
     assert!(
         (b.bytes() as usize) * 4 < live,
         "encoded {} bytes, live {live}",
         b.bytes()
     );
+}
+
+fn is_compressed(rec: &Record) -> bool {
+    let mut scratch = Vec::new();
+    !std::ptr::eq(
+        record::plain(&rec.data, &mut scratch).unwrap().as_ptr(),
+        rec.data.as_ptr(),
+    )
+}
+
+#[test]
+fn only_a_backlog_is_compressed() {
+    let batch: Vec<Metric> = (0..100_000)
+        .map(|i| {
+            Metric::new("http_check", 1_700_000_000_000_000_000 + i * 1_000_000)
+                .with_tag("host", format!("exec-{}", i % 8))
+                .with_field("duration_ms", i as f64 + 0.5)
+        })
+        .collect();
+    let plain = Record::encode_chunks(&batch, 1000);
+    assert!(plain.iter().all(|r| !is_compressed(r)));
+    let plain_bytes: u64 = plain.iter().map(|r| r.data.len() as u64).sum();
+    assert!(plain_bytes > 2 * PLAIN_BYTES, "{plain_bytes}");
+    // A byte limit under 4 × PLAIN_BYTES lowers the threshold to a quarter of it.
+    for limit_bytes in [u64::MAX, PLAIN_BYTES] {
+        let mut b = Buffer::memory(usize::MAX, limit_bytes, Stat::default(), Stat::default());
+        let mut kept = Vec::new();
+        for r in plain.clone() {
+            // The whole batch must fit the smaller limit: push a few records at a time and
+            // take them out again.
+            b.push([r]).unwrap();
+            if limit_bytes != u64::MAX && b.bytes() > limit_bytes / 2 {
+                kept.extend(b.take_all().unwrap());
+            }
+        }
+        kept.extend(b.take_all().unwrap());
+        let threshold = PLAIN_BYTES.min(limit_bytes / 4);
+        // Records stay plain while what is held before them is under the threshold, and
+        // are compressed behind it.
+        let first_compressed = kept.iter().position(is_compressed).expect("a backlog");
+        let before: u64 = kept[..first_compressed].iter().map(MemoryStore::cost).sum();
+        assert!(
+            before <= threshold && before + 64 * 1024 > threshold,
+            "{before}"
+        );
+        let mut out = Vec::new();
+        for r in &kept {
+            record::decode(&r.data, &mut out).unwrap();
+        }
+        assert_eq!(out, batch);
+    }
+    // The disk stores records compressed from the first.
+    let dir = TempDir::new();
+    let (mut d, _) = Buffer::disk(
+        &disk_cfg(dir.path(), u64::MAX),
+        Stat::default(),
+        Stat::default(),
+    )
+    .unwrap();
+    d.push(plain[..2].to_vec()).unwrap();
+    let stored = d.lease_records(usize::MAX).unwrap();
+    assert!(stored.iter().all(is_compressed));
+    assert!(d.bytes() < (plain[0].data.len() + plain[1].data.len()) as u64 / 2);
 }
 
 #[test]
@@ -601,7 +663,7 @@ proptest! {
                 Op::Push(n, c) => {
                     let batch: Vec<Metric> = (0..i64::from(n)).map(|j| m(sent.len() as i64 + j)).collect();
                     sent.extend(batch.iter().cloned());
-                    let r = Record::encode_chunks(&batch, usize::from(c), &mut Vec::new());
+                    let r = Record::encode_chunks(&batch, usize::from(c));
                     bufs[0].push(r.clone()).unwrap();
                     bufs[1].push(r).unwrap();
                 }
