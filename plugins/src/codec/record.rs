@@ -356,8 +356,11 @@ pub struct MetricsOf<'a> {
     /// Nanoseconds since the Unix epoch.
     pub time: i64,
     pub kind: ValueType,
-    /// Sorted by key, keys unique (as in `Metric`).
+    /// Sorted by key, keys unique (as in `Metric`); read on demand ([`MetricsOf::read_tags`]).
     pub tags: Vec<(&'a str, &'a str)>,
+    tags_read: bool,
+    /// The tag set as the record holds it: equal bytes are equal tag sets.
+    pub tag_bytes: &'a [u8],
     pub fields: Vec<(&'a str, FieldRef<'a>)>,
 }
 
@@ -376,6 +379,8 @@ impl<'a> MetricsOf<'a> {
             time: 0,
             kind: ValueType::Untyped,
             tags: Vec::new(),
+            tags_read: true,
+            tag_bytes: &[],
             fields: Vec::new(),
         })
     }
@@ -401,11 +406,15 @@ impl<'a> MetricsOf<'a> {
         self.kind = kind_from(flags >> 4)?;
         self.time = self.time.wrapping_add(unzigzag(r.varint()?));
         if flags & SAME_TAGS == 0 {
+            // Only stepped over: a reader that finds the tag set by its bytes needs no more.
+            let start = r.buf;
             let nt = r.len_prefix(2)?;
-            self.tags.clear();
-            for _ in 0..nt {
-                self.tags.push((r.str()?, r.str()?));
+            for _ in 0..nt * 2 {
+                let n = r.varint()?;
+                r.take(usize::try_from(n).map_err(|_| RecordError("string too long"))?)?;
             }
+            self.tag_bytes = &start[..start.len() - r.buf.len()];
+            self.tags_read = false;
         }
         let nf = r.len_prefix(1)?;
         let same_keys = flags & SAME_FIELD_KEYS != 0;
@@ -431,7 +440,23 @@ impl<'a> MetricsOf<'a> {
         Ok(true)
     }
 
-    /// The current metric's tag `key`.
+    /// Reads the current metric's tags into `tags` (checking that they are UTF-8).
+    pub fn read_tags(&mut self) -> Result<(), RecordError> {
+        if !self.tags_read {
+            let mut r = Reader {
+                buf: self.tag_bytes,
+            };
+            let nt = r.varint()?;
+            self.tags.clear();
+            for _ in 0..nt {
+                self.tags.push((r.str()?, r.str()?));
+            }
+            self.tags_read = true;
+        }
+        Ok(())
+    }
+
+    /// The current metric's tag `key` (after [`MetricsOf::read_tags`]).
     pub fn tag(&self, key: &str) -> Option<&'a str> {
         self.tags
             .binary_search_by(|(k, _)| (*k).cmp(key))
@@ -877,6 +902,16 @@ mod tests {
         let mut metrics = MetricsOf::new(plain(record, &mut scratch)?)?;
         let mut out = Vec::new();
         while metrics.advance()? {
+            metrics.read_tags()?;
+            // `tag_bytes` holds exactly the tag set read.
+            let mut r = Reader {
+                buf: metrics.tag_bytes,
+            };
+            let n = r.varint().unwrap() as usize;
+            let tags: Vec<_> = (0..n)
+                .map(|_| (r.str().unwrap(), r.str().unwrap()))
+                .collect();
+            assert!(r.buf.is_empty() && tags == metrics.tags);
             let mut m = Metric::new(metrics.name, metrics.time).with_kind(metrics.kind);
             m.tags = metrics
                 .tags

@@ -7,6 +7,11 @@
 //! A batch becomes one time series per name + label set, in order of first appearance; each
 //! series' samples in time order, one per timestamp (the last written wins); labels sorted by
 //! name, the first of two labels whose names sanitize alike kept.
+//!
+//! Most samples of a batch belong to a series seen before: a sample finds its series by the
+//! pair (its series name's entry in a per-batch cache, its tag set's entry found by the
+//! record's bytes of it), so labels are sanitized, sorted and encoded once per tag set and
+//! compared once per series, not once per sample.
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
@@ -40,8 +45,8 @@ pub struct Encoder {
     /// The encoded labels of every series of the batch, back to back.
     arena: Vec<u8>,
     series: Vec<Series>,
-    /// Open addressing: series index + 1, 0 for empty. Length a power of two.
-    table: Vec<u32>,
+    /// Finds a series by the hash of its labels.
+    series_slots: Slots,
     samples: Vec<Sample>,
     /// The labels of the sample being placed, encoded.
     cur: Vec<u8>,
@@ -53,6 +58,12 @@ pub struct Encoder {
     sort: Vec<(i64, f64)>,
     /// Series names of the batch's (measurement, field key) pairs.
     names_of: NameCache,
+    tag_sets: TagSets,
+    /// The series of (series name, tag set) pairs seen in the batch, keyed
+    /// `name entry << 32 | tag set entry`: a sample of a known pair finds its series without
+    /// its labels being built, hashed and compared.
+    pairs: Vec<(u64, u32)>,
+    pair_slots: Slots,
     /// Scratch for `encode`'s record and for decompressing records.
     record: Vec<u8>,
     plain: Vec<u8>,
@@ -104,32 +115,154 @@ impl NameCache {
         self.entries.clear();
     }
 
-    /// Appends the series name of `measurement`'s field `key` to `out`.
-    fn get_or_place(&mut self, measurement: &str, key: &str, out: &mut Vec<u8>) {
+    /// Whether `n` more entries fit.
+    fn has_room(&self, n: usize) -> bool {
+        self.entries.len() + n <= Self::MAX
+    }
+
+    /// The entry of `measurement`'s field `key`, added if new; `None` once the cache is full.
+    fn find_or_add(&mut self, measurement: &str, key: &str) -> Option<u32> {
         let (m, k) = (measurement.as_bytes(), key.as_bytes());
-        for &(ml, kl, nl, at) in &self.entries {
+        for (i, &(ml, kl, _, at)) in self.entries.iter().enumerate() {
             if ml as usize != m.len() || kl as usize != k.len() {
                 continue;
             }
-            let at = at as usize;
-            let (em, rest) = self.text[at..].split_at(m.len());
+            let (em, rest) = self.text[at as usize..].split_at(m.len());
             if em == m && &rest[..k.len()] == k {
-                out.extend_from_slice(&rest[k.len()..k.len() + nl as usize]);
-                return;
+                return Some(i as u32);
             }
         }
-        let start = out.len();
-        place_into(measurement, ValueType::Untyped, |_| None, key, 2, out);
-        if self.entries.len() < Self::MAX {
-            let at = self.text.len() as u32;
-            self.text.extend_from_slice(m);
-            self.text.extend_from_slice(k);
-            self.text.extend_from_slice(&out[start..]);
-            let nl = out.len() - start;
-            self.entries
-                .push((m.len() as u32, k.len() as u32, nl as u32, at));
+        if !self.has_room(1) {
+            return None;
+        }
+        let at = self.text.len();
+        self.text.extend_from_slice(m);
+        self.text.extend_from_slice(k);
+        place_into(
+            measurement,
+            ValueType::Untyped,
+            |_| None,
+            key,
+            2,
+            &mut self.text,
+        );
+        let nl = self.text.len() - at - m.len() - k.len();
+        self.entries
+            .push((m.len() as u32, k.len() as u32, nl as u32, at as u32));
+        Some(self.entries.len() as u32 - 1)
+    }
+
+    /// The series name of entry `i`.
+    fn name(&self, i: u32) -> &[u8] {
+        let (ml, kl, nl, at) = self.entries[i as usize];
+        let at = (at + ml + kl) as usize;
+        &self.text[at..at + nl as usize]
+    }
+}
+
+/// The tag sets of a batch, by their bytes in the records, with what the labels of a metric
+/// with that tag set (and no string field made a label) encode to: most metrics repeat a tag
+/// set seen before, and finding it costs less than sanitizing, ordering and encoding again.
+#[derive(Default)]
+struct TagSets {
+    /// Each entry's record bytes, then its encoded labels.
+    text: Vec<u8>,
+    entries: Vec<TagSet>,
+    slots: Slots,
+}
+
+struct TagSet {
+    at: u32,
+    raw_len: u32,
+    /// Its encoded labels, or `None` when they need the general path (names out of order,
+    /// or one sorting before `__name__`).
+    enc_len: Option<u32>,
+    hash: u64,
+}
+
+impl TagSets {
+    fn clear(&mut self, metrics: usize) {
+        self.text.clear();
+        self.entries.clear();
+        self.slots.reset(metrics);
+    }
+
+    fn raw(&self, e: &TagSet) -> &[u8] {
+        &self.text[e.at as usize..(e.at + e.raw_len) as usize]
+    }
+
+    /// The encoded labels of entry `i`.
+    fn encoded(&self, i: u32) -> &[u8] {
+        let e = &self.entries[i as usize];
+        let at = (e.at + e.raw_len) as usize;
+        &self.text[at..at + e.enc_len.unwrap_or(0) as usize]
+    }
+}
+
+/// Open addressing over entries kept in a `Vec` elsewhere: each slot holds an entry's index
+/// + 1, or 0 when empty; at most half of the slots are used.
+#[derive(Default)]
+struct Slots {
+    slots: Vec<u32>,
+    used: usize,
+}
+
+impl Slots {
+    /// Empties the table, sized for about `entries` entries (grown as needed, and not kept
+    /// far larger than a batch needs: clearing it is part of every batch).
+    fn reset(&mut self, entries: usize) {
+        // (A count read from a damaged record may be anything.)
+        let want = (entries.min(1 << 20) * 2).next_power_of_two().max(64);
+        if self.slots.len() < want || self.slots.len() > want * 8 {
+            self.slots = vec![0; want];
+        } else {
+            self.slots.fill(0);
+        }
+        self.used = 0;
+    }
+
+    /// The entry with this `hash` that `is` accepts, else the slot to insert it at.
+    #[inline]
+    fn find(&self, hash: u64, mut is: impl FnMut(usize) -> bool) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return Err(slot),
+                i if is(i as usize - 1) => return Ok(i as usize - 1),
+                _ => slot = (slot + 1) & mask,
+            }
         }
     }
+
+    /// Puts entry `index` (the next one: entries are numbered from 0) at `slot`, as `find`
+    /// said; `hash_of` gives any entry's hash, to grow the table.
+    fn insert(&mut self, slot: usize, index: usize, hash_of: impl Fn(usize) -> u64) {
+        self.slots[slot] = index as u32 + 1;
+        self.used += 1;
+        if self.used * 2 > self.slots.len() {
+            let len = self.slots.len() * 2;
+            self.slots = vec![0; len];
+            for i in 0..self.used {
+                let mut slot = hash_of(i) as usize & (len - 1);
+                while self.slots[slot] != 0 {
+                    slot = (slot + 1) & (len - 1);
+                }
+                self.slots[slot] = i as u32 + 1;
+            }
+        }
+    }
+}
+
+/// What the previous metrics of a record found, by where their bytes are: within one
+/// record the same place is the same bytes, and a metric that repeats the name, tag set or
+/// field keys of the one before it (as records store them) points to the same place.
+#[derive(Default)]
+struct Last<'a> {
+    /// The tag set entry of the last tag set looked up.
+    tag_set: (&'a [u8], Option<Option<u32>>),
+    /// The series name entry of the last field looked up at each position.
+    names: Vec<Option<(&'a str, &'a str, Option<u32>)>>,
 }
 
 /// Where a label's name or value lives while a sample's labels are sorted.
@@ -219,15 +352,11 @@ impl Encoder {
         self.arena.clear();
         self.series.clear();
         self.samples.clear();
-        // At least two slots per metric (a series per metric is common); grown as needed, and
-        // not kept far larger than this batch needs (clearing it is part of every batch).
-        // (A count read from a damaged record may be anything.)
-        let want = (metrics.min(1 << 20) * 2).next_power_of_two().max(64);
-        if self.table.len() < want || self.table.len() > want * 8 {
-            self.table = vec![0; want];
-        } else {
-            self.table.fill(0);
-        }
+        self.pairs.clear();
+        // A series (and a pair) per metric is common; a tag set per metric too.
+        self.series_slots.reset(metrics);
+        self.pair_slots.reset(metrics);
+        self.tag_sets.clear(metrics);
     }
 
     fn add_record(
@@ -239,11 +368,21 @@ impl Encoder {
         let mut metrics = MetricsOf::new(record::plain(rec, scratch)?)?;
         let mut labels = recycle(std::mem::take(&mut self.labels));
         let mut common = recycle(std::mem::take(&mut self.common));
+        let mut last = Last::default();
         let result = loop {
-            match metrics.advance() {
-                Ok(true) => self.add_metric(&metrics, string_as_label, &mut labels, &mut common),
+            let added = match metrics.advance() {
+                Ok(true) => self.add_metric(
+                    &mut metrics,
+                    string_as_label,
+                    &mut labels,
+                    &mut common,
+                    &mut last,
+                ),
                 Ok(false) => break Ok(()),
-                Err(e) => break Err(e),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = added {
+                break Err(e);
             }
         };
         self.labels = recycle(labels);
@@ -253,14 +392,35 @@ impl Encoder {
 
     fn add_metric<'a>(
         &mut self,
-        m: &MetricsOf<'a>,
+        m: &mut MetricsOf<'a>,
         string_as_label: bool,
         labels: &mut Vec<Label<'a>>,
         common: &mut Vec<Common<'a>>,
-    ) {
+        last: &mut Last<'a>,
+    ) -> Result<(), RecordError> {
         let ms = m.time.div_euclid(1_000_000);
+        let histogram = matches!(m.kind, ValueType::Histogram | ValueType::Summary);
+        // The usual series (no bound label, no string field made a label) are found by
+        // their (series name, tag set) pair.
+        let by_pair = !histogram
+            && !(string_as_label && m.fields.iter().any(|f| matches!(f.1, FieldRef::String(_))));
+        let tag_set = match (by_pair, last.tag_set) {
+            (false, _) => None,
+            (true, (b, Some(t))) if std::ptr::eq(b, m.tag_bytes) => t,
+            (true, _) => {
+                let t = self.tag_set(m, common)?;
+                last.tag_set = (m.tag_bytes, Some(t));
+                t
+            }
+        };
+        // The general path (also taken by fields whose name finds no room in the cache)
+        // reads the tags themselves.
+        if tag_set.is_none() || !self.names_of.has_room(m.fields.len()) {
+            m.read_tags()?;
+        }
+        let m = &*m;
         let mut prepared = false;
-        for &(key, value) in &m.fields {
+        for (j, &(key, value)) in m.fields.iter().enumerate() {
             let value = match value {
                 FieldRef::Float(v) => v,
                 FieldRef::Int(v) => v as f64,
@@ -268,15 +428,37 @@ impl Encoder {
                 FieldRef::Bool(v) => f64::from(u8::from(v)),
                 FieldRef::String(_) => continue,
             };
+            let name = match last.names.get(j) {
+                Some(&Some((n, k, id))) if std::ptr::eq(n, m.name) && std::ptr::eq(k, key) => id,
+                _ if by_pair => {
+                    let id = self.names_of.find_or_add(m.name, key);
+                    if last.names.len() <= j {
+                        last.names.resize(j + 1, None);
+                    }
+                    last.names[j] = Some((m.name, key, id));
+                    id
+                }
+                _ => None,
+            };
+            if let (Some(name), Some(tag_set)) = (name, tag_set) {
+                let series = self.series_of_pair(name, tag_set);
+                self.push_sample(series, ms, value);
+                continue;
+            }
             self.name.clear();
-            let bound = if matches!(m.kind, ValueType::Histogram | ValueType::Summary) {
+            let bound = if histogram {
                 match place_into(m.name, m.kind, |l| m.tag(l), key, 2, &mut self.name) {
                     Some(bound) => bound,
                     None => continue,
                 }
             } else {
                 // The name depends on the measurement and the key only.
-                self.names_of.get_or_place(m.name, key, &mut self.name);
+                match self.names_of.find_or_add(m.name, key) {
+                    Some(i) => self.name.extend_from_slice(self.names_of.name(i)),
+                    None => {
+                        _ = place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name)
+                    }
+                }
                 None
             };
             if !prepared {
@@ -288,7 +470,8 @@ impl Encoder {
                 self.cur.clear();
                 put_label(&mut self.cur, b"__name__", &self.name);
                 self.cur.extend_from_slice(&self.common_enc);
-                self.add_sample(ms, value);
+                let series = self.series_of_cur();
+                self.push_sample(series, ms, value);
                 continue;
             }
             // The labels in the order they are given precedence: `__name__`, the tags
@@ -326,8 +509,10 @@ impl Encoder {
                 );
                 put_label(&mut self.cur, name, value);
             }
-            self.add_sample(ms, value);
+            let series = self.series_of_cur();
+            self.push_sample(series, ms, value);
         }
+        Ok(())
     }
 
     /// The snappy compression of the last encoded request.
@@ -403,49 +588,99 @@ impl Encoder {
         }
     }
 
-    /// Adds a sample to the series whose encoded labels are in `cur`.
-    fn add_sample(&mut self, ms: i64, value: f64) {
-        let hash = hash_bytes(&self.cur);
-        let mask = self.table.len() - 1;
-        let mut slot = hash as usize & mask;
-        let idx = loop {
-            match self.table[slot] {
-                0 => {
-                    let idx = self.series.len();
-                    let start = self.arena.len() as u32;
-                    self.arena.extend_from_slice(&self.cur);
-                    self.series.push(Series {
-                        start,
-                        end: self.arena.len() as u32,
-                        hash,
-                        head: NO_SAMPLE,
-                        tail: NO_SAMPLE,
-                        ordered: true,
-                    });
-                    self.table[slot] = idx as u32 + 1;
-                    if self.series.len() * 2 > self.table.len() {
-                        self.grow();
-                    }
-                    break idx;
-                }
-                i => {
-                    let s = &self.series[i as usize - 1];
-                    if s.hash == hash
-                        && self.arena[s.start as usize..s.end as usize] == self.cur[..]
-                    {
-                        break i as usize - 1;
-                    }
-                    slot = (slot + 1) & mask;
-                }
-            }
+    /// The tag set entry of `m`'s tags, added if new; `None` when its labels need the general
+    /// path.
+    fn tag_set<'a>(
+        &mut self,
+        m: &mut MetricsOf<'a>,
+        common: &mut Vec<Common<'a>>,
+    ) -> Result<Option<u32>, RecordError> {
+        let raw = m.tag_bytes;
+        let hash = hash_bytes(raw);
+        let sets = &self.tag_sets;
+        let slot = match sets.slots.find(hash, |i| {
+            let e = &sets.entries[i];
+            e.hash == hash && sets.raw(e) == raw
+        }) {
+            Ok(i) => return Ok(sets.entries[i].enc_len.map(|_| i as u32)),
+            Err(slot) => slot,
         };
+        m.read_tags()?;
+        self.common_labels(m, false, common);
+        self.encode_common(common);
+        let ordered = !self.common_enc.is_empty() || common.is_empty();
+        let sets = &mut self.tag_sets;
+        let at = sets.text.len() as u32;
+        sets.text.extend_from_slice(raw);
+        sets.text.extend_from_slice(&self.common_enc);
+        let i = sets.entries.len();
+        sets.entries.push(TagSet {
+            at,
+            raw_len: raw.len() as u32,
+            enc_len: ordered.then_some(self.common_enc.len() as u32),
+            hash,
+        });
+        let entries = &sets.entries;
+        sets.slots.insert(slot, i, |j| entries[j].hash);
+        Ok(ordered.then_some(i as u32))
+    }
+
+    /// The series of series name entry `name` with the labels of tag set entry `tag_set`.
+    fn series_of_pair(&mut self, name: u32, tag_set: u32) -> u32 {
+        let key = (u64::from(name) << 32) | u64::from(tag_set);
+        let hash = hash_u64(key);
+        let pairs = &self.pairs;
+        let slot = match self.pair_slots.find(hash, |i| pairs[i].0 == key) {
+            Ok(i) => return pairs[i].1,
+            Err(slot) => slot,
+        };
+        self.cur.clear();
+        put_label(&mut self.cur, b"__name__", self.names_of.name(name));
+        self.cur.extend_from_slice(self.tag_sets.encoded(tag_set));
+        let series = self.series_of_cur();
+        let i = self.pairs.len();
+        self.pairs.push((key, series));
+        let pairs = &self.pairs;
+        self.pair_slots.insert(slot, i, |j| hash_u64(pairs[j].0));
+        series
+    }
+
+    /// The series whose encoded labels are in `cur`, added if new.
+    fn series_of_cur(&mut self) -> u32 {
+        let hash = hash_bytes(&self.cur);
+        let (series, arena, cur) = (&self.series, &self.arena, &self.cur);
+        let slot = match self.series_slots.find(hash, |i| {
+            let s = &series[i];
+            s.hash == hash && arena[s.start as usize..s.end as usize] == cur[..]
+        }) {
+            Ok(i) => return i as u32,
+            Err(slot) => slot,
+        };
+        let idx = self.series.len();
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(&self.cur);
+        self.series.push(Series {
+            start,
+            end: self.arena.len() as u32,
+            hash,
+            head: NO_SAMPLE,
+            tail: NO_SAMPLE,
+            ordered: true,
+        });
+        let series = &self.series;
+        self.series_slots.insert(slot, idx, |j| series[j].hash);
+        idx as u32
+    }
+
+    /// Appends a sample to `series`.
+    fn push_sample(&mut self, series: u32, ms: i64, value: f64) {
         let at = self.samples.len() as u32;
         self.samples.push(Sample {
             ms,
             value,
             next: NO_SAMPLE,
         });
-        let s = &mut self.series[idx];
+        let s = &mut self.series[series as usize];
         if s.tail == NO_SAMPLE {
             s.head = at;
         } else {
@@ -456,19 +691,6 @@ impl Encoder {
             last.next = at;
         }
         s.tail = at;
-    }
-
-    fn grow(&mut self) {
-        let len = self.table.len() * 2;
-        self.table = vec![0; len];
-        let mask = len - 1;
-        for (i, s) in self.series.iter().enumerate() {
-            let mut slot = s.hash as usize & mask;
-            while self.table[slot] != 0 {
-                slot = (slot + 1) & mask;
-            }
-            self.table[slot] = i as u32 + 1;
-        }
     }
 
     /// Writes every series (labels, then samples) to `raw`.
@@ -608,6 +830,13 @@ fn put_string(out: &mut Vec<u8>, key: u8, s: &[u8]) {
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A hash of a (name, tag set) pair key whose low bits depend on both halves.
+#[inline]
+fn hash_u64(k: u64) -> u64 {
+    let h = (k ^ (k >> 29)).wrapping_mul(0x517c_c1b7_2722_0a95);
+    h ^ (h >> 32)
 }
 
 /// A fast hash of the encoded labels (FxHash-style, 8 bytes at a time).

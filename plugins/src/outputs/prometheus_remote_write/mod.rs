@@ -619,6 +619,60 @@ mod tests {
         }
     }
 
+    /// Batches that repeat a few tag sets over more (measurement, field) pairs than the
+    /// encoder caches, as agents' batches do: series found by pair, by their labels, and by
+    /// both in one batch give prost's bytes.
+    #[test]
+    fn repeated_tag_sets_and_many_names_match_prost() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        let tag_sets: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("host", "a")],
+            &[("host", "b"), ("job", "j")],
+            // Sorts before `__name__`: the general path.
+            &[("A", "x"), ("host", "a")],
+            // Two names that sanitize alike: the first kept.
+            &[("a-b", "1"), ("a_b", "2")],
+            &[("host", "a"), ("s", "")],
+        ];
+        let mut enc = Encoder::new();
+        for _ in 0..200 {
+            let batch: Vec<Metric> = (0..rng.usize(0..300))
+                .map(|_| {
+                    // 40 measurements × 3 keys: more pairs than the name cache keeps; and
+                    // "a.b" + "c" and "a" + "b.c" both name the series "a_b_c".
+                    let name = match rng.usize(..42) {
+                        40 => "a.b".to_string(),
+                        41 => "a".to_string(),
+                        n => format!("m{n}"),
+                    };
+                    let key = ["c", "b.c", "v"][rng.usize(..3)];
+                    let mut m = Metric::new(name, rng.i64(0..5) * 1_000_000);
+                    for &(k, v) in tag_sets[rng.usize(..tag_sets.len())] {
+                        m.add_tag(k, v);
+                    }
+                    m.add_field(key, rng.i64(-5..5));
+                    if rng.usize(..8) == 0 {
+                        m.add_field("s", "txt");
+                    }
+                    m
+                })
+                .collect();
+            let sal = rng.bool();
+            let want = prost::Message::encode_to_vec(&reference_encode(&batch, sal));
+            assert_eq!(enc.encode(&batch, sal), &want[..], "{batch:?}");
+            let mut records = Vec::new();
+            for part in batch.chunks(rng.usize(1..50)) {
+                let mut buf = Vec::new();
+                record::encode_compressed(part, &mut buf, &mut Vec::new());
+                records.push(buf);
+            }
+            let slices: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
+            assert_eq!(enc.encode_records(&slices, sal), None);
+            assert_eq!(enc.request(), &want[..], "{batch:?}");
+        }
+    }
+
     /// Records damaged anywhere (or not records at all) are reported, never a panic, and
     /// what is sent then holds only the intact records' samples.
     #[test]
