@@ -404,15 +404,20 @@ pub(crate) fn fan_out(
         .map(|o| (!o.takes_all()).then(|| o.select(&batch)))
         .collect();
     sonde_plugins::model::spare::give_back(batch);
-    let records_of = |i: usize| -> &[Record] {
-        match &own[i] {
-            Some((r, _)) => r,
-            None => shared.as_deref().unwrap_or_default(),
-        }
-    };
+    // Each output's own records, or the shared ones (cloned Arcs), as its buffer will store
+    // them: room is asked for what they will take.
+    let prepared: Vec<(Vec<Record>, usize)> = outputs
+        .iter()
+        .zip(own)
+        .map(|(o, own)| {
+            let (records, filtered) =
+                own.unwrap_or_else(|| (shared.clone().unwrap_or_default(), 0));
+            (o.prepare(records), filtered)
+        })
+        .collect();
     if let Some(ahead) = refuse {
-        for (i, o) in outputs.iter().enumerate() {
-            if let Some(limit) = o.refuses(records_of(i), ahead) {
+        for (o, (records, _)) in outputs.iter().zip(&prepared) {
+            if let Some(limit) = o.refuses(records, ahead) {
                 return Delivery::Full {
                     reason: format!("{}: buffer full ({limit})", o.id()),
                     retry_after: o.retry_after(),
@@ -420,10 +425,8 @@ pub(crate) fn fan_out(
             }
         }
     }
-    // Each output's own records move into its buffer; the shared ones are cloned (Arcs).
     let mut failed = None;
-    for (o, own) in outputs.iter().zip(own) {
-        let (records, filtered) = own.unwrap_or_else(|| (shared.clone().unwrap_or_default(), 0));
+    for (o, (records, filtered)) in outputs.iter().zip(prepared) {
         if let Err(e) = o.store(records, filtered) {
             failed.get_or_insert(e);
         }
@@ -917,6 +920,41 @@ mod tests {
             got.iter().all(|m| m.name != "x"),
             "the refused batch was stored"
         );
+    }
+
+    #[tokio::test]
+    async fn room_is_asked_for_what_a_write_takes_compressed() {
+        let stats = AgentStats::register();
+        let (mut cfg, probe) = config(0, vec![], 1_000_000);
+        let mut o = cfg.outputs.remove(0);
+        o.overflow = crate::config::Overflow::Backpressure;
+        o.flush_interval = Duration::from_secs(3600);
+        o.metric_batch_size = 1000;
+        o.metric_buffer_limit_bytes = 64 << 10;
+        let outs =
+            vec![RunningOutput::start(o, &stats.write, std::env::temp_dir(), None, false).unwrap()];
+        let batch = |from: i64, n: i64| -> Vec<Metric> {
+            (from..from + n)
+                .map(|i| {
+                    Metric::new("m", i)
+                        .with_tag("t", format!("{}-{i}", "x".repeat(100)))
+                        .with_field("v", i)
+                })
+                .collect()
+        };
+        assert_eq!(fan_out(&outs, batch(0, 200), Some(0)), Delivery::Accepted);
+        // 600 more take more than the whole buffer as plain records, and a few KiB as the
+        // compressed records a backlog keeps: they fit.
+        let more = batch(200, 600);
+        let mut plain = Vec::new();
+        sonde_plugins::codec::record::encode(&more, &mut plain);
+        assert!(plain.len() > 64 << 10, "{}", plain.len());
+        assert_eq!(fan_out(&outs, more, Some(0)), Delivery::Accepted);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for o in outs {
+            assert_eq!(o.drain(deadline).await, 0);
+        }
+        assert_eq!(probe.got.lock().unwrap().len(), 800);
     }
 
     #[tokio::test]

@@ -214,6 +214,33 @@ impl RunningOutput {
         )
     }
 
+    /// `records` as this output's buffer will store them: the ones it would compress
+    /// (a backlog's, the disk's) compressed here, outside the lock the flush task leases
+    /// from, and before [`RunningOutput::refuses`] weighs them.
+    pub fn prepare(&self, records: Vec<Record>) -> Vec<Record> {
+        let compress: Vec<bool> = {
+            let buf = self.shared.buffer.lock().unwrap();
+            let mut before = 0;
+            records
+                .iter()
+                .map(|r| {
+                    let c = buf.compresses(r, before);
+                    before += r.data.len() as u64;
+                    c
+                })
+                .collect()
+        };
+        if !compress.contains(&true) {
+            return records;
+        }
+        let mut scratch = Vec::new();
+        records
+            .into_iter()
+            .zip(compress)
+            .map(|(r, c)| if c { r.compressed(&mut scratch) } else { r })
+            .collect()
+    }
+
     /// The bound a listener's batch (and the `ahead` metrics its write still sends) would
     /// exceed, when this output pushes back rather than dropping its oldest.
     pub fn refuses(&self, records: &[Record], ahead: usize) -> Option<Limit> {

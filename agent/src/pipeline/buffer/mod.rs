@@ -230,18 +230,29 @@ impl Buffer {
         }
     }
 
+    /// Whether `rec` would be compressed if pushed after `before` more bytes: on the disk,
+    /// and in memory behind [`PLAIN_BYTES`] (or a quarter of the byte limit) of others. A
+    /// caller that compresses before [`Buffer::push`] keeps that work out of whatever lock
+    /// guards the buffer (push leaves compressed records as they are).
+    pub fn compresses(&self, rec: &Record, before: u64) -> bool {
+        match &self.store {
+            Store::Memory(m) => {
+                m.bytes() + before + MemoryStore::cost(rec) > PLAIN_BYTES.min(self.limit_bytes / 4)
+            }
+            Store::Disk(_) => true,
+        }
+    }
+
     /// Appends records at the back, then drops from the front (oldest first, records out for
     /// a write last) whatever exceeds the bounds. An error means the storage could not take
     /// them (a disk error): nothing of them was kept.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) -> io::Result<()> {
         let mut result = Ok(());
         let mut scratch = Vec::new();
-        let plain_bytes = PLAIN_BYTES.min(self.limit_bytes / 4);
         for rec in records {
+            let compress = self.compresses(&rec, 0);
             match &mut self.store {
-                Store::Memory(m) if m.bytes() + MemoryStore::cost(&rec) <= plain_bytes => {
-                    m.append(rec)
-                }
+                Store::Memory(m) if !compress => m.append(rec),
                 Store::Memory(m) => m.append(rec.compressed(&mut scratch)),
                 Store::Disk(d) => {
                     if let Err(e) = d.append(&rec.compressed(&mut scratch)) {
