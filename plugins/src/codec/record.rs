@@ -458,6 +458,7 @@ impl<'a> MetricsOf<'a> {
 
     /// The current metric's tag `key` (after [`MetricsOf::read_tags`]).
     pub fn tag(&self, key: &str) -> Option<&'a str> {
+        debug_assert!(self.tags_read, "tag() before read_tags()");
         self.tags
             .binary_search_by(|(k, _)| (*k).cmp(key))
             .ok()

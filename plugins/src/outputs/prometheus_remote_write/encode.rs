@@ -115,11 +115,6 @@ impl NameCache {
         self.entries.clear();
     }
 
-    /// Whether `n` more entries fit.
-    fn has_room(&self, n: usize) -> bool {
-        self.entries.len() + n <= Self::MAX
-    }
-
     /// The entry of `measurement`'s field `key`, added if new; `None` once the cache is full.
     fn find_or_add(&mut self, measurement: &str, key: &str) -> Option<u32> {
         let (m, k) = (measurement.as_bytes(), key.as_bytes());
@@ -132,7 +127,7 @@ impl NameCache {
                 return Some(i as u32);
             }
         }
-        if !self.has_room(1) {
+        if self.entries.len() >= Self::MAX {
             return None;
         }
         let at = self.text.len();
@@ -413,9 +408,29 @@ impl Encoder {
                 t
             }
         };
-        // The general path (also taken by fields whose name finds no room in the cache)
-        // reads the tags themselves.
-        if tag_set.is_none() || !self.names_of.has_room(m.fields.len()) {
+        // Each field's series name entry (`None` once the cache is full), in `last.names`.
+        let mut all_named = true;
+        if by_pair {
+            if last.names.len() < m.fields.len() {
+                last.names.resize(m.fields.len(), None);
+            }
+            for (j, &(key, value)) in m.fields.iter().enumerate() {
+                if matches!(value, FieldRef::String(_)) {
+                    continue;
+                }
+                let id = match last.names[j] {
+                    Some((n, k, id)) if std::ptr::eq(n, m.name) && std::ptr::eq(k, key) => id,
+                    _ => {
+                        let id = self.names_of.find_or_add(m.name, key);
+                        last.names[j] = Some((m.name, key, id));
+                        id
+                    }
+                };
+                all_named &= id.is_some();
+            }
+        }
+        // The general path reads the tags themselves.
+        if tag_set.is_none() || !all_named {
             m.read_tags()?;
         }
         let m = &*m;
@@ -428,17 +443,9 @@ impl Encoder {
                 FieldRef::Bool(v) => f64::from(u8::from(v)),
                 FieldRef::String(_) => continue,
             };
-            let name = match last.names.get(j) {
-                Some(&Some((n, k, id))) if std::ptr::eq(n, m.name) && std::ptr::eq(k, key) => id,
-                _ if by_pair => {
-                    let id = self.names_of.find_or_add(m.name, key);
-                    if last.names.len() <= j {
-                        last.names.resize(j + 1, None);
-                    }
-                    last.names[j] = Some((m.name, key, id));
-                    id
-                }
-                _ => None,
+            let name = match by_pair {
+                true => last.names[j].and_then(|(_, _, id)| id),
+                false => None,
             };
             if let (Some(name), Some(tag_set)) = (name, tag_set) {
                 let series = self.series_of_pair(name, tag_set);
@@ -452,8 +459,13 @@ impl Encoder {
                     None => continue,
                 }
             } else {
-                // The name depends on the measurement and the key only.
-                match self.names_of.find_or_add(m.name, key) {
+                // The name depends on the measurement and the key only (a pair's name
+                // entry was looked up above; none means the cache is full).
+                let id = match by_pair {
+                    true => name,
+                    false => self.names_of.find_or_add(m.name, key),
+                };
+                match id {
                     Some(i) => self.name.extend_from_slice(self.names_of.name(i)),
                     None => {
                         _ = place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name)
