@@ -397,8 +397,9 @@ impl Encoder {
         let histogram = matches!(m.kind, ValueType::Histogram | ValueType::Summary);
         // The usual series (no bound label, no string field made a label) are found by
         // their (series name, tag set) pair.
-        let by_pair = !histogram
-            && !(string_as_label && m.fields.iter().any(|f| matches!(f.1, FieldRef::String(_))));
+        let strings_as_labels =
+            string_as_label && m.fields.iter().any(|f| matches!(f.1, FieldRef::String(_)));
+        let by_pair = !histogram && !strings_as_labels;
         let tag_set = match (by_pair, last.tag_set) {
             (false, _) => None,
             (true, (b, Some(t))) if std::ptr::eq(b, m.tag_bytes) => t,
