@@ -655,6 +655,10 @@ mod tests {
                     if rng.usize(..8) == 0 {
                         m.add_field("s", "txt");
                     }
+                    // A second numeric field: the per-position name memo past the first.
+                    if rng.bool() {
+                        m.add_field("w", rng.f64());
+                    }
                     m
                 })
                 .collect();
