@@ -409,29 +409,8 @@ impl Encoder {
                 t
             }
         };
-        // Each field's series name entry (`None` once the cache is full), in `last.names`.
-        let mut all_named = true;
-        if by_pair {
-            if last.names.len() < m.fields.len() {
-                last.names.resize(m.fields.len(), None);
-            }
-            for (j, &(key, value)) in m.fields.iter().enumerate() {
-                if matches!(value, FieldRef::String(_)) {
-                    continue;
-                }
-                let id = match last.names[j] {
-                    Some((n, k, id)) if std::ptr::eq(n, m.name) && std::ptr::eq(k, key) => id,
-                    _ => {
-                        let id = self.names_of.find_or_add(m.name, key);
-                        last.names[j] = Some((m.name, key, id));
-                        id
-                    }
-                };
-                all_named &= id.is_some();
-            }
-        }
         // The general path reads the tags themselves.
-        if tag_set.is_none() || !all_named {
+        if tag_set.is_none() {
             m.read_tags()?;
         }
         let m = &*m;
@@ -444,12 +423,19 @@ impl Encoder {
                 FieldRef::Bool(v) => f64::from(u8::from(v)),
                 FieldRef::String(_) => continue,
             };
-            let name = match by_pair {
-                true => last.names[j].and_then(|(_, _, id)| id),
-                false => None,
-            };
-            if let (Some(name), Some(tag_set)) = (name, tag_set) {
-                let series = self.series_of_pair(name, tag_set);
+            if let Some(tag_set) = tag_set {
+                let series = match self.name_entry(m.name, key, j, last) {
+                    Some(name) => self.series_of_pair(name, tag_set),
+                    // The name cache is full: the labels are the name's and the tag set's.
+                    None => {
+                        self.name.clear();
+                        place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name);
+                        self.cur.clear();
+                        put_label(&mut self.cur, b"__name__", &self.name);
+                        self.cur.extend_from_slice(self.tag_sets.encoded(tag_set));
+                        self.series_of_cur()
+                    }
+                };
                 self.push_sample(series, ms, value);
                 continue;
             }
@@ -460,13 +446,8 @@ impl Encoder {
                     None => continue,
                 }
             } else {
-                // The name depends on the measurement and the key only (a pair's name
-                // entry was looked up above; none means the cache is full).
-                let id = match by_pair {
-                    true => name,
-                    false => self.names_of.find_or_add(m.name, key),
-                };
-                match id {
+                // The name depends on the measurement and the key only.
+                match self.names_of.find_or_add(m.name, key) {
                     Some(i) => self.name.extend_from_slice(self.names_of.name(i)),
                     None => {
                         _ = place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name)
@@ -599,6 +580,30 @@ impl Encoder {
                 put_label(&mut self.common_enc, name, value);
             }
         }
+    }
+
+    /// The series name entry of `measurement`'s field `key`, the `j`th of its metric: the
+    /// previous metric's at that position when it had the same name and key, else looked up
+    /// (added if new); `None` once the cache is full.
+    fn name_entry<'a>(
+        &mut self,
+        measurement: &'a str,
+        key: &'a str,
+        j: usize,
+        last: &mut Last<'a>,
+    ) -> Option<u32> {
+        if let Some(Some((n, k, id))) = last.names.get(j)
+            && std::ptr::eq(*n, measurement)
+            && std::ptr::eq(*k, key)
+        {
+            return *id;
+        }
+        let id = self.names_of.find_or_add(measurement, key);
+        if last.names.len() <= j {
+            last.names.resize(j + 1, None);
+        }
+        last.names[j] = Some((measurement, key, id));
+        id
     }
 
     /// The tag set entry of `m`'s tags, added if new; `None` when its labels need the general
