@@ -225,7 +225,7 @@ impl RunningOutput {
                 .iter()
                 .map(|r| {
                     let c = buf.compresses(r, before);
-                    before += r.data.len() as u64;
+                    before += buf.cost(std::slice::from_ref(r));
                     c
                 })
                 .collect()

@@ -195,7 +195,8 @@ impl Buffer {
         }
     }
 
-    fn cost(&self, records: &[Record]) -> u64 {
+    /// The bytes `records` count for in this buffer's bounds.
+    pub fn cost(&self, records: &[Record]) -> u64 {
         records
             .iter()
             .map(|r| match &self.store {
@@ -230,10 +231,11 @@ impl Buffer {
         }
     }
 
-    /// Whether `rec` would be compressed if pushed after `before` more bytes: on the disk,
-    /// and in memory behind [`PLAIN_BYTES`] (or a quarter of the byte limit) of others. A
-    /// caller that compresses before [`Buffer::push`] keeps that work out of whatever lock
-    /// guards the buffer (push leaves compressed records as they are).
+    /// Whether `rec` would be compressed if pushed after records of `before` bytes (their
+    /// [`Buffer::cost`]): on the disk, and in memory behind [`PLAIN_BYTES`] (or a quarter of
+    /// the byte limit) of others. A caller that compresses before [`Buffer::push`] keeps that
+    /// work out of whatever lock guards the buffer (push leaves compressed records as they
+    /// are).
     pub fn compresses(&self, rec: &Record, before: u64) -> bool {
         match &self.store {
             Store::Memory(m) => {
