@@ -194,10 +194,9 @@ fn records_out_for_a_write_go_last_and_only_if_it_fails() {
     assert_eq!(dropped.get(), 3);
 }
 
-#[test]
-fn memory_bytes_are_the_encoded_size() {
-    // 10,000 metrics of a realistic shape take far less than live structs would.
-    let batch: Vec<Metric> = (0..10_000)
+/// `n` metrics of a realistic shape: a job's probe results.
+fn http_checks(n: i64) -> Vec<Metric> {
+    (0..n)
         .map(|i| {
             Metric::new("http_check", 1_700_000_000_000_000_000 + i * 1_000_000)
                 .with_tag("host", format!("exec-{}", i % 8))
@@ -205,7 +204,13 @@ fn memory_bytes_are_the_encoded_size() {
                 .with_field("status", 200i64)
                 .with_field("duration_ms", i as f64 + 0.5)
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn memory_bytes_are_the_encoded_size() {
+    // 10,000 metrics of a realistic shape take far less than live structs would.
+    let batch = http_checks(10_000);
     let live: usize = batch.iter().map(|m| m.estimated_size()).sum();
     let mut b = Buffer::memory(usize::MAX, u64::MAX, Stat::default(), Stat::default());
     b.push(Record::encode_chunks(&batch, 1000)).unwrap();
@@ -226,13 +231,7 @@ fn is_compressed(rec: &Record) -> bool {
 
 #[test]
 fn only_a_backlog_is_compressed() {
-    let batch: Vec<Metric> = (0..100_000)
-        .map(|i| {
-            Metric::new("http_check", 1_700_000_000_000_000_000 + i * 1_000_000)
-                .with_tag("host", format!("exec-{}", i % 8))
-                .with_field("duration_ms", i as f64 + 0.5)
-        })
-        .collect();
+    let batch = http_checks(100_000);
     let plain = Record::encode_chunks(&batch, 1000);
     assert!(plain.iter().all(|r| !is_compressed(r)));
     let plain_bytes: u64 = plain.iter().map(|r| r.data.len() as u64).sum();
