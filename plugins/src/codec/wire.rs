@@ -37,6 +37,30 @@ pub fn extend_short(out: &mut Vec<u8>, src: &[u8]) {
     out.truncate(at + n);
 }
 
+/// `src` (at most 8 bytes) as a little-endian integer, zero above its length: one or two
+/// loads, never past the end of `src`.
+#[inline(always)]
+pub fn load_le(src: &[u8]) -> u64 {
+    let n = src.len();
+    debug_assert!(n <= 8);
+    match n {
+        0 => 0,
+        1..4 => {
+            // The first, middle and last bytes cover every length up to three.
+            src[0] as u64
+                | (src[n / 2] as u64) << (n / 2 * 8)
+                | (src[n - 1] as u64) << ((n - 1) * 8)
+        }
+        4..8 => {
+            // Two overlapping 4-byte loads; the overlap holds the same bytes in both.
+            let lo = u32::from_le_bytes(src[..4].try_into().unwrap()) as u64;
+            let hi = u32::from_le_bytes(src[n - 4..].try_into().unwrap()) as u64;
+            lo | hi << ((n - 4) * 8)
+        }
+        _ => u64::from_le_bytes(src[..8].try_into().unwrap()),
+    }
+}
+
 /// Copies `src` (at most 32 bytes) to the start of `dst` with overlapping fixed-size moves.
 #[inline(always)]
 pub fn copy_short(dst: &mut [u8], src: &[u8]) {
@@ -83,6 +107,16 @@ mod tests {
             let mut got = vec![9];
             put_varint(&mut got, v);
             assert_eq!(got, want, "{v:#x}");
+        }
+    }
+
+    #[test]
+    fn loads_of_every_length() {
+        let src: Vec<u8> = (0x11..=0x18).collect();
+        for n in 0..=8 {
+            let mut want = [0u8; 8];
+            want[..n].copy_from_slice(&src[..n]);
+            assert_eq!(load_le(&src[..n]), u64::from_le_bytes(want), "{n}");
         }
     }
 
