@@ -747,12 +747,12 @@ const SPARE_REFILL: usize = 256;
 fn key_fingerprint(k: &[u8]) -> u64 {
     let n = k.len();
     let word = |at: usize| u64::from_le_bytes(k[at..at + 8].try_into().unwrap());
+    // (A short key is loaded in registers: copied into a zeroed buffer and read back whole,
+    // it stalled on store forwarding.)
     let (head, tail) = if n >= 8 {
         (word(0), word(n - 8))
     } else {
-        let mut buf = [0u8; 8];
-        buf[..n].copy_from_slice(k);
-        (u64::from_le_bytes(buf), 0)
+        (crate::codec::wire::load_le(k), 0)
     };
     head ^ tail.rotate_left(29) ^ (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }

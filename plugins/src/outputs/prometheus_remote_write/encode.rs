@@ -15,7 +15,7 @@
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
-use crate::codec::wire::{copy_short, extend_short, put_varint};
+use crate::codec::wire::{copy_short, extend_short, load_le, put_varint};
 use crate::model::{Metric, ValueType};
 
 /// Protobuf keys: (field number << 3) | wire type.
@@ -866,9 +866,8 @@ fn hash_bytes(b: &[u8]) -> u64 {
     for c in chunks {
         h = (h.rotate_left(5) ^ u64::from_le_bytes(*c)).wrapping_mul(K);
     }
-    let mut tail = [0u8; 8];
-    tail[..rest.len()].copy_from_slice(rest);
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    // The tail in registers (`memcpy` into a zeroed word stalled on store forwarding).
+    h = (h.rotate_left(5) ^ load_le(rest)).wrapping_mul(K);
     // The table uses the low bits: fold the well-mixed high bits down.
     h ^ (h >> 29)
 }
