@@ -6,7 +6,7 @@
 //! ```text
 //! record := varint(count) metric*
 //! metric := flags:u8 [name] varint(zigzag(time - previous time))
-//!           [varint(ntags) (str str)*] varint(nfields) field*
+//!           [varint(ntags) (str str)* | varint(tag set number)] varint(nfields) field*
 //! field  := [key:str] type:u8 value
 //! str    := varint(len) utf8
 //! ```
@@ -15,16 +15,19 @@
 //! kinds cannot be confused, and plain records written before compression existed still read.
 //!
 //! `flags` bits 0–2 say that the name, the tag set or the field keys equal those of the
-//! previous metric and are left out (metrics of one batch usually share them), bits 4–6 hold
-//! the value type. Field types: 0 float (8 bytes LE), 1 int (zigzag varint), 2 uint
-//! (varint), 3 false, 4 true, 5 string.
+//! previous metric and are left out (metrics of one batch usually share them). Bit 3 says
+//! that the tag set is one written in full earlier in the record, given by its number (tag
+//! sets written in full are numbered from 0 in order): a batch of many series repeats its tag
+//! sets, though rarely in a row. Bits 4–6 hold the value type. Field types: 0 float (8 bytes
+//! LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
 
-use super::wire::{extend_short, put_varint};
-use crate::model::{FieldValue, Metric, ValueType, str_from};
+use super::wire::{extend_short, load_le, put_varint};
+use crate::model::{FieldValue, Metric, Str, ValueType, str_from};
 
 const SAME_NAME: u8 = 1;
 const SAME_TAGS: u8 = 2;
 const SAME_FIELD_KEYS: u8 = 4;
+const TAGS_REF: u8 = 8;
 
 /// Why a record could not be decoded (only corrupt or truncated bytes get here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,10 +36,15 @@ pub struct RecordError(&'static str);
 
 /// Appends the record of `metrics` to `out`.
 pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
+    TAG_SETS.with_borrow_mut(|sets| encode_with(metrics, out, sets));
+}
+
+fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
     put_varint(out, metrics.len() as u64);
+    sets.reset(metrics.len());
     let mut prev: Option<&Metric> = None;
-    // Where the tag set in force (the last one written) is in `out`.
-    let mut tags_at = 0..0;
+    // The number of the previous metric's tag set.
+    let mut in_force = usize::MAX;
     for m in metrics {
         let same_name = prev.is_some_and(|p| p.name == m.name);
         let same_keys = prev.is_some_and(|p| {
@@ -54,20 +62,25 @@ pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
         }
         let prev_time = prev.map_or(0, |p| p.time);
         put_varint(out, zigzag(m.time.wrapping_sub(prev_time)));
-        // The tag set is written, then compared as bytes with the one in force: one
-        // comparison instead of one per key and value, and no cost beyond it when they differ
-        // (the tag set is then needed anyway).
-        let start = out.len();
-        put_varint(out, m.tags.len() as u64);
-        for (k, v) in &m.tags {
-            put_str(out, k);
-            put_str(out, v);
-        }
-        if prev.is_some() && out[start..] == out[tags_at.clone()] {
-            out.truncate(start);
-            out[flags_at] |= SAME_TAGS;
-        } else {
-            tags_at = start..out.len();
+        // A tag set written before is found by a hash of its strings (not of bytes written
+        // just now: reading those back stalls on store forwarding).
+        let hash = hash_tags(&m.tags);
+        match sets.find(hash, |at| tags_equal(&out[at], &m.tags)) {
+            Ok(number) if number == in_force => out[flags_at] |= SAME_TAGS,
+            Ok(number) => {
+                out[flags_at] |= TAGS_REF;
+                put_varint(out, number as u64);
+                in_force = number;
+            }
+            Err(slot) => {
+                let start = out.len();
+                put_varint(out, m.tags.len() as u64);
+                for (k, v) in &m.tags {
+                    put_str(out, k);
+                    put_str(out, v);
+                }
+                in_force = sets.insert(slot, hash, start..out.len());
+            }
         }
         put_varint(out, m.fields.len() as u64);
         for (k, v) in &m.fields {
@@ -96,6 +109,89 @@ pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
         }
         prev = Some(m);
     }
+}
+
+/// The tag sets an encoder has written in full in the record, numbered in order, found by
+/// their hash (open addressing; kept per thread, as the snappy encoder, to allocate once).
+#[derive(Default)]
+struct TagSets {
+    /// Each set's hash and its bytes' place in the record.
+    sets: Vec<(u64, std::ops::Range<usize>)>,
+    /// Set number + 1; 0 is empty.
+    slots: Vec<u32>,
+}
+
+impl TagSets {
+    fn reset(&mut self, metrics: usize) {
+        self.sets.clear();
+        // At most one set per metric, the table at most half full. (A record of more than
+        // 2^31 metrics cannot be made: they take more bytes than memory holds.)
+        let want = (metrics * 2).next_power_of_two().max(16);
+        if self.slots.len() < want || self.slots.len() > want * 8 {
+            self.slots = vec![0; want];
+        } else {
+            self.slots.fill(0);
+        }
+    }
+
+    /// The number of the set with `hash` that `is` (given its bytes' place) accepts, else
+    /// the slot to insert it at.
+    #[inline]
+    fn find(&self, hash: u64, is: impl Fn(std::ops::Range<usize>) -> bool) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut slot = hash as usize & mask;
+        loop {
+            match self.slots[slot] {
+                0 => return Err(slot),
+                i => {
+                    let (h, at) = &self.sets[i as usize - 1];
+                    if *h == hash && is(at.clone()) {
+                        return Ok(i as usize - 1);
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Adds the set at `at` in `slot` (as `find` said); returns its number.
+    fn insert(&mut self, slot: usize, hash: u64, at: std::ops::Range<usize>) -> usize {
+        self.sets.push((hash, at));
+        self.slots[slot] = self.sets.len() as u32;
+        self.sets.len() - 1
+    }
+}
+
+/// A hash of a tag set's keys and values (FxHash-style, 8 bytes at a time, each string's
+/// length mixed in so that moving bytes between strings changes it).
+#[inline]
+fn hash_tags(tags: &[(Str, Str)]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    #[inline(always)]
+    fn mix(mut h: u64, b: &[u8]) -> u64 {
+        h = (h.rotate_left(5) ^ b.len() as u64).wrapping_mul(K);
+        let (words, rest) = b.as_chunks::<8>();
+        for w in words {
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
+        }
+        (h.rotate_left(5) ^ load_le(rest)).wrapping_mul(K)
+    }
+    let mut h = tags.len() as u64;
+    for (k, v) in tags {
+        h = mix(mix(h, k.as_bytes()), v.as_bytes());
+    }
+    // The table uses the low bits: fold the well-mixed high bits down.
+    h ^ (h >> 29)
+}
+
+/// Whether the tag set written as `bytes` is `tags`.
+fn tags_equal(bytes: &[u8], tags: &[(Str, Str)]) -> bool {
+    let mut r = Reader { buf: bytes };
+    let same = |r: &mut Reader<'_>, s: &Str| {
+        r.varint().ok() == Some(s.len() as u64) && r.take(s.len()).ok() == Some(s.as_bytes())
+    };
+    r.varint().ok() == Some(tags.len() as u64)
+        && tags.iter().all(|(k, v)| same(&mut r, k) && same(&mut r, v))
 }
 
 /// The first bytes of a compressed record.
@@ -159,6 +255,8 @@ thread_local! {
     static PLAIN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The compressed record being encoded.
     static PACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The tag sets of the record being encoded.
+    static TAG_SETS: std::cell::RefCell<TagSets> = std::cell::RefCell::new(TagSets::default());
 }
 
 /// The number of metrics a record holds, read from its first bytes.
@@ -249,14 +347,15 @@ fn decode_plain(
     }
     out.reserve(n as usize);
     let first = out.len();
+    // For each tag set written in full, the metric (from `first`) that wrote it.
+    let mut tag_sets = Vec::new();
     for i in 0..n as usize {
         let flags = r.byte()?;
-        let prev = (i > 0).then(|| &out[first + i - 1]);
-        if prev.is_none() && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
+        if i == 0 && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
             return Err(RecordError("first metric refers to a previous one"));
         }
         let mut m = spare.pop().unwrap_or_else(|| Metric::new("", 0));
-        match decode_metric(&mut r, flags, prev, &mut m) {
+        match decode_metric(&mut r, flags, &out[first..], &mut tag_sets, &mut m) {
             Ok(()) => out.push(m),
             Err(e) => {
                 spare.push(m);
@@ -270,13 +369,16 @@ fn decode_plain(
     Ok(())
 }
 
-/// Decodes the metric after `flags` into `m`, replacing what it held.
+/// Decodes the metric after `flags` into `m`, replacing what it held. `done` holds the
+/// record's metrics before it, `tag_sets` which of them wrote each tag set in full.
 fn decode_metric<'a>(
     r: &mut Reader<'a>,
     flags: u8,
-    prev: Option<&Metric>,
+    done: &[Metric],
+    tag_sets: &mut Vec<usize>,
     m: &mut Metric,
 ) -> Result<(), RecordError> {
+    let prev = done.last();
     m.tags.clear();
     m.fields.clear();
     match prev {
@@ -293,8 +395,19 @@ fn decode_metric<'a>(
         .map_or(0, |p| p.time)
         .wrapping_add(unzigzag(r.varint()?));
     match prev {
+        _ if flags & TAGS_REF != 0 => {
+            if flags & SAME_TAGS != 0 {
+                return Err(RecordError("tag set both the previous and a numbered one"));
+            }
+            let owner = usize::try_from(r.varint()?)
+                .ok()
+                .and_then(|n| tag_sets.get(n))
+                .ok_or(RecordError("tag set number out of range"))?;
+            m.tags.extend_from_slice(&done[*owner].tags);
+        }
         Some(p) if flags & SAME_TAGS != 0 => m.tags.extend_from_slice(&p.tags),
         _ => {
+            tag_sets.push(done.len());
             let nt = r.len_prefix(2)?;
             m.tags.reserve(nt);
             for _ in 0..nt {
@@ -359,9 +472,14 @@ pub struct MetricsOf<'a> {
     /// Sorted by key, keys unique (as in `Metric`); read on demand ([`MetricsOf::read_tags`]).
     pub tags: Vec<(&'a str, &'a str)>,
     tags_read: bool,
-    /// The tag set as the record holds it: equal bytes are equal tag sets.
+    /// The tag set as the record holds it: equal bytes are equal tag sets, and a tag set
+    /// the record repeats is the same slice each time.
     pub tag_bytes: &'a [u8],
+    /// The number of that tag set in the record: tag sets of one number are equal.
+    pub tag_set: usize,
     pub fields: Vec<(&'a str, FieldRef<'a>)>,
+    /// The tag sets written in full so far, by number.
+    tag_sets: Vec<&'a [u8]>,
 }
 
 impl<'a> MetricsOf<'a> {
@@ -381,7 +499,9 @@ impl<'a> MetricsOf<'a> {
             tags: Vec::new(),
             tags_read: true,
             tag_bytes: &[],
+            tag_set: 0,
             fields: Vec::new(),
+            tag_sets: Vec::new(),
         })
     }
 
@@ -405,7 +525,18 @@ impl<'a> MetricsOf<'a> {
         }
         self.kind = kind_from(flags >> 4)?;
         self.time = self.time.wrapping_add(unzigzag(r.varint()?));
-        if flags & SAME_TAGS == 0 {
+        if flags & TAGS_REF != 0 {
+            if flags & SAME_TAGS != 0 {
+                return Err(RecordError("tag set both the previous and a numbered one"));
+            }
+            let n = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
+            self.tag_bytes = self
+                .tag_sets
+                .get(n)
+                .ok_or(RecordError("tag set number out of range"))?;
+            self.tag_set = n;
+            self.tags_read = false;
+        } else if flags & SAME_TAGS == 0 {
             // Only stepped over: a reader that finds the tag set by its bytes needs no more.
             let start = r.buf;
             let nt = r.len_prefix(2)?;
@@ -414,6 +545,8 @@ impl<'a> MetricsOf<'a> {
                 r.take(usize::try_from(n).map_err(|_| RecordError("string too long"))?)?;
             }
             self.tag_bytes = &start[..start.len() - r.buf.len()];
+            self.tag_set = self.tag_sets.len();
+            self.tag_sets.push(self.tag_bytes);
             self.tags_read = false;
         }
         let nf = r.len_prefix(1)?;
@@ -607,7 +740,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Str;
     use proptest::prelude::*;
 
     fn round_trip(metrics: &[Metric]) -> Vec<Metric> {
@@ -786,17 +918,21 @@ mod tests {
             })
     }
 
-    /// Batches where neighbours often share name, tags or keys, to exercise the flags.
+    /// Batches where neighbours often share name, tags or keys, and metrics often take the
+    /// tag set of an earlier one, to exercise the flags.
     fn arb_batch() -> impl Strategy<Value = Vec<Metric>> {
-        proptest::collection::vec((arb_metric(), 0u8..8, any::<i64>()), 0..20).prop_map(|v| {
+        let metric = (arb_metric(), 0u8..16, any::<i64>(), any::<usize>());
+        proptest::collection::vec(metric, 0..20).prop_map(|v| {
             let mut out: Vec<Metric> = Vec::new();
-            for (mut m, share, t) in v {
+            for (mut m, share, t, earlier) in v {
                 if let Some(p) = out.last() {
                     if share & 1 != 0 {
                         m.name = p.name.clone();
                     }
                     if share & 2 != 0 {
                         m.tags = p.tags.clone();
+                    } else if share & 8 != 0 {
+                        m.tags = out[earlier % out.len()].tags.clone();
                     }
                     if share & 4 != 0 {
                         m.fields = p
@@ -835,6 +971,51 @@ mod tests {
                         .zip(&y.fields)
                         .all(|(p, q)| p.1.type_name() == q.1.type_name())
             })
+    }
+
+    /// A batch cycling through a few series writes each tag set once, and refers to it by
+    /// number after that; both readers see the tags of every metric.
+    #[test]
+    fn repeated_tag_sets_are_written_once() {
+        let batch: Vec<Metric> = (0..100)
+            .map(|i| {
+                Metric::new("m", i)
+                    .with_tag("host", format!("host-number-{:02}", i % 10))
+                    .with_tag("z", "zz")
+                    .with_field("v", i as f64)
+            })
+            .collect();
+        let mut buf = Vec::new();
+        encode(&batch, &mut buf);
+        for h in 0..10 {
+            let value = format!("host-number-{h:02}");
+            let times = buf
+                .windows(value.len())
+                .filter(|w| *w == value.as_bytes())
+                .count();
+            assert_eq!(times, 1, "{value}");
+        }
+        // Flags, time, number, field count and a float field: 13 bytes a metric.
+        assert!(buf.len() < 100 * 14 + 10 * 30, "{}", buf.len());
+        assert!(same(&round_trip(&batch), &batch));
+        assert!(same(&borrowed(&buf).unwrap(), &batch));
+        let mut metrics = MetricsOf::new(&buf).unwrap();
+        let mut seen: Vec<*const u8> = Vec::new();
+        let mut i = 0;
+        while metrics.advance().unwrap() {
+            let p = metrics.tag_bytes.as_ptr();
+            if !seen.contains(&p) {
+                seen.push(p);
+            }
+            assert_eq!(
+                metrics.tag_set,
+                i % 10,
+                "tag sets numbered in order written"
+            );
+            assert_eq!(seen[metrics.tag_set], p);
+            i += 1;
+        }
+        assert_eq!(seen.len(), 10, "one slice per tag set");
     }
 
     proptest! {

@@ -254,8 +254,8 @@ impl Slots {
 /// field keys of the one before it (as records store them) points to the same place.
 #[derive(Default)]
 struct Last<'a> {
-    /// The tag set entry of the last tag set looked up.
-    tag_set: (&'a [u8], Option<Option<u32>>),
+    /// The tag set entry of each tag set of the record looked up, by its number there.
+    tag_sets: Vec<Option<Option<u32>>>,
     /// The series name entry of the last field looked up at each position.
     names: Vec<Option<(&'a str, &'a str, Option<u32>)>>,
 }
@@ -400,12 +400,15 @@ impl Encoder {
         let strings_as_labels =
             string_as_label && m.fields.iter().any(|f| matches!(f.1, FieldRef::String(_)));
         let by_pair = !histogram && !strings_as_labels;
-        let tag_set = match (by_pair, last.tag_set) {
-            (false, _) => None,
-            (true, (b, Some(t))) if std::ptr::eq(b, m.tag_bytes) => t,
-            (true, _) => {
+        let tag_set = match last.tag_sets.get(m.tag_set) {
+            _ if !by_pair => None,
+            Some(&Some(t)) => t,
+            _ => {
                 let t = self.tag_set(m, common)?;
-                last.tag_set = (m.tag_bytes, Some(t));
+                if last.tag_sets.len() <= m.tag_set {
+                    last.tag_sets.resize(m.tag_set + 1, None);
+                }
+                last.tag_sets[m.tag_set] = Some(t);
                 t
             }
         };
