@@ -37,6 +37,23 @@ pub fn str_from(s: &str) -> Str {
     unsafe { std::mem::transmute::<[u64; 3], Str>(words) }
 }
 
+/// The three words of `s`: its inline bytes and length, or its heap pointer, length and
+/// capacity. Equal words are equal strings, but not the converse (a string kept on the heap
+/// and one inline, or inline bytes beyond the length left over from a longer string), so a
+/// comparison of words is a fast path before `==`, and a hash of them may miss equal strings.
+#[inline(always)]
+pub fn str_words(s: &Str) -> [u64; 3] {
+    const _: () = assert!(std::mem::size_of::<Str>() == 24);
+    // SAFETY: a `Str` is 24 initialized bytes (compact_str's documented layout, above).
+    unsafe { std::mem::transmute_copy(s) }
+}
+
+/// `a == b`, quickest when they are equal (see [`str_words`]).
+#[inline(always)]
+pub fn str_eq(a: &Str, b: &Str) -> bool {
+    str_words(a) == str_words(b) || a == b
+}
+
 /// A typed field value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FieldValue {
@@ -361,6 +378,32 @@ pub fn now_ns() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_strings_with_other_words_are_equal() {
+        let mut cut = Str::from("abcdefghij");
+        cut.truncate(3);
+        let heap = Str::from_string_buffer(String::with_capacity(64) + "abc");
+        assert!(heap.is_heap_allocated());
+        for s in [&cut, &heap, &Str::from("abc")] {
+            assert!(str_eq(s, &str_from("abc")), "{s:?}");
+            assert!(!str_eq(s, &str_from("abd")), "{s:?}");
+        }
+        // Leftover bytes make other words for the same string: the fast path is only a path.
+        assert_ne!(str_words(&cut), str_words(&str_from("abc")));
+        assert_eq!(str_words(&str_from("abc")), str_words(&Str::from("abc")));
+        // A record still holds a tag set whose strings have other words.
+        let batch = vec![
+            Metric::new("m", 1).with_tag("t", cut.clone()).with_field("v", 1.0),
+            Metric::new("m", 2).with_tag("t", "x").with_field("v", 2.0),
+            Metric::new("m", 3).with_tag("t", "abc").with_field("v", 3.0),
+        ];
+        let mut buf = Vec::new();
+        crate::codec::record::encode(&batch, &mut buf);
+        let mut back = Vec::new();
+        crate::codec::record::decode(&buf, &mut back).unwrap();
+        assert_eq!(back, batch);
+    }
 
     #[test]
     fn str_from_matches_str_from() {

@@ -21,8 +21,8 @@
 //! sets, though rarely in a row. Bits 4–6 hold the value type. Field types: 0 float (8 bytes
 //! LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
 
-use super::wire::{extend_short, load_le, put_varint};
-use crate::model::{FieldValue, Metric, Str, ValueType, str_from};
+use super::wire::{extend_short, put_varint};
+use crate::model::{FieldValue, Metric, Str, ValueType, str_eq, str_from, str_words};
 
 const SAME_NAME: u8 = 1;
 const SAME_TAGS: u8 = 2;
@@ -45,11 +45,14 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
     let mut prev: Option<&Metric> = None;
     // The number of the previous metric's tag set.
     let mut in_force = usize::MAX;
-    for m in metrics {
-        let same_name = prev.is_some_and(|p| p.name == m.name);
+    for (i, m) in metrics.iter().enumerate() {
+        let same_name = prev.is_some_and(|p| str_eq(&p.name, &m.name));
         let same_keys = prev.is_some_and(|p| {
             p.fields.len() == m.fields.len()
-                && p.fields.iter().zip(&m.fields).all(|(a, b)| a.0 == b.0)
+                && p.fields
+                    .iter()
+                    .zip(&m.fields)
+                    .all(|(a, b)| str_eq(&a.0, &b.0))
         });
         let flags_at = out.len();
         out.push(
@@ -65,7 +68,7 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
         // A tag set written before is found by a hash of its strings (not of bytes written
         // just now: reading those back stalls on store forwarding).
         let hash = hash_tags(&m.tags);
-        match sets.find(hash, |at| tags_equal(&out[at], &m.tags)) {
+        match sets.find(hash, |owner| same_tags(&metrics[owner].tags, &m.tags)) {
             Ok(number) if number == in_force => out[flags_at] |= SAME_TAGS,
             Ok(number) => {
                 out[flags_at] |= TAGS_REF;
@@ -73,13 +76,12 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
                 in_force = number;
             }
             Err(slot) => {
-                let start = out.len();
                 put_varint(out, m.tags.len() as u64);
                 for (k, v) in &m.tags {
                     put_str(out, k);
                     put_str(out, v);
                 }
-                in_force = sets.insert(slot, hash, start..out.len());
+                in_force = sets.insert(slot, hash, i);
             }
         }
         put_varint(out, m.fields.len() as u64);
@@ -115,8 +117,8 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
 /// their hash (open addressing; kept per thread, as the snappy encoder, to allocate once).
 #[derive(Default)]
 struct TagSets {
-    /// Each set's hash and its bytes' place in the record.
-    sets: Vec<(u64, std::ops::Range<usize>)>,
+    /// Each set's hash and the metric (its index in the batch) that wrote it.
+    sets: Vec<(u64, usize)>,
     /// Set number + 1; 0 is empty.
     slots: Vec<u32>,
 }
@@ -134,18 +136,18 @@ impl TagSets {
         }
     }
 
-    /// The number of the set with `hash` that `is` (given its bytes' place) accepts, else
-    /// the slot to insert it at.
+    /// The number of the set with `hash` that `is` (given the metric that wrote it) accepts,
+    /// else the slot to insert it at.
     #[inline]
-    fn find(&self, hash: u64, is: impl Fn(std::ops::Range<usize>) -> bool) -> Result<usize, usize> {
+    fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Result<usize, usize> {
         let mask = self.slots.len() - 1;
         let mut slot = hash as usize & mask;
         loop {
             match self.slots[slot] {
                 0 => return Err(slot),
                 i => {
-                    let (h, at) = &self.sets[i as usize - 1];
-                    if *h == hash && is(at.clone()) {
+                    let (h, owner) = self.sets[i as usize - 1];
+                    if h == hash && is(owner) {
                         return Ok(i as usize - 1);
                     }
                 }
@@ -154,44 +156,38 @@ impl TagSets {
         }
     }
 
-    /// Adds the set at `at` in `slot` (as `find` said); returns its number.
-    fn insert(&mut self, slot: usize, hash: u64, at: std::ops::Range<usize>) -> usize {
-        self.sets.push((hash, at));
+    /// Adds the set that metric `owner` wrote in `slot` (as `find` said); returns its number.
+    fn insert(&mut self, slot: usize, hash: u64, owner: usize) -> usize {
+        self.sets.push((hash, owner));
         self.slots[slot] = self.sets.len() as u32;
         self.sets.len() - 1
     }
 }
 
-/// A hash of a tag set's keys and values (FxHash-style, 8 bytes at a time, each string's
-/// length mixed in so that moving bytes between strings changes it).
+/// A hash of a tag set's strings, from their words (see `str_words`): a few instructions a
+/// string, where hashing their bytes cost a branch and a loop each. A set whose strings are
+/// equal but not word for word gets another hash, and is written again: never confused.
 #[inline]
 fn hash_tags(tags: &[(Str, Str)]) -> u64 {
     const K: u64 = 0x517c_c1b7_2722_0a95;
-    #[inline(always)]
-    fn mix(mut h: u64, b: &[u8]) -> u64 {
-        h = (h.rotate_left(5) ^ b.len() as u64).wrapping_mul(K);
-        let (words, rest) = b.as_chunks::<8>();
-        for w in words {
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
-        }
-        (h.rotate_left(5) ^ load_le(rest)).wrapping_mul(K)
-    }
     let mut h = tags.len() as u64;
     for (k, v) in tags {
-        h = mix(mix(h, k.as_bytes()), v.as_bytes());
+        for s in [k, v] {
+            let [a, b, c] = str_words(s);
+            h = (h.rotate_left(5) ^ a ^ b.rotate_left(21) ^ c.rotate_left(42)).wrapping_mul(K);
+        }
     }
     // The table uses the low bits: fold the well-mixed high bits down.
     h ^ (h >> 29)
 }
 
-/// Whether the tag set written as `bytes` is `tags`.
-fn tags_equal(bytes: &[u8], tags: &[(Str, Str)]) -> bool {
-    let mut r = Reader { buf: bytes };
-    let same = |r: &mut Reader<'_>, s: &Str| {
-        r.varint().ok() == Some(s.len() as u64) && r.take(s.len()).ok() == Some(s.as_bytes())
-    };
-    r.varint().ok() == Some(tags.len() as u64)
-        && tags.iter().all(|(k, v)| same(&mut r, k) && same(&mut r, v))
+/// `a == b` for tag sets, quickest when they are equal.
+#[inline]
+fn same_tags(a: &[(Str, Str)], b: &[(Str, Str)]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ak, av), (bk, bv))| str_eq(ak, bk) && str_eq(av, bv))
 }
 
 /// The first bytes of a compressed record.
