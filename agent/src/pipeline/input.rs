@@ -31,6 +31,16 @@ pub struct Modifiers {
 
 impl Modifiers {
     pub fn apply(&self, batch: &mut Vec<Metric>) {
+        // A listener's plugin usually has none of these (and with `omit_hostname` no tags to
+        // add): its batches of thousands are then not walked at all.
+        if self.filter.is_empty()
+            && self.rename.is_empty()
+            && self.tags.is_empty()
+            && self.kept_tags.is_empty()
+            && self.precision_ns <= 1
+        {
+            return;
+        }
         batch.retain_mut(|m| {
             if !self.filter.selects(m) {
                 return false;
