@@ -394,9 +394,13 @@ mod tests {
         assert_eq!(str_words(&str_from("abc")), str_words(&Str::from("abc")));
         // A record still holds a tag set whose strings have other words.
         let batch = vec![
-            Metric::new("m", 1).with_tag("t", cut.clone()).with_field("v", 1.0),
+            Metric::new("m", 1)
+                .with_tag("t", cut.clone())
+                .with_field("v", 1.0),
             Metric::new("m", 2).with_tag("t", "x").with_field("v", 2.0),
-            Metric::new("m", 3).with_tag("t", "abc").with_field("v", 3.0),
+            Metric::new("m", 3)
+                .with_tag("t", "abc")
+                .with_field("v", 3.0),
         ];
         let mut buf = Vec::new();
         crate::codec::record::encode(&batch, &mut buf);

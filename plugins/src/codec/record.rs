@@ -124,12 +124,12 @@ struct TagSets {
 }
 
 impl TagSets {
+    /// Empties the table. It starts small and grows with the sets (at most one per metric):
+    /// a batch of few series keeps it in the L1 cache.
     fn reset(&mut self, metrics: usize) {
         self.sets.clear();
-        // At most one set per metric, the table at most half full. (A record of more than
-        // 2^31 metrics cannot be made: they take more bytes than memory holds.)
-        let want = (metrics * 2).next_power_of_two().max(16);
-        if self.slots.len() < want || self.slots.len() > want * 8 {
+        let want = (metrics * 2).next_power_of_two().clamp(16, 256);
+        if self.slots.len() != want {
             self.slots = vec![0; want];
         } else {
             self.slots.fill(0);
@@ -159,7 +159,20 @@ impl TagSets {
     /// Adds the set that metric `owner` wrote in `slot` (as `find` said); returns its number.
     fn insert(&mut self, slot: usize, hash: u64, owner: usize) -> usize {
         self.sets.push((hash, owner));
+        // (A record of 2^32 metrics cannot be made: they take more bytes than memory holds.)
         self.slots[slot] = self.sets.len() as u32;
+        if self.sets.len() * 2 > self.slots.len() {
+            // Kept at most half full: twice the size, every set placed again.
+            self.slots = vec![0; self.slots.len() * 2];
+            let mask = self.slots.len() - 1;
+            for (i, &(h, _)) in self.sets.iter().enumerate() {
+                let mut at = h as usize & mask;
+                while self.slots[at] != 0 {
+                    at = (at + 1) & mask;
+                }
+                self.slots[at] = i as u32 + 1;
+            }
+        }
         self.sets.len() - 1
     }
 }
@@ -969,49 +982,52 @@ mod tests {
             })
     }
 
-    /// A batch cycling through a few series writes each tag set once, and refers to it by
-    /// number after that; both readers see the tags of every metric.
+    /// A batch cycling through its series writes each tag set once, and refers to it by
+    /// number after that; both readers see the tags of every metric. (1000 series grow the
+    /// encoder's table several times.)
     #[test]
     fn repeated_tag_sets_are_written_once() {
-        let batch: Vec<Metric> = (0..100)
-            .map(|i| {
-                Metric::new("m", i)
-                    .with_tag("host", format!("host-number-{:02}", i % 10))
-                    .with_tag("z", "zz")
-                    .with_field("v", i as f64)
-            })
-            .collect();
-        let mut buf = Vec::new();
-        encode(&batch, &mut buf);
-        for h in 0..10 {
-            let value = format!("host-number-{h:02}");
-            let times = buf
-                .windows(value.len())
-                .filter(|w| *w == value.as_bytes())
-                .count();
-            assert_eq!(times, 1, "{value}");
-        }
-        // Flags, time, number, field count and a float field: 13 bytes a metric.
-        assert!(buf.len() < 100 * 14 + 10 * 30, "{}", buf.len());
-        assert!(same(&round_trip(&batch), &batch));
-        assert!(same(&borrowed(&buf).unwrap(), &batch));
-        let mut metrics = MetricsOf::new(&buf).unwrap();
-        let mut seen: Vec<*const u8> = Vec::new();
-        let mut i = 0;
-        while metrics.advance().unwrap() {
-            let p = metrics.tag_bytes.as_ptr();
-            if !seen.contains(&p) {
-                seen.push(p);
+        for (series, len) in [(10usize, 100usize), (1000, 3000)] {
+            let batch: Vec<Metric> = (0..len)
+                .map(|i| {
+                    Metric::new("m", i as i64)
+                        .with_tag("host", format!("host-number-{:04}", i % series))
+                        .with_tag("z", "zz")
+                        .with_field("v", i as f64)
+                })
+                .collect();
+            let mut buf = Vec::new();
+            encode(&batch, &mut buf);
+            for h in 0..series {
+                let value = format!("host-number-{h:04}");
+                let times = buf
+                    .windows(value.len())
+                    .filter(|w| *w == value.as_bytes())
+                    .count();
+                assert_eq!(times, 1, "{value}");
             }
-            assert_eq!(
-                metrics.tag_set,
-                i % 10,
-                "tag sets numbered in order written"
-            );
-            assert_eq!(seen[metrics.tag_set], p);
-            i += 1;
+            // Flags, time, number, field count and a float field: at most 14 bytes a metric.
+            assert!(buf.len() < len * 14 + series * 32, "{}", buf.len());
+            assert!(same(&round_trip(&batch), &batch));
+            assert!(same(&borrowed(&buf).unwrap(), &batch));
+            let mut metrics = MetricsOf::new(&buf).unwrap();
+            let mut seen: Vec<*const u8> = Vec::new();
+            let mut i = 0;
+            while metrics.advance().unwrap() {
+                let p = metrics.tag_bytes.as_ptr();
+                if !seen.contains(&p) {
+                    seen.push(p);
+                }
+                assert_eq!(
+                    metrics.tag_set,
+                    i % series,
+                    "tag sets numbered in order written"
+                );
+                assert_eq!(seen[metrics.tag_set], p);
+                i += 1;
+            }
+            assert_eq!(seen.len(), series, "one slice per tag set");
         }
-        assert_eq!(seen.len(), 10, "one slice per tag set");
     }
 
     proptest! {
