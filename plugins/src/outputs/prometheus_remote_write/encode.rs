@@ -176,10 +176,10 @@ struct TagSet {
 }
 
 impl TagSets {
-    fn clear(&mut self, metrics: usize) {
+    fn clear(&mut self) {
         self.text.clear();
         self.entries.clear();
-        self.slots.reset(metrics);
+        self.slots.reset();
     }
 
     fn raw(&self, e: &TagSet) -> &[u8] {
@@ -203,11 +203,12 @@ struct Slots {
 }
 
 impl Slots {
-    /// Empties the table, sized for about `entries` entries (grown as needed, and not kept
-    /// far larger than a batch needs: clearing it is part of every batch).
-    fn reset(&mut self, entries: usize) {
-        // (A count read from a damaged record may be anything.)
-        let want = (entries.min(1 << 20) * 2).next_power_of_two().max(64);
+    /// Empties the table, sized for what the last batch put in it (grown as needed): a table
+    /// sized for an entry per metric outgrew the L1 cache, and its probes were the encoder's
+    /// hottest instructions. Not kept far larger than a batch needs: clearing it is part of
+    /// every batch.
+    fn reset(&mut self) {
+        let want = (self.used * 2).next_power_of_two().max(64);
         if self.slots.len() < want || self.slots.len() > want * 8 {
             self.slots = vec![0; want];
         } else {
@@ -314,7 +315,7 @@ impl Encoder {
         // A damaged record (a bug, or a disk fault past its checksum) is found while its
         // samples are being added: start over without it, so none of it is sent.
         'again: loop {
-            self.clear(metric_count(records.iter()));
+            self.clear();
             let mut scratch = std::mem::take(&mut self.plain);
             for (i, rec) in records.iter().enumerate() {
                 if bad.contains(&i) {
@@ -341,17 +342,16 @@ impl Encoder {
         &self.raw
     }
 
-    fn clear(&mut self, metrics: usize) {
+    fn clear(&mut self) {
         self.raw.clear();
         self.names_of.clear();
         self.arena.clear();
         self.series.clear();
         self.samples.clear();
         self.pairs.clear();
-        // A series (and a pair) per metric is common; a tag set per metric too.
-        self.series_slots.reset(metrics);
-        self.pair_slots.reset(metrics);
-        self.tag_sets.clear(metrics);
+        self.series_slots.reset();
+        self.pair_slots.reset();
+        self.tag_sets.clear();
     }
 
     fn add_record(
