@@ -3,8 +3,9 @@
 //!
 //! A directory per output holds:
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: segment files of frames, oldest first. A frame is
-//!   `"SRB1" len:u32 count:u32 crc:u32 record` (little endian; the CRC-32 covers len, count and
-//!   the record). A new segment starts at every open and whenever the active one is full.
+//!   `"SRB2" len:u32 count:u32 crc:u32 record` (little endian; the CRC-32 covers len, count
+//!   and the record; "SRB1" frames, from before records had tag set numbers, still read).
+//!   A new segment starts at every open and whenever the active one is full.
 //! - `position`: where the next unwritten record starts (`"SRP1" segment offset consumed
 //!   crc`), so a restart does not send again what was already delivered.
 //! - `lock`: held (flock) while a process uses the directory.
@@ -23,7 +24,11 @@ use std::time::Duration;
 
 use super::Record;
 
-const FRAME_MAGIC: &[u8; 4] = b"SRB1";
+/// Frames of records that may refer to a tag set by its number (older versions skip them
+/// as corrupt, counted, rather than misread them).
+const FRAME_MAGIC: &[u8; 4] = b"SRB2";
+/// Frames written before tag set numbers existed: read as before.
+const FRAME_MAGIC_V1: &[u8; 4] = b"SRB1";
 const POSITION_MAGIC: &[u8; 4] = b"SRP1";
 const HEADER: u64 = 16;
 const POSITION_LEN: usize = 32;
@@ -121,7 +126,7 @@ fn crc(len: u32, count: u32, record: &[u8]) -> u32 {
 /// A valid frame at `offset` of `data`: (record length, metric count).
 fn frame_in(data: &[u8], offset: usize) -> Option<(usize, u32)> {
     let h = data.get(offset..offset + HEADER as usize)?;
-    if &h[0..4] != FRAME_MAGIC {
+    if !is_frame_magic(&h[0..4]) {
         return None;
     }
     let len = u32::from_le_bytes(h[4..8].try_into().unwrap());
@@ -135,10 +140,16 @@ fn frame_in(data: &[u8], offset: usize) -> Option<(usize, u32)> {
     (crc(len, count, record) == sum).then_some((len as usize, count))
 }
 
+fn is_frame_magic(m: &[u8]) -> bool {
+    m == FRAME_MAGIC || m == FRAME_MAGIC_V1
+}
+
 /// The next valid frame after an invalid one at `offset`, if any.
 fn resync(data: &[u8], offset: usize) -> Option<usize> {
     let mut from = offset + 1;
-    while let Some(i) = memchr::memmem::find(&data[from.min(data.len())..], FRAME_MAGIC) {
+    // What both magics begin with; `frame_in` checks the rest.
+    let prefix = &FRAME_MAGIC[..3];
+    while let Some(i) = memchr::memmem::find(&data[from.min(data.len())..], prefix) {
         let at = from + i;
         if frame_in(data, at).is_some() {
             return Some(at);
@@ -468,7 +479,7 @@ impl DiskStore {
                 break;
             }
             let end = pos.offset + HEADER + u64::from(len);
-            let valid = &header[0..4] == FRAME_MAGIC && len <= MAX_RECORD && end <= seg_bytes;
+            let valid = is_frame_magic(&header[0..4]) && len <= MAX_RECORD && end <= seg_bytes;
             let mut data = vec![0u8; if valid { len as usize } else { 0 }];
             if valid {
                 file.read_exact_at(&mut data, pos.offset + HEADER)?;

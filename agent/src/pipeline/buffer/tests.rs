@@ -388,6 +388,33 @@ fn a_corrupt_record_inside_is_skipped_and_counted() {
 }
 
 #[test]
+fn frames_of_the_first_record_version_still_read() {
+    let dir = TempDir::new();
+    let cfg = disk_cfg(dir.path(), 1 << 20);
+    {
+        let (mut b, _) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
+        b.push(recs(0..6, 2)).unwrap();
+    }
+    let seg = segments(dir.path()).last().unwrap().clone();
+    let mut data = std::fs::read(&seg).unwrap();
+    // The frames as an older version wrote them (their records use no tag set numbers).
+    let at: Vec<usize> = data
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"SRB2")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 3);
+    for i in at {
+        data[i..i + 4].copy_from_slice(b"SRB1");
+    }
+    std::fs::write(&seg, &data).unwrap();
+    let (mut b, rec) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
+    assert_eq!((rec.metrics, rec.corrupt_records), (6, 0));
+    assert_eq!(times(&b.lease(100).unwrap()), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
 fn garbage_files_never_stop_the_open() {
     let dir = TempDir::new();
     let cfg = disk_cfg(dir.path(), 1 << 20);
