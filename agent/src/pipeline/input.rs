@@ -32,13 +32,15 @@ pub struct Modifiers {
 impl Modifiers {
     pub fn apply(&self, batch: &mut Vec<Metric>) {
         // A listener's plugin usually has none of these (and with `omit_hostname` no tags to
-        // add): its batches of thousands are then not walked at all.
+        // add): its batches of thousands then only lose metrics without fields, as `trim`
+        // drops them.
         if self.filter.is_empty()
             && self.rename.is_empty()
             && self.tags.is_empty()
             && self.kept_tags.is_empty()
             && self.precision_ns <= 1
         {
+            batch.retain(|m| !m.fields.is_empty());
             return;
         }
         batch.retain_mut(|m| {
@@ -449,6 +451,23 @@ mod tests {
         assert_eq!(batch[0].tag("dc"), Some("own"));
         assert_eq!(batch[0].tag("host"), Some("h"));
         assert_eq!(batch[0].time, 1_700_000_000_000_000_000);
+    }
+
+    #[test]
+    fn modifiers_with_nothing_to_do_only_drop_fieldless_metrics() {
+        let m = Modifiers {
+            filter: Filter::default(),
+            rename: Rename::new(None, None, None),
+            tags: Vec::new(),
+            kept_tags: Vec::new(),
+            precision_ns: 1,
+        };
+        let kept = Metric::new("cpu", 1_700_000_000_400_000_001)
+            .with_tag("dc", "own")
+            .with_field("v", 1i64);
+        let mut batch = vec![kept.clone(), Metric::new("empty", 5), kept.clone()];
+        m.apply(&mut batch);
+        assert_eq!(batch, vec![kept.clone(), kept]);
     }
 
     #[test]
