@@ -21,6 +21,7 @@
 //! sets, though rarely in a row. Bits 4–6 hold the value type. Field types: 0 float (8 bytes
 //! LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
 
+use super::slots::Slots;
 use super::wire::{extend_short, put_varint};
 use crate::model::{FieldValue, Metric, Str, ValueType, str_eq, str_from, str_words};
 
@@ -41,7 +42,7 @@ pub fn encode(metrics: &[Metric], out: &mut Vec<u8>) {
 
 fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
     put_varint(out, metrics.len() as u64);
-    sets.reset(metrics.len());
+    sets.reset();
     let mut prev: Option<&Metric> = None;
     // The number of the previous metric's tag set.
     let mut in_force = usize::MAX;
@@ -114,66 +115,36 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
 }
 
 /// The tag sets an encoder has written in full in the record, numbered in order, found by
-/// their hash (open addressing; kept per thread, as the snappy encoder, to allocate once).
+/// their hash (kept per thread, as the snappy encoder, to allocate once).
 #[derive(Default)]
 struct TagSets {
     /// Each set's hash and the metric (its index in the batch) that wrote it.
     sets: Vec<(u64, usize)>,
-    /// Set number + 1; 0 is empty.
-    slots: Vec<u32>,
+    slots: Slots,
 }
 
 impl TagSets {
-    /// Empties the table. It starts small and grows with the sets (at most one per metric):
-    /// a batch of few series keeps it in the L1 cache.
-    fn reset(&mut self, metrics: usize) {
+    fn reset(&mut self) {
         self.sets.clear();
-        let want = (metrics * 2).next_power_of_two().clamp(16, 256);
-        if self.slots.len() != want {
-            self.slots = vec![0; want];
-        } else {
-            self.slots.fill(0);
-        }
+        self.slots.reset();
     }
 
     /// The number of the set with `hash` that `is` (given the metric that wrote it) accepts,
     /// else the slot to insert it at.
     #[inline]
     fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut slot = hash as usize & mask;
-        loop {
-            match self.slots[slot] {
-                0 => return Err(slot),
-                i => {
-                    let (h, owner) = self.sets[i as usize - 1];
-                    if h == hash && is(owner) {
-                        return Ok(i as usize - 1);
-                    }
-                }
-            }
-            slot = (slot + 1) & mask;
-        }
+        self.slots.find(hash, |i| {
+            let (h, owner) = self.sets[i];
+            h == hash && is(owner)
+        })
     }
 
     /// Adds the set that metric `owner` wrote in `slot` (as `find` said); returns its number.
     fn insert(&mut self, slot: usize, hash: u64, owner: usize) -> usize {
         self.sets.push((hash, owner));
-        // (A record of 2^32 metrics cannot be made: they take more bytes than memory holds.)
-        self.slots[slot] = self.sets.len() as u32;
-        if self.sets.len() * 2 > self.slots.len() {
-            // Kept at most half full: twice the size, every set placed again.
-            self.slots = vec![0; self.slots.len() * 2];
-            let mask = self.slots.len() - 1;
-            for (i, &(h, _)) in self.sets.iter().enumerate() {
-                let mut at = h as usize & mask;
-                while self.slots[at] != 0 {
-                    at = (at + 1) & mask;
-                }
-                self.slots[at] = i as u32 + 1;
-            }
-        }
-        self.sets.len() - 1
+        let sets = &self.sets;
+        self.slots.insert(slot, sets.len() - 1, |i| sets[i].0);
+        sets.len() - 1
     }
 }
 
@@ -482,7 +453,7 @@ pub struct MetricsOf<'a> {
     pub tags: Vec<(&'a str, &'a str)>,
     tags_read: bool,
     /// The tag set as the record holds it: equal bytes are equal tag sets, and a tag set
-    /// the record repeats is the same slice each time.
+    /// the record refers to by number is the same slice each time.
     pub tag_bytes: &'a [u8],
     /// The number of that tag set in the record: tag sets of one number are equal.
     pub tag_set: usize,

@@ -15,6 +15,7 @@
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
+use crate::codec::slots::Slots;
 use crate::codec::wire::{copy_short, extend_short, load_le, put_varint};
 use crate::model::{Metric, ValueType};
 
@@ -194,65 +195,10 @@ impl TagSets {
     }
 }
 
-/// Open addressing over entries kept in a `Vec` elsewhere: each slot holds an entry's index
-/// + 1, or 0 when empty; at most half of the slots are used.
-#[derive(Default)]
-struct Slots {
-    slots: Vec<u32>,
-    used: usize,
-}
-
-impl Slots {
-    /// Empties the table, sized for what the last batch put in it (grown as needed): a table
-    /// sized for an entry per metric outgrew the L1 cache, and its probes were the encoder's
-    /// hottest instructions. Not kept far larger than a batch needs: clearing it is part of
-    /// every batch.
-    fn reset(&mut self) {
-        let want = (self.used * 2).next_power_of_two().max(64);
-        if self.slots.len() < want || self.slots.len() > want * 8 {
-            self.slots = vec![0; want];
-        } else {
-            self.slots.fill(0);
-        }
-        self.used = 0;
-    }
-
-    /// The entry with this `hash` that `is` accepts, else the slot to insert it at.
-    #[inline]
-    fn find(&self, hash: u64, mut is: impl FnMut(usize) -> bool) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut slot = hash as usize & mask;
-        loop {
-            match self.slots[slot] {
-                0 => return Err(slot),
-                i if is(i as usize - 1) => return Ok(i as usize - 1),
-                _ => slot = (slot + 1) & mask,
-            }
-        }
-    }
-
-    /// Puts entry `index` (the next one: entries are numbered from 0) at `slot`, as `find`
-    /// said; `hash_of` gives any entry's hash, to grow the table.
-    fn insert(&mut self, slot: usize, index: usize, hash_of: impl Fn(usize) -> u64) {
-        self.slots[slot] = index as u32 + 1;
-        self.used += 1;
-        if self.used * 2 > self.slots.len() {
-            let len = self.slots.len() * 2;
-            self.slots = vec![0; len];
-            for i in 0..self.used {
-                let mut slot = hash_of(i) as usize & (len - 1);
-                while self.slots[slot] != 0 {
-                    slot = (slot + 1) & (len - 1);
-                }
-                self.slots[slot] = i as u32 + 1;
-            }
-        }
-    }
-}
-
-/// What the previous metrics of a record found, by where their bytes are: within one
-/// record the same place is the same bytes, and a metric that repeats the name, tag set or
-/// field keys of the one before it (as records store them) points to the same place.
+/// What the previous metrics of a record found: tag sets by their number in the record,
+/// series names by where their bytes are (within one record the same place is the same
+/// bytes, and a metric that repeats the name or field keys of the one before it, as records
+/// store them, points to the same place).
 #[derive(Default)]
 struct Last<'a> {
     /// The tag set entry of each tag set of the record looked up, by its number there.
