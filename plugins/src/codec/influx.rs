@@ -875,30 +875,28 @@ fn parse_line(
             };
             (value, ve)
         };
-        // Duplicate keys: the last value wins, in the first one's place.
-        let key = if kesc {
-            unescape(key_raw, kesc, is_field_key_escape, &mut sc.text)
-        } else {
-            Str::default()
-        };
-        let key_bytes = if kesc {
-            key.as_bytes()
-        } else {
-            key_raw.as_bytes()
-        };
+        // Duplicate keys: the last value wins, in the first one's place. A key without
+        // escapes is looked up by its text and built only when new.
+        let escaped = kesc.then(|| unescape_slow(key_raw, is_field_key_escape, &mut sc.text));
+        let key_bytes = escaped
+            .as_ref()
+            .map_or(key_raw.as_bytes(), |k| k.as_bytes());
         let fp = key_fingerprint(key_bytes);
         let dup = sc
             .field_fps
             .iter()
             .zip(&sc.fields)
             .position(|(&f, (k, _))| f == fp && k.as_bytes() == key_bytes);
-        match dup {
-            Some(j) => sc.fields[j].1 = value,
-            None if kesc => sc.fields.push((key, value)),
-            None => push_in_place(&mut sc.fields, || str_from(key_raw), || value),
-        }
-        if dup.is_none() {
-            sc.field_fps.push(fp);
+        match (dup, escaped) {
+            (Some(j), _) => sc.fields[j].1 = value,
+            (None, Some(key)) => {
+                sc.fields.push((key, value));
+                sc.field_fps.push(fp);
+            }
+            (None, None) => {
+                push_in_place(&mut sc.fields, || str_from(key_raw), || value);
+                sc.field_fps.push(fp);
+            }
         }
         i = ve;
         match b.get(i) {
