@@ -347,17 +347,24 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-#[test]
-fn a_torn_tail_is_truncated_and_counted() {
-    let dir = TempDir::new();
-    let cfg = disk_cfg(dir.path(), 1 << 20);
+/// A disk buffer in `dir` holding metrics 0..6 in three records: its config, its segment and
+/// the segment's bytes.
+fn six_metrics_on_disk(dir: &Path) -> (DiskConfig, PathBuf, Vec<u8>) {
+    let cfg = disk_cfg(dir, 1 << 20);
     {
         let (mut b, _) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
         b.push(recs(0..6, 2)).unwrap();
     }
+    let seg = segments(dir).last().unwrap().clone();
+    let data = std::fs::read(&seg).unwrap();
+    (cfg, seg, data)
+}
+
+#[test]
+fn a_torn_tail_is_truncated_and_counted() {
+    let dir = TempDir::new();
+    let (cfg, seg, mut data) = six_metrics_on_disk(dir.path());
     // A crash in the middle of the next append: half a frame at the end.
-    let seg = segments(dir.path()).last().unwrap().clone();
-    let mut data = std::fs::read(&seg).unwrap();
     let frame = data.clone();
     data.extend_from_slice(&frame[..frame.len() / 3 / 2]);
     std::fs::write(&seg, &data).unwrap();
@@ -370,13 +377,7 @@ fn a_torn_tail_is_truncated_and_counted() {
 #[test]
 fn a_corrupt_record_inside_is_skipped_and_counted() {
     let dir = TempDir::new();
-    let cfg = disk_cfg(dir.path(), 1 << 20);
-    {
-        let (mut b, _) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
-        b.push(recs(0..6, 2)).unwrap();
-    }
-    let seg = segments(dir.path()).last().unwrap().clone();
-    let mut data = std::fs::read(&seg).unwrap();
+    let (cfg, seg, mut data) = six_metrics_on_disk(dir.path());
     let frame_len = data.len() / 3;
     // Flip a byte in the middle frame's record.
     data[frame_len + 20] ^= 0xff;
@@ -390,13 +391,7 @@ fn a_corrupt_record_inside_is_skipped_and_counted() {
 #[test]
 fn frames_of_the_first_record_version_still_read() {
     let dir = TempDir::new();
-    let cfg = disk_cfg(dir.path(), 1 << 20);
-    {
-        let (mut b, _) = Buffer::disk(&cfg, Stat::default(), Stat::default()).unwrap();
-        b.push(recs(0..6, 2)).unwrap();
-    }
-    let seg = segments(dir.path()).last().unwrap().clone();
-    let mut data = std::fs::read(&seg).unwrap();
+    let (cfg, seg, mut data) = six_metrics_on_disk(dir.path());
     // The frames as an older version wrote them (their records use no tag set numbers).
     let at: Vec<usize> = data
         .windows(4)
