@@ -134,14 +134,7 @@ impl NameCache {
         let at = self.text.len();
         self.text.extend_from_slice(m);
         self.text.extend_from_slice(k);
-        place_into(
-            measurement,
-            ValueType::Untyped,
-            |_| None,
-            key,
-            2,
-            &mut self.text,
-        );
+        series_name_into(measurement, key, &mut self.text);
         let nl = self.text.len() - at - m.len() - k.len();
         self.entries
             .push((m.len() as u32, k.len() as u32, nl as u32, at as u32));
@@ -378,10 +371,8 @@ impl Encoder {
                     // The name cache is full: the labels are the name's and the tag set's.
                     None => {
                         self.name.clear();
-                        place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name);
-                        self.cur.clear();
-                        put_label(&mut self.cur, b"__name__", &self.name);
-                        self.cur.extend_from_slice(self.tag_sets.encoded(tag_set));
+                        series_name_into(m.name, key, &mut self.name);
+                        name_then(&mut self.cur, &self.name, self.tag_sets.encoded(tag_set));
                         self.series_of_cur()
                     }
                 };
@@ -398,9 +389,7 @@ impl Encoder {
                 // The name depends on the measurement and the key only.
                 match self.names_of.find_or_add(m.name, key) {
                     Some(i) => self.name.extend_from_slice(self.names_of.name(i)),
-                    None => {
-                        _ = place_into(m.name, ValueType::Untyped, |_| None, key, 2, &mut self.name)
-                    }
+                    None => series_name_into(m.name, key, &mut self.name),
                 }
                 None
             };
@@ -410,9 +399,7 @@ impl Encoder {
                 self.encode_common(common);
             }
             if bound.is_none() && (!self.common_enc.is_empty() || common.is_empty()) {
-                self.cur.clear();
-                put_label(&mut self.cur, b"__name__", &self.name);
-                self.cur.extend_from_slice(&self.common_enc);
+                name_then(&mut self.cur, &self.name, &self.common_enc);
                 let series = self.series_of_cur();
                 self.push_sample(series, ms, value);
                 continue;
@@ -601,9 +588,11 @@ impl Encoder {
             Ok(i) => return pairs[i].1,
             Err(slot) => slot,
         };
-        self.cur.clear();
-        put_label(&mut self.cur, b"__name__", self.names_of.name(name));
-        self.cur.extend_from_slice(self.tag_sets.encoded(tag_set));
+        name_then(
+            &mut self.cur,
+            self.names_of.name(name),
+            self.tag_sets.encoded(tag_set),
+        );
         let series = self.series_of_cur();
         let i = self.pairs.len();
         self.pairs.push((key, series));
@@ -797,6 +786,19 @@ fn put_string(out: &mut Vec<u8>, key: u8, s: &[u8]) {
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends the series name of `measurement`'s field `key` (no value type, no bound label).
+fn series_name_into(measurement: &str, key: &str, out: &mut Vec<u8>) {
+    _ = place_into(measurement, ValueType::Untyped, |_| None, key, 2, out);
+}
+
+/// Sets `cur` to a series' labels: `__name__` = `name`, then `rest`, labels already encoded
+/// in order (all sorting after `__name__`).
+fn name_then(cur: &mut Vec<u8>, name: &[u8], rest: &[u8]) {
+    cur.clear();
+    put_label(cur, b"__name__", name);
+    cur.extend_from_slice(rest);
 }
 
 /// A hash of a (name, tag set) pair key whose low bits depend on both halves.
