@@ -405,14 +405,19 @@ pub(crate) fn fan_out(
         .collect();
     sonde_plugins::model::spare::give_back(batch);
     // Each output's own records, or the shared ones (cloned Arcs), as its buffer will store
-    // them: room is asked for what they will take.
+    // them: room is asked for what they will take. A shared record is compressed at most once.
+    let shared = shared.unwrap_or_default();
+    let mut shared_compressed = vec![None; shared.len()];
+    let mut scratch = Vec::new();
     let prepared: Vec<(Vec<Record>, usize)> = outputs
         .iter()
         .zip(own)
-        .map(|(o, own)| {
-            let (records, filtered) =
-                own.unwrap_or_else(|| (shared.clone().unwrap_or_default(), 0));
-            (o.prepare(records), filtered)
+        .map(|(o, own)| match own {
+            Some((records, filtered)) => {
+                let mut compressed = vec![None; records.len()];
+                (o.prepare(&records, &mut compressed, &mut scratch), filtered)
+            }
+            None => (o.prepare(&shared, &mut shared_compressed, &mut scratch), 0),
         })
         .collect();
     if let Some(ahead) = refuse {
@@ -955,6 +960,42 @@ mod tests {
             assert_eq!(o.drain(deadline).await, 0);
         }
         assert_eq!(probe.got.lock().unwrap().len(), 800);
+    }
+
+    #[tokio::test]
+    async fn outputs_that_share_records_share_their_compressed_form() {
+        let stats = AgentStats::register();
+        let outs: Vec<RunningOutput> = (0..2)
+            .map(|i| {
+                let (mut cfg, _) = config(0, vec![], 1_000_000);
+                let mut o = cfg.outputs.remove(0);
+                o.alias = Some(format!("o{i}"));
+                o.flush_interval = Duration::from_secs(3600);
+                // A quarter of this is less than the records: both buffers compress them.
+                o.metric_buffer_limit_bytes = 16 << 10;
+                RunningOutput::start(o, &stats.write, std::env::temp_dir(), None, false).unwrap()
+            })
+            .collect();
+        let batch: Vec<Metric> = (0..2000)
+            .map(|i| {
+                Metric::new("m", i)
+                    .with_tag("t", "x".repeat(50))
+                    .with_field("v", i)
+            })
+            .collect();
+        let shared = Record::encode_chunks(&batch, 1000);
+        let mut compressed = vec![None; shared.len()];
+        let mut scratch = Vec::new();
+        let a = outs[0].prepare(&shared, &mut compressed, &mut scratch);
+        let b = outs[1].prepare(&shared, &mut compressed, &mut scratch);
+        for ((a, b), plain) in a.iter().zip(&b).zip(&shared) {
+            assert!(a.data.len() < plain.data.len() / 4, "not compressed");
+            assert!(Arc::ptr_eq(&a.data, &b.data), "compressed once each");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for o in outs {
+            assert_eq!(o.drain(deadline).await, 0);
+        }
     }
 
     #[tokio::test]

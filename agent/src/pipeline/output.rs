@@ -216,8 +216,15 @@ impl RunningOutput {
 
     /// `records` as this output's buffer will store them: the ones it would compress
     /// (a backlog's, the disk's) compressed here, outside the lock the flush task leases
-    /// from, and before [`RunningOutput::refuses`] weighs them.
-    pub fn prepare(&self, records: Vec<Record>) -> Vec<Record> {
+    /// from, and before [`RunningOutput::refuses`] weighs them. `compressed` holds the
+    /// compressed form of each record once made: outputs that share records share it too,
+    /// instead of compressing the same bytes once each and keeping a copy each.
+    pub fn prepare(
+        &self,
+        records: &[Record],
+        compressed: &mut [Option<Record>],
+        scratch: &mut Vec<u8>,
+    ) -> Vec<Record> {
         let compress: Vec<bool> = {
             let buf = self.shared.buffer.lock().unwrap();
             let mut before = 0;
@@ -230,14 +237,16 @@ impl RunningOutput {
                 })
                 .collect()
         };
-        if !compress.contains(&true) {
-            return records;
-        }
-        let mut scratch = Vec::new();
         records
-            .into_iter()
+            .iter()
+            .zip(compressed)
             .zip(compress)
-            .map(|(r, c)| if c { r.compressed(&mut scratch) } else { r })
+            .map(|((r, done), c)| match c {
+                true => done
+                    .get_or_insert_with(|| r.clone().compressed(scratch))
+                    .clone(),
+                false => r.clone(),
+            })
             .collect()
     }
 
