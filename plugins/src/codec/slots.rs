@@ -13,7 +13,7 @@ impl Slots {
     /// Empties the table, sized for what was last put in it (grown as needed): tables sized
     /// for an entry per metric of a batch outgrew the L1 cache, and their probes were the
     /// remote-write encoder's hottest instructions. Not kept far larger than that either:
-    /// clearing it is part of every batch.
+    /// the record encoder clears its table for every record.
     pub(crate) fn reset(&mut self) {
         let want = (self.used * 2).next_power_of_two().max(64);
         if self.slots.len() < want || self.slots.len() > want * 8 {

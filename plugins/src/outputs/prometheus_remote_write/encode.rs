@@ -9,9 +9,14 @@
 //! name, the first of two labels whose names sanitize alike kept.
 //!
 //! Most samples of a batch belong to a series seen before: a sample finds its series by the
-//! pair (its series name's entry in a per-batch cache, its tag set's entry found by the
+//! pair (its series name's entry in a name cache, its tag set's entry found by the
 //! record's bytes of it), so labels are sanitized, sorted and encoded once per tag set and
 //! compared once per series, not once per sample.
+//!
+//! Those tables outlive the batch: the next request of an agent repeats most of the series of
+//! the last one, which then cost a lookup instead of being read, sanitized, encoded and
+//! hashed again. They are forgotten when they hold far more series than a batch uses (series
+//! that come and go), or when the name cache is full.
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
@@ -43,9 +48,11 @@ pub struct Encoder {
     /// Its snappy compression.
     compressed: Vec<u8>,
     snappy: Option<snap::raw::Encoder>,
-    /// The encoded labels of every series of the batch, back to back.
+    /// The encoded labels of every series known, back to back.
     arena: Vec<u8>,
     series: Vec<Series>,
+    /// The series that have samples in this batch, in order of their first.
+    used: Vec<u32>,
     /// Finds a series by the hash of its labels.
     series_slots: Slots,
     samples: Vec<Sample>,
@@ -57,10 +64,10 @@ pub struct Encoder {
     names: Vec<u8>,
     /// Samples of one series when they need sorting.
     sort: Vec<(i64, f64)>,
-    /// Series names of the batch's (measurement, field key) pairs.
+    /// Series names of the (measurement, field key) pairs seen.
     names_of: NameCache,
     tag_sets: TagSets,
-    /// The series of (series name, tag set) pairs seen in the batch, keyed
+    /// The series of (series name, tag set) pairs seen, keyed
     /// `name entry << 32 | tag set entry`: a sample of a known pair finds its series without
     /// its labels being built, hashed and compared.
     pairs: Vec<(u64, u32)>,
@@ -82,7 +89,7 @@ struct Series {
     start: u32,
     end: u32,
     hash: u64,
-    /// First and last sample (a list through `Sample::next`).
+    /// First and last sample of this batch (a list through `Sample::next`), or `NO_SAMPLE`.
     head: u32,
     tail: u32,
     /// Timestamps strictly increasing in list order: no sorting or merging needed.
@@ -96,7 +103,7 @@ struct Sample {
     next: u32,
 }
 
-/// The series names of (measurement, field key) pairs seen in a batch, for metrics that are
+/// The series names of (measurement, field key) pairs seen, for metrics that are
 /// neither histograms nor summaries (whose names depend on nothing else): most metrics of a
 /// batch repeat a few pairs, and finding a name costs less than sanitizing it again.
 #[derive(Default)]
@@ -108,7 +115,8 @@ struct NameCache {
 }
 
 impl NameCache {
-    /// Entries kept per batch: past them, names are made as without a cache.
+    /// Entries kept: past them, names are made as without a cache (until the encoder forgets
+    /// them all, at the next batch).
     const MAX: usize = 64;
 
     fn clear(&mut self) {
@@ -149,7 +157,7 @@ impl NameCache {
     }
 }
 
-/// The tag sets of a batch, by their bytes in the records, with what the labels of a metric
+/// The tag sets seen, by their bytes in the records, with what the labels of a metric
 /// with that tag set (and no string field made a label) encode to: most metrics repeat a tag
 /// set seen before, and finding it costs less than sanitizing, ordering and encoding again.
 #[derive(Default)]
@@ -225,6 +233,10 @@ struct Common<'a> {
 }
 
 impl Encoder {
+    /// Series kept from one batch to the next: up to twice this, or twice the number the last
+    /// batch used if more (which bounds what series that come and go leave behind).
+    const KEEP_SERIES: usize = 1024;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -253,8 +265,8 @@ impl Encoder {
         let mut first_error = None;
         // A damaged record (a bug, or a disk fault past its checksum) is found while its
         // samples are being added: start over without it, so none of it is sent.
+        self.start_batch(false);
         'again: loop {
-            self.clear();
             let mut scratch = std::mem::take(&mut self.plain);
             for (i, rec) in records.iter().enumerate() {
                 if bad.contains(&i) {
@@ -264,6 +276,7 @@ impl Encoder {
                     bad.push(i);
                     first_error.get_or_insert(e);
                     self.plain = scratch;
+                    self.start_batch(true);
                     continue 'again;
                 }
             }
@@ -281,16 +294,32 @@ impl Encoder {
         &self.raw
     }
 
-    fn clear(&mut self) {
+    /// Empties the request and the samples; forgets the series, names and tag sets known
+    /// when told to, or when keeping them no longer pays (see the module's doc).
+    fn start_batch(&mut self, forget: bool) {
         self.raw.clear();
-        self.names_of.clear();
-        self.arena.clear();
-        self.series.clear();
         self.samples.clear();
-        self.pairs.clear();
-        self.series_slots.reset();
-        self.pair_slots.reset();
-        self.tag_sets.clear();
+        for &i in &self.used {
+            let s = &mut self.series[i as usize];
+            (s.head, s.tail, s.ordered) = (NO_SAMPLE, NO_SAMPLE, true);
+        }
+        let keep = self.used.len().max(Self::KEEP_SERIES) * 2;
+        self.used.clear();
+        // Nothing known (a new encoder): the tables are sized here.
+        if forget
+            || self.series.is_empty()
+            || self.series.len() > keep
+            || self.tag_sets.entries.len() > keep
+            || self.names_of.entries.len() >= NameCache::MAX
+        {
+            self.names_of.clear();
+            self.arena.clear();
+            self.series.clear();
+            self.pairs.clear();
+            self.series_slots.reset();
+            self.pair_slots.reset();
+            self.tag_sets.clear();
+        }
     }
 
     fn add_record(
@@ -639,6 +668,7 @@ impl Encoder {
         let s = &mut self.series[series as usize];
         if s.tail == NO_SAMPLE {
             s.head = at;
+            self.used.push(series);
         } else {
             let last = &mut self.samples[s.tail as usize];
             if last.ms >= ms {
@@ -655,11 +685,12 @@ impl Encoder {
             raw,
             arena,
             series,
+            used,
             samples,
             sort,
             ..
         } = self;
-        for s in series.iter() {
+        for s in used.iter().map(|&i| &series[i as usize]) {
             sort.clear();
             let mut i = s.head;
             while i != NO_SAMPLE {
@@ -821,4 +852,40 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h = (h.rotate_left(5) ^ load_le(rest)).wrapping_mul(K);
     // The table uses the low bits: fold the well-mixed high bits down.
     h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Series that come and go do not pile up: what the encoder keeps between batches stays
+    /// within twice the larger of `KEEP_SERIES` and a batch's series, while the series of
+    /// the batch before are found again rather than made anew.
+    #[test]
+    fn known_series_are_kept_within_bounds() {
+        let mut enc = Encoder::new();
+        let batch = |from: usize| -> Vec<Metric> {
+            (from..from + 1500)
+                .map(|i| {
+                    Metric::new("m", 1_000_000)
+                        .with_tag("id", i.to_string())
+                        .with_field("v", 1.0)
+                })
+                .collect()
+        };
+        enc.encode(&batch(0), false);
+        let arena = enc.arena.len();
+        enc.encode(&batch(0), false);
+        assert_eq!(enc.arena.len(), arena, "the same series were made again");
+        for round in 1..20 {
+            enc.encode(&batch(round * 1500), false);
+            assert!(
+                enc.series.len() <= 3 * 1500,
+                "{} series kept",
+                enc.series.len()
+            );
+            assert!(enc.tag_sets.entries.len() <= 3 * 1500);
+            assert_eq!(enc.used.len(), 1500);
+        }
+    }
 }
