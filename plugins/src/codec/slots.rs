@@ -1,5 +1,5 @@
-//! A small open-addressing hash table over entries kept elsewhere, for the per-batch lookups
-//! of the binary encoders (the buffer record's tag sets, remote write's series).
+//! A small open-addressing hash table over entries kept elsewhere, for the lookups of the
+//! binary encoders (the buffer record's tag sets, remote write's series).
 
 /// Open addressing over entries kept in a `Vec` elsewhere: each slot holds an entry's index
 /// + 1, or 0 when empty; at most half of the slots are used.

@@ -15,8 +15,9 @@
 //!
 //! Those tables outlive the batch: the next request of an agent repeats most of the series of
 //! the last one, which then cost a lookup instead of being read, sanitized, encoded and
-//! hashed again. They are forgotten when they hold far more series than a batch uses (series
-//! that come and go), or when the name cache is full.
+//! hashed again. They are all forgotten after a damaged record, and when they hold more
+//! series or tag sets than twice the larger of `KEEP_SERIES` (1,024) and the last batch's
+//! series (series that come and go); the names and pairs alone when the name cache is full.
 
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
@@ -305,21 +306,30 @@ impl Encoder {
         }
         let keep = self.used.len().max(Self::KEEP_SERIES) * 2;
         self.used.clear();
-        // Nothing known (a new encoder): the tables are sized here.
+        // Nothing known (a new encoder): the tables are sized here. Offsets into the arena
+        // and the tag sets' text are u32.
         if forget
             || self.series.is_empty()
             || self.series.len() > keep
             || self.tag_sets.entries.len() > keep
-            || self.names_of.entries.len() >= NameCache::MAX
+            || self.arena.len() > u32::MAX as usize / 2
+            || self.tag_sets.text.len() > u32::MAX as usize / 2
         {
-            self.names_of.clear();
             self.arena.clear();
             self.series.clear();
-            self.pairs.clear();
             self.series_slots.reset();
-            self.pair_slots.reset();
             self.tag_sets.clear();
+            self.forget_names();
+        } else if self.names_of.entries.len() >= NameCache::MAX {
+            // Pairs are keyed by name entry: they go with the names; series and tag sets stay.
+            self.forget_names();
         }
+    }
+
+    fn forget_names(&mut self) {
+        self.names_of.clear();
+        self.pairs.clear();
+        self.pair_slots.reset();
     }
 
     fn add_record(
@@ -858,9 +868,10 @@ fn hash_bytes(b: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
-    /// Series that come and go do not pile up: what the encoder keeps between batches stays
-    /// within twice the larger of `KEEP_SERIES` and a batch's series, while the series of
-    /// the batch before are found again rather than made anew.
+    /// Series that come and go do not pile up: what the encoder keeps before a batch stays
+    /// within twice the larger of `KEEP_SERIES` and the last batch's series (so after one,
+    /// three batches' worth here), while the series of the batch before are found again
+    /// rather than made anew.
     #[test]
     fn known_series_are_kept_within_bounds() {
         let mut enc = Encoder::new();
@@ -886,6 +897,24 @@ mod tests {
             );
             assert!(enc.tag_sets.entries.len() <= 3 * 1500);
             assert_eq!(enc.used.len(), 1500);
+        }
+    }
+
+    /// A full name cache is emptied with the pairs keyed by its entries; the series and tag
+    /// sets stay, and requests are what a new encoder writes.
+    #[test]
+    fn a_full_name_cache_forgets_names_but_keeps_series() {
+        let batch = |from: usize| -> Vec<Metric> {
+            (from..from + 70)
+                .map(|i| Metric::new(format!("m{i}"), 1_000_000).with_field("v", 1.0))
+                .collect()
+        };
+        let mut enc = Encoder::new();
+        for (n, from) in [0, 70, 0].into_iter().enumerate() {
+            let want = Encoder::new().encode(&batch(from), false).to_vec();
+            assert_eq!(enc.encode(&batch(from), false), &want[..]);
+            assert_eq!(enc.names_of.entries.len(), NameCache::MAX);
+            assert_eq!(enc.series.len(), 70 * (n + 1).min(2), "batch {n}");
         }
     }
 }
