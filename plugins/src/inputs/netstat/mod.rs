@@ -278,6 +278,28 @@ mod netlink_tests {
         acc.metrics.pop().unwrap()
     }
 
+    /// A TCP socket bound to a loopback port and left there.
+    fn bound_inactive() -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a new socket, owned from here on; bind reads the address given.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let r = libc::bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                (&addr as *const libc::sockaddr_in).cast(),
+                len,
+            );
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            fd
+        }
+    }
+
     #[test]
     fn netlink_counts_equal_proc_files() {
         let paths = HostPaths::default();
@@ -297,6 +319,9 @@ mod netlink_tests {
         let closed = TcpStream::connect(l4.local_addr().unwrap()).unwrap();
         let _closed_peer = l4.accept().unwrap();
         drop(closed);
+        // Bound, neither listening nor connecting: not in /proc/net/tcp (nor in Telegraf's
+        // counts); kernels from 6.8 list it in a dump that asks for TCP_BOUND_INACTIVE.
+        let _bound = bound_inactive();
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         let _u6 = UdpSocket::bind("[::1]:0").ok();
         let v = UdpSocket::bind("127.0.0.1:0").unwrap();
