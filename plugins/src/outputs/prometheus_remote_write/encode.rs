@@ -11,7 +11,8 @@
 //! Most samples of a batch belong to a series seen before: a sample finds its series by the
 //! pair (its series name's entry in a name cache, its tag set's entry found by the
 //! record's bytes of it), so labels are sanitized, sorted and encoded once per tag set and
-//! compared once per series, not once per sample.
+//! compared once per series, not once per sample. A tag set's entry keeps the series of its
+//! first few pairs itself: most samples find their series there.
 //!
 //! Those tables outlive the batch: the next request of an agent repeats most of the series of
 //! the last one, which then cost a lookup instead of being read, sanitized, encoded and
@@ -68,9 +69,9 @@ pub struct Encoder {
     /// Series names of the (measurement, field key) pairs seen.
     names_of: NameCache,
     tag_sets: TagSets,
-    /// The series of (series name, tag set) pairs seen, keyed
-    /// `name entry << 32 | tag set entry`: a sample of a known pair finds its series without
-    /// its labels being built, hashed and compared.
+    /// The series of (series name, tag set) pairs seen beyond the first `TagSet::PAIRS` of a
+    /// tag set (which it keeps itself), keyed `name entry << 32 | tag set entry`: a sample of a
+    /// known pair finds its series without its labels being built, hashed and compared.
     pairs: Vec<(u64, u32)>,
     pair_slots: Slots,
     /// Scratch for `encode`'s record and for decompressing records.
@@ -176,6 +177,16 @@ struct TagSet {
     /// or one sorting before `__name__`).
     enc_len: Option<u32>,
     hash: u64,
+    /// The series of its first pairs with a series name: (name entry, series), `NO_PAIR`
+    /// where unused. A sample finds its series here with no lookup in `Encoder::pairs`:
+    /// those lookups, two tables apart in memory, were the encoder's costliest loads.
+    pairs: [(u32, u32); TagSet::PAIRS],
+}
+
+const NO_PAIR: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl TagSet {
+    const PAIRS: usize = 4;
 }
 
 impl TagSets {
@@ -328,6 +339,9 @@ impl Encoder {
 
     fn forget_names(&mut self) {
         self.names_of.clear();
+        for e in &mut self.tag_sets.entries {
+            e.pairs = [NO_PAIR; TagSet::PAIRS];
+        }
         self.pairs.clear();
         self.pair_slots.reset();
     }
@@ -612,6 +626,7 @@ impl Encoder {
             raw_len: raw.len() as u32,
             enc_len: ordered.then_some(self.common_enc.len() as u32),
             hash,
+            pairs: [NO_PAIR; TagSet::PAIRS],
         });
         let entries = &sets.entries;
         sets.slots.insert(slot, i, |j| entries[j].hash);
@@ -620,24 +635,41 @@ impl Encoder {
 
     /// The series of series name entry `name` with the labels of tag set entry `tag_set`.
     fn series_of_pair(&mut self, name: u32, tag_set: u32) -> u32 {
-        let key = (u64::from(name) << 32) | u64::from(tag_set);
-        let hash = hash_u64(key);
-        let pairs = &self.pairs;
-        let slot = match self.pair_slots.find(hash, |i| pairs[i].0 == key) {
-            Ok(i) => return pairs[i].1,
-            Err(slot) => slot,
-        };
+        let kept = &self.tag_sets.entries[tag_set as usize].pairs;
+        match kept.iter().position(|&(n, _)| n == name || n == NO_PAIR.0) {
+            Some(i) if kept[i].0 == name => kept[i].1,
+            Some(free) => {
+                let series = self.series_of_name_then(name, tag_set);
+                self.tag_sets.entries[tag_set as usize].pairs[free] = (name, series);
+                series
+            }
+            None => {
+                let key = (u64::from(name) << 32) | u64::from(tag_set);
+                let hash = hash_u64(key);
+                let pairs = &self.pairs;
+                let slot = match self.pair_slots.find(hash, |i| pairs[i].0 == key) {
+                    Ok(i) => return pairs[i].1,
+                    Err(slot) => slot,
+                };
+                let series = self.series_of_name_then(name, tag_set);
+                let i = self.pairs.len();
+                self.pairs.push((key, series));
+                let pairs = &self.pairs;
+                self.pair_slots.insert(slot, i, |j| hash_u64(pairs[j].0));
+                series
+            }
+        }
+    }
+
+    /// The series of series name entry `name` with the labels of tag set entry `tag_set`,
+    /// found by its labels (added if new).
+    fn series_of_name_then(&mut self, name: u32, tag_set: u32) -> u32 {
         name_then(
             &mut self.cur,
             self.names_of.name(name),
             self.tag_sets.encoded(tag_set),
         );
-        let series = self.series_of_cur();
-        let i = self.pairs.len();
-        self.pairs.push((key, series));
-        let pairs = &self.pairs;
-        self.pair_slots.insert(slot, i, |j| hash_u64(pairs[j].0));
-        series
+        self.series_of_cur()
     }
 
     /// The series whose encoded labels are in `cur`, added if new.
