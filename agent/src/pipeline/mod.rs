@@ -363,12 +363,11 @@ async fn process_loop(
             break;
         };
         // The queue's byte budget covers the batch until it is processed.
-        let batch = chain.take(metrics);
         let refuse = ack.is_some().then_some(ahead);
         let delivery = if block_in_place {
-            tokio::task::block_in_place(|| fan_out(&outputs, batch, refuse))
+            tokio::task::block_in_place(|| process(&mut chain, &outputs, metrics, refuse))
         } else {
-            fan_out(&outputs, batch, refuse)
+            process(&mut chain, &outputs, metrics, refuse)
         };
         drop(permit);
         if let Some(ack) = ack {
@@ -378,6 +377,26 @@ async fn process_loop(
     // Inputs are gone: emit the open windows so nothing aggregated is lost.
     let aggregates = chain.push(now_ns(), true);
     fan_out(&outputs, aggregates, None);
+}
+
+/// Runs a batch through the chain and fans it out. With `refuse` (a listener waits for the
+/// answer) the aggregators are offered the batch only once the outputs took it: a refused
+/// write is sent again, and would otherwise be aggregated twice.
+fn process(
+    chain: &mut Chain,
+    outputs: &[RunningOutput],
+    metrics: Vec<Metric>,
+    refuse: Option<usize>,
+) -> Delivery {
+    if refuse.is_none() {
+        return fan_out(outputs, chain.take(metrics), None);
+    }
+    let (batch, offered) = chain.take_deferred(metrics);
+    let delivery = fan_out(outputs, batch, refuse);
+    if delivery == Delivery::Accepted {
+        chain.offer(&offered);
+    }
+    delivery
 }
 
 /// Gives every output what it takes of the batch, encoded into buffer records: outputs that
@@ -924,6 +943,34 @@ mod tests {
         assert!(
             got.iter().all(|m| m.name != "x"),
             "the refused batch was stored"
+        );
+    }
+
+    /// A listener's write that an output refuses is sent again: the aggregators count it
+    /// once, when it is taken.
+    #[tokio::test]
+    async fn a_refused_listener_batch_is_not_aggregated() {
+        use crate::config::Overflow::Backpressure;
+        let (outs, _probes) = outputs(&[(&[], 6, Backpressure)]);
+        let mut chain = Chain {
+            processors: Vec::new(),
+            aggregators: vec![process::tests::counting(Duration::from_secs(3600), 0)],
+            before: true,
+            after: true,
+        };
+        let (accepted, refused) = (named("m", 4), named("m", 4));
+        assert_eq!(
+            process(&mut chain, &outs, accepted, Some(0)),
+            Delivery::Accepted
+        );
+        let delivery = process(&mut chain, &outs, refused, Some(0));
+        assert!(matches!(delivery, Delivery::Full { .. }), "{delivery:?}");
+        // A polled input's batch is aggregated whatever the outputs do with it.
+        process(&mut chain, &outs, named("n", 3), None);
+        let aggregates = chain.push(0, true);
+        assert_eq!(
+            aggregates[0].field("n"),
+            Some(&sonde_plugins::FieldValue::Int(7))
         );
     }
 

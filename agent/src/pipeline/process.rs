@@ -67,19 +67,58 @@ pub struct Chain {
 impl Chain {
     /// What inputs gathered: processed, offered to the aggregators; returns what goes on.
     pub fn take(&mut self, batch: Vec<Metric>) -> Vec<Metric> {
+        let (out, offered) = self.take_deferred(batch);
+        self.offer(&offered);
+        out
+    }
+
+    /// As [`Chain::take`], but what the aggregators are to be offered is returned instead
+    /// (give it to [`Chain::offer`] once the outputs took the batch): a listener's write that
+    /// an output refuses comes again, and must not be aggregated twice.
+    pub fn take_deferred(&mut self, batch: Vec<Metric>) -> (Vec<Metric>, Vec<Metric>) {
         if self.aggregators.is_empty() {
-            return run_processors(&mut self.processors, batch);
+            return (run_processors(&mut self.processors, batch), Vec::new());
         }
         let batch = if self.before {
             run_processors(&mut self.processors, batch)
         } else {
             batch
         };
-        let batch = aggregate(&mut self.aggregators, batch);
-        if self.before {
-            batch
+        // What an aggregator selects is offered; an original one with `drop_original`
+        // selects goes no further.
+        let mut offered = Vec::new();
+        let mut kept = Vec::with_capacity(batch.len());
+        for m in batch {
+            let (mut selected, mut dropped) = (false, false);
+            for a in &self.aggregators {
+                if a.selects(&m) {
+                    selected = true;
+                    dropped |= a.drop_original;
+                }
+            }
+            match (selected, dropped) {
+                (_, true) => offered.push(m),
+                (true, false) => {
+                    offered.push(m.clone());
+                    kept.push(m);
+                }
+                (false, false) => kept.push(m),
+            }
+        }
+        let out = if self.before {
+            kept
         } else {
-            run_processors(&mut self.processors, batch)
+            run_processors(&mut self.processors, kept)
+        };
+        (out, offered)
+    }
+
+    /// Offers metrics to every aggregator (see [`Chain::take_deferred`]).
+    pub fn offer(&mut self, metrics: &[Metric]) {
+        for m in metrics {
+            for a in &mut self.aggregators {
+                a.add(m);
+            }
         }
     }
 
@@ -104,21 +143,6 @@ impl Chain {
             aggregates
         }
     }
-}
-
-/// Offers every metric to every aggregator; drops originals an aggregator with
-/// `drop_original` selected.
-fn aggregate(aggregators: &mut [RunningAggregator], mut batch: Vec<Metric>) -> Vec<Metric> {
-    batch.retain(|m| {
-        let mut keep = true;
-        for a in aggregators.iter_mut() {
-            if a.add(m) && a.drop_original {
-                keep = false;
-            }
-        }
-        keep
-    });
-    batch
 }
 
 /// An aggregator and its current window `[start, end)`.
@@ -174,9 +198,14 @@ impl RunningAggregator {
         }
     }
 
-    /// Offers a metric; returns whether the aggregator's filter selected it (for drop_original).
+    /// Whether its filter selects `m` (an original it then drops with `drop_original`).
+    pub fn selects(&self, m: &Metric) -> bool {
+        self.filter.selects(m)
+    }
+
+    /// Offers a metric; returns whether the aggregator's filter selected it.
     pub fn add(&mut self, m: &Metric) -> bool {
-        if !self.filter.selects(m) {
+        if !self.selects(m) {
             return false;
         }
         // Telegraf's bounds: grace before the window, delay after it, both inclusive.
@@ -223,11 +252,11 @@ impl RunningAggregator {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// Counts what it is given; pushes the count.
+    /// Counts what it is given; pushes the count as `count n=…`.
     #[derive(Default)]
     struct Count(i64);
     impl Aggregator for Count {
@@ -242,12 +271,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn window_bounds_are_telegrafs_and_late_metrics_are_counted() {
+    /// A counting aggregator over windows of `period` from `now`.
+    pub(crate) fn counting(period: Duration, now: i64) -> RunningAggregator {
         let cfg = AggregatorConfig {
             name: "count".into(),
             alias: None,
-            period: Duration::from_nanos(100),
+            period,
             delay: Duration::from_nanos(10),
             grace: Duration::from_nanos(5),
             drop_original: false,
@@ -258,7 +287,12 @@ mod tests {
             filter: Filter::default(),
             plugin: Box::new(Count::default()),
         };
-        let mut a = RunningAggregator::new(cfg, 1_000);
+        RunningAggregator::new(cfg, now)
+    }
+
+    #[test]
+    fn window_bounds_are_telegrafs_and_late_metrics_are_counted() {
+        let mut a = counting(Duration::from_nanos(100), 1_000);
         let at = |t| Metric::new("m", t).with_field("v", 1i64);
         // Window [1000, 1100): grace reaches back to 995, delay forward to 1110 inclusive.
         for t in [995, 1000, 1099, 1110] {
