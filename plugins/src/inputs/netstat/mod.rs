@@ -283,7 +283,7 @@ mod netlink_tests {
         use std::os::fd::FromRawFd;
         // SAFETY: a new socket, owned from here on; bind reads the address given.
         unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
             assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
             let fd = std::os::fd::OwnedFd::from_raw_fd(fd);
             let mut addr: libc::sockaddr_in = std::mem::zeroed();
