@@ -101,7 +101,8 @@ pub enum Delivery {
         reason: String,
         retry_after: Duration,
     },
-    /// An output buffer could not store it (a disk error): nothing was taken.
+    /// An output buffer could not store it (a disk error): outputs before that one in the
+    /// configuration may have stored it; the others did not.
     Failed(String),
 }
 

@@ -329,8 +329,8 @@ async fn drain_all(outputs: Vec<RunningOutput>, deadline: Instant) -> u64 {
     lost
 }
 
-/// The processor task: runs each batch through processors and aggregators, then fans it out
-/// and tells a listener waiting for it whether the buffers took it.
+/// The processor task: runs each batch through processors and aggregators and fans it out
+/// (see [`process`]), and tells a listener waiting for it whether the buffers took it.
 async fn process_loop(
     rx: flume::Receiver<Batch>,
     mut chain: Chain,
@@ -393,8 +393,10 @@ fn process(
     }
     let (batch, offered) = chain.take_deferred(metrics);
     let delivery = fan_out(outputs, batch, refuse);
+    // Not after a failure either: the listener answers with an error, and the client's
+    // retry is aggregated.
     if delivery == Delivery::Accepted {
-        chain.offer(&offered);
+        chain.offer(offered);
     }
     delivery
 }

@@ -67,58 +67,58 @@ pub struct Chain {
 impl Chain {
     /// What inputs gathered: processed, offered to the aggregators; returns what goes on.
     pub fn take(&mut self, batch: Vec<Metric>) -> Vec<Metric> {
-        let (out, offered) = self.take_deferred(batch);
-        self.offer(&offered);
-        out
+        self.run(batch, None)
     }
 
-    /// As [`Chain::take`], but what the aggregators are to be offered is returned instead
-    /// (give it to [`Chain::offer`] once the outputs took the batch): a listener's write that
-    /// an output refuses comes again, and must not be aggregated twice.
+    /// As [`Chain::take`], but what the aggregators select is returned instead of offered
+    /// to them (give it to [`Chain::offer`] once the outputs took the batch): a listener's
+    /// write that an output refuses comes again, and must not be aggregated twice.
     pub fn take_deferred(&mut self, batch: Vec<Metric>) -> (Vec<Metric>, Vec<Metric>) {
-        if self.aggregators.is_empty() {
-            return (run_processors(&mut self.processors, batch), Vec::new());
-        }
-        let batch = if self.before {
-            run_processors(&mut self.processors, batch)
-        } else {
-            batch
-        };
-        // What an aggregator selects is offered; an original one with `drop_original`
-        // selects goes no further.
         let mut offered = Vec::new();
-        let mut kept = Vec::with_capacity(batch.len());
-        for m in batch {
-            let (mut selected, mut dropped) = (false, false);
-            for a in &self.aggregators {
-                if a.selects(&m) {
-                    selected = true;
-                    dropped |= a.drop_original;
-                }
-            }
-            match (selected, dropped) {
-                (_, true) => offered.push(m),
-                (true, false) => {
-                    offered.push(m.clone());
-                    kept.push(m);
-                }
-                (false, false) => kept.push(m),
-            }
-        }
-        let out = if self.before {
-            kept
-        } else {
-            run_processors(&mut self.processors, kept)
-        };
+        let out = self.run(batch, Some(&mut offered));
         (out, offered)
     }
 
     /// Offers metrics to every aggregator (see [`Chain::take_deferred`]).
-    pub fn offer(&mut self, metrics: &[Metric]) {
-        for m in metrics {
+    pub fn offer(&mut self, metrics: Vec<Metric>) {
+        for m in &metrics {
             for a in &mut self.aggregators {
                 a.add(m);
             }
+        }
+        sonde_plugins::model::spare::give_back(metrics);
+    }
+
+    /// Processes `batch` and drops the originals an aggregator with `drop_original` selects;
+    /// the aggregators are offered what they select, or it is copied to `deferred`.
+    fn run(&mut self, batch: Vec<Metric>, mut deferred: Option<&mut Vec<Metric>>) -> Vec<Metric> {
+        if self.aggregators.is_empty() {
+            return run_processors(&mut self.processors, batch);
+        }
+        let mut batch = if self.before {
+            run_processors(&mut self.processors, batch)
+        } else {
+            batch
+        };
+        batch.retain(|m| {
+            let (mut selected, mut keep) = (false, true);
+            for a in self.aggregators.iter_mut() {
+                let selects = match deferred {
+                    Some(_) => a.selects(m),
+                    None => a.add(m),
+                };
+                selected |= selects;
+                keep &= !(selects && a.drop_original);
+            }
+            if let (true, Some(d)) = (selected, deferred.as_deref_mut()) {
+                d.push(m.clone());
+            }
+            keep
+        });
+        if self.before {
+            batch
+        } else {
+            run_processors(&mut self.processors, batch)
         }
     }
 
