@@ -84,11 +84,14 @@ pub fn check_health(url: &str, timeout: Duration) -> Result<u16, String> {
         .max(Duration::from_millis(1));
     stream.set_read_timeout(Some(left)).ok();
     stream.set_write_timeout(Some(left)).ok();
-    write!(
-        stream,
+    // One write: `write!` sends each formatted piece apart, and a server that answers after
+    // the first piece and closes makes the rest fail with a broken pipe.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sonde-health\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+    );
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("{url}: {e}"))?;
     // The status line is all we need: "HTTP/1.1 200 OK".
     let mut head = [0u8; 32];
     let mut n = 0;
@@ -158,8 +161,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
+            // The whole request, as a server reads it before answering.
+            let mut got = Vec::new();
             let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
+            while !got.ends_with(b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
             s.write_all(answer.as_bytes()).unwrap();
         });
         format!("http://{addr}/metrics")
