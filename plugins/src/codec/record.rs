@@ -5,10 +5,13 @@
 //!
 //! ```text
 //! record := varint(count) metric*
-//! metric := flags:u8 [name] varint(zigzag(time - previous time))
-//!           [varint(ntags) (str str)* | varint(tag set number)] varint(nfields) field*
+//! metric := flags:u8 [name] varint(zigzag(time - previous time)) [tags] varint(nfields) field*
+//! tags   := varint(keys_len << 1) key* varint(values_len) value*  (keys written)
+//!         | varint(1) varint(values_len) value*                   (keys as last written)
+//!         | varint(tag set number)                                (flag bit 3)
+//!         | varint(ntags) (str str)*                              (older records)
 //! field  := [key:str] type:u8 value
-//! str    := varint(len) utf8
+//! key, value, str := varint(len) utf8
 //! ```
 //! A record may instead be `0x80 0x00 varint(count) snappy(record)`: a plain record,
 //! compressed. `0x80 0x00` is a varint no encoder writes (a second spelling of 0), so the two
@@ -18,8 +21,12 @@
 //! previous metric and are left out (metrics of one batch usually share them). Bit 3 says
 //! that the tag set is one written in full earlier in the record, given by its number (tag
 //! sets written in full are numbered from 0 in order): a batch of many series repeats its tag
-//! sets, though rarely in a row. Bits 4–6 hold the value type. Field types: 0 float (8 bytes
-//! LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
+//! sets, though rarely in a row. Bits 4–6 hold the value type. Bit 7 says that the tag set is
+//! written in full as its keys, then its values, each list prefixed by its length in bytes;
+//! the keys are left out (`varint(1)`) when they equal those of the last tag set that wrote
+//! its keys: the many series of one batch usually differ only in their tag values. Records
+//! written before bit 7 existed interleave keys and values, and still read. Field types: 0
+//! float (8 bytes LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
 
 use super::slots::Slots;
 use super::wire::{extend_short, put_varint};
@@ -29,6 +36,10 @@ const SAME_NAME: u8 = 1;
 const SAME_TAGS: u8 = 2;
 const SAME_FIELD_KEYS: u8 = 4;
 const TAGS_REF: u8 = 8;
+const TAGS_SPLIT: u8 = 0x80;
+/// The value type's bits in `flags`.
+const KIND_SHIFT: u8 = 4;
+const KIND_MASK: u8 = 7;
 
 /// Why a record could not be decoded (only corrupt or truncated bytes get here).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,7 +70,7 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
         out.push(
             (same_name as u8 * SAME_NAME)
                 | (same_keys as u8 * SAME_FIELD_KEYS)
-                | (kind_code(m.kind) << 4),
+                | (kind_code(m.kind) << KIND_SHIFT),
         );
         if !same_name {
             put_str(out, &m.name);
@@ -77,11 +88,26 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
                 in_force = number;
             }
             Err(slot) => {
-                put_varint(out, m.tags.len() as u64);
-                for (k, v) in &m.tags {
-                    put_str(out, k);
-                    put_str(out, v);
+                out[flags_at] |= TAGS_SPLIT;
+                let keys = m.tags.iter().map(|(k, _)| k);
+                match sets.keys_owner {
+                    Some(o)
+                        if metrics[o].tags.len() == m.tags.len()
+                            && metrics[o]
+                                .tags
+                                .iter()
+                                .map(|(k, _)| k)
+                                .zip(keys.clone())
+                                .all(|(a, b)| str_eq(a, b)) =>
+                    {
+                        out.push(1);
+                    }
+                    _ => {
+                        put_strs(out, keys, 1);
+                        sets.keys_owner = Some(i);
+                    }
                 }
+                put_strs(out, m.tags.iter().map(|(_, v)| v), 0);
                 in_force = sets.insert(slot, hash, i);
             }
         }
@@ -121,12 +147,15 @@ struct TagSets {
     /// Each set's hash and the metric (its index in the batch) that wrote it.
     sets: Vec<(u64, usize)>,
     slots: Slots,
+    /// The metric whose tag keys were written last.
+    keys_owner: Option<usize>,
 }
 
 impl TagSets {
     fn reset(&mut self) {
         self.sets.clear();
         self.slots.reset();
+        self.keys_owner = None;
     }
 
     /// The number of the set with `hash` that `is` (given the metric that wrote it) accepts,
@@ -327,15 +356,14 @@ fn decode_plain(
     }
     out.reserve(n as usize);
     let first = out.len();
-    // For each tag set written in full, the metric (from `first`) that wrote it.
-    let mut tag_sets = Vec::new();
+    let mut written = Written::default();
     for i in 0..n as usize {
         let flags = r.byte()?;
         if i == 0 && flags & (SAME_NAME | SAME_TAGS | SAME_FIELD_KEYS) != 0 {
             return Err(RecordError("first metric refers to a previous one"));
         }
         let mut m = spare.pop().unwrap_or_else(|| Metric::new("", 0));
-        match decode_metric(&mut r, flags, &out[first..], &mut tag_sets, &mut m) {
+        match decode_metric(&mut r, flags, &out[first..], &mut written, &mut m) {
             Ok(()) => out.push(m),
             Err(e) => {
                 spare.push(m);
@@ -349,13 +377,22 @@ fn decode_plain(
     Ok(())
 }
 
+/// Which of a record's metrics (by index) wrote what later ones refer to.
+#[derive(Default)]
+struct Written {
+    /// Each tag set written in full.
+    tag_sets: Vec<usize>,
+    /// The last tag keys written.
+    keys: Option<usize>,
+}
+
 /// Decodes the metric after `flags` into `m`, replacing what it held. `done` holds the
-/// record's metrics before it, `tag_sets` which of them wrote each tag set in full.
+/// record's metrics before it.
 fn decode_metric<'a>(
     r: &mut Reader<'a>,
     flags: u8,
     done: &[Metric],
-    tag_sets: &mut Vec<usize>,
+    written: &mut Written,
     m: &mut Metric,
 ) -> Result<(), RecordError> {
     let prev = done.last();
@@ -370,24 +407,48 @@ fn decode_metric<'a>(
         }
         _ => m.name = str_from(r.str()?),
     }
-    m.kind = kind_from(flags >> 4)?;
+    m.kind = kind_from((flags >> KIND_SHIFT) & KIND_MASK)?;
     m.time = prev
         .map_or(0, |p| p.time)
         .wrapping_add(unzigzag(r.varint()?));
+    check_tag_flags(flags)?;
     match prev {
         _ if flags & TAGS_REF != 0 => {
-            if flags & SAME_TAGS != 0 {
-                return Err(RecordError("tag set both the previous and a numbered one"));
-            }
             let owner = usize::try_from(r.varint()?)
                 .ok()
-                .and_then(|n| tag_sets.get(n))
+                .and_then(|n| written.tag_sets.get(n))
                 .ok_or(RecordError("tag set number out of range"))?;
             m.tags.extend_from_slice(&done[*owner].tags);
         }
         Some(p) if flags & SAME_TAGS != 0 => m.tags.extend_from_slice(&p.tags),
+        _ if flags & TAGS_SPLIT != 0 => {
+            written.tag_sets.push(done.len());
+            match r.varint()? {
+                1 => {
+                    let owner = written.keys.ok_or(RecordError("tag keys refer to none"))?;
+                    let keys = done[owner].tags.iter();
+                    m.tags
+                        .extend(keys.map(|(k, _)| (k.clone(), Str::default())));
+                }
+                head if head & 1 == 0 => {
+                    let mut keys = r.sub(head >> 1)?;
+                    while !keys.buf.is_empty() {
+                        m.tags.push((str_from(keys.str()?), Str::default()));
+                    }
+                    written.keys = Some(done.len());
+                }
+                _ => return Err(RecordError("bad tag keys")),
+            }
+            let mut values = r.prefixed()?;
+            for (_, v) in &mut m.tags {
+                *v = str_from(values.str()?);
+            }
+            if !values.buf.is_empty() {
+                return Err(RecordError("more tag values than keys"));
+            }
+        }
         _ => {
-            tag_sets.push(done.len());
+            written.tag_sets.push(done.len());
             let nt = r.len_prefix(2)?;
             m.tags.reserve(nt);
             for _ in 0..nt {
@@ -452,14 +513,19 @@ pub struct MetricsOf<'a> {
     /// Sorted by key, keys unique (as in `Metric`); read on demand ([`MetricsOf::read_tags`]).
     pub tags: Vec<(&'a str, &'a str)>,
     tags_read: bool,
-    /// The tag set as the record holds it: equal bytes are equal tag sets, and a tag set
-    /// the record refers to by number is the same slice each time.
+    /// The tag set as the record holds it, its keys (`tag_keys`) and its values
+    /// (`tag_bytes`): tag sets whose two slices hold equal bytes are equal, and a tag set the
+    /// record refers to by number is the same slices each time. (In records written before
+    /// keys and values were apart, `tag_keys` is empty and `tag_bytes` holds both.)
+    pub tag_keys: &'a [u8],
     pub tag_bytes: &'a [u8],
     /// The number of that tag set in the record: tag sets of one number are equal.
     pub tag_set: usize,
     pub fields: Vec<(&'a str, FieldRef<'a>)>,
     /// The tag sets written in full so far, by number.
-    tag_sets: Vec<&'a [u8]>,
+    tag_sets: Vec<(&'a [u8], &'a [u8])>,
+    /// The last tag keys written.
+    keys: Option<&'a [u8]>,
 }
 
 impl<'a> MetricsOf<'a> {
@@ -478,10 +544,12 @@ impl<'a> MetricsOf<'a> {
             kind: ValueType::Untyped,
             tags: Vec::new(),
             tags_read: true,
+            tag_keys: &[],
             tag_bytes: &[],
             tag_set: 0,
             fields: Vec::new(),
             tag_sets: Vec::new(),
+            keys: None,
         })
     }
 
@@ -503,30 +571,43 @@ impl<'a> MetricsOf<'a> {
         if flags & SAME_NAME == 0 {
             self.name = r.str()?;
         }
-        self.kind = kind_from(flags >> 4)?;
+        self.kind = kind_from((flags >> KIND_SHIFT) & KIND_MASK)?;
         self.time = self.time.wrapping_add(unzigzag(r.varint()?));
+        check_tag_flags(flags)?;
+        // A tag set is only stepped over here: a reader that finds it by its bytes needs no
+        // more ([`MetricsOf::read_tags`] reads it).
         if flags & TAGS_REF != 0 {
-            if flags & SAME_TAGS != 0 {
-                return Err(RecordError("tag set both the previous and a numbered one"));
-            }
             let n = usize::try_from(r.varint()?).unwrap_or(usize::MAX);
-            self.tag_bytes = self
+            (self.tag_keys, self.tag_bytes) = *self
                 .tag_sets
                 .get(n)
                 .ok_or(RecordError("tag set number out of range"))?;
             self.tag_set = n;
             self.tags_read = false;
         } else if flags & SAME_TAGS == 0 {
-            // Only stepped over: a reader that finds the tag set by its bytes needs no more.
-            let start = r.buf;
-            let nt = r.len_prefix(2)?;
-            for _ in 0..nt * 2 {
-                let n = r.varint()?;
-                r.take(usize::try_from(n).map_err(|_| RecordError("string too long"))?)?;
+            if flags & TAGS_SPLIT != 0 {
+                self.tag_keys = match r.varint()? {
+                    1 => self.keys.ok_or(RecordError("tag keys refer to none"))?,
+                    head if head & 1 == 0 => *self.keys.insert(r.sub(head >> 1)?.buf),
+                    _ => return Err(RecordError("bad tag keys")),
+                };
+                self.tag_bytes = r.prefixed()?.buf;
+                // Keeps the two forms apart: only the older one has no keys and some bytes.
+                if self.tag_keys.is_empty() && !self.tag_bytes.is_empty() {
+                    return Err(RecordError("more tag values than keys"));
+                }
+            } else {
+                let start = r.buf;
+                let nt = r.len_prefix(2)?;
+                for _ in 0..nt * 2 {
+                    let n = r.varint()?;
+                    r.take(usize::try_from(n).map_err(|_| RecordError("string too long"))?)?;
+                }
+                self.tag_keys = &[];
+                self.tag_bytes = &start[..start.len() - r.buf.len()];
             }
-            self.tag_bytes = &start[..start.len() - r.buf.len()];
             self.tag_set = self.tag_sets.len();
-            self.tag_sets.push(self.tag_bytes);
+            self.tag_sets.push((self.tag_keys, self.tag_bytes));
             self.tags_read = false;
         }
         let nf = r.len_prefix(1)?;
@@ -556,13 +637,23 @@ impl<'a> MetricsOf<'a> {
     /// Reads the current metric's tags into `tags` (checking that they are UTF-8).
     pub fn read_tags(&mut self) -> Result<(), RecordError> {
         if !self.tags_read {
-            let mut r = Reader {
+            let mut keys = Reader { buf: self.tag_keys };
+            let mut values = Reader {
                 buf: self.tag_bytes,
             };
-            let nt = r.varint()?;
             self.tags.clear();
-            for _ in 0..nt {
-                self.tags.push((r.str()?, r.str()?));
+            if keys.buf.is_empty() && !values.buf.is_empty() {
+                // An older record's interleaved keys and values.
+                for _ in 0..values.varint()? {
+                    self.tags.push((values.str()?, values.str()?));
+                }
+            } else {
+                while !values.buf.is_empty() {
+                    self.tags.push((keys.str()?, values.str()?));
+                }
+                if !keys.buf.is_empty() {
+                    return Err(RecordError("more tag keys than values"));
+                }
             }
             self.tags_read = true;
         }
@@ -576,6 +667,14 @@ impl<'a> MetricsOf<'a> {
             .binary_search_by(|(k, _)| (*k).cmp(key))
             .ok()
             .map(|i| self.tags[i].1)
+    }
+}
+
+/// At most one way of giving the tag set.
+fn check_tag_flags(flags: u8) -> Result<(), RecordError> {
+    match (flags & (SAME_TAGS | TAGS_REF | TAGS_SPLIT)).count_ones() {
+        0 | 1 => Ok(()),
+        _ => Err(RecordError("tag set given more than one way")),
     }
 }
 
@@ -613,6 +712,24 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     extend_short(out, s.as_bytes());
 }
 
+/// Appends `varint(len << shift) str*`, `len` the bytes of the strings as written.
+fn put_strs<'s>(out: &mut Vec<u8>, strs: impl Iterator<Item = &'s Str>, shift: u32) {
+    let at = out.len();
+    // One byte is kept for the length, the usual case; a longer one is moved in after.
+    out.push(0);
+    for s in strs {
+        put_str(out, s);
+    }
+    let len = ((out.len() - at - 1) as u64) << shift;
+    if len < 0x80 {
+        out[at] = len as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, len);
+        out.splice(at..at + 1, prefix);
+    }
+}
+
 /// `b.is_ascii()`, with two overlapping loads for up to 16 bytes (the standard library goes
 /// a byte at a time below 8, and most tag values are that short).
 #[inline]
@@ -642,6 +759,18 @@ impl<'a> Reader<'a> {
         let (&b, rest) = self.buf.split_first().ok_or(RecordError("truncated"))?;
         self.buf = rest;
         Ok(b)
+    }
+
+    /// A reader of the next `n` bytes, which this one steps over.
+    fn sub(&mut self, n: u64) -> Result<Reader<'a>, RecordError> {
+        let n = usize::try_from(n).map_err(|_| RecordError("truncated"))?;
+        Ok(Reader { buf: self.take(n)? })
+    }
+
+    /// A reader of the bytes after their length (a varint), which this one steps over.
+    fn prefixed(&mut self) -> Result<Reader<'a>, RecordError> {
+        let n = self.varint()?;
+        self.sub(n)
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
@@ -859,6 +988,60 @@ mod tests {
         assert_eq!(out.len(), 1);
     }
 
+    /// Records written before tag keys and values were apart still read, by both readers.
+    #[test]
+    fn records_with_interleaved_tags_still_read() {
+        let mut old = vec![2, 2 << KIND_SHIFT, 1, b'm', 20, 2, 4];
+        old.extend(b"host\x01a\x03job\x01j");
+        // One field, "v", an int (3).
+        old.extend(b"\x01\x01v\x01\x06");
+        // The same name, a numbered tag set (0) and the same field key; a float.
+        old.extend([
+            SAME_NAME | TAGS_REF | SAME_FIELD_KEYS | 2 << KIND_SHIFT,
+            10,
+            0,
+            1,
+            0,
+        ]);
+        old.extend(1.5f64.to_le_bytes());
+        let base = Metric::new("m", 10)
+            .with_kind(ValueType::Gauge)
+            .with_tag("host", "a")
+            .with_tag("job", "j");
+        let want = [
+            base.clone().with_field("v", 3i64),
+            Metric {
+                time: 15,
+                ..base.with_field("v", 1.5)
+            },
+        ];
+        let mut out = Vec::new();
+        decode(&old, &mut out).unwrap();
+        assert_eq!(out, want);
+        assert_eq!(borrowed(&old).unwrap(), want);
+    }
+
+    /// Tag sets alternating between two key lists write each list once per change, and
+    /// read back with the right keys.
+    #[test]
+    fn tag_keys_are_left_out_only_when_they_repeat() {
+        let batch: Vec<Metric> = (0..12)
+            .map(|i| {
+                let m = Metric::new("m", i).with_field("v", i);
+                match i % 4 {
+                    0 | 1 => m.with_tag("host", format!("h{i}")),
+                    _ => m.with_tag("zone", format!("z{i}")).with_tag("host", "h"),
+                }
+            })
+            .collect();
+        let mut buf = Vec::new();
+        encode(&batch, &mut buf);
+        assert_eq!(buf.windows(4).filter(|w| w == b"zone").count(), 3);
+        assert_eq!(buf.windows(4).filter(|w| w == b"host").count(), 6);
+        assert_eq!(round_trip(&batch), batch);
+        assert_eq!(borrowed(&buf).unwrap(), batch);
+    }
+
     fn arb_str() -> impl Strategy<Value = Str> {
         prop_oneof![
             Just(Str::from("host")),
@@ -901,7 +1084,7 @@ mod tests {
     /// Batches where neighbours often share name, tags or keys, and metrics often take the
     /// tag set of an earlier one, to exercise the flags.
     fn arb_batch() -> impl Strategy<Value = Vec<Metric>> {
-        let metric = (arb_metric(), 0u8..16, any::<i64>(), any::<usize>());
+        let metric = (arb_metric(), 0u8..32, any::<i64>(), any::<usize>());
         proptest::collection::vec(metric, 0..20).prop_map(|v| {
             let mut out: Vec<Metric> = Vec::new();
             for (mut m, share, t, earlier) in v {
@@ -913,6 +1096,10 @@ mod tests {
                         m.tags = p.tags.clone();
                     } else if share & 8 != 0 {
                         m.tags = out[earlier % out.len()].tags.clone();
+                    } else if share & 16 != 0 {
+                        // The keys of an earlier tag set, other values.
+                        let keys = out[earlier % out.len()].tags.iter().map(|(k, _)| k);
+                        m.tags = keys.map(|k| (k.clone(), format!("{t}").into())).collect();
                     }
                     if share & 4 != 0 {
                         m.fields = p
@@ -977,8 +1164,11 @@ mod tests {
                     .count();
                 assert_eq!(times, 1, "{value}");
             }
-            // Flags, time, number, field count and a float field: at most 14 bytes a metric.
-            assert!(buf.len() < len * 14 + series * 32, "{}", buf.len());
+            // The keys, shared by every tag set, are written once.
+            assert_eq!(buf.windows(5).filter(|w| w == b"\x04host").count(), 1);
+            // Flags, time, number, field count and a float field: at most 14 bytes a metric;
+            // each tag set's values about 21 more.
+            assert!(buf.len() < len * 14 + series * 24, "{}", buf.len());
             assert!(same(&round_trip(&batch), &batch));
             assert!(same(&borrowed(&buf).unwrap(), &batch));
             let mut metrics = MetricsOf::new(&buf).unwrap();
@@ -1084,15 +1274,18 @@ mod tests {
         let mut out = Vec::new();
         while metrics.advance()? {
             metrics.read_tags()?;
-            // `tag_bytes` holds exactly the tag set read.
-            let mut r = Reader {
-                buf: metrics.tag_bytes,
+            // `tag_keys` and `tag_bytes` hold exactly the keys and the values read (unless
+            // the record is an older one, which has them together in `tag_bytes`).
+            let strs = |buf| {
+                let mut r = Reader { buf };
+                std::iter::from_fn(move || (!r.buf.is_empty()).then(|| r.str().unwrap()))
             };
-            let n = r.varint().unwrap() as usize;
-            let tags: Vec<_> = (0..n)
-                .map(|_| (r.str().unwrap(), r.str().unwrap()))
-                .collect();
-            assert!(r.buf.is_empty() && tags == metrics.tags);
+            if !metrics.tag_keys.is_empty() || metrics.tag_bytes.is_empty() {
+                let keys: Vec<_> = strs(metrics.tag_keys).collect();
+                let values: Vec<_> = strs(metrics.tag_bytes).collect();
+                assert_eq!(keys, metrics.tags.iter().map(|t| t.0).collect::<Vec<_>>());
+                assert_eq!(values, metrics.tags.iter().map(|t| t.1).collect::<Vec<_>>());
+            }
             let mut m = Metric::new(metrics.name, metrics.time).with_kind(metrics.kind);
             m.tags = metrics
                 .tags

@@ -172,6 +172,8 @@ struct TagSets {
 
 struct TagSet {
     at: u32,
+    /// Its record bytes: keys (`keys_len` of them), then values (see `MetricsOf::tag_keys`).
+    keys_len: u32,
     raw_len: u32,
     /// Its encoded labels, or `None` when they need the general path (names out of order,
     /// or one sorting before `__name__`).
@@ -602,12 +604,16 @@ impl Encoder {
         m: &mut MetricsOf<'a>,
         common: &mut Vec<Common<'a>>,
     ) -> Result<Option<u32>, RecordError> {
-        let raw = m.tag_bytes;
-        let hash = hash_bytes(raw);
+        let (keys, values) = (m.tag_keys, m.tag_bytes);
+        let hash = hash_bytes(values) ^ hash_bytes(keys).rotate_left(32);
         let sets = &self.tag_sets;
         let slot = match sets.slots.find(hash, |i| {
             let e = &sets.entries[i];
-            e.hash == hash && sets.raw(e) == raw
+            let raw = sets.raw(e);
+            e.hash == hash
+                && e.keys_len as usize == keys.len()
+                && raw[..keys.len()] == *keys
+                && raw[keys.len()..] == *values
         }) {
             Ok(i) => return Ok(sets.entries[i].enc_len.map(|_| i as u32)),
             Err(slot) => slot,
@@ -618,12 +624,14 @@ impl Encoder {
         let ordered = !self.common_enc.is_empty() || common.is_empty();
         let sets = &mut self.tag_sets;
         let at = sets.text.len() as u32;
-        sets.text.extend_from_slice(raw);
+        sets.text.extend_from_slice(keys);
+        sets.text.extend_from_slice(values);
         sets.text.extend_from_slice(&self.common_enc);
         let i = sets.entries.len();
         sets.entries.push(TagSet {
             at,
-            raw_len: raw.len() as u32,
+            keys_len: keys.len() as u32,
+            raw_len: (keys.len() + values.len()) as u32,
             enc_len: ordered.then_some(self.common_enc.len() as u32),
             hash,
             pairs: [NO_PAIR; TagSet::PAIRS],

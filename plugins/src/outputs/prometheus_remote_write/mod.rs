@@ -625,7 +625,7 @@ mod tests {
     #[test]
     fn repeated_tag_sets_and_many_names_match_prost() {
         let mut rng = fastrand::Rng::with_seed(9);
-        let tag_sets: [&[(&str, &str)]; 6] = [
+        let tag_sets: [&[(&str, &str)]; 7] = [
             &[],
             &[("host", "a")],
             &[("host", "b"), ("job", "j")],
@@ -634,6 +634,8 @@ mod tests {
             // Two names that sanitize alike: the first kept.
             &[("a-b", "1"), ("a_b", "2")],
             &[("host", "a"), ("s", "")],
+            // The values of `host=a` under another key: a tag set is its keys and values.
+            &[("job", "a")],
         ];
         let mut enc = Encoder::new();
         for _ in 0..200 {
