@@ -356,62 +356,103 @@ impl Parser for InfluxParser {
 /// Parses line protocol, appending good metrics to `out` and returning one error per bad line.
 /// Lines without a timestamp get `now`; given timestamps are multiplied by `precision`.
 pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> Vec<ParseError> {
-    let mut errors = Vec::new();
-    let mut scratch = Scratch {
-        refill: (input.len() / 16 + 1).min(SPARE_REFILL),
-        ..Default::default()
-    };
-    // Validate UTF-8 once for the whole payload; only when that fails is each line checked on
-    // its own (so a bad byte costs just its line).
-    let text = if input.is_ascii() {
-        // SAFETY: ASCII bytes are valid UTF-8.
-        Some(unsafe { std::str::from_utf8_unchecked(input) })
-    } else {
-        std::str::from_utf8(input).ok()
-    };
-    let mut pos = 0;
-    let mut line_no = 1;
-    while pos < input.len() {
-        let (end, newlines) = line_end(input, pos);
-        let mut stop = end;
-        if stop > pos && input[stop - 1] == b'\r' {
-            stop -= 1;
-        }
-        // Lines start after a `\n` and end before `\n` or `\r`, so they are char boundaries.
-        let line = match text {
-            Some(t) => Line::Text(&t[pos..stop]),
-            None => Line::Bytes(&input[pos..stop]),
-        };
-        if let Err(message) = parse_line(line, precision, now, &mut scratch, out) {
-            scratch.tags.clear();
-            scratch.fields.clear();
-            errors.push(ParseError {
-                line: line_no,
-                message,
-            });
-        }
-        scratch.field_fps.clear();
-        line_no += newlines;
-        pos = end + 1;
-    }
-    spare::give_back(std::mem::take(&mut scratch.spare));
-    errors
+    Lines::new(input).parse_next(usize::MAX, 0, precision, now, out)
 }
 
-/// Splits `input` after at most `max_lines` lines from `start` (a line as [`parse`] counts
-/// them: a string field may hold newlines). Returns where the rest begins (just past a `\n`,
-/// or `input.len()`) and how many lines [`parse`] would number in the part before it.
-pub fn split_lines(input: &[u8], start: usize, max_lines: usize) -> (usize, usize) {
-    let (mut pos, mut newlines) = (start, 0);
-    for _ in 0..max_lines {
-        if pos >= input.len() {
-            break;
+/// Line protocol parsed a part at a time ([`Lines::parse_next`]), as the listeners do: a
+/// large body is never held whole as metrics, and each line is scanned once.
+pub struct Lines<'a> {
+    input: &'a [u8],
+    /// `input` as text, when it is valid UTF-8 (checked once for the whole input; only when
+    /// that fails is each line checked on its own, so a bad byte costs just its line).
+    text: Option<&'a str>,
+    /// Where the next line begins, and its number (a line as [`parse`] counts them: a string
+    /// field may hold newlines).
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    pub fn new(input: &'a [u8]) -> Self {
+        let text = if input.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(input) })
+        } else {
+            std::str::from_utf8(input).ok()
+        };
+        Lines {
+            input,
+            text,
+            pos: 0,
+            line: 1,
         }
-        let (end, n) = line_end(input, pos);
-        newlines += n;
-        pos = (end + 1).min(input.len());
     }
-    (pos, newlines)
+
+    /// Whether every line has been parsed.
+    pub fn is_done(&self) -> bool {
+        self.pos >= self.input.len()
+    }
+
+    /// Where the lines not parsed yet begin.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Parses up to `max_lines` more lines as [`parse`] does, appending good metrics to
+    /// `out`; returns one error per bad line, numbered from the input's first line. A line
+    /// longer than `max_line` bytes (when non-zero) is a bad line.
+    pub fn parse_next(
+        &mut self,
+        max_lines: usize,
+        max_line: usize,
+        precision: i64,
+        now: i64,
+        out: &mut Vec<Metric>,
+    ) -> Vec<ParseError> {
+        let input = self.input;
+        let mut errors = Vec::new();
+        let mut scratch = Scratch {
+            refill: ((input.len() - self.pos.min(input.len())) / 16 + 1)
+                .min(max_lines)
+                .min(SPARE_REFILL),
+            ..Default::default()
+        };
+        for _ in 0..max_lines {
+            let pos = self.pos;
+            if pos >= input.len() {
+                break;
+            }
+            let (end, newlines) = line_end(input, pos);
+            let mut stop = end;
+            if stop > pos && input[stop - 1] == b'\r' {
+                stop -= 1;
+            }
+            // Lines start after a `\n` and end before `\n` or `\r`, so they are char
+            // boundaries.
+            let line = match self.text {
+                Some(t) => Line::Text(&t[pos..stop]),
+                None => Line::Bytes(&input[pos..stop]),
+            };
+            let parsed = if max_line != 0 && end - pos > max_line {
+                Err(format!("line longer than max_line_size ({max_line} bytes)"))
+            } else {
+                parse_line(line, precision, now, &mut scratch, out)
+            };
+            if let Err(message) = parsed {
+                scratch.tags.clear();
+                scratch.fields.clear();
+                errors.push(ParseError {
+                    line: self.line,
+                    message,
+                });
+            }
+            scratch.field_fps.clear();
+            self.line += newlines;
+            self.pos = end + 1;
+        }
+        spare::give_back(std::mem::take(&mut scratch.spare));
+        errors
+    }
 }
 
 /// Finds the end of the line starting at `start` (index of its `\n`, or input length) and the
@@ -1885,7 +1926,7 @@ mod tests {
                 let _ = parse(input.as_bytes(), 1, 0, &mut out);
             }
 
-            /// Parsing in chunks of `k` lines from `split_lines` (the listeners do) gives the
+            /// Parsing in parts of `k` lines (as the listeners do) gives the
             /// metrics, errors and error line numbers of parsing the whole input at once,
             /// also when a string field's line breaks or a bad line fall on a boundary.
             #[test]
@@ -1904,15 +1945,11 @@ mod tests {
                 let (mut whole, mut chunked) = (Vec::new(), Vec::new());
                 let want = parse(b, 1, 0, &mut whole);
                 let mut got = Vec::new();
-                let (mut pos, mut first) = (0, 1);
-                while pos < b.len() {
-                    let (end, lines) = split_lines(b, pos, k);
-                    prop_assert!(end > pos);
-                    for mut e in parse(&b[pos..end], 1, 0, &mut chunked) {
-                        e.line += first - 1;
-                        got.push(e);
-                    }
-                    (pos, first) = (end, first + lines);
+                let mut lines = Lines::new(b);
+                while !lines.is_done() {
+                    let pos = lines.pos();
+                    got.extend(lines.parse_next(k, 0, 1, 0, &mut chunked));
+                    prop_assert!(lines.pos() > pos);
                 }
                 prop_assert_eq!(chunked, whole);
                 prop_assert_eq!(

@@ -12,11 +12,10 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use crate::codec::ParseError;
 use crate::codec::influx;
 use crate::common::server::{self, BodyError, Resp};
 use crate::config_types::Size;
-use crate::model::{Metric, now_ns};
+use crate::model::now_ns;
 use crate::plugin::{MetricSink, SendError};
 use crate::registry::BuildError;
 use crate::selfstat::{self, Stat, Stats};
@@ -154,16 +153,18 @@ impl WriteCore {
         // write took the room meanwhile) refuses a write in part.
         let now = now_ns();
         let mut errors = Vec::new();
-        let (mut pos, mut first_line) = (0, 1);
-        while pos < body.len() {
-            let (end, lines) = influx::split_lines(&body, pos, WRITE_CHUNK_LINES);
-            let mut metrics = Vec::with_capacity(lines);
-            for mut e in parse_limited(&body[pos..end], self.max_line, precision, now, &mut metrics)
-            {
-                e.line += first_line - 1;
-                errors.push(e);
-            }
-            (pos, first_line) = (end, first_line + lines);
+        let mut lines = influx::Lines::new(&body);
+        while !lines.is_done() {
+            // A line takes 16 bytes or more.
+            let room = WRITE_CHUNK_LINES.min((body.len() - lines.pos()) / 16 + 1);
+            let mut metrics = Vec::with_capacity(room);
+            errors.extend(lines.parse_next(
+                WRITE_CHUNK_LINES,
+                self.max_line,
+                precision,
+                now,
+                &mut metrics,
+            ));
             if !tags.is_empty() {
                 for m in &mut metrics {
                     for (k, v) in tags {
@@ -177,7 +178,7 @@ impl WriteCore {
             let n = metrics.len();
             // Each line makes at most one metric.
             let ahead = if queued.batches == 0 {
-                lines_in(&body[end..])
+                lines_in(&body[lines.pos().min(body.len())..])
             } else {
                 0
             };
@@ -238,45 +239,6 @@ impl WriteCore {
             }
         }
     }
-}
-
-/// Parses `body`, treating lines longer than `max_line` (when non-zero) as bad lines.
-pub(crate) fn parse_limited(
-    body: &[u8],
-    max_line: usize,
-    precision: i64,
-    now: i64,
-    out: &mut Vec<Metric>,
-) -> Vec<ParseError> {
-    if max_line == 0 || body.len() <= max_line {
-        return influx::parse(body, precision, now, out);
-    }
-    // Parse the runs of acceptable lines between over-long ones, keeping line numbers.
-    let mut errors = Vec::new();
-    let (mut seg_start, mut seg_line, mut pos, mut line) = (0, 1, 0, 1);
-    let mut flush = |from: usize, to: usize, first_line: usize, errors: &mut Vec<ParseError>| {
-        for mut e in influx::parse(&body[from..to], precision, now, out) {
-            e.line += first_line - 1;
-            errors.push(e);
-        }
-    };
-    while pos < body.len() {
-        let end = memchr::memchr(b'\n', &body[pos..]).map_or(body.len(), |i| pos + i);
-        if end - pos > max_line {
-            flush(seg_start, pos, seg_line, &mut errors);
-            errors.push(ParseError {
-                line,
-                message: format!("line longer than max_line_size ({max_line} bytes)"),
-            });
-            seg_start = (end + 1).min(body.len());
-            seg_line = line + 1;
-        }
-        pos = end + 1;
-        line += 1;
-    }
-    flush(seg_start, body.len(), seg_line, &mut errors);
-    errors.sort_by_key(|e| e.line);
-    errors
 }
 
 /// The text of 1-based line `n`, shortened for an error message.
