@@ -393,9 +393,9 @@ impl<'a> Lines<'a> {
         self.pos >= self.input.len()
     }
 
-    /// Where the lines not parsed yet begin.
+    /// Where the lines not parsed yet begin (the input's length once all are).
     pub fn pos(&self) -> usize {
-        self.pos
+        self.pos.min(self.input.len())
     }
 
     /// Parses up to `max_lines` more lines as [`parse`] does, appending good metrics to

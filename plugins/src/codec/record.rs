@@ -59,13 +59,7 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
     let mut in_force = usize::MAX;
     for (i, m) in metrics.iter().enumerate() {
         let same_name = prev.is_some_and(|p| str_eq(&p.name, &m.name));
-        let same_keys = prev.is_some_and(|p| {
-            p.fields.len() == m.fields.len()
-                && p.fields
-                    .iter()
-                    .zip(&m.fields)
-                    .all(|(a, b)| str_eq(&a.0, &b.0))
-        });
+        let same_keys = prev.is_some_and(|p| keys_equal(&p.fields, &m.fields));
         let flags_at = out.len();
         out.push(
             (same_name as u8 * SAME_NAME)
@@ -89,21 +83,10 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
             }
             Err(slot) => {
                 out[flags_at] |= TAGS_SPLIT;
-                let keys = m.tags.iter().map(|(k, _)| k);
                 match sets.keys_owner {
-                    Some(o)
-                        if metrics[o].tags.len() == m.tags.len()
-                            && metrics[o]
-                                .tags
-                                .iter()
-                                .map(|(k, _)| k)
-                                .zip(keys.clone())
-                                .all(|(a, b)| str_eq(a, b)) =>
-                    {
-                        out.push(1);
-                    }
+                    Some(o) if keys_equal(&metrics[o].tags, &m.tags) => out.push(1),
                     _ => {
-                        put_strs(out, keys, 1);
+                        put_strs(out, m.tags.iter().map(|(k, _)| k), 1);
                         sets.keys_owner = Some(i);
                     }
                 }
@@ -192,6 +175,12 @@ fn hash_tags(tags: &[(Str, Str)]) -> u64 {
     }
     // The table uses the low bits: fold the well-mixed high bits down.
     h ^ (h >> 29)
+}
+
+/// Whether two lists of tags or fields have the same keys in the same order.
+#[inline]
+fn keys_equal<V>(a: &[(Str, V)], b: &[(Str, V)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| str_eq(&x.0, &y.0))
 }
 
 /// `a == b` for tag sets, quickest when they are equal.

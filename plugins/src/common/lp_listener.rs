@@ -155,7 +155,7 @@ impl WriteCore {
         let mut errors = Vec::new();
         let mut lines = influx::Lines::new(&body);
         while !lines.is_done() {
-            // A line takes 16 bytes or more.
+            // Room for a line per 16 bytes: most lines are longer (the list grows if not).
             let room = WRITE_CHUNK_LINES.min((body.len() - lines.pos()) / 16 + 1);
             let mut metrics = Vec::with_capacity(room);
             errors.extend(lines.parse_next(
@@ -178,7 +178,7 @@ impl WriteCore {
             let n = metrics.len();
             // Each line makes at most one metric.
             let ahead = if queued.batches == 0 {
-                lines_in(&body[lines.pos().min(body.len())..])
+                lines_in(&body[lines.pos()..])
             } else {
                 0
             };
