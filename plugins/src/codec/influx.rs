@@ -412,7 +412,7 @@ impl<'a> Lines<'a> {
         let input = self.input;
         let mut errors = Vec::new();
         let mut scratch = Scratch {
-            refill: ((input.len() - self.pos.min(input.len())) / 16 + 1)
+            refill: ((input.len() - self.pos()) / 16 + 1)
                 .min(max_lines)
                 .min(SPARE_REFILL),
             ..Default::default()

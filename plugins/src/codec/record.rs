@@ -412,21 +412,19 @@ fn decode_metric<'a>(
         Some(p) if flags & SAME_TAGS != 0 => m.tags.extend_from_slice(&p.tags),
         _ if flags & TAGS_SPLIT != 0 => {
             written.tag_sets.push(done.len());
-            match r.varint()? {
-                1 => {
+            match r.tag_keys()? {
+                None => {
                     let owner = written.keys.ok_or(RecordError("tag keys refer to none"))?;
                     let keys = done[owner].tags.iter();
                     m.tags
                         .extend(keys.map(|(k, _)| (k.clone(), Str::default())));
                 }
-                head if head & 1 == 0 => {
-                    let mut keys = r.sub(head >> 1)?;
+                Some(mut keys) => {
                     while !keys.buf.is_empty() {
                         m.tags.push((str_from(keys.str()?), Str::default()));
                     }
                     written.keys = Some(done.len());
                 }
-                _ => return Err(RecordError("bad tag keys")),
             }
             let mut values = r.prefixed()?;
             for (_, v) in &mut m.tags {
@@ -575,10 +573,9 @@ impl<'a> MetricsOf<'a> {
             self.tags_read = false;
         } else if flags & SAME_TAGS == 0 {
             if flags & TAGS_SPLIT != 0 {
-                self.tag_keys = match r.varint()? {
-                    1 => self.keys.ok_or(RecordError("tag keys refer to none"))?,
-                    head if head & 1 == 0 => *self.keys.insert(r.sub(head >> 1)?.buf),
-                    _ => return Err(RecordError("bad tag keys")),
+                self.tag_keys = match r.tag_keys()? {
+                    None => self.keys.ok_or(RecordError("tag keys refer to none"))?,
+                    Some(keys) => *self.keys.insert(keys.buf),
                 };
                 self.tag_bytes = r.prefixed()?.buf;
                 // Keeps the two forms apart: only the older one has no keys and some bytes.
@@ -760,6 +757,16 @@ impl<'a> Reader<'a> {
     fn prefixed(&mut self) -> Result<Reader<'a>, RecordError> {
         let n = self.varint()?;
         self.sub(n)
+    }
+
+    /// The head of a tag set written in full: a reader of its keys, or `None` where they
+    /// are the last ones written.
+    fn tag_keys(&mut self) -> Result<Option<Reader<'a>>, RecordError> {
+        match self.varint()? {
+            1 => Ok(None),
+            head if head & 1 == 0 => self.sub(head >> 1).map(Some),
+            _ => Err(RecordError("bad tag keys")),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
