@@ -360,7 +360,9 @@ pub fn parse(input: &[u8], precision: i64, now: i64, out: &mut Vec<Metric>) -> V
 }
 
 /// Line protocol parsed a part at a time ([`Lines::parse_next`]), as the listeners do: a
-/// large body is never held whole as metrics, and each line is scanned once.
+/// large body is never held whole as metrics, and each line is scanned once. A clone marks a
+/// place to parse from again.
+#[derive(Clone)]
 pub struct Lines<'a> {
     input: &'a [u8],
     /// `input` as text, when it is valid UTF-8 (checked once for the whole input; only when

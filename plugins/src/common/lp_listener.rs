@@ -23,6 +23,11 @@ use crate::selfstat::{self, Stat, Stats};
 /// Lines of a write body parsed and queued as one batch (Telegraf's default batch size).
 const WRITE_CHUNK_LINES: usize = 1000;
 
+/// The first pause of a write whose later chunk found a buffer full, before it asks again
+/// (the pause doubles up to [`ROOM_POLL_MAX`]).
+const ROOM_POLL: Duration = Duration::from_millis(10);
+const ROOM_POLL_MAX: Duration = Duration::from_millis(250);
+
 /// How many lines `rest` has at most (a string value may hold a newline).
 fn lines_in(rest: &[u8]) -> usize {
     let newlines = memchr::memchr_iter(b'\n', rest).count();
@@ -149,12 +154,16 @@ impl WriteCore {
         // structs, and the first chunk moves on while the next is parsed. The first chunk is
         // taken only if the buffers also have room for the lines after it, so a write that
         // does not fit is refused whole (429) before any of it is stored, and the client's
-        // retry sends nothing twice. Only a later chunk that finds a buffer full (another
-        // write took the room meanwhile) refuses a write in part.
+        // retry sends nothing twice. A later chunk that finds a buffer full (another write
+        // took the room meanwhile, or the write is larger than the room the first chunk asks
+        // for) is parsed and sent again as the outputs drain, for up to `write_timeout`: only
+        // then is a write refused in part.
         let now = now_ns();
         let mut errors = Vec::new();
         let mut lines = influx::Lines::new(&body);
+        let mut waiting: Option<(tokio::time::Instant, Duration)> = None;
         while !lines.is_done() {
+            let (chunk_start, errors_before) = (lines.clone(), errors.len());
             // Room for a line per 16 bytes: most lines are longer (the list grows if not).
             let room = WRITE_CHUNK_LINES.min((body.len() - lines.pos()) / 16 + 1);
             let mut metrics = Vec::with_capacity(room);
@@ -194,12 +203,24 @@ impl WriteCore {
                     reason,
                     retry_after,
                 })) => {
+                    if queued.batches > 0 {
+                        let (since, pause) =
+                            waiting.get_or_insert_with(|| (tokio::time::Instant::now(), ROOM_POLL));
+                        if since.elapsed() < self.write_timeout {
+                            tokio::time::sleep(*pause).await;
+                            *pause = (*pause * 2).min(ROOM_POLL_MAX);
+                            lines = chunk_start;
+                            errors.truncate(errors_before);
+                            continue;
+                        }
+                    }
                     self.rejected_requests.incr();
                     let reason = match queued.metrics {
                         0 => reason,
                         taken => format!(
                             "{reason}; {taken} metrics of this write were stored before it \
-                             filled up (another write took the room): a retry sends them again"
+                             filled up and did not drain within write_timeout: a retry sends \
+                             them again"
                         ),
                     };
                     return WriteOutcome::Busy(reason, retry_after);

@@ -434,7 +434,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_write_is_refused_whole_unless_the_room_goes_meanwhile() {
+    async fn a_write_is_refused_whole_or_waits_for_the_room_it_lacks() {
         use crate::model::FieldValue;
         use crate::plugin::{Batch, Delivery, MetricSink, PipelineSender};
         let (tx, queue) = flume::unbounded::<Batch>();
@@ -443,7 +443,7 @@ mod tests {
             std::sync::Arc::new(|_: &mut Vec<crate::model::Metric>| {}),
         );
         let (_unused, rx) = flume::bounded(1);
-        let r = start_with(&SPEC, "write_timeout = \"5s\"", sink, rx).await;
+        let r = start_with(&SPEC, "write_timeout = \"1s\"", sink, rx).await;
         // 2,500 lines: queued as chunks of 1,000, 1,000 and 500.
         let body: String = (0..2500).map(|i| format!("m v={i}i\n")).collect();
         let write = || {
@@ -482,7 +482,8 @@ mod tests {
         assert_eq!((b3.metrics.len(), b3.ahead), (500, 0));
         b3.ack.unwrap().send(Delivery::Accepted).unwrap();
         assert_eq!(w.await.unwrap().0, 204);
-        // Another write took the room meanwhile: the 429 says what was stored.
+        // A later chunk that finds a buffer full is sent again as the buffers drain: no
+        // part of the write is stored twice, and the write is taken whole.
         let w = write();
         next(&queue)
             .await
@@ -490,13 +491,44 @@ mod tests {
             .unwrap()
             .send(Delivery::Accepted)
             .unwrap();
-        next(&queue).await.ack.unwrap().send(full()).unwrap();
+        let b2 = next(&queue).await;
+        b2.ack.unwrap().send(full()).unwrap();
+        let again = next(&queue).await;
+        assert_eq!(first_value(&again), Some(FieldValue::Int(1000)));
+        assert_eq!(again.metrics.len(), 1000);
+        again.ack.unwrap().send(Delivery::Accepted).unwrap();
+        let b3 = next(&queue).await;
+        assert_eq!(first_value(&b3), Some(FieldValue::Int(2000)));
+        b3.ack.unwrap().send(Delivery::Accepted).unwrap();
+        assert_eq!(w.await.unwrap().0, 204);
+        assert!(queue.is_empty());
+        // Still full after write_timeout: the 429 says what was stored.
+        let started = std::time::Instant::now();
+        let w = write();
+        next(&queue)
+            .await
+            .ack
+            .unwrap()
+            .send(Delivery::Accepted)
+            .unwrap();
+        let mut asked = 0;
+        while !w.is_finished() {
+            if let Ok(Ok(b)) =
+                tokio::time::timeout(Duration::from_millis(50), queue.recv_async()).await
+            {
+                assert_eq!(first_value(&b), Some(FieldValue::Int(1000)));
+                b.ack.unwrap().send(full()).unwrap();
+                asked += 1;
+            }
+        }
         let (st, text) = w.await.unwrap();
         assert_eq!(st, 429, "{text}");
         assert!(
             text.contains("1000 metrics of this write were stored"),
             "{text}"
         );
+        assert!(started.elapsed() >= Duration::from_secs(1), "gave up early");
+        assert!(asked > 2, "asked {asked} times");
         assert!(queue.is_empty());
         r.stop.send(true).unwrap();
     }
