@@ -246,7 +246,7 @@ async fn route(st: &State, req: Request<Incoming>) -> Resp {
         Source::Query => {
             let q = req.uri().query().unwrap_or("");
             match query_unescape(q) {
-                Some(q) => q.into_bytes().into(),
+                Some(q) => server::Body::from(q.into_bytes()),
                 None => return json_error(StatusCode::BAD_REQUEST, "http: bad query escape"),
             }
         }
@@ -288,7 +288,7 @@ async fn route(st: &State, req: Request<Incoming>) -> Resp {
 
 /// Reads the body: gzip (by `server::read_body`) or snappy (block format, as Telegraf and
 /// Prometheus remote write use it), bounded by `max_body_size` after decoding.
-async fn read_body(st: &State, mut req: Request<Incoming>) -> Result<bytes::Bytes, Resp> {
+async fn read_body(st: &State, mut req: Request<Incoming>) -> Result<server::Body, Resp> {
     let limit = st.core.max_body;
     let snappy = req
         .headers()
@@ -321,7 +321,7 @@ async fn read_body(st: &State, mut req: Request<Incoming>) -> Result<bytes::Byte
         )),
         Ok(_) => snap::raw::Decoder::new()
             .decompress_vec(&body)
-            .map(Into::into)
+            .map(server::Body::from)
             .map_err(|e| bad(format!("bad snappy body: {e}"))),
         Err(e) => Err(bad(format!("bad snappy body: {e}"))),
     }
