@@ -457,11 +457,12 @@ mod tests {
             retry_after: Duration::from_secs(3),
         };
         let first_value = |b: &Batch| b.metrics[0].field("v").cloned();
+        let answer = |b: Batch, d: Delivery| b.ack.unwrap().send(d).unwrap();
         // The first chunk asks for room for the whole write; refused, nothing is stored.
         let w = write();
         let b = next(&queue).await;
         assert_eq!((b.metrics.len(), b.ahead), (1000, 1500));
-        b.ack.unwrap().send(full()).unwrap();
+        answer(b, full());
         let (st, text) = w.await.unwrap();
         assert_eq!(st, 429, "{text}");
         assert!(
@@ -473,51 +474,41 @@ mod tests {
         // Taken whole: the later chunks ask for their own room only.
         let w = write();
         let b1 = next(&queue).await;
-        b1.ack.unwrap().send(Delivery::Accepted).unwrap();
+        answer(b1, Delivery::Accepted);
         let b2 = next(&queue).await;
         assert_eq!((b2.metrics.len(), b2.ahead), (1000, 0));
         assert_eq!(first_value(&b2), Some(FieldValue::Int(1000)));
-        b2.ack.unwrap().send(Delivery::Accepted).unwrap();
+        answer(b2, Delivery::Accepted);
         let b3 = next(&queue).await;
         assert_eq!((b3.metrics.len(), b3.ahead), (500, 0));
-        b3.ack.unwrap().send(Delivery::Accepted).unwrap();
+        answer(b3, Delivery::Accepted);
         assert_eq!(w.await.unwrap().0, 204);
         // A later chunk that finds a buffer full is sent again as the buffers drain: no
         // part of the write is stored twice, and the write is taken whole.
         let w = write();
-        next(&queue)
-            .await
-            .ack
-            .unwrap()
-            .send(Delivery::Accepted)
-            .unwrap();
+        answer(next(&queue).await, Delivery::Accepted);
         let b2 = next(&queue).await;
-        b2.ack.unwrap().send(full()).unwrap();
+        answer(b2, full());
         let again = next(&queue).await;
         assert_eq!(first_value(&again), Some(FieldValue::Int(1000)));
         assert_eq!(again.metrics.len(), 1000);
-        again.ack.unwrap().send(Delivery::Accepted).unwrap();
+        answer(again, Delivery::Accepted);
         let b3 = next(&queue).await;
         assert_eq!(first_value(&b3), Some(FieldValue::Int(2000)));
-        b3.ack.unwrap().send(Delivery::Accepted).unwrap();
+        answer(b3, Delivery::Accepted);
         assert_eq!(w.await.unwrap().0, 204);
         assert!(queue.is_empty());
         // Still full after write_timeout: the 429 says what was stored.
         let started = std::time::Instant::now();
         let w = write();
-        next(&queue)
-            .await
-            .ack
-            .unwrap()
-            .send(Delivery::Accepted)
-            .unwrap();
+        answer(next(&queue).await, Delivery::Accepted);
         let mut asked = 0;
         while !w.is_finished() {
             if let Ok(Ok(b)) =
                 tokio::time::timeout(Duration::from_millis(50), queue.recv_async()).await
             {
                 assert_eq!(first_value(&b), Some(FieldValue::Int(1000)));
-                b.ack.unwrap().send(full()).unwrap();
+                answer(b, full());
                 asked += 1;
             }
         }
