@@ -439,15 +439,16 @@ const KEPT_BODY_BYTES: usize = 4 << 20;
 static SPARE_BODIES: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 impl Body {
-    /// An empty body in a kept buffer, if there is one.
-    fn spare() -> Vec<u8> {
+    /// An empty body with room for `n` bytes, in a kept buffer if there is one.
+    fn with_room(n: usize) -> Body {
         let mut v = SPARE_BODIES
             .lock()
             .ok()
             .and_then(|mut kept| kept.pop())
             .unwrap_or_default();
         v.clear();
-        v
+        v.reserve(n);
+        Body(v)
     }
 
     /// The bytes, out of the pool's reach.
@@ -506,9 +507,7 @@ pub async fn read_body(
     // given, up to a bound a client that declares much and sends little cannot make large),
     // rather than all frames collected and then copied: a body is held once, not twice.
     let read = async {
-        let mut buf = Body(Body::spare());
-        buf.0
-            .reserve(declared.map_or(0, |n| n.min(4 << 20) as usize));
+        let mut buf = Body::with_room(declared.map_or(0, |n| n.min(4 << 20) as usize));
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
                 buf.0.extend_from_slice(&data);
@@ -516,7 +515,7 @@ pub async fn read_body(
         }
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(buf)
     };
-    let bytes = match tokio::time::timeout(timeout, read).await {
+    let read = match tokio::time::timeout(timeout, read).await {
         Err(_) => return Err(BodyError::Timeout),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(BodyError::TooLarge);
@@ -525,11 +524,10 @@ pub async fn read_body(
         Ok(Ok(b)) => b,
     };
     if !gzip {
-        return Ok(bytes);
+        return Ok(read);
     }
-    let mut out = Body(Body::spare());
-    out.0.reserve(bytes.len() * 4);
-    let mut dec = flate2::read::MultiGzDecoder::new(&bytes[..]).take(limit as u64 + 1);
+    let mut out = Body::with_room(read.len() * 4);
+    let mut dec = flate2::read::MultiGzDecoder::new(&read[..]).take(limit as u64 + 1);
     dec.read_to_end(&mut out.0)
         .map_err(|e| BodyError::Bad(format!("bad gzip body: {e}")))?;
     if out.len() > limit {
@@ -652,9 +650,10 @@ mod tests {
         let body = Body::from(b"m v=1\n".repeat(1000));
         let (at, room) = (body.as_ptr(), body.0.capacity());
         drop(body);
-        let next = Body::spare();
+        let next = Body::with_room(10);
         assert!(next.is_empty());
-        assert_eq!((next.as_ptr(), next.capacity()), (at, room));
+        assert_eq!((next.as_ptr(), next.0.capacity()), (at, room));
+        drop(next.into_vec());
         drop(Body::from(Vec::<u8>::with_capacity(KEPT_BODY_BYTES + 1)));
         for _ in 0..3 {
             drop(Body::from(Vec::<u8>::with_capacity(KEPT_BODY_BYTES / 2)));
