@@ -450,11 +450,6 @@ impl Body {
         v.reserve(n);
         Body(v)
     }
-
-    /// The bytes, out of the pool's reach.
-    pub fn into_vec(mut self) -> Vec<u8> {
-        std::mem::take(&mut self.0)
-    }
 }
 
 impl From<Vec<u8>> for Body {
@@ -650,10 +645,12 @@ mod tests {
         let body = Body::from(b"m v=1\n".repeat(1000));
         let (at, room) = (body.as_ptr(), body.0.capacity());
         drop(body);
-        let next = Body::with_room(10);
+        let mut next = Body::with_room(10);
         assert!(next.is_empty());
         assert_eq!((next.as_ptr(), next.0.capacity()), (at, room));
-        drop(next.into_vec());
+        // Taken out, so that it does not go back to the pool.
+        drop(std::mem::take(&mut next.0));
+        drop(next);
         drop(Body::from(Vec::<u8>::with_capacity(KEPT_BODY_BYTES + 1)));
         for _ in 0..3 {
             drop(Body::from(Vec::<u8>::with_capacity(KEPT_BODY_BYTES / 2)));
