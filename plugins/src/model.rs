@@ -348,8 +348,9 @@ pub mod spare {
 }
 
 impl Metric {
-    /// Makes a kept metric (see [`spare`]) a new one, in place: `tags` (sorted) and `fields`
-    /// are moved out of the given lists, which are left empty with their capacity.
+    /// Makes a kept metric (see [`spare`]) a new one, in place: it takes the given lists
+    /// (`tags` sorted) and leaves its own in their place, emptied. Lists are exchanged, not
+    /// copied: a parser fills its scratch lists and hands them over a line at a time.
     pub fn refill(
         &mut self,
         name: Str,
@@ -359,9 +360,9 @@ impl Metric {
     ) {
         self.name = name;
         self.tags.clear();
-        self.tags.append(tags);
+        std::mem::swap(&mut self.tags, tags);
         self.fields.clear();
-        self.fields.append(fields);
+        std::mem::swap(&mut self.fields, fields);
         self.time = time;
         self.kind = ValueType::Untyped;
     }
