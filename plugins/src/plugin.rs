@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::codec::record::Record;
 use crate::codec::{Parser, Serializer};
 use crate::model::{FieldValue, Metric, Str, ValueType};
 
@@ -80,6 +81,9 @@ pub trait Input: Send {
 /// One batch on its way from an input to the processors.
 pub struct Batch {
     pub metrics: Vec<Metric>,
+    /// Metrics already encoded, from a sink's direct route ([`Direct`]); `metrics` is then
+    /// empty.
+    pub records: Vec<Record>,
     /// Set by sources that can push back (listeners): told whether every output buffer took
     /// the batch. Without it, a full buffer drops its oldest metrics instead.
     pub ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
@@ -130,16 +134,18 @@ impl PipelineSender {
         metrics: Vec<Metric>,
         ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
     ) -> Result<(), SinkClosed> {
-        self.queue(metrics, ack, 0).await
+        self.queue(metrics, Vec::new(), ack, 0).await
     }
 
     async fn queue(
         &self,
         metrics: Vec<Metric>,
+        records: Vec<Record>,
         ack: Option<tokio::sync::oneshot::Sender<Delivery>>,
         ahead: usize,
     ) -> Result<(), SinkClosed> {
-        let bytes: usize = metrics.iter().map(Metric::estimated_size).sum();
+        let bytes: usize = metrics.iter().map(Metric::estimated_size).sum::<usize>()
+            + records.iter().map(|r| r.data.len()).sum::<usize>();
         // A batch larger than the whole budget waits for an empty queue.
         let want = bytes.clamp(1, self.budget_bytes as usize) as u32;
         let permit = self
@@ -151,6 +157,7 @@ impl PipelineSender {
         self.tx
             .send_async(Batch {
                 metrics,
+                records,
                 ack,
                 permit: Some(permit),
                 ahead,
@@ -173,6 +180,21 @@ impl PipelineSender {
 pub struct MetricSink {
     tx: PipelineSender,
     prepare: PrepareFn,
+    direct: Option<Arc<Direct>>,
+}
+
+/// The direct route from a listener to the output buffers, offered by the agent when nothing
+/// between them needs the metrics themselves (no processors, aggregators or filters, no
+/// rename; only tags added): the listener encodes buffer records as it parses, and the
+/// pipeline stores them as they come.
+pub struct Direct {
+    /// Tags added where a metric has none of that key, in order (the input's `tags`, the
+    /// global tags, `host`), as the agent adds them to the metrics of other inputs.
+    pub tags: Vec<(Str, Str)>,
+    /// Metrics per record at most: the smallest `metric_batch_size` of the outputs.
+    pub chunk: usize,
+    /// Counts the metrics sent (the input's `metrics_gathered`).
+    pub counted: Arc<dyn Fn(usize) + Send + Sync>,
 }
 
 /// What the agent does to a batch before it enters the pipeline (its per-input modifiers).
@@ -201,7 +223,23 @@ pub enum SendError {
 
 impl MetricSink {
     pub fn new(tx: PipelineSender, prepare: PrepareFn) -> Self {
-        MetricSink { tx, prepare }
+        MetricSink {
+            tx,
+            prepare,
+            direct: None,
+        }
+    }
+
+    /// The sink, offering the direct route.
+    pub fn with_direct(mut self, direct: Direct) -> Self {
+        self.direct = Some(Arc::new(direct));
+        self
+    }
+
+    /// The direct route, when the agent offers it: a listener may then send records
+    /// ([`MetricSink::send_records`]) instead of metrics.
+    pub fn direct(&self) -> Option<&Direct> {
+        self.direct.as_deref()
     }
 
     /// Sends a batch and waits until the output buffers have stored it (or refused it).
@@ -223,9 +261,35 @@ impl MetricSink {
         }
         let (ack, done) = tokio::sync::oneshot::channel();
         self.tx
-            .queue(batch, Some(ack), ahead)
+            .queue(batch, Vec::new(), Some(ack), ahead)
             .await
             .map_err(|_| SendError::Closed)?;
+        Self::delivered(done).await
+    }
+
+    /// As [`MetricSink::send_ahead`], for records written as [`MetricSink::direct`] says
+    /// (with its tags, of at most its `chunk` metrics each).
+    pub async fn send_records(
+        &self,
+        records: Vec<Record>,
+        ahead: usize,
+    ) -> Result<bool, SendError> {
+        let n: usize = records.iter().map(|r| r.count as usize).sum();
+        if n == 0 {
+            return Ok(false);
+        }
+        if let Some(d) = &self.direct {
+            (d.counted)(n);
+        }
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.tx
+            .queue(Vec::new(), records, Some(ack), ahead)
+            .await
+            .map_err(|_| SendError::Closed)?;
+        Self::delivered(done).await
+    }
+
+    async fn delivered(done: tokio::sync::oneshot::Receiver<Delivery>) -> Result<bool, SendError> {
         match done.await {
             Ok(Delivery::Accepted) => Ok(true),
             Ok(Delivery::Full {
@@ -247,7 +311,7 @@ impl MetricSink {
 }
 
 /// A sink for a service input's unit tests: every batch is acknowledged as soon as it is
-/// queued and handed on through a channel of `capacity` batches.
+/// queued and handed on through a channel of `capacity` batches (records decoded).
 #[cfg(test)]
 pub(crate) fn test_sink(capacity: usize) -> (MetricSink, flume::Receiver<Vec<Metric>>) {
     let (tx, rx) = flume::unbounded::<Batch>();
@@ -257,7 +321,11 @@ pub(crate) fn test_sink(capacity: usize) -> (MetricSink, flume::Receiver<Vec<Met
             if let Some(ack) = b.ack {
                 let _ = ack.send(Delivery::Accepted);
             }
-            if out_tx.send_async(b.metrics).await.is_err() {
+            let mut metrics = b.metrics;
+            for r in &b.records {
+                crate::codec::record::decode(&r.data, &mut metrics).expect("records read back");
+            }
+            if out_tx.send_async(metrics).await.is_err() {
                 break;
             }
         }

@@ -581,3 +581,68 @@ fn statsd_aggregates_arrive_on_the_input_interval() {
         agent.log()
     );
 }
+
+/// A listener's lines get the input's tags, the global tags and `host` where they have none of
+/// the key, whether they go straight to the outputs as records (nothing between) or through a
+/// processor as metrics; lines with escapes and strings too.
+#[test]
+fn a_listener_adds_the_agents_tags_on_either_route() {
+    use sonde_tests::servers::{free_port, request};
+    const BODY: &str = "m,host=own,b=2,a=1 v=1i 1700000000000000000\n\
+                        m,dc=mine v=2 1700000001000000000\n\
+                        e\\ x,k\\,=v v=\"s\" 1700000002000000000\n";
+    let routes = [
+        ("direct", ""),
+        (
+            "processed",
+            "[[processors.override]]\n  [processors.override.tags]\n    z = \"1\"\n",
+        ),
+    ];
+    let mut outs = Vec::new();
+    for (name, processor) in routes {
+        let dir = TempDir::new(&format!("listener-tags-{name}"));
+        let listen = format!("127.0.0.1:{}", free_port());
+        let out = dir.join("out.lp");
+        let cfg = dir.write(
+            "sonde.toml",
+            &format!(
+                r#"
+[global_tags]
+  dc = "eu"
+[agent]
+  hostname = "node-1"
+  flush_interval = "100ms"
+
+[[inputs.influxdb_listener]]
+  service_address = "{listen}"
+  [inputs.influxdb_listener.tags]
+    src = "lp"
+
+{processor}
+[[outputs.file]]
+  files = ["{}"]
+"#,
+                out.display()
+            ),
+        );
+        let agent = Agent::start(&dir, &cfg);
+        assert!(wait_until(Duration::from_secs(10), || {
+            request(&listen, "POST", "/write", &[], BODY.as_bytes()).is_ok_and(|(s, _)| s == 204)
+        }));
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::fs::read_to_string(&out).is_ok_and(|t| t.lines().count() >= 3)
+        }));
+        let text = std::fs::read_to_string(&out).unwrap();
+        outs.push(text.replace(",z=1", ""));
+        assert!(!agent.log().contains("ERROR"), "{}", agent.log());
+    }
+    assert_eq!(
+        outs[0].lines().collect::<Vec<_>>(),
+        [
+            "m,a=1,b=2,dc=eu,host=own,src=lp v=1i 1700000000000000000",
+            "m,dc=mine,host=node-1,src=lp v=2 1700000001000000000",
+            "e\\ x,dc=eu,host=node-1,k\\,=v,src=lp v=\"s\" 1700000002000000000",
+        ]
+    );
+    assert_eq!(outs[0], outs[1]);
+}

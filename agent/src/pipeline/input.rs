@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sonde_plugins::plugin::{
-    Accumulator, Input, InputPlugin, MetricSink, PipelineSender, RepeatedError, ServiceContext,
+    Accumulator, Direct, Input, InputPlugin, MetricSink, PipelineSender, RepeatedError,
+    ServiceContext,
 };
 use sonde_plugins::selfstat::{self, Stat, Stats};
 use sonde_plugins::{Metric, Str};
@@ -30,16 +31,19 @@ pub struct Modifiers {
 }
 
 impl Modifiers {
+    /// Whether all they do is add tags (where a metric has none of the key).
+    pub fn only_add_tags(&self) -> bool {
+        self.filter.is_empty()
+            && self.rename.is_empty()
+            && self.kept_tags.is_empty()
+            && self.precision_ns <= 1
+    }
+
     pub fn apply(&self, batch: &mut Vec<Metric>) {
         // A listener's plugin usually has none of these (and with `omit_hostname` no tags to
         // add): its batches of thousands then only lose metrics without fields, as `trim`
         // drops them.
-        if self.filter.is_empty()
-            && self.rename.is_empty()
-            && self.tags.is_empty()
-            && self.kept_tags.is_empty()
-            && self.precision_ns <= 1
-        {
+        if self.only_add_tags() && self.tags.is_empty() {
             batch.retain(|m| !m.fields.is_empty());
             return;
         }
@@ -326,7 +330,14 @@ fn next_tick(
 
 /// Runs an input until `shutdown` turns true. Polled inputs gather on their schedule (the first
 /// gather at once, as the fastest path to data); service inputs run continuously.
-pub async fn run(input: PreparedInput, tx: PipelineSender, mut shutdown: watch::Receiver<bool>) {
+/// Runs an input until `shutdown`. With `direct` (see `pipeline::direct_chunk`), a listener
+/// whose modifiers only add tags is offered the direct route, in records of that many metrics.
+pub async fn run(
+    input: PreparedInput,
+    tx: PipelineSender,
+    mut shutdown: watch::Receiver<bool>,
+    direct: Option<usize>,
+) {
     let PreparedInput {
         name: _,
         id,
@@ -363,13 +374,25 @@ pub async fn run(input: PreparedInput, tx: PipelineSender, mut shutdown: watch::
             let m = modifiers.clone();
             let gathered = stats.gathered.clone();
             let agent_gathered = stats.agent_gathered.clone();
+            let counted = Arc::new(move |n: usize| {
+                gathered.add(n as i64);
+                agent_gathered.add(n as i64);
+            });
+            let count = counted.clone();
             let prepare = Arc::new(move |b: &mut Vec<Metric>| {
                 m.apply(b);
-                gathered.add(b.len() as i64);
-                agent_gathered.add(b.len() as i64);
+                count(b.len());
             });
+            let mut sink = MetricSink::new(tx, prepare);
+            if let Some(chunk) = direct.filter(|_| modifiers.only_add_tags()) {
+                sink = sink.with_direct(Direct {
+                    tags: modifiers.tags.clone(),
+                    chunk,
+                    counted,
+                });
+            }
             let ctx = ServiceContext {
-                sink: MetricSink::new(tx, prepare),
+                sink,
                 interval,
                 shutdown,
             };

@@ -219,6 +219,7 @@ impl Running {
             before: cfg.agent.processors_before_aggregators,
             after: cfg.agent.processors_after_aggregators,
         };
+        let direct = direct_chunk(&chain, &outputs);
         let processor = tokio::spawn(process_loop(rx, chain, outputs.clone()));
 
         let (stop_inputs, stop_rx) = watch::channel(false);
@@ -233,7 +234,7 @@ impl Running {
                     stats.gathered.clone(),
                     stats.gather_errors.clone(),
                 );
-                tokio::spawn(input::run(p, tx.clone(), stop_rx.clone()))
+                tokio::spawn(input::run(p, tx.clone(), stop_rx.clone(), direct))
             })
             .collect();
         Ok(Running {
@@ -355,6 +356,7 @@ async fn process_loop(
         };
         let Some(Batch {
             metrics,
+            records,
             ack,
             permit,
             ahead,
@@ -364,10 +366,14 @@ async fn process_loop(
         };
         // The queue's byte budget covers the batch until it is processed.
         let refuse = ack.is_some().then_some(ahead);
+        let run = || match records.is_empty() {
+            true => process(&mut chain, &outputs, metrics, refuse),
+            false => process_records(&mut chain, &outputs, records, refuse),
+        };
         let delivery = if block_in_place {
-            tokio::task::block_in_place(|| process(&mut chain, &outputs, metrics, refuse))
+            tokio::task::block_in_place(run)
         } else {
-            process(&mut chain, &outputs, metrics, refuse)
+            run()
         };
         drop(permit);
         if let Some(ack) = ack {
@@ -401,6 +407,44 @@ fn process(
     delivery
 }
 
+/// Whether a listener may send records straight to the output buffers ([`Direct`]): with
+/// nothing between them that needs metrics, and every output taking every metric. Returns the
+/// metrics a record may hold: the smallest batch of the outputs.
+///
+/// [`Direct`]: sonde_plugins::plugin::Direct
+fn direct_chunk(chain: &Chain, outputs: &[RunningOutput]) -> Option<usize> {
+    if !chain.processors.is_empty() || !chain.aggregators.is_empty() {
+        return None;
+    }
+    if !outputs.iter().all(RunningOutput::takes_all) {
+        return None;
+    }
+    outputs.iter().map(RunningOutput::batch_size).min()
+}
+
+/// Stores records a listener encoded itself (see [`direct_chunk`]) in every output's
+/// buffer. Should the pipeline no longer be one they suit, they are decoded and go the way
+/// of metrics.
+fn process_records(
+    chain: &mut Chain,
+    outputs: &[RunningOutput],
+    records: Vec<Record>,
+    refuse: Option<usize>,
+) -> Delivery {
+    let fits = direct_chunk(chain, outputs)
+        .is_some_and(|chunk| records.iter().all(|r| r.count as usize <= chunk));
+    if fits {
+        return deliver(outputs, records, vec![None; outputs.len()], refuse);
+    }
+    let mut metrics = Vec::new();
+    for r in &records {
+        if let Err(e) = sonde_plugins::codec::record::decode(&r.data, &mut metrics) {
+            return Delivery::Failed(format!("a listener's batch could not be read: {e}"));
+        }
+    }
+    process(chain, outputs, metrics, refuse)
+}
+
 /// Gives every output what it takes of the batch, encoded into buffer records: outputs that
 /// take the batch unchanged share one encoding, the others copy only the metrics they select.
 /// With `refuse` (a listener waits for the answer), an output that pushes back and has no
@@ -425,9 +469,19 @@ pub(crate) fn fan_out(
         .map(|o| (!o.takes_all()).then(|| o.select(&batch)))
         .collect();
     sonde_plugins::model::spare::give_back(batch);
+    deliver(outputs, shared.unwrap_or_default(), own, refuse)
+}
+
+/// Stores `shared` in every output without its `own` records, and its own in the others;
+/// with `refuse`, nothing when one of them has no room (see [`fan_out`]).
+fn deliver(
+    outputs: &[RunningOutput],
+    shared: Vec<Record>,
+    own: Vec<Option<(Vec<Record>, usize)>>,
+    refuse: Option<usize>,
+) -> Delivery {
     // Each output's own records, or the shared ones (cloned Arcs), as its buffer will store
     // them: room is asked for what they will take. A shared record is compressed at most once.
-    let shared = shared.unwrap_or_default();
     let mut shared_compressed = vec![None; shared.len()];
     let mut scratch = Vec::new();
     let prepared: Vec<(Vec<Record>, usize)> = outputs
@@ -548,7 +602,12 @@ pub async fn gather_once(cfg: &mut Config, wait: Duration) -> Vec<Metric> {
     let mut polled = Vec::new();
     for p in inputs {
         if matches!(p.plugin, InputPlugin::Service(_)) {
-            services.push(tokio::spawn(input::run(p, tx.clone(), stop_rx.clone())));
+            services.push(tokio::spawn(input::run(
+                p,
+                tx.clone(),
+                stop_rx.clone(),
+                None,
+            )));
         } else {
             polled.push(p);
         }
@@ -946,6 +1005,49 @@ mod tests {
             got.iter().all(|m| m.name != "x"),
             "the refused batch was stored"
         );
+    }
+
+    /// Records a listener wrote itself go to every buffer as they are, refused whole when one
+    /// has no room; where the pipeline needs metrics (an aggregator here) they are decoded.
+    #[tokio::test]
+    async fn records_from_a_listener_are_stored_as_they_come() {
+        use crate::config::Overflow::{Backpressure, DropOldest};
+        let (outs, probes) = outputs(&[(&[], 10, Backpressure), (&[], 100, DropOldest)]);
+        let mut chain = Chain {
+            processors: Vec::new(),
+            aggregators: Vec::new(),
+            before: true,
+            after: true,
+        };
+        assert_eq!(direct_chunk(&chain, &outs), Some(1000));
+        let records = |name, n| Record::encode_chunks(&named(name, n), 1000);
+        let taken = process_records(&mut chain, &outs, records("r", 6), Some(0));
+        assert_eq!(taken, Delivery::Accepted);
+        let refused = process_records(&mut chain, &outs, records("x", 6), Some(0));
+        assert!(matches!(refused, Delivery::Full { .. }), "{refused:?}");
+        // With an aggregator the route is closed, and records that still come are decoded.
+        chain.aggregators = vec![process::tests::counting(Duration::from_secs(3600), 0)];
+        assert_eq!(direct_chunk(&chain, &outs), None);
+        let taken = process_records(&mut chain, &outs, records("a", 2), Some(0));
+        assert_eq!(taken, Delivery::Accepted);
+        let counted = chain.push(i64::MAX / 2, true);
+        assert_eq!(
+            counted[0].field("n"),
+            Some(&sonde_plugins::FieldValue::Int(2))
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for o in outs {
+            assert_eq!(o.drain(deadline).await, 0);
+        }
+        for p in &probes {
+            let got = p.got.lock().unwrap();
+            let names: Vec<_> = got.iter().map(|m| m.name.to_string()).collect();
+            assert_eq!(names, ["r", "r", "r", "r", "r", "r", "a", "a"]);
+        }
+        // A filtering output closes the route too.
+        let (filtering, _) = outputs(&[(&["a*"], 10, Backpressure)]);
+        chain.aggregators.clear();
+        assert_eq!(direct_chunk(&chain, &filtering), None);
     }
 
     /// A listener's write that an output refuses is sent again: the aggregators count it

@@ -20,6 +20,7 @@
 
 use memchr::memchr;
 
+use super::record::{Record, Writer};
 use super::{ParseError, Parser, Serializer};
 use crate::model::{FieldValue, Metric, Str, ValueType, spare, str_from};
 
@@ -454,6 +455,224 @@ impl<'a> Lines<'a> {
         }
         spare::give_back(std::mem::take(&mut scratch.spare));
         errors
+    }
+}
+
+impl<'a> Lines<'a> {
+    /// As [`Lines::parse_next`], but into buffer records of at most `chunk` metrics each,
+    /// appended to `records` (the last one may be left open in `w`: [`Writer::finish`] or
+    /// another call closes it). Each metric gets `overrides` (replacing a tag of the same
+    /// key) and then `added` (only where it has no tag of that key). A line without escapes
+    /// and string fields, the usual kind, is written from its text without building a
+    /// metric; the others are parsed as `parse_next` does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_next<S: AsRef<str>>(
+        &mut self,
+        max_lines: usize,
+        max_line: usize,
+        precision: i64,
+        now: i64,
+        overrides: &[(&str, &str)],
+        added: &[(S, S)],
+        chunk: usize,
+        w: &mut Writer,
+        records: &mut Vec<Record>,
+    ) -> Vec<ParseError> {
+        let input = self.input;
+        let mut errors = Vec::new();
+        let mut scratch = Scratch::default();
+        let mut parsed: Vec<Metric> = Vec::new();
+        let mut tags: Vec<(&str, &str)> = Vec::new();
+        let mut fields: Vec<(&str, FieldValue)> = Vec::new();
+        for _ in 0..max_lines {
+            let pos = self.pos;
+            if pos >= input.len() {
+                break;
+            }
+            let (end, newlines) = line_end(input, pos);
+            let mut stop = end;
+            if stop > pos && input[stop - 1] == b'\r' {
+                stop -= 1;
+            }
+            let plain = match self.text {
+                Some(t) if memchr::memchr2(b'\\', b'"', &input[pos..stop]).is_none() => {
+                    Some(&t[pos..stop])
+                }
+                _ => None,
+            };
+            let result = if max_line != 0 && end - pos > max_line {
+                Err(format!("line longer than max_line_size ({max_line} bytes)"))
+            } else {
+                match plain.map(|l| plain_line(l, precision, now, &mut tags, &mut fields)) {
+                    Some(Plain::Blank) => Ok(()),
+                    Some(Plain::Metric(name, time)) => {
+                        for (k, v) in overrides {
+                            put_tag(&mut tags, k, v, true);
+                        }
+                        for (k, v) in added {
+                            put_tag(&mut tags, k.as_ref(), v.as_ref(), false);
+                        }
+                        w.push(name, &tags, &fields, time, ValueType::Untyped);
+                        Ok(())
+                    }
+                    // Anything else (escapes, strings, a bad line) as `parse_next` has it.
+                    Some(Plain::Other) | None => {
+                        let line = match self.text {
+                            Some(t) => Line::Text(&t[pos..stop]),
+                            None => Line::Bytes(&input[pos..stop]),
+                        };
+                        let r = parse_line(line, precision, now, &mut scratch, &mut parsed);
+                        for mut m in parsed.drain(..) {
+                            for (k, v) in overrides {
+                                m.add_tag(*k, *v);
+                            }
+                            for (k, v) in added {
+                                m.add_tag_if_absent(k.as_ref(), v.as_ref());
+                            }
+                            w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
+                        }
+                        r
+                    }
+                }
+            };
+            if let Err(message) = result {
+                scratch.tags.clear();
+                scratch.fields.clear();
+                errors.push(ParseError {
+                    line: self.line,
+                    message,
+                });
+            }
+            scratch.field_fps.clear();
+            if w.len() >= chunk.max(1) {
+                records.extend(w.take_record());
+            }
+            self.line += newlines;
+            self.pos = end + 1;
+        }
+        errors
+    }
+}
+
+/// What [`plain_line`] made of a line.
+enum Plain<'a> {
+    /// Blank, or a comment.
+    Blank,
+    /// A metric: its name and time; its tags and fields are in the lists given.
+    Metric(&'a str, i64),
+    /// Not a line it reads: one for [`parse_line`].
+    Other,
+}
+
+/// Reads a line that has no backslash and no quote into borrowed parts, as [`parse_line`]
+/// would (`tags` sorted, without repeats); anything unusual, errors included, is left to it.
+#[inline]
+fn plain_line<'a>(
+    s: &'a str,
+    precision: i64,
+    now: i64,
+    tags: &mut Vec<(&'a str, &'a str)>,
+    fields: &mut Vec<(&'a str, FieldValue)>,
+) -> Plain<'a> {
+    tags.clear();
+    fields.clear();
+    let b = s.as_bytes();
+    let Some(first) = b.iter().position(|&c| c != b' ' && c != b'\t') else {
+        return Plain::Blank;
+    };
+    if b[first] == b'#' {
+        return Plain::Blank;
+    }
+    let (i, _) = scan(b, first, MEASUREMENT_STOPS);
+    if i == first {
+        return Plain::Other;
+    }
+    let name = &s[first..i];
+    let mut i = i;
+    let mut sorted = true;
+    while i < b.len() && b[i] == b',' {
+        let ks = i + 1;
+        let (ke, _) = scan(b, ks, KEY_STOPS);
+        if ke == ks || ke >= b.len() || b[ke] != b'=' {
+            return Plain::Other;
+        }
+        let vs = ke + 1;
+        let (ve, _) = scan(b, vs, TAG_VALUE_STOPS);
+        if ve == vs {
+            return Plain::Other;
+        }
+        let key = &s[ks..ke];
+        if sorted && let Some(&(prev, _)) = tags.last() {
+            // Mostly decided by the first bytes, as in `parse_line`.
+            sorted = match prev.as_bytes()[0].cmp(&key.as_bytes()[0]) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => prev < key,
+            };
+        }
+        tags.push((key, &s[vs..ve]));
+        i = ve;
+    }
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    if i >= b.len() {
+        return Plain::Other;
+    }
+    loop {
+        let ks = i;
+        let (ke, _) = scan(b, ks, KEY_STOPS);
+        if ke == ks || ke >= b.len() || b[ke] != b'=' {
+            return Plain::Other;
+        }
+        let vs = ke + 1;
+        let ve = find_any(b, vs, FIELD_VALUE_STOPS);
+        let Some(value) = parse_value(&s[vs..ve]) else {
+            return Plain::Other;
+        };
+        let key = &s[ks..ke];
+        // Of a repeated key the last value wins, in the first one's place.
+        match fields.iter_mut().find(|(k, _)| *k == key) {
+            Some(f) => f.1 = value,
+            None => fields.push((key, value)),
+        }
+        i = ve;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b' ') | None => break,
+            Some(_) => return Plain::Other,
+        }
+    }
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    let time = if i >= b.len() {
+        now
+    } else {
+        match parse_int_strict(&s[i..]).and_then(|t| t.checked_mul(precision)) {
+            Some(t) => t,
+            // Trailing blanks, an overflow, a bad timestamp: the general parser says which.
+            None => return Plain::Other,
+        }
+    };
+    if !sorted {
+        // As `parse_line`: a stable sort, and of a repeated key the last value.
+        tags.sort_by(|a, b| a.0.cmp(b.0));
+        tags.reverse();
+        tags.dedup_by(|a, b| a.0 == b.0);
+        tags.reverse();
+    }
+    Plain::Metric(name, time)
+}
+
+/// Puts tag `k=v` into the sorted `tags`: replacing a tag of that key with `replace`, else
+/// only when there is none.
+#[inline]
+fn put_tag<'t>(tags: &mut Vec<(&'t str, &'t str)>, k: &'t str, v: &'t str, replace: bool) {
+    match tags.binary_search_by(|(x, _)| (*x).cmp(k)) {
+        Ok(i) if replace => tags[i].1 = v,
+        Ok(_) => {}
+        Err(i) => tags.insert(i, (k, v)),
     }
 }
 
@@ -1957,6 +2176,72 @@ mod tests {
                 prop_assert_eq!(
                     got.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
                     want.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
+                );
+            }
+
+            /// Lines written straight into records (the listeners' direct route) read back
+            /// as the metrics parsing gives, with the same tags put in, and the same errors
+            /// on the same lines: lines of every kind, escaped and quoted ones included.
+            #[test]
+            fn writing_records_reads_like_parsing(
+                metrics in prop::collection::vec(metric(), 0..4),
+                parts in prop::collection::vec(
+                    prop::sample::select(vec![
+                        "m v=1\n", "m,t=a v=2i 5\n", "m,b=2,a=1 v=1,v=2i,w=t 5\n",
+                        "m,a=1,a=2,c=3 v=1u 6\n", "m v=1 5 \n", "m v=1 99999999999999999999\n",
+                        "m v=1 12x\n", "m v=1,\n", "m,t= v=1\n", "\tm v=-3.5e3,x=F  -7\n",
+                        "m  v=1\n", "s v=\"a\nb\" 7\n", "bad\n", "\n", "# c\n", "y v=1\r\n",
+                        "z v=t", "e\\ x,k\\,=v\\ w v=1 3\n", "m,host=h,zz=9 v=1 4\n", "m v=1e400\n",
+                    ]),
+                    0..30,
+                ),
+                k in 1usize..5,
+                chunk in 1usize..4,
+                precision in prop::sample::select(vec![1i64, 1_000]),
+                overrides in prop::collection::vec((token(), token()), 0..2),
+                added in prop::collection::vec((token(), token()), 0..3),
+            ) {
+                let mut input = Vec::new();
+                for m in &metrics {
+                    write_metric(&mut input, m, &InfluxOptions { uint_support: true, ..Default::default() });
+                }
+                input.extend_from_slice(parts.concat().as_bytes());
+                let overrides: Vec<(&str, &str)> =
+                    overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let added: Vec<(Str, Str)> =
+                    added.iter().map(|(k, v)| (Str::from(k.as_str()), Str::from(v.as_str()))).collect();
+                let mut want = Vec::new();
+                let want_errors = parse(&input, precision, 42, &mut want);
+                for m in &mut want {
+                    for (k, v) in &overrides {
+                        m.add_tag(*k, *v);
+                    }
+                    for (k, v) in &added {
+                        m.add_tag_if_absent(k.as_str(), v.as_str());
+                    }
+                }
+                let (mut w, mut records, mut errors) = (Writer::default(), Vec::new(), Vec::new());
+                let mut lines = Lines::new(&input);
+                while !lines.is_done() {
+                    errors.extend(lines.write_next(
+                        k, 0, precision, 42, &overrides, &added, chunk, &mut w, &mut records,
+                    ));
+                }
+                records.extend(w.take_record());
+                let mut got = Vec::new();
+                for r in &records {
+                    prop_assert!(r.count as usize <= chunk);
+                    let before = got.len();
+                    crate::codec::record::decode(&r.data, &mut got).unwrap();
+                    prop_assert_eq!(got.len() - before, r.count as usize);
+                }
+                prop_assert_eq!(got.len(), want.len());
+                for (a, b) in got.iter().zip(&want) {
+                    prop_assert!(same(a, b) && a.kind == b.kind, "{a:?} != {b:?}");
+                }
+                prop_assert_eq!(
+                    errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
+                    want_errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
                 );
             }
 

@@ -28,6 +28,8 @@
 //! written before bit 7 existed interleave keys and values, and still read. Field types: 0
 //! float (8 bytes LE), 1 int (zigzag varint), 2 uint (varint), 3 false, 4 true, 5 string.
 
+use std::sync::Arc;
+
 use super::slots::Slots;
 use super::wire::{extend_short, put_varint};
 use crate::model::{FieldValue, Metric, Str, ValueType, str_eq, str_from, str_words};
@@ -99,25 +101,7 @@ fn encode_with(metrics: &[Metric], out: &mut Vec<u8>, sets: &mut TagSets) {
             if !same_keys {
                 put_str(out, k);
             }
-            match v {
-                FieldValue::Float(f) => {
-                    out.push(0);
-                    out.extend_from_slice(&f.to_le_bytes());
-                }
-                FieldValue::Int(i) => {
-                    out.push(1);
-                    put_varint(out, zigzag(*i));
-                }
-                FieldValue::UInt(u) => {
-                    out.push(2);
-                    put_varint(out, *u);
-                }
-                FieldValue::Bool(b) => out.push(3 + *b as u8),
-                FieldValue::String(s) => {
-                    out.push(5);
-                    put_str(out, s);
-                }
-            }
+            put_value(out, v);
         }
         prev = Some(m);
     }
@@ -190,6 +174,308 @@ fn same_tags(a: &[(Str, Str)], b: &[(Str, Str)]) -> bool {
         && a.iter()
             .zip(b)
             .all(|((ak, av), (bk, bv))| str_eq(ak, bk) && str_eq(av, bv))
+}
+
+/// One encoded batch and the number of metrics in it. Cheap to clone: outputs that take a
+/// batch unchanged share one record.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub data: Arc<[u8]>,
+    pub count: u32,
+}
+
+impl Record {
+    /// Encodes `metrics` into plain records of at most `chunk` metrics each. A buffer
+    /// compresses the ones it keeps for longer (the agent's output buffer): one that is written soon
+    /// after it arrives is not worth compressing and decompressing again.
+    pub fn encode_chunks(metrics: &[Metric], chunk: usize) -> Vec<Record> {
+        let chunk = chunk.max(1);
+        // Most metrics take 30-60 bytes: start near the size instead of doubling from empty
+        // a dozen times (each a copy of all written so far).
+        let mut scratch = Vec::with_capacity(metrics.len().min(chunk) * 48);
+        metrics
+            .chunks(chunk)
+            .map(|c| {
+                scratch.clear();
+                encode(c, &mut scratch);
+                Record {
+                    data: Arc::from(&scratch[..]),
+                    count: c.len() as u32,
+                }
+            })
+            .collect()
+    }
+
+    /// The record compressed, where that pays (see [`compress`]); else itself.
+    pub fn compressed(self, scratch: &mut Vec<u8>) -> Record {
+        scratch.clear();
+        if !compress(&self.data, scratch) {
+            return self;
+        }
+        Record {
+            data: Arc::from(&scratch[..]),
+            count: self.count,
+        }
+    }
+}
+
+/// Writes a record a metric at a time from borrowed parts, for a source that has the parts
+/// but no [`Metric`] (a listener parsing line protocol straight into records). What it
+/// writes reads back as [`encode`]'s records do, with the same sharing of names, tag sets and
+/// keys; the earlier tag sets it compares with are read from what it wrote.
+pub struct Writer {
+    /// [`HEAD`] bytes kept for the count, then the metrics written since the last
+    /// [`Writer::finish`].
+    body: Vec<u8>,
+    count: usize,
+    /// Of the previous metric: its name, its time, and its field keys as written.
+    prev_name: Vec<u8>,
+    prev_time: i64,
+    prev_keys: Vec<u8>,
+    /// Scratch: this metric's field keys, and its tag set's two lists, as written.
+    keys: Vec<u8>,
+    tag_keys: Vec<u8>,
+    tag_values: Vec<u8>,
+    /// Every tag set written in full, numbered in order: its hash and where its keys and
+    /// its values are in `body` (keys left out as the last written are found there too).
+    sets: Vec<(u64, [u32; 4])>,
+    slots: Slots,
+    /// The set whose keys were written last, and the set of the previous metric.
+    keys_owner: Option<usize>,
+    in_force: usize,
+}
+
+/// Room kept before a [`Writer`]'s metrics for the longest count.
+const HEAD: usize = 10;
+
+impl Default for Writer {
+    fn default() -> Self {
+        let mut w = Writer {
+            body: Vec::new(),
+            count: 0,
+            prev_name: Vec::new(),
+            prev_time: 0,
+            prev_keys: Vec::new(),
+            keys: Vec::new(),
+            tag_keys: Vec::new(),
+            tag_values: Vec::new(),
+            sets: Vec::new(),
+            slots: Slots::default(),
+            keys_owner: None,
+            in_force: usize::MAX,
+        };
+        w.reset();
+        w
+    }
+}
+
+impl Writer {
+    /// Metrics written since the last [`Writer::finish`].
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds a metric. `tags` must be sorted by key, without repeats (as a [`Metric`]'s are),
+    /// and `fields` non-empty.
+    pub fn push<K, V, F>(
+        &mut self,
+        name: &str,
+        tags: &[(K, V)],
+        fields: &[(F, FieldValue)],
+        time: i64,
+        kind: ValueType,
+    ) where
+        K: AsRef<str>,
+        V: AsRef<str>,
+        F: AsRef<str>,
+    {
+        let first = self.count == 0;
+        self.keys.clear();
+        for (k, _) in fields {
+            put_str(&mut self.keys, k.as_ref());
+        }
+        self.tag_keys.clear();
+        self.tag_values.clear();
+        for (k, v) in tags {
+            put_str(&mut self.tag_keys, k.as_ref());
+            put_str(&mut self.tag_values, v.as_ref());
+        }
+        let same_name = !first && bytes_eq(&self.prev_name, name.as_bytes());
+        let same_keys = !first && bytes_eq(&self.prev_keys, &self.keys);
+        // The tag set: one written before, found by its hash, or a new one.
+        let hash = hash_bytes(&self.tag_keys) ^ hash_bytes(&self.tag_values).rotate_left(31);
+        let (body, sets) = (&self.body, &self.sets);
+        let (tag_keys, tag_values) = (&self.tag_keys[..], &self.tag_values[..]);
+        let at = |r: [u32; 4], i: usize| &body[r[i] as usize..r[i + 1] as usize];
+        let found = self.slots.find(hash, |i| {
+            let (h, r) = sets[i];
+            h == hash && bytes_eq(at(r, 0), tag_keys) && bytes_eq(at(r, 2), tag_values)
+        });
+        let keys_again = found.is_err()
+            && self
+                .keys_owner
+                .is_some_and(|o| bytes_eq(at(sets[o].1, 0), tag_keys));
+
+        let out = &mut self.body;
+        let flags_at = out.len();
+        out.push(
+            (same_name as u8 * SAME_NAME)
+                | (same_keys as u8 * SAME_FIELD_KEYS)
+                | (kind_code(kind) << KIND_SHIFT),
+        );
+        if !same_name {
+            put_str(out, name);
+            self.prev_name.clear();
+            self.prev_name.extend_from_slice(name.as_bytes());
+        }
+        let prev_time = if first { 0 } else { self.prev_time };
+        put_varint(out, zigzag(time.wrapping_sub(prev_time)));
+        self.prev_time = time;
+        match found {
+            Ok(number) if !first && number == self.in_force => out[flags_at] |= SAME_TAGS,
+            Ok(number) => {
+                out[flags_at] |= TAGS_REF;
+                put_varint(out, number as u64);
+                self.in_force = number;
+            }
+            Err(slot) => {
+                out[flags_at] |= TAGS_SPLIT;
+                let keys = match self.keys_owner {
+                    Some(o) if keys_again => {
+                        out.push(1);
+                        [self.sets[o].1[0], self.sets[o].1[1]]
+                    }
+                    _ => {
+                        put_varint(out, (self.tag_keys.len() as u64) << 1);
+                        let start = out.len() as u32;
+                        extend_short(out, &self.tag_keys);
+                        self.keys_owner = Some(self.sets.len());
+                        [start, out.len() as u32]
+                    }
+                };
+                put_varint(out, self.tag_values.len() as u64);
+                let start = out.len() as u32;
+                extend_short(out, &self.tag_values);
+                self.sets
+                    .push((hash, [keys[0], keys[1], start, out.len() as u32]));
+                let sets = &self.sets;
+                self.slots.insert(slot, sets.len() - 1, |i| sets[i].0);
+                self.in_force = sets.len() - 1;
+            }
+        }
+        put_varint(out, fields.len() as u64);
+        for (k, v) in fields {
+            if !same_keys {
+                put_str(out, k.as_ref());
+            }
+            put_value(out, v);
+        }
+        std::mem::swap(&mut self.prev_keys, &mut self.keys);
+        self.count += 1;
+    }
+
+    /// The record of the metrics written since the last [`Writer::finish`] (none if there
+    /// were none), and starts the next record.
+    pub fn take_record(&mut self) -> Option<Record> {
+        if self.count == 0 {
+            return None;
+        }
+        let mut head = Vec::with_capacity(HEAD);
+        put_varint(&mut head, self.count as u64);
+        let from = HEAD - head.len();
+        self.body[from..HEAD].copy_from_slice(&head);
+        let record = Record {
+            data: Arc::from(&self.body[from..]),
+            count: self.count as u32,
+        };
+        self.reset();
+        Some(record)
+    }
+
+    /// Appends the record of the metrics written since the last call to `out` (nothing if
+    /// there were none), and starts the next record.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.count > 0 {
+            put_varint(out, self.count as u64);
+            out.extend_from_slice(&self.body[HEAD..]);
+        }
+        self.reset();
+    }
+
+    fn reset(&mut self) {
+        self.body.clear();
+        self.body.resize(HEAD, 0);
+        self.count = 0;
+        self.sets.clear();
+        self.slots.reset();
+        self.keys_owner = None;
+        self.in_force = usize::MAX;
+    }
+}
+
+/// `a == b`, without a call for the short strings of names, keys and tag sets.
+#[inline(always)]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    use super::wire::load_le;
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=8 => load_le(a) == load_le(b),
+        9..=16 => {
+            load_le(&a[..8]) == load_le(&b[..8]) && load_le(&a[n - 8..]) == load_le(&b[n - 8..])
+        }
+        17..=32 => {
+            let w = |s: &[u8], at: usize| load_le(&s[at..at + 8]);
+            w(a, 0) == w(b, 0)
+                && w(a, 8) == w(b, 8)
+                && w(a, n - 16) == w(b, n - 16)
+                && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
+    }
+}
+
+/// A hash of bytes, a word at a time (tag sets of the [`Writer`]).
+#[inline]
+fn hash_bytes(b: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = b.len() as u64;
+    let (words, rest) = b.as_chunks::<8>();
+    for w in words {
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
+    }
+    h = (h.rotate_left(5) ^ super::wire::load_le(rest)).wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+/// A field's type byte and value.
+#[inline]
+fn put_value(out: &mut Vec<u8>, v: &FieldValue) {
+    match v {
+        FieldValue::Float(f) => {
+            out.push(0);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        FieldValue::Int(i) => {
+            out.push(1);
+            put_varint(out, zigzag(*i));
+        }
+        FieldValue::UInt(u) => {
+            out.push(2);
+            put_varint(out, *u);
+        }
+        FieldValue::Bool(b) => out.push(3 + *b as u8),
+        FieldValue::String(s) => {
+            out.push(5);
+            put_str(out, s);
+        }
+    }
 }
 
 /// The first bytes of a compressed record.
@@ -1212,6 +1498,39 @@ mod tests {
                 prop_assert_eq!(out.len(), before);
                 prop_assert!(out.len() + spare.len() >= total);
             }
+        }
+
+        /// The writer's records read back as the metrics given, and are no larger than
+        /// `encode`'s (which may write a set again whose equal strings differ in layout).
+        #[test]
+        fn the_writer_writes_what_encode_does(batch in arb_batch(), split in any::<usize>()) {
+            let mut w = Writer::default();
+            let mut records = Vec::new();
+            let cut = if batch.is_empty() { 0 } else { split % batch.len() };
+            for (i, m) in batch.iter().enumerate() {
+                if i == cut && i > 0 {
+                    records.extend(w.take_record());
+                }
+                w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
+            }
+            prop_assert_eq!(w.len(), batch.len() - cut);
+            records.extend(w.take_record());
+            prop_assert!(w.is_empty() && w.take_record().is_none());
+            let mut out = Vec::new();
+            for r in &records {
+                prop_assert_eq!(count(&r.data).unwrap(), r.count as usize);
+                decode(&r.data, &mut out).unwrap();
+            }
+            prop_assert!(same(&out, &batch));
+            let mut plain = Vec::new();
+            encode(&batch, &mut plain);
+            let mut whole = Vec::new();
+            let mut w = Writer::default();
+            for m in &batch {
+                w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
+            }
+            w.finish(&mut whole);
+            prop_assert!(whole.len() <= plain.len(), "{} > {}", whole.len(), plain.len());
         }
 
         #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 
-use crate::codec::influx;
+use crate::codec::{influx, record};
 use crate::common::server::{self, BodyError, Resp};
 use crate::config_types::Size;
 use crate::model::now_ns;
@@ -38,6 +38,12 @@ pub(crate) fn default_body() -> Size {
     Size(32 << 20)
 }
 
+/// A chunk of a write, as the sink takes it.
+enum Payload {
+    Metrics(Vec<crate::model::Metric>),
+    Records(Vec<record::Record>),
+}
+
 /// The limits and counters of a line-protocol write endpoint.
 pub(crate) struct WriteCore {
     pub sink: MetricSink,
@@ -51,6 +57,24 @@ pub(crate) struct WriteCore {
     pub writes: Stat,
     pub parse_errors: Stat,
     pub rejected_requests: Stat,
+    /// Record writers of finished writes, kept with their room (the direct route).
+    writers: std::sync::Mutex<Vec<record::Writer>>,
+}
+
+/// A record writer lent by [`WriteCore`] for one write, given back when dropped.
+struct LentWriter<'a> {
+    pool: &'a std::sync::Mutex<Vec<record::Writer>>,
+    writer: record::Writer,
+}
+
+impl Drop for LentWriter<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        // About one per connection writing at once; a writer keeps a record's room.
+        if pool.len() < 8 {
+            pool.push(std::mem::take(&mut self.writer));
+        }
+    }
 }
 
 /// What a write put in the pipeline's queue: its metrics, in how many batches.
@@ -97,6 +121,7 @@ impl WriteCore {
             parse_errors: stats.stat("parse_errors"),
             rejected_requests: stats.stat("requests_rejected"),
             _stats: stats,
+            writers: Default::default(),
         }
     }
 
@@ -162,36 +187,76 @@ impl WriteCore {
         let mut errors = Vec::new();
         let mut lines = influx::Lines::new(&body);
         let mut waiting: Option<(tokio::time::Instant, Duration)> = None;
+        // With the direct route the lines are written straight into buffer records.
+        // (A writer kept from an earlier write: grown to the size of a record already.)
+        let mut writer = self.sink.direct().map(|_| LentWriter {
+            writer: self
+                .writers
+                .lock()
+                .map(|mut p| p.pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            pool: &self.writers,
+        });
         while !lines.is_done() {
             let (chunk_start, errors_before) = (lines.clone(), errors.len());
-            // Room for a line per 16 bytes: most lines are longer (the list grows if not).
-            let room = WRITE_CHUNK_LINES.min((body.len() - lines.pos()) / 16 + 1);
-            let mut metrics = Vec::with_capacity(room);
-            errors.extend(lines.parse_next(
-                WRITE_CHUNK_LINES,
-                self.max_line,
-                precision,
-                now,
-                &mut metrics,
-            ));
-            if !tags.is_empty() {
-                for m in &mut metrics {
-                    for (k, v) in tags {
-                        m.add_tag(*k, *v);
-                    }
+            let batch = match (self.sink.direct(), &mut writer) {
+                (Some(direct), Some(LentWriter { writer: w, .. })) => {
+                    let mut records = Vec::new();
+                    errors.extend(lines.write_next(
+                        WRITE_CHUNK_LINES,
+                        self.max_line,
+                        precision,
+                        now,
+                        tags,
+                        &direct.tags,
+                        direct.chunk,
+                        w,
+                        &mut records,
+                    ));
+                    records.extend(w.take_record());
+                    Payload::Records(records)
                 }
-            }
-            if metrics.is_empty() {
+                _ => {
+                    // Room for a line per 16 bytes: most lines are longer (the list grows
+                    // if not).
+                    let room = WRITE_CHUNK_LINES.min((body.len() - lines.pos()) / 16 + 1);
+                    let mut metrics = Vec::with_capacity(room);
+                    errors.extend(lines.parse_next(
+                        WRITE_CHUNK_LINES,
+                        self.max_line,
+                        precision,
+                        now,
+                        &mut metrics,
+                    ));
+                    for m in &mut metrics {
+                        for (k, v) in tags {
+                            m.add_tag(*k, *v);
+                        }
+                    }
+                    Payload::Metrics(metrics)
+                }
+            };
+            let n = match &batch {
+                Payload::Metrics(m) => m.len(),
+                Payload::Records(r) => r.iter().map(|r| r.count as usize).sum(),
+            };
+            if n == 0 {
                 continue;
             }
-            let n = metrics.len();
             // Each line makes at most one metric.
             let ahead = if queued.batches == 0 {
                 lines_in(&body[lines.pos()..])
             } else {
                 0
             };
-            let sent = self.sink.send_ahead(metrics, ahead);
+            let sent = async {
+                match batch {
+                    Payload::Metrics(m) => self.sink.send_ahead(m, ahead).await,
+                    Payload::Records(r) => self.sink.send_records(r, ahead).await,
+                }
+            };
             match tokio::time::timeout(self.write_timeout, sent).await {
                 Ok(Ok(taken)) => {
                     if taken {
@@ -335,8 +400,15 @@ pub(crate) mod tests {
         pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     }
 
+    /// A listener on the direct route (as the agent runs one without processors), its
+    /// records decoded for `rx`.
     pub(crate) async fn start(spec: &InputSpec, toml_text: &str, capacity: usize) -> Running {
         let (sink, rx) = crate::plugin::test_sink(capacity);
+        let sink = sink.with_direct(crate::plugin::Direct {
+            tags: Vec::new(),
+            chunk: 1000,
+            counted: std::sync::Arc::new(|_| {}),
+        });
         start_with(spec, toml_text, sink, rx).await
     }
 

@@ -10,7 +10,6 @@ mod disk;
 mod memory;
 
 use std::io;
-use std::sync::Arc;
 
 use sonde_plugins::Metric;
 use sonde_plugins::codec::record;
@@ -20,48 +19,7 @@ use disk::DiskStore;
 pub use disk::{DiskConfig, Recovery, SyncPolicy};
 use memory::MemoryStore;
 
-/// One encoded batch and the number of metrics in it. Cheap to clone: outputs that take a
-/// batch unchanged share one record.
-#[derive(Clone, Debug)]
-pub struct Record {
-    pub data: Arc<[u8]>,
-    pub count: u32,
-}
-
-impl Record {
-    /// Encodes `metrics` into plain records of at most `chunk` metrics each. A buffer
-    /// compresses the ones it keeps for longer ([`Buffer::push`]): one that is written soon
-    /// after it arrives is not worth compressing and decompressing again.
-    pub fn encode_chunks(metrics: &[Metric], chunk: usize) -> Vec<Record> {
-        let chunk = chunk.max(1);
-        // Most metrics take 30-60 bytes: start near the size instead of doubling from empty
-        // a dozen times (each a copy of all written so far).
-        let mut scratch = Vec::with_capacity(metrics.len().min(chunk) * 48);
-        metrics
-            .chunks(chunk)
-            .map(|c| {
-                scratch.clear();
-                record::encode(c, &mut scratch);
-                Record {
-                    data: Arc::from(&scratch[..]),
-                    count: c.len() as u32,
-                }
-            })
-            .collect()
-    }
-
-    /// The record compressed, where that pays (see [`record::compress`]); else itself.
-    pub fn compressed(self, scratch: &mut Vec<u8>) -> Record {
-        scratch.clear();
-        if !record::compress(&self.data, scratch) {
-            return self;
-        }
-        Record {
-            data: Arc::from(&scratch[..]),
-            count: self.count,
-        }
-    }
-}
+pub use sonde_plugins::codec::record::Record;
 
 /// A memory buffer keeps records plain while it holds fewer bytes than this (or than a
 /// quarter of its byte limit), and compresses the ones appended behind them: records that
