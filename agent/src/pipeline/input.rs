@@ -329,9 +329,9 @@ fn next_tick(
 }
 
 /// Runs an input until `shutdown` turns true. Polled inputs gather on their schedule (the first
-/// gather at once, as the fastest path to data); service inputs run continuously.
-/// Runs an input until `shutdown`. With `direct` (see `pipeline::direct_chunk`), a listener
-/// whose modifiers only add tags is offered the direct route, in records of that many metrics.
+/// gather at once, as the fastest path to data); service inputs run continuously. With
+/// `direct` (see `pipeline::direct_chunk`), a listener whose modifiers only add tags is offered
+/// the direct route, in records of that many metrics.
 pub async fn run(
     input: PreparedInput,
     tx: PipelineSender,

@@ -185,9 +185,9 @@ pub struct Record {
 }
 
 impl Record {
-    /// Encodes `metrics` into plain records of at most `chunk` metrics each. A buffer
-    /// compresses the ones it keeps for longer (the agent's output buffer): one that is written soon
-    /// after it arrives is not worth compressing and decompressing again.
+    /// Encodes `metrics` into plain records of at most `chunk` metrics each. An output
+    /// buffer compresses the ones it keeps for longer: one that is written soon after it
+    /// arrives is not worth compressing and decompressing again.
     pub fn encode_chunks(metrics: &[Metric], chunk: usize) -> Vec<Record> {
         let chunk = chunk.max(1);
         // Most metrics take 30-60 bytes: start near the size instead of doubling from empty
@@ -1329,6 +1329,8 @@ mod tests {
             Just(Str::from("host")),
             Just(Str::from("a-rather-long-name-that-lives-on-the-heap")),
             "[a-z ,=\"\\\\\n]{0,12}".prop_map(Str::from),
+            // Lengths about 128, where a string's length takes a second byte.
+            "[a-z]{126,130}".prop_map(Str::from),
             any::<String>().prop_map(Str::from),
         ]
     }
