@@ -23,8 +23,11 @@ pub use sonde_plugins::codec::record::Record;
 
 /// A memory buffer keeps records plain while it holds fewer bytes than this (or than a
 /// quarter of its byte limit), and compresses the ones appended behind them: records that
-/// leave with the next write or two are not worth compressing, a backlog is.
-const PLAIN_BYTES: u64 = 1 << 20;
+/// leave with the next few writes are not worth compressing, a backlog is. Compressing and
+/// decompressing a record cost about a tenth of the listener → remote-write path's CPU per
+/// metric and save about half its bytes: 4 MiB held plain take 2 MiB more than compressed
+/// (and 2% fewer instructions per metric on that path than 1 MiB in a 600,000-line burst).
+const PLAIN_BYTES: u64 = 4 << 20;
 
 /// Which bound a drop or a refusal hit, for the warning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -231,7 +231,7 @@ fn is_compressed(rec: &Record) -> bool {
 
 #[test]
 fn only_a_backlog_is_compressed() {
-    let batch = http_checks(150_000);
+    let batch = http_checks(600_000);
     let plain = Record::encode_chunks(&batch, 1000);
     assert!(plain.iter().all(|r| !is_compressed(r)));
     let plain_bytes: u64 = plain.iter().map(|r| r.data.len() as u64).sum();
