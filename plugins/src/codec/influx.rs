@@ -421,15 +421,9 @@ impl<'a> Lines<'a> {
             ..Default::default()
         };
         for _ in 0..max_lines {
-            let pos = self.pos;
-            if pos >= input.len() {
+            let Some((pos, end, stop, newlines)) = self.peek_line() else {
                 break;
-            }
-            let (end, newlines) = line_end(input, pos);
-            let mut stop = end;
-            if stop > pos && input[stop - 1] == b'\r' {
-                stop -= 1;
-            }
+            };
             // Lines start after a `\n` and end before `\n` or `\r`, so they are char
             // boundaries.
             let line = match self.text {
@@ -459,6 +453,22 @@ impl<'a> Lines<'a> {
 }
 
 impl<'a> Lines<'a> {
+    /// The next line: where it starts, where its `\n` is (or the input ends), where its text
+    /// ends (before a `\r`), and how many newlines it spans; `None` at the end.
+    #[inline]
+    fn peek_line(&self) -> Option<(usize, usize, usize, usize)> {
+        let (input, pos) = (self.input, self.pos);
+        if pos >= input.len() {
+            return None;
+        }
+        let (end, newlines) = line_end(input, pos);
+        let mut stop = end;
+        if stop > pos && input[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        Some((pos, end, stop, newlines))
+    }
+
     /// As [`Lines::parse_next`], but into buffer records of at most `chunk` metrics each,
     /// appended to `records` (the last one may be left open in `w`: [`Writer::finish`] or
     /// another call closes it). Each metric gets `overrides` (replacing a tag of the same
@@ -485,15 +495,9 @@ impl<'a> Lines<'a> {
         let mut tags: Vec<(&str, &str)> = Vec::new();
         let mut fields: Vec<(&str, FieldValue)> = Vec::new();
         for _ in 0..max_lines {
-            let pos = self.pos;
-            if pos >= input.len() {
+            let Some((pos, end, stop, newlines)) = self.peek_line() else {
                 break;
-            }
-            let (end, newlines) = line_end(input, pos);
-            let mut stop = end;
-            if stop > pos && input[stop - 1] == b'\r' {
-                stop -= 1;
-            }
+            };
             let plain = match self.text {
                 Some(t) if memchr::memchr2(b'\\', b'"', &input[pos..stop]).is_none() => {
                     Some(&t[pos..stop])

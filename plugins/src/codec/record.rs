@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 use super::slots::Slots;
-use super::wire::{extend_short, put_varint};
+use super::wire::{extend_short, hash_bytes, put_varint};
 use crate::model::{FieldValue, Metric, Str, ValueType, str_eq, str_from, str_words};
 
 const SAME_NAME: u8 = 1;
@@ -439,19 +439,6 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
         }
         _ => a == b,
     }
-}
-
-/// A hash of bytes, a word at a time (tag sets of the [`Writer`]).
-#[inline]
-fn hash_bytes(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = b.len() as u64;
-    let (words, rest) = b.as_chunks::<8>();
-    for w in words {
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
-    }
-    h = (h.rotate_left(5) ^ super::wire::load_le(rest)).wrapping_mul(K);
-    h ^ (h >> 29)
 }
 
 /// A field's type byte and value.

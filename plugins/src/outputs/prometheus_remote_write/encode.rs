@@ -23,7 +23,7 @@
 use crate::codec::prometheus_series::{is_label_name, place_into, sanitize_into};
 use crate::codec::record::{self, FieldRef, MetricsOf, RecordError};
 use crate::codec::slots::Slots;
-use crate::codec::wire::{copy_short, extend_short, load_le, put_varint};
+use crate::codec::wire::{copy_short, extend_short, hash_bytes, put_varint};
 use crate::model::{Metric, ValueType};
 
 /// Protobuf keys: (field number << 3) | wire type.
@@ -887,21 +887,6 @@ fn name_then(cur: &mut Vec<u8>, name: &[u8], rest: &[u8]) {
 fn hash_u64(k: u64) -> u64 {
     let h = (k ^ (k >> 29)).wrapping_mul(0x517c_c1b7_2722_0a95);
     h ^ (h >> 32)
-}
-
-/// A fast hash of the encoded labels (FxHash-style, 8 bytes at a time).
-#[inline]
-fn hash_bytes(b: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = b.len() as u64;
-    let (chunks, rest) = b.as_chunks::<8>();
-    for c in chunks {
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(*c)).wrapping_mul(K);
-    }
-    // The tail in registers (`memcpy` into a zeroed word stalled on store forwarding).
-    h = (h.rotate_left(5) ^ load_le(rest)).wrapping_mul(K);
-    // The table uses the low bits: fold the well-mixed high bits down.
-    h ^ (h >> 29)
 }
 
 #[cfg(test)]
