@@ -435,17 +435,7 @@ impl<'a> Lines<'a> {
             } else {
                 parse_line(line, precision, now, &mut scratch, out)
             };
-            if let Err(message) = parsed {
-                scratch.tags.clear();
-                scratch.fields.clear();
-                errors.push(ParseError {
-                    line: self.line,
-                    message,
-                });
-            }
-            scratch.field_fps.clear();
-            self.line += newlines;
-            self.pos = end + 1;
+            self.finish_line(parsed, end, newlines, &mut scratch, &mut errors);
         }
         spare::give_back(std::mem::take(&mut scratch.spare));
         errors
@@ -467,6 +457,29 @@ impl<'a> Lines<'a> {
             stop -= 1;
         }
         Some((pos, end, stop, newlines))
+    }
+
+    /// Moves past the line that ends at `end`, keeping its error, if any.
+    #[inline]
+    fn finish_line(
+        &mut self,
+        result: Result<(), String>,
+        end: usize,
+        newlines: usize,
+        scratch: &mut Scratch,
+        errors: &mut Vec<ParseError>,
+    ) {
+        if let Err(message) = result {
+            scratch.tags.clear();
+            scratch.fields.clear();
+            errors.push(ParseError {
+                line: self.line,
+                message,
+            });
+        }
+        scratch.field_fps.clear();
+        self.line += newlines;
+        self.pos = end + 1;
     }
 
     /// As [`Lines::parse_next`], but into buffer records of at most `chunk` metrics each,
@@ -539,20 +552,10 @@ impl<'a> Lines<'a> {
                     }
                 }
             };
-            if let Err(message) = result {
-                scratch.tags.clear();
-                scratch.fields.clear();
-                errors.push(ParseError {
-                    line: self.line,
-                    message,
-                });
-            }
-            scratch.field_fps.clear();
+            self.finish_line(result, end, newlines, &mut scratch, &mut errors);
             if w.len() >= chunk.max(1) {
                 records.extend(w.take_record());
             }
-            self.line += newlines;
-            self.pos = end + 1;
         }
         errors
     }
