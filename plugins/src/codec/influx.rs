@@ -483,8 +483,8 @@ impl<'a> Lines<'a> {
     }
 
     /// As [`Lines::parse_next`], but into buffer records of at most `chunk` metrics each,
-    /// appended to `records` (the last one may be left open in `w`: [`Writer::finish`] or
-    /// another call closes it). Each metric gets `overrides` (replacing a tag of the same
+    /// appended to `records` (the last one may be left open in `w`: [`Writer::take_record`]
+    /// or another call closes it). Each metric gets `overrides` (replacing a tag of the same
     /// key) and then `added` (only where it has no tag of that key). A line without escapes
     /// and string fields, the usual kind, is written from its text without building a
     /// metric; the others are parsed as `parse_next` does.

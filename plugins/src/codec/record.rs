@@ -225,7 +225,7 @@ impl Record {
 /// keys; the earlier tag sets it compares with are read from what it wrote.
 pub struct Writer {
     /// [`HEAD`] bytes kept for the count, then the metrics written since the last
-    /// [`Writer::finish`].
+    /// [`Writer::take_record`].
     body: Vec<u8>,
     count: usize,
     /// Of the previous metric: its name, its time, and its field keys as written.
@@ -270,7 +270,7 @@ impl Default for Writer {
 }
 
 impl Writer {
-    /// Metrics written since the last [`Writer::finish`].
+    /// Metrics written since the last [`Writer::take_record`].
     pub fn len(&self) -> usize {
         self.count
     }
@@ -378,8 +378,8 @@ impl Writer {
         self.count += 1;
     }
 
-    /// The record of the metrics written since the last [`Writer::finish`] (none if there
-    /// were none), and starts the next record.
+    /// The record of the metrics written since the last call (none if there were none),
+    /// and starts the next record.
     pub fn take_record(&mut self) -> Option<Record> {
         if self.count == 0 {
             return None;
@@ -394,16 +394,6 @@ impl Writer {
         };
         self.reset();
         Some(record)
-    }
-
-    /// Appends the record of the metrics written since the last call to `out` (nothing if
-    /// there were none), and starts the next record.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.count > 0 {
-            put_varint(out, self.count as u64);
-            out.extend_from_slice(&self.body[HEAD..]);
-        }
-        self.reset();
     }
 
     fn reset(&mut self) {
@@ -1513,13 +1503,12 @@ mod tests {
             prop_assert!(same(&out, &batch));
             let mut plain = Vec::new();
             encode(&batch, &mut plain);
-            let mut whole = Vec::new();
             let mut w = Writer::default();
             for m in &batch {
                 w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
             }
-            w.finish(&mut whole);
-            prop_assert!(whole.len() <= plain.len(), "{} > {}", whole.len(), plain.len());
+            let whole = w.take_record().map_or(0, |r| r.data.len());
+            prop_assert!(whole <= plain.len(), "{} > {}", whole, plain.len());
         }
 
         #[test]
