@@ -507,6 +507,20 @@ impl<'a> Lines<'a> {
         let mut parsed: Vec<Metric> = Vec::new();
         let mut tags: Vec<(&str, &str)> = Vec::new();
         let mut fields: Vec<(&str, FieldValue)> = Vec::new();
+        // The tags put in decide a series' tags as much as its line does.
+        let mut context = Vec::new();
+        for (k, v) in overrides
+            .iter()
+            .copied()
+            .chain([("", "")])
+            .chain(added.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
+        {
+            for s in [k, v] {
+                crate::codec::wire::put_varint(&mut context, s.len() as u64);
+                context.extend_from_slice(s.as_bytes());
+            }
+        }
+        w.known_under(&context);
         for _ in 0..max_lines {
             let Some((pos, end, stop, newlines)) = self.peek_line() else {
                 break;
@@ -519,38 +533,36 @@ impl<'a> Lines<'a> {
             };
             let result = if max_line != 0 && end - pos > max_line {
                 Err(format!("line longer than max_line_size ({max_line} bytes)"))
+            } else if plain.is_some_and(|l| {
+                write_plain(
+                    l,
+                    precision,
+                    now,
+                    overrides,
+                    added,
+                    &mut tags,
+                    &mut fields,
+                    w,
+                )
+            }) {
+                Ok(())
             } else {
-                match plain.map(|l| plain_line(l, precision, now, &mut tags, &mut fields)) {
-                    Some(Plain::Blank) => Ok(()),
-                    Some(Plain::Metric(name, time)) => {
-                        for (k, v) in overrides {
-                            put_tag(&mut tags, k, v, true);
-                        }
-                        for (k, v) in added {
-                            put_tag(&mut tags, k.as_ref(), v.as_ref(), false);
-                        }
-                        w.push(name, &tags, &fields, time, ValueType::Untyped);
-                        Ok(())
+                // Anything else (escapes, strings, a bad line) as `parse_next` has it.
+                let line = match self.text {
+                    Some(t) => Line::Text(&t[pos..stop]),
+                    None => Line::Bytes(&input[pos..stop]),
+                };
+                let r = parse_line(line, precision, now, &mut scratch, &mut parsed);
+                for mut m in parsed.drain(..) {
+                    for (k, v) in overrides {
+                        m.add_tag(*k, *v);
                     }
-                    // Anything else (escapes, strings, a bad line) as `parse_next` has it.
-                    Some(Plain::Other) | None => {
-                        let line = match self.text {
-                            Some(t) => Line::Text(&t[pos..stop]),
-                            None => Line::Bytes(&input[pos..stop]),
-                        };
-                        let r = parse_line(line, precision, now, &mut scratch, &mut parsed);
-                        for mut m in parsed.drain(..) {
-                            for (k, v) in overrides {
-                                m.add_tag(*k, *v);
-                            }
-                            for (k, v) in added {
-                                m.add_tag_if_absent(k.as_ref(), v.as_ref());
-                            }
-                            w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
-                        }
-                        r
+                    for (k, v) in added {
+                        m.add_tag_if_absent(k.as_ref(), v.as_ref());
                     }
+                    w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
                 }
+                r
             };
             self.finish_line(result, end, newlines, &mut scratch, &mut errors);
             if w.len() >= chunk.max(1) {
@@ -561,38 +573,80 @@ impl<'a> Lines<'a> {
     }
 }
 
-/// What [`plain_line`] made of a line.
-enum Plain<'a> {
-    /// Blank, or a comment.
-    Blank,
-    /// A metric: its name and time; its tags and fields are in the lists given.
-    Metric(&'a str, i64),
-    /// Not a line it reads: one for [`parse_line`].
-    Other,
+/// Writes a line that has no backslash and no quote (blank lines and comments write nothing);
+/// false when it is not a line this reads (errors included), for [`parse_line`]. A line of a
+/// series the writer knows (the same measurement and tags, as written) is written from its
+/// fields alone.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn write_plain<'a, S: AsRef<str>>(
+    s: &'a str,
+    precision: i64,
+    now: i64,
+    overrides: &[(&'a str, &'a str)],
+    added: &'a [(S, S)],
+    tags: &mut Vec<(&'a str, &'a str)>,
+    fields: &mut Vec<(&'a str, FieldValue)>,
+    w: &mut Writer,
+) -> bool {
+    let b = s.as_bytes();
+    let Some(first) = b.iter().position(|&c| c != b' ' && c != b'\t') else {
+        return true;
+    };
+    if b[first] == b'#' {
+        return true;
+    }
+    let mut new = None;
+    if w.remembering() {
+        // Without escapes the measurement and tags end at the first space.
+        let series = &b[first..find_any(b, first, [b' '; 4])];
+        match w.find_known(series) {
+            Ok(known) => {
+                fields.clear();
+                let Some(time) = plain_fields(s, first + series.len(), precision, now, fields)
+                else {
+                    return false;
+                };
+                w.push_known(known, fields, time, ValueType::Untyped);
+                return true;
+            }
+            Err(n) => new = Some((series, n)),
+        }
+    }
+    let Some((name, time)) = plain_line(s, first, precision, now, tags, fields) else {
+        return false;
+    };
+    for (k, v) in overrides {
+        put_tag(tags, k, v, true);
+    }
+    for (k, v) in added {
+        put_tag(tags, k.as_ref(), v.as_ref(), false);
+    }
+    w.push(name, tags, fields, time, ValueType::Untyped);
+    if let Some((series, n)) = new {
+        w.remember(series, n);
+    }
+    true
 }
 
-/// Reads a line that has no backslash and no quote into borrowed parts, as [`parse_line`]
-/// would (`tags` sorted, without repeats); anything unusual, errors included, is left to it.
+/// Reads a line that has no backslash and no quote, from its first byte that is not blank
+/// (not a `#`), into its name and time and borrowed tags and fields, as [`parse_line`] would
+/// (`tags` sorted, without repeats); anything unusual, errors included, is left to it (`None`).
 #[inline]
 fn plain_line<'a>(
     s: &'a str,
+    first: usize,
     precision: i64,
     now: i64,
     tags: &mut Vec<(&'a str, &'a str)>,
     fields: &mut Vec<(&'a str, FieldValue)>,
-) -> Plain<'a> {
+) -> Option<(&'a str, i64)> {
     tags.clear();
     fields.clear();
     let b = s.as_bytes();
-    let Some(first) = b.iter().position(|&c| c != b' ' && c != b'\t') else {
-        return Plain::Blank;
-    };
-    if b[first] == b'#' {
-        return Plain::Blank;
-    }
     let (i, _) = scan(b, first, MEASUREMENT_STOPS);
     if i == first {
-        return Plain::Other;
+        return None;
     }
     let name = &s[first..i];
     let mut i = i;
@@ -601,12 +655,12 @@ fn plain_line<'a>(
         let ks = i + 1;
         let (ke, _) = scan(b, ks, KEY_STOPS);
         if ke == ks || ke >= b.len() || b[ke] != b'=' {
-            return Plain::Other;
+            return None;
         }
         let vs = ke + 1;
         let (ve, _) = scan(b, vs, TAG_VALUE_STOPS);
         if ve == vs {
-            return Plain::Other;
+            return None;
         }
         let key = &s[ks..ke];
         if sorted && let Some(&(prev, _)) = tags.last() {
@@ -620,23 +674,43 @@ fn plain_line<'a>(
         tags.push((key, &s[vs..ve]));
         i = ve;
     }
+    let time = plain_fields(s, i, precision, now, fields)?;
+    if !sorted {
+        // As `parse_line`: a stable sort, and of a repeated key the last value.
+        tags.sort_by(|a, b| a.0.cmp(b.0));
+        tags.reverse();
+        tags.dedup_by(|a, b| a.0 == b.0);
+        tags.reverse();
+    }
+    Some((name, time))
+}
+
+/// Reads the fields and the time of a plain line (see [`plain_line`]) from `i`, where its
+/// tags end, into `fields` (empty); `None` when they are not plain.
+#[inline]
+fn plain_fields<'a>(
+    s: &'a str,
+    mut i: usize,
+    precision: i64,
+    now: i64,
+    fields: &mut Vec<(&'a str, FieldValue)>,
+) -> Option<i64> {
+    let b = s.as_bytes();
     while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
     if i >= b.len() {
-        return Plain::Other;
+        return None;
     }
     loop {
         let ks = i;
         let (ke, _) = scan(b, ks, KEY_STOPS);
         if ke == ks || ke >= b.len() || b[ke] != b'=' {
-            return Plain::Other;
+            return None;
         }
         let vs = ke + 1;
         let ve = find_any(b, vs, FIELD_VALUE_STOPS);
-        let Some(value) = parse_value(&s[vs..ve]) else {
-            return Plain::Other;
-        };
+        let value = parse_value(&s[vs..ve])?;
         let key = &s[ks..ke];
         // Of a repeated key the last value wins, in the first one's place.
         match fields.iter_mut().find(|(k, _)| *k == key) {
@@ -647,29 +721,17 @@ fn plain_line<'a>(
         match b.get(i) {
             Some(b',') => i += 1,
             Some(b' ') | None => break,
-            Some(_) => return Plain::Other,
+            Some(_) => return None,
         }
     }
     while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
         i += 1;
     }
-    let time = if i >= b.len() {
-        now
-    } else {
-        match parse_int_strict(&s[i..]).and_then(|t| t.checked_mul(precision)) {
-            Some(t) => t,
-            // Trailing blanks, an overflow, a bad timestamp: the general parser says which.
-            None => return Plain::Other,
-        }
-    };
-    if !sorted {
-        // As `parse_line`: a stable sort, and of a repeated key the last value.
-        tags.sort_by(|a, b| a.0.cmp(b.0));
-        tags.reverse();
-        tags.dedup_by(|a, b| a.0 == b.0);
-        tags.reverse();
+    if i >= b.len() {
+        return Some(now);
     }
-    Plain::Metric(name, time)
+    // Trailing blanks, an overflow, a bad timestamp: the general parser says which.
+    parse_int_strict(&s[i..]).and_then(|t| t.checked_mul(precision))
 }
 
 /// Puts tag `k=v` into the sorted `tags`: replacing a tag of that key with `replace`, else
@@ -1786,7 +1848,7 @@ mod tests {
     /// Parsed metrics hold no spare capacity (they may wait in batches), whether the scratch
     /// lists were handed over (runs of one shape) or copied (shapes changing).
     #[test]
-    fn tag_and_field_lists_have_exact_capacity() {
+    fn parsed_lines_of_changing_shapes_keep_their_own_tags_and_fields() {
         let mut input = String::new();
         for i in 0..6 {
             input.push_str(&format!("a,x=1,y=2 f=1,g=2 {i}\n"));
@@ -1801,12 +1863,31 @@ mod tests {
         input.push_str("d f=1\nd f=1\nd,x=1 f=1,g=2\nbad line\ne,x=1,y=2,z=3 f=1\n");
         let (metrics, errors) = p(&input);
         assert_eq!((metrics.len(), errors.len()), (16, 1));
-        for m in &metrics {
-            assert_eq!(m.tags.capacity(), m.tags.len(), "{m:?}");
-            assert_eq!(m.fields.capacity(), m.fields.len(), "{m:?}");
-        }
+        let counts: Vec<_> = metrics
+            .iter()
+            .map(|m| (m.tags.len(), m.fields.len()))
+            .collect();
+        let mut want = vec![(2, 2); 6];
+        want.extend([(1, 1), (4, 3)].repeat(3));
+        want.extend([(0, 1), (0, 1), (1, 2), (3, 1)]);
+        assert_eq!(counts, want);
         assert_eq!(metrics[0].tags, metrics[5].tags);
-        assert_eq!(metrics[7].fields.len(), 3);
+    }
+
+    /// Lists a parse hands over hold no spare capacity when no kept metric is refilled. (With
+    /// the process's spare pool, which tests on other threads fill, a metric keeps the lists it
+    /// is refilled with: this is tested on `take_exact` itself, not through `parse`.)
+    #[test]
+    fn take_exact_hands_over_lists_of_exact_capacity() {
+        let mut scratch: Vec<u32> = Vec::new();
+        let mut prev_len = 0;
+        for len in [2, 2, 2, 1, 4, 1, 4, 0, 0, 1, 3, 3, 3] {
+            scratch.extend(0..len as u32);
+            let list = take_exact(&mut scratch, &mut prev_len);
+            assert_eq!(list, (0..len as u32).collect::<Vec<_>>());
+            assert_eq!(list.capacity(), len, "{len}");
+            assert!(scratch.is_empty());
+        }
     }
 
     #[test]
@@ -2217,39 +2298,45 @@ mod tests {
                     overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                 let added: Vec<(Str, Str)> =
                     added.iter().map(|(k, v)| (Str::from(k.as_str()), Str::from(v.as_str()))).collect();
-                let mut want = Vec::new();
-                let want_errors = parse(&input, precision, 42, &mut want);
-                for m in &mut want {
-                    for (k, v) in &overrides {
-                        m.add_tag(*k, *v);
+                // Twice through one writer, which keeps the series it has seen: the second
+                // time with a tag replaced, which those series must not keep.
+                let mut w = Writer::default();
+                let second: Vec<(&str, &str)> = overrides.iter().copied().chain([("t", "o")]).collect();
+                for overrides in [&overrides, &second] {
+                    let mut want = Vec::new();
+                    let want_errors = parse(&input, precision, 42, &mut want);
+                    for m in &mut want {
+                        for (k, v) in overrides {
+                            m.add_tag(*k, *v);
+                        }
+                        for (k, v) in &added {
+                            m.add_tag_if_absent(k.as_str(), v.as_str());
+                        }
                     }
-                    for (k, v) in &added {
-                        m.add_tag_if_absent(k.as_str(), v.as_str());
+                    let (mut records, mut errors) = (Vec::new(), Vec::new());
+                    let mut lines = Lines::new(&input);
+                    while !lines.is_done() {
+                        errors.extend(lines.write_next(
+                            k, 0, precision, 42, overrides, &added, chunk, &mut w, &mut records,
+                        ));
                     }
+                    records.extend(w.take_record());
+                    let mut got = Vec::new();
+                    for r in &records {
+                        prop_assert!(r.count as usize <= chunk);
+                        let before = got.len();
+                        crate::codec::record::decode(&r.data, &mut got).unwrap();
+                        prop_assert_eq!(got.len() - before, r.count as usize);
+                    }
+                    prop_assert_eq!(got.len(), want.len());
+                    for (a, b) in got.iter().zip(&want) {
+                        prop_assert!(same(a, b) && a.kind == b.kind, "{a:?} != {b:?}");
+                    }
+                    prop_assert_eq!(
+                        errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
+                        want_errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
+                    );
                 }
-                let (mut w, mut records, mut errors) = (Writer::default(), Vec::new(), Vec::new());
-                let mut lines = Lines::new(&input);
-                while !lines.is_done() {
-                    errors.extend(lines.write_next(
-                        k, 0, precision, 42, &overrides, &added, chunk, &mut w, &mut records,
-                    ));
-                }
-                records.extend(w.take_record());
-                let mut got = Vec::new();
-                for r in &records {
-                    prop_assert!(r.count as usize <= chunk);
-                    let before = got.len();
-                    crate::codec::record::decode(&r.data, &mut got).unwrap();
-                    prop_assert_eq!(got.len() - before, r.count as usize);
-                }
-                prop_assert_eq!(got.len(), want.len());
-                for (a, b) in got.iter().zip(&want) {
-                    prop_assert!(same(a, b) && a.kind == b.kind, "{a:?} != {b:?}");
-                }
-                prop_assert_eq!(
-                    errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>(),
-                    want_errors.iter().map(|e| (e.line, &e.message)).collect::<Vec<_>>()
-                );
             }
 
             /// Metrics kept from earlier batches (other names, tags, fields, kinds) that the

@@ -243,7 +243,54 @@ pub struct Writer {
     /// The set whose keys were written last, and the set of the previous metric.
     keys_owner: Option<usize>,
     in_force: usize,
+    /// The hash of the previous metric's tag set.
+    set_hash: u64,
+    /// Records started so far: which record a known series' set number belongs to.
+    records: u64,
+    known: Known,
 }
+
+/// Series (a name and a tag set) a caller wrote before, found again by a key of the caller's
+/// own: a listener keys them by a line's measurement and tags as written, so a line of a
+/// series it has seen is written without taking its tags apart, copying and hashing them
+/// again. Kept across records; forgotten when full, and when the caller's context changes.
+#[derive(Default)]
+struct Known {
+    /// Each entry's key, name, tag keys and tag values (as a record has them), back to back.
+    text: Vec<u8>,
+    entries: Vec<KnownSeries>,
+    slots: Slots,
+    /// What the entries were made under (see [`Writer::known_under`]).
+    context: Vec<u8>,
+    /// Lookups that found a series since the table was last emptied.
+    hits: usize,
+    /// Metrics still to go without a lookup (see [`Writer::remembering`]).
+    rest: usize,
+}
+
+#[derive(Clone, Copy)]
+struct KnownSeries {
+    /// The hash of its key, and of its tag set as `push` has it.
+    hash: u64,
+    set_hash: u64,
+    /// Where its key, name, tag keys and tag values start in `text`, and where they end.
+    at: [u32; 5],
+    /// The number of its tag set in record `record`, when that one is being written.
+    record: u64,
+    number: usize,
+}
+
+/// A series [`Writer::find_known`] did not find: where it goes in the table.
+pub struct NewSeries {
+    hash: u64,
+    slot: usize,
+}
+
+/// Series kept at most (about 150 bytes each), and the longest key kept.
+const KNOWN_SERIES: usize = 2048;
+const KNOWN_KEY: usize = 256;
+/// Metrics not looked up after a table of series filled up without paying.
+const KNOWN_REST: usize = 16 * KNOWN_SERIES;
 
 /// Room kept before a [`Writer`]'s metrics for the longest count.
 const HEAD: usize = 10;
@@ -263,8 +310,12 @@ impl Default for Writer {
             slots: Slots::default(),
             keys_owner: None,
             in_force: usize::MAX,
+            set_hash: 0,
+            records: 0,
+            known: Known::default(),
         };
         w.reset();
+        w.known.forget();
         w
     }
 }
@@ -293,32 +344,160 @@ impl Writer {
         V: AsRef<str>,
         F: AsRef<str>,
     {
-        let first = self.count == 0;
-        self.keys.clear();
-        for (k, _) in fields {
-            put_str(&mut self.keys, k.as_ref());
-        }
         self.tag_keys.clear();
         self.tag_values.clear();
         for (k, v) in tags {
             put_str(&mut self.tag_keys, k.as_ref());
             put_str(&mut self.tag_values, v.as_ref());
         }
-        let same_name = !first && bytes_eq(&self.prev_name, name.as_bytes());
-        let same_keys = !first && bytes_eq(&self.prev_keys, &self.keys);
-        // The tag set: one written before, found by its hash, or a new one.
         let hash = hash_bytes(&self.tag_keys) ^ hash_bytes(&self.tag_values).rotate_left(31);
+        let found = self.find_set(hash);
+        self.write(name.as_bytes(), hash, found, fields, time, kind);
+    }
+
+    /// Forgets the known series (see [`Writer::remember`]) unless `context`, what else
+    /// decides their tags (tags the caller adds to each metric), is what they were made under.
+    pub fn known_under(&mut self, context: &[u8]) {
+        if self.known.context != context {
+            self.known.forget();
+            self.known.rest = 0;
+            self.known.context.clear();
+            self.known.context.extend_from_slice(context);
+        }
+    }
+
+    /// Whether to look series up by key now: not for a while after a table of them filled
+    /// up without paying (fewer lookups found one than it held), as when every line is a
+    /// series of its own. Counts a metric that would look one up.
+    #[inline]
+    pub fn remembering(&mut self) -> bool {
+        let k = &mut self.known;
+        if k.rest == 0 {
+            return true;
+        }
+        k.rest -= 1;
+        false
+    }
+
+    /// The series remembered under `key`, for [`Writer::push_known`]; else where to
+    /// [`Writer::remember`] it.
+    #[inline]
+    pub fn find_known(&mut self, key: &[u8]) -> Result<usize, NewSeries> {
+        let k = &mut self.known;
+        let hash = hash_bytes(key);
+        let found = k.slots.find(hash, |i| {
+            let e = &k.entries[i];
+            e.hash == hash && k.text[e.at[0] as usize..e.at[1] as usize] == *key
+        });
+        match found {
+            Ok(i) => {
+                k.hits += 1;
+                Ok(i)
+            }
+            Err(slot) => Err(NewSeries { hash, slot }),
+        }
+    }
+
+    /// Remembers the name and tag set of the metric last pushed under `key`, which
+    /// [`Writer::find_known`] did not find (a key longer than [`KNOWN_KEY`] bytes is not kept).
+    pub fn remember(&mut self, key: &[u8], new: NewSeries) {
+        if self.count == 0 || key.len() > KNOWN_KEY {
+            return;
+        }
+        let k = &mut self.known;
+        let mut slot = new.slot;
+        if k.entries.len() >= KNOWN_SERIES {
+            if k.hits < k.entries.len() {
+                k.rest = KNOWN_REST;
+            }
+            k.forget();
+            if k.rest > 0 {
+                return;
+            }
+            slot = k.slots.find(new.hash, |_| false).unwrap_err();
+        }
+        let mut at = [k.text.len() as u32; 5];
+        for (i, part) in [key, &self.prev_name, &self.tag_keys, &self.tag_values]
+            .into_iter()
+            .enumerate()
+        {
+            k.text.extend_from_slice(part);
+            at[i + 1] = k.text.len() as u32;
+        }
+        k.entries.push(KnownSeries {
+            hash: new.hash,
+            set_hash: self.set_hash,
+            at,
+            record: self.records,
+            number: self.in_force,
+        });
+        let entries = &k.entries;
+        k.slots.insert(slot, entries.len() - 1, |i| entries[i].hash);
+    }
+
+    /// Adds a metric of the series `find_known` found, with these fields (as [`Writer::push`]).
+    pub fn push_known<F: AsRef<str>>(
+        &mut self,
+        series: usize,
+        fields: &[(F, FieldValue)],
+        time: i64,
+        kind: ValueType,
+    ) {
+        let e = self.known.entries[series];
+        let text = std::mem::take(&mut self.known.text);
+        let part = |i: usize| &text[e.at[i] as usize..e.at[i + 1] as usize];
+        let found = if e.record == self.records {
+            Ok(e.number)
+        } else {
+            // Its set's number in an earlier record: found or written in this one.
+            self.tag_keys.clear();
+            self.tag_keys.extend_from_slice(part(2));
+            self.tag_values.clear();
+            self.tag_values.extend_from_slice(part(3));
+            self.find_set(e.set_hash)
+        };
+        self.write(part(1), e.set_hash, found, fields, time, kind);
+        self.known.text = text;
+        let e = &mut self.known.entries[series];
+        (e.record, e.number) = (self.records, self.in_force);
+    }
+
+    /// The number of the tag set in `tag_keys` and `tag_values` (of hash `hash`) if this
+    /// record has it, else the slot to insert it at.
+    #[inline]
+    fn find_set(&self, hash: u64) -> Result<usize, usize> {
         let (body, sets) = (&self.body, &self.sets);
         let (tag_keys, tag_values) = (&self.tag_keys[..], &self.tag_values[..]);
         let at = |r: [u32; 4], i: usize| &body[r[i] as usize..r[i + 1] as usize];
-        let found = self.slots.find(hash, |i| {
+        self.slots.find(hash, |i| {
             let (h, r) = sets[i];
             h == hash && bytes_eq(at(r, 0), tag_keys) && bytes_eq(at(r, 2), tag_values)
-        });
+        })
+    }
+
+    /// Writes a metric whose tag set (in `tag_keys` and `tag_values`) `find_set` found.
+    #[inline]
+    fn write<F: AsRef<str>>(
+        &mut self,
+        name: &[u8],
+        hash: u64,
+        found: Result<usize, usize>,
+        fields: &[(F, FieldValue)],
+        time: i64,
+        kind: ValueType,
+    ) {
+        let first = self.count == 0;
+        self.keys.clear();
+        for (k, _) in fields {
+            put_str(&mut self.keys, k.as_ref());
+        }
+        let same_name = !first && bytes_eq(&self.prev_name, name);
+        let same_keys = !first && bytes_eq(&self.prev_keys, &self.keys);
         let keys_again = found.is_err()
-            && self
-                .keys_owner
-                .is_some_and(|o| bytes_eq(at(sets[o].1, 0), tag_keys));
+            && self.keys_owner.is_some_and(|o| {
+                let r = self.sets[o].1;
+                bytes_eq(&self.body[r[0] as usize..r[1] as usize], &self.tag_keys)
+            });
 
         let out = &mut self.body;
         let flags_at = out.len();
@@ -328,13 +507,15 @@ impl Writer {
                 | (kind_code(kind) << KIND_SHIFT),
         );
         if !same_name {
-            put_str(out, name);
+            put_varint(out, name.len() as u64);
+            extend_short(out, name);
             self.prev_name.clear();
-            self.prev_name.extend_from_slice(name.as_bytes());
+            self.prev_name.extend_from_slice(name);
         }
         let prev_time = if first { 0 } else { self.prev_time };
         put_varint(out, zigzag(time.wrapping_sub(prev_time)));
         self.prev_time = time;
+        self.set_hash = hash;
         match found {
             Ok(number) if !first && number == self.in_force => out[flags_at] |= SAME_TAGS,
             Ok(number) => {
@@ -404,6 +585,16 @@ impl Writer {
         self.slots.reset();
         self.keys_owner = None;
         self.in_force = usize::MAX;
+        self.records += 1;
+    }
+}
+
+impl Known {
+    fn forget(&mut self) {
+        self.text.clear();
+        self.entries.clear();
+        self.slots.reset();
+        self.hits = 0;
     }
 }
 
@@ -1452,6 +1643,79 @@ mod tests {
         }
     }
 
+    /// A key for a metric's series: its name and tags, each with its length.
+    fn series_key(m: &Metric) -> Vec<u8> {
+        let mut key = Vec::new();
+        for s in std::iter::once(&m.name).chain(m.tags.iter().flat_map(|(k, v)| [k, v])) {
+            put_str(&mut key, s);
+        }
+        key
+    }
+
+    /// Writes `m` as a listener does: as its known series if the writer finds it by its
+    /// key, else in full, remembered. Whether it was known.
+    fn put_series(w: &mut Writer, written: &mut Vec<Metric>, m: Metric) -> bool {
+        let key = series_key(&m);
+        let known = match w.find_known(&key) {
+            Ok(series) => {
+                w.push_known(series, &m.fields, m.time, m.kind);
+                true
+            }
+            Err(new) => {
+                w.push(&m.name, &m.tags, &m.fields, m.time, m.kind);
+                w.remember(&key, new);
+                false
+            }
+        };
+        written.push(m);
+        known
+    }
+
+    #[test]
+    fn known_series_are_forgotten_when_full_or_in_another_context() {
+        let m = |i: usize| {
+            Metric::new("m", i as i64)
+                .with_tag("i", i.to_string())
+                .with_field("v", i as f64)
+                .with_kind(ValueType::Counter)
+        };
+        let (mut w, mut written) = (Writer::default(), Vec::new());
+        let mut put = |w: &mut Writer, m| put_series(w, &mut written, m);
+        w.known_under(b"a");
+        // Each series twice: the table pays for itself.
+        for i in 0..KNOWN_SERIES {
+            assert!(!put(&mut w, m(i)));
+            assert!(put(&mut w, m(i)), "{i}");
+        }
+        // Full: the next new series empties it, and is kept.
+        assert!(!put(&mut w, m(KNOWN_SERIES)));
+        assert!(!put(&mut w, m(0)));
+        assert!(put(&mut w, m(KNOWN_SERIES)) && put(&mut w, m(0)));
+        w.known_under(b"a");
+        assert!(put(&mut w, m(0)));
+        w.known_under(b"b");
+        assert!(!put(&mut w, m(0)));
+        // A table filled by series seen once each: no lookups for a while, then again.
+        for i in 1..=KNOWN_SERIES {
+            assert!(w.remembering());
+            assert!(!put(&mut w, m(10_000 + i)));
+        }
+        for _ in 0..KNOWN_REST {
+            assert!(!w.remembering());
+        }
+        assert!(w.remembering());
+        // So too after the context changes.
+        for i in 0..=KNOWN_SERIES {
+            put(&mut w, m(20_000 + i));
+        }
+        assert!(!w.remembering());
+        w.known_under(b"c");
+        assert!(w.remembering());
+        let mut out = Vec::new();
+        decode(&w.take_record().unwrap().data, &mut out).unwrap();
+        assert!(same(&out, &written));
+    }
+
     proptest! {
         #[test]
         fn round_trips(batch in arb_batch()) {
@@ -1509,6 +1773,37 @@ mod tests {
             }
             let whole = w.take_record().map_or(0, |r| r.data.len());
             prop_assert!(whole <= plain.len(), "{} > {}", whole, plain.len());
+        }
+
+        /// Metrics written as series the writer knows (`push_known`, found by a key of the
+        /// caller's) read back as the metrics given, in records cut anywhere, however often
+        /// a series comes again.
+        #[test]
+        fn known_series_write_what_push_does(
+            batch in arb_batch(),
+            cuts in proptest::collection::vec(any::<bool>(), 0..128),
+        ) {
+            let mut w = Writer::default();
+            let (mut records, mut known, mut written) = (Vec::new(), 0, Vec::new());
+            let mut cuts = cuts.into_iter();
+            // Twice: the second time every series is known.
+            for m in batch.iter().chain(&batch) {
+                if cuts.next() == Some(true) {
+                    records.extend(w.take_record());
+                }
+                known += put_series(&mut w, &mut written, m.clone()) as usize;
+            }
+            records.extend(w.take_record());
+            // (Keys too long to keep are written as new each time.)
+            let short = batch.iter().filter(|m| series_key(m).len() <= KNOWN_KEY).count();
+            prop_assert!(known >= short);
+            let mut out = Vec::new();
+            for r in &records {
+                prop_assert_eq!(count(&r.data).unwrap(), r.count as usize);
+                decode(&r.data, &mut out).unwrap();
+            }
+            let twice: Vec<Metric> = batch.iter().chain(&batch).cloned().collect();
+            prop_assert!(same(&out, &twice));
         }
 
         #[test]
