@@ -7,6 +7,7 @@
 //! and dropped later.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, StatusCode};
@@ -59,6 +60,9 @@ pub(crate) struct WriteCore {
     pub rejected_requests: Stat,
     /// Record writers of finished writes, kept with their room (the direct route).
     writers: std::sync::Mutex<Vec<record::Writer>>,
+    /// The input's id, and whether the log has said that it takes the direct route.
+    id: String,
+    direct_logged: AtomicBool,
 }
 
 /// A record writer lent by [`WriteCore`] for one write, given back when dropped.
@@ -122,6 +126,8 @@ impl WriteCore {
             rejected_requests: stats.stat("requests_rejected"),
             _stats: stats,
             writers: Default::default(),
+            id: id.to_string(),
+            direct_logged: Default::default(),
         }
     }
 
@@ -203,6 +209,13 @@ impl WriteCore {
             let (chunk_start, errors_before) = (lines.clone(), errors.len());
             let batch = match (self.sink.direct(), &mut writer) {
                 (Some(direct), Some(LentWriter { writer: w, .. })) => {
+                    if !self.direct_logged.swap(true, Ordering::Relaxed) {
+                        tracing::debug!(
+                            input = %self.id,
+                            "writing lines straight into buffer records: no processor, \
+                             aggregator or output filter needs them as metrics"
+                        );
+                    }
                     let mut records = Vec::new();
                     errors.extend(lines.write_next(
                         WRITE_CHUNK_LINES,
