@@ -1,6 +1,7 @@
 //! Line protocol parse and serialize throughput on a realistic 10,000-line batch
 //! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s (parse also on
-//! the shorter lines jobs push, the remote-write bench's load), and
+//! the shorter lines jobs push, the remote-write bench's load, and those lines written into
+//! buffer records as a listener does), and
 //! Prometheus remote-write encoding of the same metrics (1,000 and 10,000 per request).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -80,6 +81,28 @@ fn bench(c: &mut Criterion) {
     cpu_rate("influx parse (push lines)", || {
         out.clear();
         influx::parse(&push, 1, 0, &mut out);
+    });
+    // What a listener does with them (the direct route): lines written into buffer records
+    // of 5,000 metrics, by a writer kept from one write to the next.
+    let (mut writer, mut written) = (record::Writer::default(), Vec::new());
+    cpu_rate("influx write into records (push lines)", || {
+        written.clear();
+        let mut lines = influx::Lines::new(&push);
+        while !lines.is_done() {
+            let errors = lines.write_next(
+                usize::MAX,
+                0,
+                1,
+                0,
+                &[],
+                &[] as &[(&str, &str)],
+                5_000,
+                &mut writer,
+                &mut written,
+            );
+            assert!(errors.is_empty());
+        }
+        written.extend(writer.take_record());
     });
     let mut buf = Vec::with_capacity(input.len() * 2);
     cpu_rate("influx serialize", || {

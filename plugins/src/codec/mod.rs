@@ -12,6 +12,7 @@ pub mod openmetrics;
 pub mod prometheus;
 pub mod prometheus_series;
 pub mod record;
+pub mod series_memo;
 pub(crate) mod slots;
 pub mod value;
 pub mod wire;

@@ -30,6 +30,7 @@
 
 use std::sync::Arc;
 
+use super::series_memo::{Miss, SeriesMemo};
 use super::slots::Slots;
 use super::wire::{extend_short, hash_bytes, put_varint};
 use crate::model::{FieldValue, Metric, Str, ValueType, str_eq, str_from, str_words};
@@ -247,50 +248,26 @@ pub struct Writer {
     set_hash: u64,
     /// Records started so far: which record a known series' set number belongs to.
     records: u64,
-    known: Known,
-}
-
-/// Series (a name and a tag set) a caller wrote before, found again by a key of the caller's
-/// own: a listener keys them by a line's measurement and tags as written, so a line of a
-/// series it has seen is written without taking its tags apart, copying and hashing them
-/// again. Kept across records; forgotten when full, and when the caller's context changes.
-#[derive(Default)]
-struct Known {
-    /// Each entry's key, name, tag keys and tag values (as a record has them), back to back.
-    text: Vec<u8>,
-    entries: Vec<KnownSeries>,
-    slots: Slots,
-    /// What the entries were made under (see [`Writer::known_under`]).
-    context: Vec<u8>,
-    /// Lookups that found a series since the table was last emptied.
-    hits: usize,
-    /// Metrics still to go without a lookup (see [`Writer::remembering`]).
-    rest: usize,
+    /// Series written before, found by a key of the caller's: a listener keys them by a
+    /// line's measurement and tags as written, so a line of a series it has seen is written
+    /// without taking its tags apart, copying and hashing them again. Kept across records;
+    /// forgotten when the caller's context changes (see [`Writer::known_under`]).
+    known: SeriesMemo<KnownSeries>,
+    /// Their names and tag sets (keys, values) as a record has them, back to back.
+    known_text: Vec<u8>,
+    known_context: Vec<u8>,
 }
 
 #[derive(Clone, Copy)]
 struct KnownSeries {
-    /// The hash of its key, and of its tag set as `push` has it.
-    hash: u64,
+    /// The hash of its tag set, as `push` has it.
     set_hash: u64,
-    /// Where its key, name, tag keys and tag values start in `text`, and where they end.
-    at: [u32; 5],
+    /// Where its name, tag keys and tag values start in `known_text`, and where they end.
+    at: [u32; 4],
     /// The number of its tag set in record `record`, when that one is being written.
     record: u64,
     number: usize,
 }
-
-/// A series [`Writer::find_known`] did not find: where it goes in the table.
-pub struct NewSeries {
-    hash: u64,
-    slot: usize,
-}
-
-/// Series kept at most (about 150 bytes each), and the longest key kept.
-const KNOWN_SERIES: usize = 2048;
-const KNOWN_KEY: usize = 256;
-/// Metrics not looked up after a table of series filled up without paying.
-const KNOWN_REST: usize = 16 * KNOWN_SERIES;
 
 /// Room kept before a [`Writer`]'s metrics for the longest count.
 const HEAD: usize = 10;
@@ -312,10 +289,11 @@ impl Default for Writer {
             in_force: usize::MAX,
             set_hash: 0,
             records: 0,
-            known: Known::default(),
+            known: SeriesMemo::default(),
+            known_text: Vec::new(),
+            known_context: Vec::new(),
         };
         w.reset();
-        w.known.forget();
         w
     }
 }
@@ -358,81 +336,54 @@ impl Writer {
     /// Forgets the known series (see [`Writer::remember`]) unless `context`, what else
     /// decides their tags (tags the caller adds to each metric), is what they were made under.
     pub fn known_under(&mut self, context: &[u8]) {
-        if self.known.context != context {
-            self.known.forget();
-            self.known.rest = 0;
-            self.known.context.clear();
-            self.known.context.extend_from_slice(context);
+        if self.known_context != context {
+            self.known.clear();
+            self.known_context.clear();
+            self.known_context.extend_from_slice(context);
         }
     }
 
-    /// Whether to look series up by key now: not for a while after a table of them filled
-    /// up without paying (fewer lookups found one than it held), as when every line is a
-    /// series of its own. Counts a metric that would look one up.
+    /// Whether to look series up now (see [`SeriesMemo::looking`]).
     #[inline]
     pub fn remembering(&mut self) -> bool {
-        let k = &mut self.known;
-        if k.rest == 0 {
-            return true;
-        }
-        k.rest -= 1;
-        false
+        self.known.looking()
     }
 
     /// The series remembered under `key`, for [`Writer::push_known`]; else where to
     /// [`Writer::remember`] it.
     #[inline]
-    pub fn find_known(&mut self, key: &[u8]) -> Result<usize, NewSeries> {
-        let k = &mut self.known;
-        let hash = hash_bytes(key);
-        let found = k.slots.find(hash, |i| {
-            let e = &k.entries[i];
-            e.hash == hash && k.text[e.at[0] as usize..e.at[1] as usize] == *key
-        });
-        match found {
-            Ok(i) => {
-                k.hits += 1;
-                Ok(i)
-            }
-            Err(slot) => Err(NewSeries { hash, slot }),
-        }
+    pub fn find_known(&mut self, key: &[u8]) -> Result<usize, Miss> {
+        self.known.find(key)
     }
 
     /// Remembers the name and tag set of the metric last pushed under `key`, which
-    /// [`Writer::find_known`] did not find (a key longer than [`KNOWN_KEY`] bytes is not kept).
-    pub fn remember(&mut self, key: &[u8], new: NewSeries) {
-        if self.count == 0 || key.len() > KNOWN_KEY {
+    /// [`Writer::find_known`] did not find.
+    pub fn remember(&mut self, key: &[u8], miss: Miss) {
+        if self.count == 0 {
             return;
         }
-        let k = &mut self.known;
-        let mut slot = new.slot;
-        if k.entries.len() >= KNOWN_SERIES {
-            if k.hits < k.entries.len() {
-                k.rest = KNOWN_REST;
-            }
-            k.forget();
-            if k.rest > 0 {
-                return;
-            }
-            slot = k.slots.find(new.hash, |_| false).unwrap_err();
+        let Some(at) = self.known.room(key, miss) else {
+            return;
+        };
+        if self.known.is_empty() {
+            self.known_text.clear();
         }
-        let mut at = [k.text.len() as u32; 5];
-        for (i, part) in [key, &self.prev_name, &self.tag_keys, &self.tag_values]
+        let text = &mut self.known_text;
+        let mut ends = [text.len() as u32; 4];
+        for (i, part) in [&self.prev_name, &self.tag_keys, &self.tag_values]
             .into_iter()
             .enumerate()
         {
-            k.text.extend_from_slice(part);
-            at[i + 1] = k.text.len() as u32;
+            text.extend_from_slice(part);
+            ends[i + 1] = text.len() as u32;
         }
-        k.entries.push(KnownSeries {
-            hash: new.hash,
+        let series = KnownSeries {
             set_hash: self.set_hash,
-            at,
+            at: ends,
             record: self.records,
             number: self.in_force,
-        });
-        let entries = &k.entries;
-        k.slots.insert(slot, entries.len() - 1, |i| entries[i].hash);
+        };
+        self.known.insert(key, at, series);
     }
 
     /// Adds a metric of the series `find_known` found, with these fields (as [`Writer::push`]).
@@ -443,22 +394,22 @@ impl Writer {
         time: i64,
         kind: ValueType,
     ) {
-        let e = self.known.entries[series];
-        let text = std::mem::take(&mut self.known.text);
+        let e = *self.known.get(series);
+        let text = std::mem::take(&mut self.known_text);
         let part = |i: usize| &text[e.at[i] as usize..e.at[i + 1] as usize];
         let found = if e.record == self.records {
             Ok(e.number)
         } else {
             // Its set's number in an earlier record: found or written in this one.
             self.tag_keys.clear();
-            self.tag_keys.extend_from_slice(part(2));
+            self.tag_keys.extend_from_slice(part(1));
             self.tag_values.clear();
-            self.tag_values.extend_from_slice(part(3));
+            self.tag_values.extend_from_slice(part(2));
             self.find_set(e.set_hash)
         };
-        self.write(part(1), e.set_hash, found, fields, time, kind);
-        self.known.text = text;
-        let e = &mut self.known.entries[series];
+        self.write(part(0), e.set_hash, found, fields, time, kind);
+        self.known_text = text;
+        let e = self.known.get_mut(series);
         (e.record, e.number) = (self.records, self.in_force);
     }
 
@@ -586,15 +537,6 @@ impl Writer {
         self.keys_owner = None;
         self.in_force = usize::MAX;
         self.records += 1;
-    }
-}
-
-impl Known {
-    fn forget(&mut self) {
-        self.text.clear();
-        self.entries.clear();
-        self.slots.reset();
-        self.hits = 0;
     }
 }
 
@@ -1673,6 +1615,7 @@ mod tests {
 
     #[test]
     fn known_series_are_forgotten_when_full_or_in_another_context() {
+        use crate::codec::series_memo::MAX_SERIES;
         let m = |i: usize| {
             Metric::new("m", i as i64)
                 .with_tag("i", i.to_string())
@@ -1683,34 +1626,18 @@ mod tests {
         let mut put = |w: &mut Writer, m| put_series(w, &mut written, m);
         w.known_under(b"a");
         // Each series twice: the table pays for itself.
-        for i in 0..KNOWN_SERIES {
+        for i in 0..MAX_SERIES {
             assert!(!put(&mut w, m(i)));
             assert!(put(&mut w, m(i)), "{i}");
         }
         // Full: the next new series empties it, and is kept.
-        assert!(!put(&mut w, m(KNOWN_SERIES)));
+        assert!(!put(&mut w, m(MAX_SERIES)));
         assert!(!put(&mut w, m(0)));
-        assert!(put(&mut w, m(KNOWN_SERIES)) && put(&mut w, m(0)));
+        assert!(put(&mut w, m(MAX_SERIES)) && put(&mut w, m(0)));
         w.known_under(b"a");
         assert!(put(&mut w, m(0)));
         w.known_under(b"b");
         assert!(!put(&mut w, m(0)));
-        // A table filled by series seen once each: no lookups for a while, then again.
-        for i in 1..=KNOWN_SERIES {
-            assert!(w.remembering());
-            assert!(!put(&mut w, m(10_000 + i)));
-        }
-        for _ in 0..KNOWN_REST {
-            assert!(!w.remembering());
-        }
-        assert!(w.remembering());
-        // So too after the context changes.
-        for i in 0..=KNOWN_SERIES {
-            put(&mut w, m(20_000 + i));
-        }
-        assert!(!w.remembering());
-        w.known_under(b"c");
-        assert!(w.remembering());
         let mut out = Vec::new();
         decode(&w.take_record().unwrap().data, &mut out).unwrap();
         assert!(same(&out, &written));
@@ -1795,7 +1722,8 @@ mod tests {
             }
             records.extend(w.take_record());
             // (Keys too long to keep are written as new each time.)
-            let short = batch.iter().filter(|m| series_key(m).len() <= KNOWN_KEY).count();
+            use crate::codec::series_memo::MAX_KEY;
+            let short = batch.iter().filter(|m| series_key(m).len() <= MAX_KEY).count();
             prop_assert!(known >= short);
             let mut out = Vec::new();
             for r in &records {
