@@ -21,7 +21,6 @@
 use memchr::memchr;
 
 use super::record::{Record, Writer};
-use super::series_memo::SeriesMemo;
 use super::{ParseError, Parser, Serializer};
 use crate::model::{FieldValue, Metric, Str, ValueType, spare, str_from};
 
@@ -1065,8 +1064,6 @@ struct Scratch {
     field_count: usize,
     /// Metrics taken from [`spare`] to parse into; what is left goes back after the input.
     spare: Vec<Metric>,
-    /// The name and tags of series seen, by their text (see `parse_line`).
-    series: SeriesMemo<(Str, Vec<(Str, Str)>)>,
     /// How many to take from the pool at a time (0: it was empty).
     refill: usize,
 }
@@ -1123,29 +1120,13 @@ fn parse_line(
     };
     let b = s.as_bytes();
 
-    // A series seen before in this input (its measurement and tags as written, without
-    // escapes: they end at the first space) takes its name and tags from the first line's.
-    let mut new_series = None;
-    if sc.series.looking() {
-        let end = find_any(b, first, [b' ', b'\\', b' ', b'\\']);
-        if b.get(end) == Some(&b' ') {
-            match sc.series.find(&b[first..end]) {
-                Ok(known) => {
-                    let (name, tags) = sc.series.get(known);
-                    sc.tags.extend_from_slice(tags);
-                    return parse_fields(s, end, name.clone(), precision, now, sc, out);
-                }
-                Err(miss) => new_series = Some((end, miss)),
-            }
-        }
-    }
-
     // Measurement.
     let (i, esc) = scan(b, first, MEASUREMENT_STOPS);
     if i == first {
         return Err("missing measurement".into());
     }
     let name = unescape(&s[first..i], esc, is_measurement_escape, &mut sc.text);
+    let mut time = now;
     let mut i = i;
 
     // Tags. Whether they come sorted is decided on the way, mostly from the keys' first
@@ -1185,37 +1166,7 @@ fn parse_line(
         }
         i = ve;
     }
-    if !sorted {
-        // Of a repeated key the last value wins (as `Metric::add_tag`): the sort is stable,
-        // and `dedup_by` keeps the first of a run, so it runs on the list reversed.
-        sc.tags.sort_by(|a, b| a.0.cmp(&b.0));
-        sc.tags.reverse();
-        sc.tags.dedup_by(|a, b| a.0 == b.0);
-        sc.tags.reverse();
-    }
-    if let Some((end, miss)) = new_series
-        && let Some(at) = sc.series.room(&b[first..end], miss)
-    {
-        let series = (name.clone(), sc.tags.clone());
-        sc.series.insert(&b[first..end], at, series);
-    }
-    parse_fields(s, i, name, precision, now, sc, out)
-}
 
-/// Parses a line's fields and time from `i`, where its tags (in `sc.tags`) end, into the
-/// metric `name` (see [`parse_line`]).
-#[inline(always)]
-fn parse_fields(
-    s: &str,
-    mut i: usize,
-    name: Str,
-    precision: i64,
-    now: i64,
-    sc: &mut Scratch,
-    out: &mut Vec<Metric>,
-) -> Result<(), String> {
-    let b = s.as_bytes();
-    let mut time = now;
     // Fields: after the space that ends the tags, further spaces and tabs are skipped (as
     // InfluxDB and Telegraf do); a tab inside a token is part of it.
     while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
@@ -1313,6 +1264,14 @@ fn parse_fields(
         if b[te..].iter().any(|&c| c != b' ' && c != b'\t') {
             return Err(format!("unexpected text after timestamp {tok:?}"));
         }
+    }
+    if !sorted {
+        // Of a repeated key the last value wins (as `Metric::add_tag`): the sort is stable,
+        // and `dedup_by` keeps the first of a run, so it runs on the list reversed.
+        sc.tags.sort_by(|a, b| a.0.cmp(&b.0));
+        sc.tags.reverse();
+        sc.tags.dedup_by(|a, b| a.0 == b.0);
+        sc.tags.reverse();
     }
     if sc.spare.is_empty() && sc.refill > 0 {
         spare::take(sc.refill, &mut sc.spare);
@@ -2278,16 +2237,15 @@ mod tests {
 
             /// Parsing in parts of `k` lines (as the listeners do) gives the
             /// metrics, errors and error line numbers of parsing the whole input at once,
-            /// also when a string field's line breaks or a bad line fall on a boundary. (With
-            /// `k` = 1 no line finds a series seen before, which the whole input's do.)
+            /// also when a string field's line breaks or a bad line fall on a boundary.
             #[test]
             fn chunks_parse_like_the_whole(
                 parts in prop::collection::vec(
                     prop::sample::select(vec![
                         "m v=1\n", "m,t=a v=2i 5\n", "s v=\"a\nb\nc\" 7\n", "bad\n", "\n",
                         "# c\n", "x v=\"q\\\"\n\" 1\n", "y v=1\r\n", "z v=t", " m v=3 9\n",
-                        // Series again (read from the first line of theirs in a part), with
-                        // their tags unsorted or repeated, or followed by a bad field.
+                        // Series again, with their tags unsorted or repeated, or followed
+                        // by a bad field.
                         "m,b=2,a=1 v=1,w=2i 5\n", "m,a=1,a=2,c=3 v=1u 6\n", "m,t=a v=1,\n",
                         "m,t=a,u=\"q\" v=3 1\n", "m,t= v=1\n",
                     ]),

@@ -1,10 +1,13 @@
-//! What a parser made of a series' key as written (a line's measurement and tags), found
-//! again by that key: most lines a listener gets repeat a few series, and finding one costs
-//! less than taking its tags apart, checking and copying them again.
+//! What was made of a series' key as written (a line's measurement and tags), found again
+//! by that key: most lines a listener gets repeat a few series, and finding one costs less
+//! than taking its tags apart, checking and copying them again. The record writer keeps the
+//! series of a listener's lines here (see `record::Writer::find_known`).
 //!
 //! Bounded: emptied when full. A table that fills up without paying (fewer lookups found a
 //! series than it held, as when every line is a series of its own) is not used for a while,
-//! so such a load pays for a few thousand lookups and then for none.
+//! so such a load pays for a few thousand lookups and then for none. So it pays only where
+//! it lives long: a table per parse of a chunk of 1,000 lines would pay for every lookup of
+//! a load whose series come once per chunk, and never rest.
 
 use super::slots::Slots;
 use super::wire::hash_bytes;
@@ -145,7 +148,7 @@ impl<V> SeriesMemo<V> {
 mod tests {
     use super::*;
 
-    /// Looks `i`'s key up as a parser does: kept when missed. Whether it was found.
+    /// Looks `i`'s key up as the record writer does: kept when missed. Whether it was found.
     fn seen(m: &mut SeriesMemo<usize>, i: usize) -> bool {
         let key = format!("m,i={i}");
         match m.find(key.as_bytes()) {
