@@ -44,8 +44,9 @@ fn feed(packets: &[Vec<u8>], datadog: bool) -> Result<(), TestCaseError> {
         &["cpu.* measurement.measurement.region", "measurement.field*"],
     );
     let cfg = config();
+    let mut parsed = Parsed::default();
     for p in packets {
-        sh.handle_packet(p, Some([127, 0, 0, 1].into()), 3);
+        sh.handle_packet(&mut parsed, p, Some([127, 0, 0, 1].into()), 3);
     }
     for _ in 0..2 {
         let out = Statsd::flush(&cfg, &mut sh.aggs.lock().unwrap(), 1, Instant::now());

@@ -236,12 +236,21 @@ struct Sample {
 }
 
 /// What lines parse into: values to aggregate, and metrics that go out as they are (DogStatsD
-/// events and service checks).
+/// events and service checks). A parser task keeps one from packet to packet, for its
+/// memo of buckets.
 #[derive(Default)]
 struct Parsed {
     samples: Vec<Sample>,
     events: Vec<Metric>,
+    /// Measurement, field and tags of the buckets seen: senders repeat a few buckets, and
+    /// sanitising them and applying the templates costs more than the lookup.
+    buckets: HashMap<Box<str>, (Str, Str, Tags)>,
 }
+
+/// Buckets a parser task remembers (once full, the memo starts over), and the longest it
+/// remembers: the memo stays within about a megabyte whatever senders send.
+const MAX_BUCKETS: usize = 4096;
+const MAX_BUCKET_LEN: usize = 256;
 
 type Tags = Vec<(Str, Str)>;
 
@@ -342,7 +351,20 @@ impl Parser {
                 }
             }
         }
-        let (name, field, tags) = self.parse_name(bucket)?;
+        let long;
+        let (name, field, bucket_tags) = if bucket.len() > MAX_BUCKET_LEN {
+            long = self.parse_name(bucket)?;
+            &long
+        } else {
+            if !out.buckets.contains_key(bucket) {
+                let parsed = self.parse_name(bucket)?;
+                if out.buckets.len() >= MAX_BUCKETS {
+                    out.buckets.clear();
+                }
+                out.buckets.insert(bucket.into(), parsed);
+            }
+            &out.buckets[bucket]
+        };
         for v in values {
             let mut segs = v.split('|');
             let value = segs.next().unwrap_or_default();
@@ -372,7 +394,9 @@ impl Parser {
                     "+/- values are only for gauges and counters, in {line:?}"
                 ));
             }
-            let mut tags = tags.clone();
+            // Room for what is added below: a clone alone would grow on the first push.
+            let mut tags = Vec::with_capacity(bucket_tags.len() + 2 + dd_tags.len());
+            tags.extend_from_slice(bucket_tags);
             set_tag(&mut tags, "metric_type", kind.tag());
             if kind == Kind::Counter
                 && let Some(t) = self.temporality
@@ -654,9 +678,10 @@ impl Aggregates {
         }
     }
 
-    fn take(&mut self, parsed: Parsed, now: Instant) {
-        self.events.extend(parsed.events);
-        for s in parsed.samples {
+    /// Takes the samples and events of `parsed`, leaving its memo.
+    fn take(&mut self, parsed: &mut Parsed, now: Instant) {
+        self.events.append(&mut parsed.events);
+        for s in parsed.samples.drain(..) {
             self.add(s, now);
         }
     }
@@ -797,15 +822,20 @@ struct Shared {
 }
 
 impl Shared {
-    fn handle_packet(&self, packet: &[u8], source: Option<IpAddr>, time: i64) {
-        let text = String::from_utf8_lossy(packet);
+    /// Parses a packet into `parsed` (the parser task's, kept from packet to packet) and
+    /// hands what it holds to the aggregates.
+    fn handle_packet(&self, parsed: &mut Parsed, packet: &[u8], source: Option<IpAddr>, time: i64) {
+        // Checked first: the lossy conversion walks valid text more slowly.
+        let text = match std::str::from_utf8(packet) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(packet),
+        };
         // An IPv4 sender on a dual-stack socket is named as IPv4, as Go prints it.
         let source = source.map(|ip| ip.to_canonical().to_string());
-        let mut parsed = Parsed::default();
         for line in text.split('\n') {
             if let Err(e) = self
                 .parser
-                .parse_line(line, source.as_deref(), time, &mut parsed)
+                .parse_line(line, source.as_deref(), time, parsed)
             {
                 self.parse_errors.incr();
                 tracing::debug!(error = %e, "bad statsd line");
@@ -1124,9 +1154,10 @@ impl ServiceInput for Statsd {
                 let (sh, rx) = (shared.clone(), rx.clone());
                 let (pending, parse_time) = (pending.clone(), parse_time.clone());
                 tokio::spawn(async move {
+                    let mut parsed = Parsed::default();
                     while let Ok(msg) = rx.recv_async().await {
                         let started = std::time::Instant::now();
-                        sh.handle_packet(&msg.data, msg.source, msg.time);
+                        sh.handle_packet(&mut parsed, &msg.data, msg.source, msg.time);
                         parse_time.set(started.elapsed().as_nanos() as i64);
                         pending.set(rx.len() as i64);
                     }
@@ -1318,11 +1349,13 @@ mod tests {
 
     /// Parses lines with `p` into `aggs` (panics on a bad line).
     fn feed(p: &Parser, aggs: &mut Aggregates, lines: &str, now: Instant) {
+        // One `Parsed` for all lines, as a parser task keeps it: later lines of a bucket
+        // come from its memo.
+        let mut parsed = Parsed::default();
         for l in lines.lines() {
-            let mut parsed = Parsed::default();
             p.parse_line(l, Some("10.1.2.3"), 5, &mut parsed)
                 .unwrap_or_else(|e| panic!("{e}"));
-            aggs.take(parsed, now);
+            aggs.take(&mut parsed, now);
         }
     }
 
@@ -1582,6 +1615,67 @@ mod tests {
                 "api,dc=eu,host=web1,metric_type=counter hits=2i 7",
                 "api,dc=eu,host=web1,metric_type=timing,team=core,zone=z latency_mean=12,latency_median=12,latency_stddev=0,latency_sum=12,latency_upper=12,latency_lower=12,latency_count=1i 7",
             ]
+        );
+    }
+
+    #[test]
+    fn a_remembered_bucket_parses_as_a_new_one_and_the_memo_is_bounded() {
+        let mut p = parser(true);
+        p.templates = Templates::new(&["api.* measurement.host.field dc=eu".into()], "_").unwrap();
+        let line = "api.web1.latency,zone=z:12|ms|#team:core";
+        let mut fresh = Parsed::default();
+        p.parse_line(line, None, 5, &mut fresh).unwrap();
+        // The second time the bucket comes from the memo, with other DataDog tags.
+        let mut kept = Parsed::default();
+        p.parse_line(line, None, 5, &mut kept).unwrap();
+        p.parse_line("api.web1.latency,zone=z:3|c|#team:web", None, 5, &mut kept)
+            .unwrap();
+        assert_eq!(kept.buckets.len(), 1);
+        assert_eq!(kept.samples[0], fresh.samples[0]);
+        let second = &kept.samples[1];
+        assert_eq!(
+            (second.name.as_str(), second.field.as_str()),
+            ("api", "latency")
+        );
+        let tags: Vec<_> = second
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                "dc=eu",
+                "host=web1",
+                "zone=z",
+                "metric_type=counter",
+                "team=web"
+            ]
+        );
+        // A bucket that fails is not remembered, and fails again.
+        assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
+        assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
+        assert_eq!(kept.buckets.len(), 1);
+        // Past MAX_BUCKETS distinct buckets the memo starts over; every line still parses.
+        for i in 0..MAX_BUCKETS + 10 {
+            p.parse_line(&format!("b{i}:1|c"), None, 5, &mut kept)
+                .unwrap();
+        }
+        assert!(kept.buckets.len() <= MAX_BUCKETS);
+        assert_eq!(kept.samples.len(), 2 + MAX_BUCKETS + 10);
+        assert_eq!(
+            kept.samples.last().unwrap().name,
+            format!("b{}", MAX_BUCKETS + 9)
+        );
+        // A bucket longer than MAX_BUCKET_LEN parses but is not remembered.
+        let (p, mut v) = (parser(false), Parsed::default());
+        let name = "x".repeat(MAX_BUCKET_LEN + 1);
+        p.parse_line(&format!("{name},k=v:1|g"), None, 5, &mut v)
+            .unwrap();
+        assert!(v.buckets.is_empty());
+        assert_eq!(
+            (v.samples[0].name.as_str(), v.samples[0].tags.len()),
+            (&name[..], 2)
         );
     }
 
