@@ -1,7 +1,7 @@
 //! Line protocol parse and serialize throughput on a realistic 10,000-line batch
-//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s (parse also on
-//! the shorter lines jobs push, the remote-write bench's load, and those lines written into
-//! buffer records as a listener does), and
+//! (cpu/mem/disk-like lines with 3-5 tags and 5-10 fields), reported in lines/s; parse and
+//! the listener's route (lines written straight into buffer records) also on the shorter lines
+//! jobs push, the remote-write bench's load; and
 //! Prometheus remote-write encoding of the same metrics (1,000 and 10,000 per request).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -66,6 +66,27 @@ fn remote_write(enc: &mut prometheus_remote_write::Encoder, records: &[Vec<u8>])
     enc.compress().unwrap().len()
 }
 
+/// Writes `lines` into buffer records as a listener on the direct route does.
+fn write_records(lines: &[u8], writer: &mut record::Writer) {
+    let mut written = Vec::new();
+    let mut lines = influx::Lines::new(lines);
+    while !lines.is_done() {
+        let errors = lines.write_next(
+            usize::MAX,
+            0,
+            1,
+            0,
+            &[],
+            &[] as &[(&str, &str)],
+            5_000,
+            writer,
+            &mut written,
+        );
+        assert!(errors.is_empty());
+    }
+    written.extend(writer.take_record());
+}
+
 fn bench(c: &mut Criterion) {
     let input = batch();
     let mut metrics: Vec<Metric> = Vec::with_capacity(LINES);
@@ -84,25 +105,13 @@ fn bench(c: &mut Criterion) {
     });
     // What a listener does with them (the direct route): lines written into buffer records
     // of 5,000 metrics, by a writer kept from one write to the next.
-    let (mut writer, mut written) = (record::Writer::default(), Vec::new());
+    let mut writer = record::Writer::default();
     cpu_rate("influx write into records (push lines)", || {
-        written.clear();
-        let mut lines = influx::Lines::new(&push);
-        while !lines.is_done() {
-            let errors = lines.write_next(
-                usize::MAX,
-                0,
-                1,
-                0,
-                &[],
-                &[] as &[(&str, &str)],
-                5_000,
-                &mut writer,
-                &mut written,
-            );
-            assert!(errors.is_empty());
-        }
-        written.extend(writer.take_record());
+        write_records(&push, &mut writer)
+    });
+    let mut writer = record::Writer::default();
+    cpu_rate("influx write into records", || {
+        write_records(&input, &mut writer)
     });
     let mut buf = Vec::with_capacity(input.len() * 2);
     cpu_rate("influx serialize", || {
