@@ -245,12 +245,22 @@ struct Parsed {
     /// Measurement, field and tags of the buckets seen: senders repeat a few buckets, and
     /// sanitising them and applying the templates costs more than the lookup.
     buckets: HashMap<Box<str>, (Str, Str, Tags)>,
+    /// About what `buckets` takes in memory.
+    buckets_bytes: usize,
 }
 
-/// Buckets a parser task remembers (once full, the memo starts over), and the longest it
-/// remembers: the memo stays within about a megabyte whatever senders send.
-const MAX_BUCKETS: usize = 4096;
+/// What a parser task's memo of buckets may take (once it would take more, it starts over),
+/// and the longest bucket it keeps: senders of ever-new or huge buckets cannot grow it.
+const MAX_BUCKETS_BYTES: usize = 1 << 20;
 const MAX_BUCKET_LEN: usize = 256;
+
+/// About what a bucket and its parse take in the memo (a name or tag longer than a small
+/// string's inline room takes at most the bucket's length once more).
+fn bucket_bytes(bucket: &str, tags: &Tags) -> usize {
+    2 * bucket.len()
+        + std::mem::size_of::<(Box<str>, (Str, Str, Tags))>()
+        + tags.len() * std::mem::size_of::<(Str, Str)>()
+}
 
 type Tags = Vec<(Str, Str)>;
 
@@ -358,9 +368,12 @@ impl Parser {
         } else {
             if !out.buckets.contains_key(bucket) {
                 let parsed = self.parse_name(bucket)?;
-                if out.buckets.len() >= MAX_BUCKETS {
+                let bytes = bucket_bytes(bucket, &parsed.2);
+                if out.buckets_bytes + bytes > MAX_BUCKETS_BYTES {
                     out.buckets.clear();
+                    out.buckets_bytes = 0;
                 }
+                out.buckets_bytes += bytes;
                 out.buckets.insert(bucket.into(), parsed);
             }
             &out.buckets[bucket]
@@ -1656,17 +1669,26 @@ mod tests {
         assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
         assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
         assert_eq!(kept.buckets.len(), 1);
-        // Past MAX_BUCKETS distinct buckets the memo starts over; every line still parses.
-        for i in 0..MAX_BUCKETS + 10 {
-            p.parse_line(&format!("b{i}:1|c"), None, 5, &mut kept)
+        // Buckets of many tags (about 2.5 kB each in the memo), far past its budget: it
+        // starts over, keeps count of what it holds, and every line still parses.
+        let tags: String = (0..40).map(|t| format!(",t{t:02}=v")).collect();
+        for i in 0..1000 {
+            let bucket = format!("b{i}{tags}");
+            assert!(bucket.len() <= MAX_BUCKET_LEN);
+            p.parse_line(&format!("{bucket}:1|c"), None, 5, &mut kept)
                 .unwrap();
         }
-        assert!(kept.buckets.len() <= MAX_BUCKETS);
-        assert_eq!(kept.samples.len(), 2 + MAX_BUCKETS + 10);
-        assert_eq!(
-            kept.samples.last().unwrap().name,
-            format!("b{}", MAX_BUCKETS + 9)
-        );
+        assert!(kept.buckets_bytes <= MAX_BUCKETS_BYTES);
+        assert!(kept.buckets.len() < 1000, "the memo started over");
+        let counted: usize = kept
+            .buckets
+            .iter()
+            .map(|(b, v)| bucket_bytes(b, &v.2))
+            .sum();
+        assert_eq!(counted, kept.buckets_bytes);
+        assert_eq!(kept.samples.len(), 2 + 1000);
+        let last = kept.samples.last().unwrap();
+        assert_eq!((last.name.as_str(), last.tags.len()), ("b999", 41));
         // A bucket longer than MAX_BUCKET_LEN parses but is not remembered.
         let (p, mut v) = (parser(false), Parsed::default());
         let name = "x".repeat(MAX_BUCKET_LEN + 1);
