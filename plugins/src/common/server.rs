@@ -343,6 +343,12 @@ impl AcceptBackoff {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// The most a connection's read buffer grows to (hyper's default is about 400 KiB). A body's
+/// chunks are split off that buffer, so each refill of a large one was a new allocation:
+/// above malloc's mmap threshold, fresh pages the kernel zeroed as recv wrote into them.
+/// At 64 KiB the buffers come from, and go back to, the allocator's free lists.
+const READ_BUF_MAX: usize = 64 * 1024;
+
 async fn serve_conn<I, F, Fut>(
     io: I,
     peer: std::net::SocketAddr,
@@ -362,6 +368,7 @@ async fn serve_conn<I, F, Fut>(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new());
     builder.header_read_timeout(read_timeout);
+    builder.max_buf_size(READ_BUF_MAX);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     tokio::select! {
@@ -696,6 +703,53 @@ mod hostile_tests {
             assert!(matches!(e, BodyError::UnsupportedEncoding(_)), "{bad:?}");
             assert_eq!(e.status(1).0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         }
+    }
+
+    /// Bodies many times the bounded read buffer still arrive whole, one after another on
+    /// a kept-alive connection.
+    #[tokio::test]
+    async fn bodies_pass_the_bounded_read_buffer_whole() {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let opts = ServerOptions {
+            read_timeout: Duration::from_secs(5),
+            tls: None,
+        };
+        // Counts and sums the bytes itself (read_body's buffer pool is shared by the tests).
+        let handler = |req: Request<Incoming>| async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+            respond(
+                StatusCode::OK,
+                "text/plain",
+                format!("{} {sum}", body.len()),
+            )
+        };
+        let server = tokio::spawn(serve(listener, opts, handler, shutdown));
+        let mut c = tokio::io::BufReader::new(tokio::net::TcpStream::connect(addr).await.unwrap());
+        for n in [3 << 20, 10, READ_BUF_MAX * 5 + 7] {
+            let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let head = format!("POST /write HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n");
+            c.get_mut().write_all(head.as_bytes()).await.unwrap();
+            c.get_mut().write_all(&body).await.unwrap();
+            let (mut line, mut len) = (String::new(), 0);
+            while line != "\r\n" {
+                line.clear();
+                c.read_line(&mut line).await.unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length: ") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut answer = vec![0; len];
+            c.read_exact(&mut answer).await.unwrap();
+            let sum: u64 = body.iter().map(|&b| u64::from(b)).sum();
+            assert_eq!(String::from_utf8(answer).unwrap(), format!("{n} {sum}"));
+        }
+        drop(c);
+        stop.send(true).unwrap();
+        server.await.unwrap();
     }
 
     #[test]
