@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
+use crate::codec::series_memo::{Miss, SeriesMemo};
 use crate::common::server::normalize_address;
 use crate::config_types::{Duration as Dur, Size};
 use crate::model::{Metric, Str, ValueType, now_ns};
@@ -243,22 +244,42 @@ struct Parsed {
     samples: Vec<Sample>,
     events: Vec<Metric>,
     /// Measurement, field and tags of the buckets seen: senders repeat a few buckets, and
-    /// sanitising them and applying the templates costs more than the lookup.
-    buckets: HashMap<Box<str>, (Str, Str, Tags)>,
+    /// sanitising them and applying the templates costs more than the lookup. The memo keeps
+    /// buckets of up to `series_memo::MAX_KEY` bytes.
+    buckets: SeriesMemo<(Str, Str, Tags)>,
     /// About what `buckets` takes in memory.
     buckets_bytes: usize,
 }
 
-/// What a parser task's memo of buckets may take (once it would take more, it starts over),
-/// and the longest bucket it keeps: senders of ever-new or huge buckets cannot grow it.
+impl Parsed {
+    /// Keeps what `bucket`, which the memo missed, parsed into; starts the memo over first
+    /// when that would take it past `MAX_BUCKETS_BYTES`.
+    fn remember(&mut self, bucket: &str, miss: Miss, parsed: &(Str, Str, Tags)) {
+        let bytes = bucket_bytes(bucket, &parsed.2);
+        if self.buckets_bytes + bytes > MAX_BUCKETS_BYTES {
+            self.buckets.clear();
+        }
+        // (Also emptied by `room` when it holds as many buckets as it may.)
+        let Some(at) = self.buckets.room(bucket.as_bytes(), miss) else {
+            return;
+        };
+        if self.buckets.is_empty() {
+            self.buckets_bytes = 0;
+        }
+        self.buckets_bytes += bytes;
+        self.buckets.insert(bucket.as_bytes(), at, parsed.clone());
+    }
+}
+
+/// What a parser task's memo of buckets may take: a bucket with dozens of tags takes 48
+/// bytes a tag there, so its count alone does not bound it.
 const MAX_BUCKETS_BYTES: usize = 1 << 20;
-const MAX_BUCKET_LEN: usize = 256;
 
 /// About what a bucket and its parse take in the memo (a name or tag longer than a small
 /// string's inline room takes at most the bucket's length once more).
 fn bucket_bytes(bucket: &str, tags: &Tags) -> usize {
     2 * bucket.len()
-        + std::mem::size_of::<(Box<str>, (Str, Str, Tags))>()
+        + std::mem::size_of::<(u64, u64, (Str, Str, Tags))>()
         + tags.len() * std::mem::size_of::<(Str, Str)>()
 }
 
@@ -361,22 +382,20 @@ impl Parser {
                 }
             }
         }
-        let long;
-        let (name, field, bucket_tags) = if bucket.len() > MAX_BUCKET_LEN {
-            long = self.parse_name(bucket)?;
-            &long
-        } else {
-            if !out.buckets.contains_key(bucket) {
-                let parsed = self.parse_name(bucket)?;
-                let bytes = bucket_bytes(bucket, &parsed.2);
-                if out.buckets_bytes + bytes > MAX_BUCKETS_BYTES {
-                    out.buckets.clear();
-                    out.buckets_bytes = 0;
+        let looked = out
+            .buckets
+            .looking()
+            .then(|| out.buckets.find(bucket.as_bytes()));
+        let fresh;
+        let (name, field, bucket_tags) = match looked {
+            Some(Ok(i)) => out.buckets.get(i),
+            looked => {
+                fresh = self.parse_name(bucket)?;
+                if let Some(Err(miss)) = looked {
+                    out.remember(bucket, miss, &fresh);
                 }
-                out.buckets_bytes += bytes;
-                out.buckets.insert(bucket.into(), parsed);
+                &fresh
             }
-            &out.buckets[bucket]
         };
         for v in values {
             let mut segs = v.split('|');
@@ -1633,6 +1652,8 @@ mod tests {
 
     #[test]
     fn a_remembered_bucket_parses_as_a_new_one_and_the_memo_is_bounded() {
+        use crate::codec::series_memo::MAX_KEY;
+        let kept_in = |v: &mut Parsed, bucket: &str| v.buckets.find(bucket.as_bytes()).ok();
         let mut p = parser(true);
         p.templates = Templates::new(&["api.* measurement.host.field dc=eu".into()], "_").unwrap();
         let line = "api.web1.latency,zone=z:12|ms|#team:core";
@@ -1643,7 +1664,7 @@ mod tests {
         p.parse_line(line, None, 5, &mut kept).unwrap();
         p.parse_line("api.web1.latency,zone=z:3|c|#team:web", None, 5, &mut kept)
             .unwrap();
-        assert_eq!(kept.buckets.len(), 1);
+        assert!(kept_in(&mut kept, "api.web1.latency,zone=z").is_some());
         assert_eq!(kept.samples[0], fresh.samples[0]);
         let second = &kept.samples[1];
         assert_eq!(
@@ -1668,30 +1689,39 @@ mod tests {
         // A bucket that fails is not remembered, and fails again.
         assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
         assert!(p.parse_line(",zone=z:1|c", None, 5, &mut kept).is_err());
-        assert_eq!(kept.buckets.len(), 1);
+        assert!(kept_in(&mut kept, ",zone=z").is_none());
         // Buckets of many tags (about 2.5 kB each in the memo), far past its budget: it
         // starts over, keeps count of what it holds, and every line still parses.
         let tags: String = (0..40).map(|t| format!(",t{t:02}=v")).collect();
-        for i in 0..1000 {
-            let bucket = format!("b{i}{tags}");
-            assert!(bucket.len() <= MAX_BUCKET_LEN);
+        let buckets: Vec<String> = (0..1000).map(|i| format!("b{i}{tags}")).collect();
+        for bucket in &buckets {
+            assert!(bucket.len() <= MAX_KEY);
             p.parse_line(&format!("{bucket}:1|c"), None, 5, &mut kept)
                 .unwrap();
         }
         assert!(kept.buckets_bytes <= MAX_BUCKETS_BYTES);
-        assert!(kept.buckets.len() < 1000, "the memo started over");
-        let counted: usize = kept
-            .buckets
+        let held: Vec<&String> = buckets
             .iter()
-            .map(|(b, v)| bucket_bytes(b, &v.2))
+            .filter(|b| kept_in(&mut kept, b).is_some())
+            .collect();
+        assert!(
+            !held.is_empty() && held.len() < 1000,
+            "the memo started over"
+        );
+        let counted: usize = held
+            .iter()
+            .map(|b| {
+                let i = kept_in(&mut kept, b).unwrap();
+                bucket_bytes(b, &kept.buckets.get(i).2)
+            })
             .sum();
         assert_eq!(counted, kept.buckets_bytes);
         assert_eq!(kept.samples.len(), 2 + 1000);
         let last = kept.samples.last().unwrap();
         assert_eq!((last.name.as_str(), last.tags.len()), ("b999", 41));
-        // A bucket longer than MAX_BUCKET_LEN parses but is not remembered.
+        // A bucket longer than the memo's longest key parses but is not remembered.
         let (p, mut v) = (parser(false), Parsed::default());
-        let name = "x".repeat(MAX_BUCKET_LEN + 1);
+        let name = "x".repeat(MAX_KEY + 1);
         p.parse_line(&format!("{name},k=v:1|g"), None, 5, &mut v)
             .unwrap();
         assert!(v.buckets.is_empty());
