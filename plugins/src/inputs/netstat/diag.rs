@@ -16,7 +16,7 @@ const NLMSG_HDRLEN: usize = 16;
 /// which the kernel lists with SYN_RECV), the sockets /proc/net/tcp lists. Not
 /// TCP_BOUND_INACTIVE (13, kernels from 6.8): bound sockets that neither listen nor connect,
 /// reported in state CLOSE; asking for them also walks the bind hash table, about a third
-/// more kernel time per dump. UDP sockets are in CLOSE or ESTABLISHED: all of them count.
+/// more kernel time per dump.
 const STATES: u32 = ((1 << 13) - 1) & !1;
 
 /// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then a 48-byte sockid.

@@ -1,6 +1,7 @@
 //! `inputs.netstat`: TCP sockets by state and the UDP socket count, with Telegraf's netstat
-//! field names. From the kernel's sock_diag netlink interface when reading this host's /proc
-//! (much cheaper), else, or if netlink fails, from /proc/net/{tcp,tcp6,udp,udp6}.
+//! field names. When reading this host's /proc, TCP states come from the kernel's sock_diag
+//! netlink interface and the UDP count from /proc/net/sockstat{,6} (much cheaper); else, or if
+//! those fail, both come from /proc/net/{tcp,tcp6,udp,udp6}.
 
 mod diag;
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use crate::common::procfs::ProcFile;
 use crate::inputs::host::{self, HostPaths, metric, push};
 use crate::model::ValueType;
 use crate::plugin::{Accumulator, BuildContext, Input, InputPlugin};
@@ -58,6 +60,8 @@ const MAX_LINE: usize = 512;
 
 struct Netstat {
     files: [(PathBuf, bool); 4],
+    /// /proc/net/sockstat and sockstat6, for the UDP count when netlink is used.
+    sockstat: [ProcFile; 2],
     buf: String,
     /// Netlink sees the network namespace of this process, so it is used only when /proc is
     /// our own; dropped for good (logged once) on its first failure.
@@ -87,6 +91,10 @@ impl Netstat {
                 (paths.proc("net/udp"), false),
                 (paths.proc("net/udp6"), false),
             ],
+            sockstat: [
+                ProcFile::new(paths.proc("net/sockstat")),
+                ProcFile::new(paths.proc("net/sockstat6")),
+            ],
             buf: String::new(),
         }
     }
@@ -95,8 +103,14 @@ impl Netstat {
         let mut tcp = [0i64; 13];
         let mut udp = 0i64;
         if let Some(d) = &mut self.diag {
-            match count_netlink(d, &mut tcp, &mut udp) {
-                Ok(unknown) => {
+            let counted = count_tcp_netlink(d, &mut tcp).and_then(|unknown| {
+                Ok((
+                    unknown,
+                    count_udp_sockstat(&mut self.sockstat, &mut self.buf)?,
+                ))
+            });
+            match counted {
+                Ok((unknown, udp)) => {
                     if unknown > 0 {
                         acc.add_error(format!(
                             "netlink: {unknown} sockets with no known TCP state"
@@ -106,9 +120,9 @@ impl Netstat {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "netstat: sock_diag netlink failed, reading /proc/net from now on");
+                    tracing::warn!(error = %e, "netstat: sock_diag netlink failed, reading /proc/net/{{tcp,udp}}{{,6}} from now on");
                     self.diag = None;
-                    (tcp, udp) = ([0; 13], 0);
+                    tcp = [0; 13];
                 }
             }
         }
@@ -152,21 +166,38 @@ impl Netstat {
     }
 }
 
-/// TCP sockets by state and all UDP sockets, v4 and v6; returns the count of unknown states.
-fn count_netlink(d: &mut diag::Diag, tcp: &mut [i64; 13], udp: &mut i64) -> std::io::Result<usize> {
-    const BOTH: u8 = libc::AF_UNSPEC as u8;
-    const V4: u8 = libc::AF_INET as u8;
-    const V6: u8 = libc::AF_INET6 as u8;
-    const TCP: u8 = libc::IPPROTO_TCP as u8;
-    const UDP: u8 = libc::IPPROTO_UDP as u8;
-    // One walk of the TCP hash tables for both families (each walk costs ~0.5 ms on a host
-    // whose established table has 256 Ki buckets, however few sockets are open).
-    let mut unknown = d.count(BOTH, TCP, tcp)?;
-    // UDP sockets are in state CLOSE, or ESTABLISHED once connected: every one counts.
-    let mut u = [0i64; 256];
-    unknown += d.count(V4, UDP, &mut u)? + d.count(V6, UDP, &mut u)?;
-    *udp = u.iter().sum();
-    Ok(unknown)
+/// TCP sockets by state, v4 and v6; returns the count of unknown states.
+fn count_tcp_netlink(d: &mut diag::Diag, tcp: &mut [i64; 13]) -> std::io::Result<usize> {
+    // One walk of the TCP hash tables for both families. It costs about 2 ms on a host whose
+    // established table has 256 Ki buckets, however few sockets are open.
+    d.count(libc::AF_UNSPEC as u8, libc::IPPROTO_TCP as u8, tcp)
+}
+
+/// All UDP sockets, v4 and v6: the `inuse` counts of /proc/net/sockstat{,6}. The kernel counts
+/// a UDP socket there while it is in its hash table, which is what /proc/net/udp{,6} and a
+/// sock_diag dump list; reading two counters costs far less than dumping the table. No
+/// sockstat6: no IPv6.
+fn count_udp_sockstat(files: &mut [ProcFile; 2], buf: &mut String) -> std::io::Result<i64> {
+    let mut udp = 0;
+    for (file, key) in files.iter_mut().zip(["\nUDP: inuse ", "\nUDP6: inuse "]) {
+        match file.read(buf) {
+            Ok(()) => {}
+            Err(e) if key.contains('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        let n = buf
+            .find(key)
+            .and_then(|at| buf[at + key.len()..].split_ascii_whitespace().next())
+            .and_then(|n| n.parse::<i64>().ok());
+        udp += n.ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{}: no {} count",
+                file.path().display(),
+                key.trim()
+            ))
+        })?;
+    }
+    Ok(udp)
 }
 
 fn emit(acc: &mut Accumulator, tcp: &[i64; 13], udp: i64) {
@@ -242,6 +273,35 @@ mod tests {
             acc.metrics[0].field("udp_socket"),
             Some(&FieldValue::Int(0))
         );
+    }
+
+    #[test]
+    fn udp_count_from_sockstat_v4_and_v6() {
+        let dir = crate::common::test_dir::TestDir::new("netstat-sockstat");
+        let files = || {
+            [
+                ProcFile::new(dir.join("sockstat")),
+                ProcFile::new(dir.join("sockstat6")),
+            ]
+        };
+        let count = || count_udp_sockstat(&mut files(), &mut String::new());
+        std::fs::write(
+            dir.join("sockstat"),
+            "sockets: used 40\nTCP: inuse 3 orphan 0 tw 1 alloc 5 mem 1\nUDP: inuse 7 mem 2\nUDPLITE: inuse 4\n",
+        )
+        .unwrap();
+        // No sockstat6: IPv6 is off, not an error.
+        assert_eq!(count().unwrap(), 7);
+        std::fs::write(
+            dir.join("sockstat6"),
+            "TCP6: inuse 2\nUDP6: inuse 5\nUDPLITE6: inuse 9\nRAW6: inuse 0\n",
+        )
+        .unwrap();
+        assert_eq!(count().unwrap(), 12);
+        // A file without the count is an error (the input then reads /proc/net/udp{,6}).
+        std::fs::write(dir.join("sockstat6"), "TCP6: inuse 2\nUDP6: inuse x\n").unwrap();
+        let e = count().unwrap_err().to_string();
+        assert!(e.contains("sockstat6: no UDP6: inuse count"), "{e}");
     }
 
     #[test]
@@ -326,6 +386,13 @@ mod netlink_tests {
         let _u6 = UdpSocket::bind("[::1]:0").ok();
         let v = UdpSocket::bind("127.0.0.1:0").unwrap();
         v.connect(u.local_addr().unwrap()).unwrap();
+        // Dual-stack, and not bound at all (in no hash table, so in neither count).
+        let _any6 = UdpSocket::bind("[::]:0").ok();
+        // SAFETY: a new socket, closed when the test ends.
+        let _unbound = unsafe {
+            use std::os::fd::FromRawFd;
+            std::os::fd::OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0))
+        };
         // Other tests of this binary and other processes open and close sockets meanwhile:
         // accept a /proc reading that equals the netlink readings taken just before and after.
         let mut last = None;
