@@ -71,6 +71,8 @@ struct Processes {
     listed_at_forks: Option<u64>,
     /// The directory is procfs (a fixture tree's stat never changes: it is always listed).
     on_procfs: bool,
+    /// Each process's main-thread stat is read (see [`stat_rel_path`]): procfs that has them.
+    main_thread_stat: bool,
     /// Gathers since the directory was last listed.
     unlisted: u32,
 }
@@ -94,6 +96,7 @@ impl Processes {
             stat: SharedFile::new(paths.proc("stat")),
             listed_at_forks: None,
             on_procfs: false,
+            main_thread_stat: false,
             unlisted: 0,
         }
     }
@@ -176,14 +179,20 @@ impl Processes {
         // SAFETY: a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         self.on_procfs = is_on_procfs(&fd);
+        // pid 1 is in every pid namespace; a procfs without task directories (or one that
+        // hides pid 1) gets the whole-process files rather than nothing.
+        // SAFETY: fd is open and the path NUL-terminated.
+        self.main_thread_stat = self.on_procfs
+            && unsafe { libc::faccessat(fd.as_raw_fd(), c"1/task/1/stat".as_ptr(), libc::R_OK, 0) }
+                == 0;
         Ok(self.dir.insert(fd).as_raw_fd())
     }
 
     /// Counts the processes whose stat files are kept, dropping those that are gone (no task
     /// was created since they were listed, so no pid has been reused).
     fn recount(&mut self, c: &mut Counts) {
-        let (buf, proc, on_procfs) = (&mut self.buf, &self.proc, self.on_procfs);
-        let path = |pid: &u32| stat_path(proc, pid.to_string().as_bytes(), on_procfs);
+        let (buf, proc, main) = (&mut self.buf, &self.proc, self.main_thread_stat);
+        let path = |pid: &u32| stat_path(proc, pid.to_string().as_bytes(), main);
         self.kept
             .retain(|pid, (fd, _)| match pread0(fd.as_raw_fd(), buf) {
                 Ok(len) => {
@@ -251,7 +260,7 @@ impl Processes {
                 let Some(pid) = parse_u64(name).and_then(|p| u32::try_from(p).ok()) else {
                     continue;
                 };
-                let path = stat_rel_path(name, self.on_procfs);
+                let path = stat_rel_path(name, self.main_thread_stat);
                 let kept = Kept {
                     files: &mut self.kept,
                     max: self.max_kept,
@@ -278,23 +287,23 @@ impl Processes {
     }
 
     fn stat_path(&self, pid: &[u8]) -> String {
-        stat_path(&self.proc, pid, self.on_procfs)
+        stat_path(&self.proc, pid, self.main_thread_stat)
     }
 }
 
 /// The stat file of `pid`, for messages.
-fn stat_path(proc: &Path, pid: &[u8], on_procfs: bool) -> String {
-    let rel = stat_rel_path(pid, on_procfs);
+fn stat_path(proc: &Path, pid: &[u8], main_thread: bool) -> String {
+    let rel = stat_rel_path(pid, main_thread);
     let rel = &rel[..memchr::memchr(0, &rel).unwrap_or(rel.len())];
     format!("{}/{}", proc.display(), String::from_utf8_lossy(rel))
 }
 
 /// The stat file of `pid` (at most 20 digits), NUL-terminated, relative to the /proc
-/// directory. On procfs it is the main thread's, `<pid>/task/<pid>/stat`: the same state and
+/// directory. With `main_thread` (procfs) it is the main thread's, `<pid>/task/<pid>/stat`: the same state and
 /// num_threads as `<pid>/stat`, which the kernel produces by also summing the CPU times and
 /// fault counts of every thread of the process. Here that is a tenth less kernel time per
 /// process, and more for processes with many threads.
-fn stat_rel_path(pid: &[u8], on_procfs: bool) -> [u8; 64] {
+fn stat_rel_path(pid: &[u8], main_thread: bool) -> [u8; 64] {
     let mut path = [0u8; 64];
     let mut at = 0;
     let mut put = |s: &[u8]| {
@@ -302,7 +311,7 @@ fn stat_rel_path(pid: &[u8], on_procfs: bool) -> [u8; 64] {
         at += s.len();
     };
     put(pid);
-    if on_procfs {
+    if main_thread {
         put(b"/task/");
         put(pid);
     }
@@ -519,7 +528,7 @@ mod tests {
         let pid = child.id();
         let mut p = Processes::new(&HostPaths::default());
         let dir = p.dir_fd().unwrap();
-        assert!(p.on_procfs);
+        assert!(p.main_thread_stat);
         let path = stat_rel_path(pid.to_string().as_bytes(), true);
         let state = |p: &mut Processes| {
             let kept = Kept {
@@ -659,7 +668,7 @@ mod tests {
         assert!(p.listed_at_forks.is_some_and(|n| n > 0));
         let mut f = Processes::new(&fixture("modern"));
         f.gather_sync(&mut Accumulator::new(1));
-        assert!(!f.on_procfs);
+        assert!(!f.on_procfs && !f.main_thread_stat);
         assert_eq!(f.listed_at_forks, None);
     }
 
