@@ -480,7 +480,24 @@ fn apache_fields_match_server_status() {
     let apache = Apache::start();
     let addr = apache.addr();
     let dir = TempDir::new("apache-e2e");
-    let before = auto_page(&addr, "/server-status?auto");
+    // A fresh Apache leaves out ReqPerSec and BytesPerSec until it has been up a second, and
+    // CPULoad until its processes have used CPU: wait for them, so that sonde's page and the
+    // one read after it have the same lines.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let page = auto_page(&addr, "/server-status?auto");
+        if ["ReqPerSec", "BytesPerSec", "CPULoad"]
+            .iter()
+            .all(|k| page.contains_key(*k))
+        {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status page never complete: {page:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let accesses: u64 = before["TotalAccesses"].parse().unwrap();
     const N: u64 = 7;
     for _ in 0..N {
