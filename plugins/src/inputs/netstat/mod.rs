@@ -120,7 +120,7 @@ impl Netstat {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "netstat: sock_diag netlink failed, reading /proc/net/{{tcp,udp}}{{,6}} from now on");
+                    tracing::warn!(error = %e, "netstat: counting from sock_diag and sockstat failed, reading /proc/net/{{tcp,udp}}{{,6}} from now on");
                     self.diag = None;
                     tcp = [0; 13];
                 }
@@ -183,7 +183,10 @@ fn count_udp_sockstat(files: &mut [ProcFile; 2], buf: &mut String) -> std::io::R
         match file.read(buf) {
             Ok(()) => {}
             Err(e) if key.contains('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                let at = file.path().display();
+                return Err(std::io::Error::new(e.kind(), format!("{at}: {e}")));
+            }
         }
         let n = buf
             .find(key)
@@ -285,6 +288,9 @@ mod tests {
             ]
         };
         let count = || count_udp_sockstat(&mut files(), &mut String::new());
+        // No sockstat: an error naming the file.
+        let e = count().unwrap_err().to_string();
+        assert!(e.contains("sockstat: No such file"), "{e}");
         std::fs::write(
             dir.join("sockstat"),
             "sockets: used 40\nTCP: inuse 3 orphan 0 tw 1 alloc 5 mem 1\nUDP: inuse 7 mem 2\nUDPLITE: inuse 4\n",

@@ -299,10 +299,10 @@ fn stat_path(proc: &Path, pid: &[u8], main_thread: bool) -> String {
 }
 
 /// The stat file of `pid` (at most 20 digits), NUL-terminated, relative to the /proc
-/// directory. With `main_thread` (procfs) it is the main thread's, `<pid>/task/<pid>/stat`: the same state and
-/// num_threads as `<pid>/stat`, which the kernel produces by also summing the CPU times and
-/// fault counts of every thread of the process. Here that is a tenth less kernel time per
-/// process, and more for processes with many threads.
+/// directory. With `main_thread` (procfs) it is the main thread's, `<pid>/task/<pid>/stat`:
+/// the same state and num_threads as `<pid>/stat`, which the kernel writes by also adding up
+/// the CPU times and fault counts of every thread of the process. That is 8% of this input's
+/// CPU on a host of 66 processes, and more where processes have many threads.
 fn stat_rel_path(pid: &[u8], main_thread: bool) -> [u8; 64] {
     let mut path = [0u8; 64];
     let mut at = 0;
