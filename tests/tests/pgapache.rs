@@ -483,21 +483,14 @@ fn apache_fields_match_server_status() {
     // A fresh Apache leaves out ReqPerSec and BytesPerSec until it has been up a second, and
     // CPULoad until its processes have used CPU: wait for them, so that sonde's page and the
     // one read after it have the same lines.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let before = loop {
-        let page = auto_page(&addr, "/server-status?auto");
-        if ["ReqPerSec", "BytesPerSec", "CPULoad"]
+    let mut before = BTreeMap::new();
+    let complete = wait_until(Duration::from_secs(30), || {
+        before = auto_page(&addr, "/server-status?auto");
+        ["ReqPerSec", "BytesPerSec", "CPULoad"]
             .iter()
-            .all(|k| page.contains_key(*k))
-        {
-            break page;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "status page never complete: {page:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+            .all(|k| before.contains_key(*k))
+    });
+    assert!(complete, "status page never complete: {before:?}");
     let accesses: u64 = before["TotalAccesses"].parse().unwrap();
     const N: u64 = 7;
     for _ in 0..N {
